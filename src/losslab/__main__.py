@@ -1,0 +1,6 @@
+"""`python -m losslab ...` is `train ...` (the form torchrun needs: `torchrun -m losslab ...`)."""
+
+from losslab.cli import train
+
+if __name__ == "__main__":
+    train()

@@ -1,0 +1,78 @@
+"""Console entry points: `train` (the Hydra app) and `losslab` (commands on finished runs)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from losslab.config import config_dir
+from losslab.errors import LosslabError
+from losslab.plots import redraw_run
+from losslab.sweep import summarize_sweep
+from losslab.train import run
+
+log = logging.getLogger("losslab")
+
+
+@hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")
+def _train_app(cfg: DictConfig) -> float | None:
+    """One training run; returns the best monitored value (what Hydra sweepers optimise).
+
+    In a multirun a failing job is logged and recorded (summary.json says failed) but does not
+    stop the sweep; a single run exits non-zero.
+    """
+    multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+    try:
+        result = run(cfg)
+    except LosslabError as error:
+        log.error("%s", error)
+        if multirun:
+            return None
+        sys.exit(1)
+    except Exception:
+        if not multirun:
+            raise
+        log.exception("this job failed; the sweep goes on")
+        return None
+    return result.summary["best"].get(cfg.trainer.monitor)
+
+
+def train() -> None:
+    """`train [overrides]`: see `train --help` for the config groups."""
+    _train_app()
+
+
+class SweepSummaryCallback(Callback):
+    """Writes sweep_summary.csv and sweep_curves.png into the sweep folder when a multirun ends."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        rows = summarize_sweep(sweep_dir)
+        for row in rows:
+            log.info("job %s [%s]: %s, best val loss %s", row["job"], row["overrides"], row["status"],
+                     "n/a" if row["best_val_loss"] is None else f"{row['best_val_loss']:.4f}")
+        log.info("sweep summary: %s, curves: %s", sweep_dir / "sweep_summary.csv", sweep_dir / "sweep_curves.png")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`losslab COMMAND ...`: commands on finished runs (no training)."""
+    parser = argparse.ArgumentParser(prog="losslab", description="Commands on finished losslab runs.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    plot = commands.add_parser("plot", help="re-draw a run's loss_curves.png from its metrics.csv")
+    plot.add_argument("run_dir", type=Path, help="a run folder (holding metrics.csv)")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "plot":
+            print(redraw_run(args.run_dir))
+    except LosslabError as error:
+        print(f"losslab {args.command}: error: {error}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,225 @@
+"""Dataclass schemas of every config group, registered in Hydra's ConfigStore.
+
+Each YAML option under conf/ starts from one of these schemas (its defaults list names
+`/schema/<group>/<kind>`), so a wrong type or an unknown key fails at composition with Hydra's
+own message. Polymorphic groups (optimizer, scheduler, loss components) have one schema per kind.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig
+
+
+def config_dir() -> Path:
+    """The folder holding train.yaml: inside the package for a wheel, ./conf for a checkout."""
+    packaged = Path(__file__).parent / "conf"
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parents[2] / "conf"
+
+
+class Arch(Enum):
+    faster_rcnn = "faster_rcnn"
+    mask_rcnn = "mask_rcnn"
+    retinanet = "retinanet"
+
+
+class Backbone(Enum):
+    resnet18_fpn = "resnet18_fpn"
+    resnet50_fpn = "resnet50_fpn"
+    mobilenet_v3_fpn = "mobilenet_v3_fpn"
+
+
+class Mode(Enum):
+    min = "min"
+    max = "max"
+
+
+@dataclass
+class ModelConfig:
+    arch: Arch = MISSING
+    backbone: Backbone = Backbone.resnet18_fpn
+    pretrained: bool = False
+    trainable_backbone_layers: int | None = None
+    min_size: int = 128
+    max_size: int = 128
+    box_batch_size_per_image: int = 128
+
+
+@dataclass
+class LossComponentConfig:
+    name: str = MISSING
+
+
+@dataclass
+class FocalLossConfig(LossComponentConfig):
+    name: str = "focal"
+    alpha: float = 0.25
+    gamma: float = 2.0
+
+
+@dataclass
+class LossWeights:
+    classification: float = 1.0
+    box_regression: float = 1.0
+    objectness: float = 1.0
+    rpn_box_regression: float = 1.0
+    mask: float = 1.0
+
+
+@dataclass
+class LossConfig:
+    cls: LossComponentConfig = MISSING
+    box: LossComponentConfig = MISSING
+    objectness: LossComponentConfig = MISSING
+    mask: LossComponentConfig = MISSING
+    weights: LossWeights = field(default_factory=LossWeights)
+
+
+@dataclass
+class DataConfig:
+    name: str = MISSING
+    batch_size: int = 4
+    num_workers: int = 0
+
+
+@dataclass
+class ShapesDataConfig(DataConfig):
+    name: str = "shapes"
+    num_images: int = 80
+    image_size: int = 128
+    min_objects: int = 1
+    max_objects: int = 4
+    seed: int = 0
+
+
+@dataclass
+class SplitConfig:
+    train: float = 0.6
+    val: float = 0.2
+    test: float = 0.2
+    seed: int = 0
+
+
+@dataclass
+class AugmentConfig:
+    horizontal_flip: float = 0.0
+
+
+@dataclass
+class OptimizerConfig:
+    _target_: str = MISSING
+    lr: float = MISSING
+    weight_decay: float = 0.0
+
+
+@dataclass
+class SGDConfig(OptimizerConfig):
+    _target_: str = "torch.optim.SGD"
+    lr: float = 0.01
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 1e-4
+
+
+@dataclass
+class AdamWConfig(OptimizerConfig):
+    _target_: str = "torch.optim.AdamW"
+    lr: float = 1e-3
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+    weight_decay: float = 1e-4
+
+
+@dataclass
+class SchedulerConfig:
+    _target_: str = MISSING
+    warmup_iters: int = 0
+    warmup_factor: float = 0.001
+
+
+@dataclass
+class ConstantSchedulerConfig(SchedulerConfig):
+    _target_: str = "torch.optim.lr_scheduler.ConstantLR"
+    factor: float = 1.0
+    total_iters: int = 0
+
+
+@dataclass
+class StepSchedulerConfig(SchedulerConfig):
+    _target_: str = "torch.optim.lr_scheduler.StepLR"
+    step_size: int = 3
+    gamma: float = 0.1
+
+
+@dataclass
+class TrainerConfig:
+    max_epochs: int = 6
+    device: str = "auto"
+    seed: int = 0
+    progress: bool = True
+    monitor: str = "val/loss"
+    mode: Mode = Mode.min
+    checkpoints: bool = True
+
+
+@dataclass
+class LoggerConfig:
+    pass
+
+
+@dataclass
+class TrainConfig:
+    model: ModelConfig = MISSING
+    loss: LossConfig = MISSING
+    data: DataConfig = MISSING
+    split: SplitConfig = MISSING
+    augment: AugmentConfig = MISSING
+    optimizer: OptimizerConfig = MISSING
+    scheduler: SchedulerConfig = MISSING
+    trainer: TrainerConfig = MISSING
+    logger: LoggerConfig = MISSING
+    run_dir: str | None = None
+
+
+SCHEMAS: dict[str, type] = {
+    "train": TrainConfig,
+    "model": ModelConfig,
+    "loss": LossConfig,
+    "loss_component/default": LossComponentConfig,
+    "loss_component/focal": FocalLossConfig,
+    "data/shapes": ShapesDataConfig,
+    "split": SplitConfig,
+    "augment": AugmentConfig,
+    "optimizer/sgd": SGDConfig,
+    "optimizer/adamw": AdamWConfig,
+    "scheduler/constant": ConstantSchedulerConfig,
+    "scheduler/step": StepSchedulerConfig,
+    "trainer": TrainerConfig,
+    "logger": LoggerConfig,
+}
+
+
+def register_schemas() -> None:
+    """Store every schema as `schema/<group>/<kind>`; YAML options extend them by name."""
+    store = ConfigStore.instance()
+    for name, node in SCHEMAS.items():
+        group, _, kind = name.rpartition("/")
+        store.store(group=f"schema/{group}".rstrip("/"), name=kind, node=node)
+
+
+register_schemas()
+
+
+def compose_config(overrides: list[str] | None = None) -> DictConfig:
+    """The config `train` would run with these command-line overrides (Hydra's compose API)."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        return compose(config_name="train", overrides=list(overrides or []))

@@ -1,0 +1,157 @@
+"""One training epoch and one validation-loss pass, with explicit arguments and no config.
+
+Both return per-image averages of the total loss and of every component under its common name
+(see COMPONENT_NAMES), weighting each batch by the number of images in it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Iterator
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+# torchvision's loss keys (R-CNN and RetinaNet) -> the names losslab logs
+COMPONENT_NAMES = {
+    "loss_classifier": "classification",
+    "loss_box_reg": "box_regression",
+    "loss_objectness": "objectness",
+    "loss_rpn_box_reg": "rpn_box_regression",
+    "loss_mask": "mask",
+    "classification": "classification",
+    "bbox_regression": "box_regression",
+}
+
+# Modules whose train mode changes the forward itself (running statistics, random masks).
+FROZEN_DURING_VALIDATION = (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm,
+                            nn.modules.dropout._DropoutNd)
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; carries where, and which components."""
+
+    def __init__(self, epoch: int, step: int, losses: dict[str, float]):
+        self.epoch, self.step, self.losses = epoch, step, losses
+        bad = [name for name, value in losses.items() if name != "loss" and not _finite(value)]
+        super().__init__(f"non-finite loss at epoch {epoch}, step {step}: {', '.join(bad) or 'loss'} "
+                         f"({', '.join(f'{k}={v:.4g}' for k, v in losses.items())})")
+
+
+def train_one_epoch(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loader: Iterable,
+    device: torch.device,
+    epoch: int,
+    progress: bool = True,
+    step_scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+) -> dict[str, float]:
+    """Train `model` for one pass over `loader`; return the per-image average of every loss.
+
+    `step_scheduler`, when given, is stepped after every optimizer step (learning-rate warmup).
+
+    Raises NonFiniteLossError before the optimizer step of a batch whose loss is NaN or infinite,
+    so the weights stay as they were after the last good step.
+    """
+    model.train()
+    average = RunningAverage()
+    bar = tqdm(loader, desc=f"epoch {epoch} train", leave=False, disable=not progress, dynamic_ncols=True)
+    for step, (images, targets) in enumerate(bar):
+        images, targets = to_device(images, targets, device)
+        losses = named_losses(model(images, targets))
+        values = average.add(losses, len(images))
+        if not _finite(values["loss"]):
+            raise NonFiniteLossError(epoch, step, values)
+        optimizer.zero_grad(set_to_none=True)
+        losses["loss"].backward()
+        optimizer.step()
+        if step_scheduler is not None:
+            step_scheduler.step()
+        bar.set_postfix(loss=f"{average.means()['loss']:.4f}", refresh=False)
+    return average.means()
+
+
+@torch.no_grad()
+def validation_loss(
+    model: nn.Module,
+    loader: Iterable,
+    device: torch.device | None = None,
+    seed: int = 0,
+    progress: bool = False,
+) -> dict[str, float]:
+    """The per-image average loss of `model` over `loader`, without changing the model.
+
+    torchvision returns losses only in train mode, so the forward runs in train mode under
+    no_grad with normalisation and dropout held in eval mode. Proposal sampling is random in
+    train mode; it runs on a forked RNG seeded with `seed`, so the same weights always give the
+    same value and the caller's random stream is left where it was.
+    """
+    device = device or next(model.parameters()).device
+    average = RunningAverage()
+    cuda_devices = [device.index or 0] if device.type == "cuda" else []
+    with loss_mode(model), torch.random.fork_rng(devices=cuda_devices):
+        torch.manual_seed(seed)
+        for images, targets in tqdm(loader, desc="validation", leave=False, disable=not progress,
+                                    dynamic_ncols=True):
+            images, targets = to_device(images, targets, device)
+            average.add(named_losses(model(images, targets)), len(images))
+    return average.means()
+
+
+@contextlib.contextmanager
+def loss_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Train mode for the forward, eval mode for normalisation and dropout; restores every
+    module's previous mode on exit."""
+    previous = {module: module.training for module in model.modules()}
+    model.train()
+    for module in model.modules():
+        if isinstance(module, FROZEN_DURING_VALIDATION):
+            module.eval()
+    try:
+        yield model
+    finally:
+        for module, training in previous.items():
+            module.training = training
+
+
+def named_losses(raw: dict[str, Tensor]) -> dict[str, Tensor]:
+    """torchvision's loss dict under losslab's component names, plus their sum as "loss"."""
+    losses = {COMPONENT_NAMES[key]: value for key, value in raw.items()}
+    losses["loss"] = sum(losses.values())
+    return losses
+
+
+def to_device(images, targets, device: torch.device) -> tuple[list[Tensor], list[dict]]:
+    non_blocking = device.type == "cuda"
+    images = [image.to(device, non_blocking=non_blocking) for image in images]
+    targets = [
+        {k: v.to(device, non_blocking=non_blocking) if isinstance(v, Tensor) else v for k, v in t.items()}
+        for t in targets
+    ]
+    return images, targets
+
+
+class RunningAverage:
+    """Per-image means of named scalar losses, each batch weighted by its number of images."""
+
+    def __init__(self):
+        self.sums: dict[str, float] = {}
+        self.count = 0
+
+    def add(self, losses: dict[str, Tensor], batch_size: int) -> dict[str, float]:
+        """Add one batch's losses (batch means); return them as floats."""
+        names = list(losses)
+        values = dict(zip(names, torch.stack([losses[n].detach().float() for n in names]).tolist(), strict=True))
+        for name, value in values.items():
+            self.sums[name] = self.sums.get(name, 0.0) + value * batch_size
+        self.count += batch_size
+        return values
+
+    def means(self) -> dict[str, float]:
+        return {name: total / max(1, self.count) for name, total in self.sums.items()}
+
+
+def _finite(value: float) -> bool:
+    return value == value and abs(value) != float("inf")

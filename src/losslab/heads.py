@@ -1,0 +1,139 @@
+"""torchvision's loss-computing heads, subclassed to call a `ComponentLosses` instead of their
+hard-coded losses. Sampling, matching, encoding and inference stay torchvision's own (inherited),
+parameter names are unchanged (state dicts load into stock models), and nothing in torchvision
+is patched: each subclass is built from the stock head it replaces.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torchvision.models.detection.retinanet import RetinaNetHead
+from torchvision.models.detection.roi_heads import RoIHeads
+from torchvision.models.detection.rpn import RegionProposalNetwork
+
+from losslab.losses import ComponentLosses
+
+
+class LossRPN(RegionProposalNetwork):
+    """The RPN with configurable objectness and box losses."""
+
+    def __init__(self, stock: RegionProposalNetwork, losses: ComponentLosses):
+        super().__init__(
+            stock.anchor_generator,
+            stock.head,
+            fg_iou_thresh=stock.proposal_matcher.high_threshold,
+            bg_iou_thresh=stock.proposal_matcher.low_threshold,
+            batch_size_per_image=stock.fg_bg_sampler.batch_size_per_image,
+            positive_fraction=stock.fg_bg_sampler.positive_fraction,
+            pre_nms_top_n=stock._pre_nms_top_n,
+            post_nms_top_n=stock._post_nms_top_n,
+            nms_thresh=stock.nms_thresh,
+            score_thresh=stock.score_thresh,
+        )
+        self.losses = losses
+
+    def compute_loss(
+        self, objectness: Tensor, pred_bbox_deltas: Tensor, labels: list[Tensor], regression_targets: list[Tensor]
+    ) -> tuple[Tensor, Tensor]:
+        sampled_pos, sampled_neg = self.fg_bg_sampler(labels)
+        positive = torch.where(torch.cat(sampled_pos))[0]
+        sampled = torch.cat([positive, torch.where(torch.cat(sampled_neg))[0]])
+        labels = torch.cat(labels)
+        regression_targets = torch.cat(regression_targets)
+        objectness_loss = self.losses.objectness(objectness.flatten()[sampled], labels[sampled])
+        box_loss = self.losses.rpn_box_regression(
+            pred_bbox_deltas[positive], regression_targets[positive], sampled.numel()
+        )
+        return objectness_loss, box_loss
+
+
+class LossRoIHeads(RoIHeads):
+    """The R-CNN box (and mask) heads with configurable classification, box and mask losses.
+
+    Inference is torchvision's; the training forward below follows torchvision's step for step
+    and differs only in which loss functions it calls.
+    """
+
+    def __init__(self, stock: RoIHeads, losses: ComponentLosses):
+        super().__init__(
+            stock.box_roi_pool,
+            stock.box_head,
+            stock.box_predictor,
+            fg_iou_thresh=stock.proposal_matcher.high_threshold,
+            bg_iou_thresh=stock.proposal_matcher.low_threshold,
+            batch_size_per_image=stock.fg_bg_sampler.batch_size_per_image,
+            positive_fraction=stock.fg_bg_sampler.positive_fraction,
+            bbox_reg_weights=stock.box_coder.weights,
+            score_thresh=stock.score_thresh,
+            nms_thresh=stock.nms_thresh,
+            detections_per_img=stock.detections_per_img,
+            mask_roi_pool=stock.mask_roi_pool,
+            mask_head=stock.mask_head,
+            mask_predictor=stock.mask_predictor,
+        )
+        self.losses = losses
+
+    def forward(self, features, proposals, image_shapes, targets=None):
+        if not self.training:
+            return super().forward(features, proposals, image_shapes, targets)
+        if targets is None:
+            raise ValueError("targets are needed in training mode")
+        proposals, matched_idxs, labels, regression_targets = self.select_training_samples(proposals, targets)
+        box_features = self.box_head(self.box_roi_pool(features, proposals, image_shapes))
+        class_logits, box_regression = self.box_predictor(box_features)
+        all_labels = torch.cat(labels)
+        losses = {
+            "loss_classifier": self.losses.classification(class_logits, all_labels),
+            "loss_box_reg": self.losses.box_regression(box_regression, all_labels, torch.cat(regression_targets)),
+        }
+        if self.has_mask():
+            # Masks are learned on positive proposals only, as in torchvision.
+            positive = [torch.where(image_labels > 0)[0] for image_labels in labels]
+            mask_proposals = [p[keep] for p, keep in zip(proposals, positive, strict=True)]
+            mask_matched_idxs = [m[keep] for m, keep in zip(matched_idxs, positive, strict=True)]
+            mask_features = self.mask_head(self.mask_roi_pool(features, mask_proposals, image_shapes))
+            mask_logits = self.mask_predictor(mask_features)
+            losses["loss_mask"] = self.losses.mask(
+                mask_logits,
+                mask_proposals,
+                [t["masks"] for t in targets],
+                [t["labels"] for t in targets],
+                mask_matched_idxs,
+            )
+        return [], losses
+
+
+class LossRetinaNetHead(RetinaNetHead):
+    """RetinaNet's head with configurable classification and box losses.
+
+    The per-image normalisation (divide by the number of foreground anchors, then average over
+    images) is torchvision's and is kept for every loss.
+    """
+
+    def __init__(self, in_channels: int, num_anchors: int, num_classes: int, losses: ComponentLosses):
+        super().__init__(in_channels, num_anchors, num_classes)
+        self.losses = losses
+
+    def compute_loss(self, targets, head_outputs, anchors, matched_idxs):
+        ignored = self.classification_head.BETWEEN_THRESHOLDS
+        box_coder = self.regression_head.box_coder
+        classification, box_regression = [], []
+        for target, logits, deltas, image_anchors, matched in zip(
+            targets, head_outputs["cls_logits"], head_outputs["bbox_regression"], anchors, matched_idxs, strict=True
+        ):
+            foreground = torch.where(matched >= 0)[0]
+            num_foreground = max(1, foreground.numel())
+            one_hot = torch.zeros_like(logits)
+            one_hot[foreground, target["labels"][matched[foreground]]] = 1.0
+            valid = matched != ignored
+            classification.append(self.losses.classification(logits[valid], one_hot[valid]) / num_foreground)
+            matched_boxes = target["boxes"][matched[foreground]]
+            box_regression.append(
+                self.losses.box_regression(deltas[foreground], image_anchors[foreground], matched_boxes, box_coder)
+                / num_foreground
+            )
+        return {
+            "classification": torch.stack(classification).sum() / len(targets),
+            "bbox_regression": torch.stack(box_regression).sum() / max(1, len(targets)),
+        }

@@ -1,0 +1,123 @@
+"""Loss-curve figures: one run's train/val curves per component, and a sweep's runs overlaid."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never needs a display
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from losslab.losses import COMPONENTS  # noqa: E402
+
+TRAIN_STYLE = {"color": "tab:blue", "marker": "o", "markersize": 3}
+VAL_STYLE = {"color": "tab:orange", "marker": "o", "markersize": 3}
+
+
+def _series(rows: list[dict], column: str) -> tuple[list[int], list[float]]:
+    """Epochs and finite values of `column` (non-finite values break the line instead of the axes)."""
+    points = [(r["epoch"], r[column]) for r in rows if isinstance(r.get(column), float)]
+    return [e for e, _ in points], [v if math.isfinite(v) else math.nan for _, v in points]
+
+
+def plot_loss_curves(rows: list[dict], path: Path, title: str = "", best_epoch: int | None = None) -> Path:
+    """Save loss_curves_figure(...) to `path`."""
+    return _save(loss_curves_figure(rows, title, best_epoch), path)
+
+
+def loss_curves_figure(rows: list[dict], title: str = "", best_epoch: int | None = None) -> Figure:
+    """Total train vs val loss, then one panel per component present, then the learning rate."""
+    panels = ["loss"] + [c for c in COMPONENTS if any(f"train/{c}" in r or f"val/{c}" in r for r in rows)]
+    has_lr = any("lr" in r for r in rows)
+    ncols = min(3, len(panels))
+    nrows = math.ceil(len(panels) / ncols) + (1 if has_lr else 0)
+    heights = [3] * math.ceil(len(panels) / ncols) + ([1.3] if has_lr else [])
+    fig = plt.figure(figsize=(4.2 * ncols, sum(heights) + 0.6), layout="constrained")
+    grid = fig.add_gridspec(nrows, ncols, height_ratios=heights)
+    for i, name in enumerate(panels):
+        ax = fig.add_subplot(grid[i // ncols, i % ncols])
+        for split, style in (("train", TRAIN_STYLE), ("val", VAL_STYLE)):
+            epochs, values = _series(rows, f"{split}/{name}")
+            if epochs:
+                ax.plot(epochs, values, label=split, **style)
+        if best_epoch is not None:
+            ax.axvline(best_epoch, color="gray", linestyle=":", linewidth=1, label=f"best (epoch {best_epoch})")
+        ax.set_title("total loss" if name == "loss" else name.replace("_", " "))
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        if i == 0:
+            ax.legend(fontsize=8)
+    if has_lr:
+        ax = fig.add_subplot(grid[-1, :])
+        epochs, values = _series(rows, "lr")
+        ax.plot(epochs, values, color="tab:green", marker=".", drawstyle="steps-post")
+        ax.set_ylabel("lr")
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_sweep_curves(runs: list[tuple[str, list[dict]]], path: Path, columns=("val/loss", "train/loss")) -> Path:
+    """Save sweep_figure(...) to `path`."""
+    return _save(sweep_figure(runs, columns), path)
+
+
+def sweep_figure(runs: list[tuple[str, list[dict]]], columns=("val/loss", "train/loss")) -> Figure:
+    """Each run's `columns` over epochs, one panel per column, one line per (label, rows) run."""
+    fig, axes = plt.subplots(1, len(columns), figsize=(6 * len(columns), 4.5), layout="constrained", squeeze=False)
+    for ax, column in zip(axes[0], columns, strict=True):
+        for label, rows in runs:
+            epochs, values = _series(rows, column)
+            if epochs:
+                ax.plot(epochs, values, marker="o", markersize=3, label=label)
+        ax.set_title(column)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="outside lower center", fontsize=8, ncols=min(3, len(labels)))
+    return fig
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    """Write the figure as PNG atomically (a reader never sees half a file), then free it."""
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
+def run_title(config: dict) -> str:
+    """'<arch> (<backbone>), loss: <non-default choices>' from a run's plain config."""
+    model, loss = config.get("model", {}), config.get("loss", {})
+    choices = [f"{key}={loss[key]['name']}" for key in ("cls", "box", "objectness", "mask")
+               if loss.get(key, {}).get("name", "default") != "default"]
+    return f"{model.get('arch', '?')} ({model.get('backbone', '?')}), loss: {', '.join(choices) or 'default'}"
+
+
+def redraw_run(run_dir: Path) -> Path:
+    """Re-draw RUN_DIR/loss_curves.png from its metrics.csv (and summary.json's best epoch)."""
+    import json
+
+    from omegaconf import OmegaConf
+
+    from losslab.errors import LosslabError
+    from losslab.history import read_metrics
+
+    metrics = run_dir / "metrics.csv"
+    if not metrics.is_file():
+        raise LosslabError(f"{metrics} does not exist; expected a losslab run folder (outputs/DATE/TIME).")
+    rows = read_metrics(metrics)
+    if not rows or "epoch" not in rows[0]:
+        raise LosslabError(f"{metrics} holds no epochs; expected one row per finished epoch.")
+    summary_path = run_dir / "summary.json"
+    best_epoch = json.loads(summary_path.read_text()).get("best_epoch") if summary_path.is_file() else None
+    config_path = run_dir / ".hydra" / "config.yaml"
+    title = run_title(OmegaConf.to_container(OmegaConf.load(config_path))) if config_path.is_file() else run_dir.name
+    return plot_loss_curves(rows, run_dir / "loss_curves.png", title=title, best_epoch=best_epoch)

@@ -1,0 +1,54 @@
+"""Summaries of a multirun folder: sweep_summary.csv and sweep_curves.png across its jobs."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from losslab.history import read_metrics
+from losslab.plots import plot_sweep_curves
+
+log = logging.getLogger(__name__)
+
+SUMMARY_COLUMNS = ("job", "overrides", "status", "best_epoch", "best_val_loss", "epochs_run", "diagnosis", "run_dir")
+
+
+def job_dirs(sweep_dir: Path) -> list[Path]:
+    """The job folders of a sweep (those Hydra wrote overrides for), in job-number order."""
+    found = [p.parent.parent for p in sweep_dir.glob("*/.hydra/overrides.yaml")]
+    return sorted(found, key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0, p.name))
+
+
+def job_summary(job_dir: Path) -> dict:
+    """One sweep_summary.csv row; a job without summary.json (killed, or never started) is 'failed'."""
+    overrides = OmegaConf.to_container(OmegaConf.load(job_dir / ".hydra" / "overrides.yaml"))
+    summary_path = job_dir / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {"status": "failed"}
+    return {
+        "job": job_dir.name,
+        "overrides": " ".join(overrides),
+        "status": summary.get("status"),
+        "best_epoch": summary.get("best_epoch"),
+        "best_val_loss": summary.get("best", {}).get("val/loss"),
+        "epochs_run": summary.get("epochs_run"),
+        "diagnosis": summary.get("diagnosis", {}).get("text"),
+        "run_dir": str(job_dir),
+    }
+
+
+def summarize_sweep(sweep_dir: Path) -> list[dict]:
+    """Write sweep_summary.csv and sweep_curves.png into `sweep_dir`; return the summary rows."""
+    jobs = job_dirs(sweep_dir)
+    rows = [job_summary(job) for job in jobs]
+    with (sweep_dir / "sweep_summary.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=SUMMARY_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    curves = [(row["overrides"] or row["job"], read_metrics(job / "metrics.csv"))
+              for row, job in zip(rows, jobs, strict=True) if (job / "metrics.csv").is_file()]
+    plot_sweep_curves(curves, sweep_dir / "sweep_curves.png")
+    return rows

@@ -1,0 +1,237 @@
+"""run(cfg): wire data, model, optimizer and the epoch loop, and write the run folder."""
+
+from __future__ import annotations
+
+import logging
+import math
+import platform
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import torch
+import torchvision
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import DataLoader
+
+from losslab.checkpoint import mirror_checkpoint, save_checkpoint
+from losslab.data import DetectionData, build_datasets, make_loaders
+from losslab.data.split import write_split
+from losslab.engine import NonFiniteLossError, train_one_epoch, validation_loss
+from losslab.errors import LosslabError
+from losslab.history import best_row, diagnose, metric_columns, write_json, write_metrics
+from losslab.models import build_model
+from losslab.plots import plot_loss_curves, run_title
+
+log = logging.getLogger(__name__)
+
+SHORT_NAMES = {"classification": "cls", "box_regression": "box", "objectness": "obj",
+               "rpn_box_regression": "rpn_box", "mask": "mask"}
+
+
+@dataclass
+class RunResult:
+    """What `run` returns: the per-epoch rows of metrics.csv, the run folder and the final status."""
+
+    history: list[dict]
+    run_dir: Path
+    status: str
+    summary: dict = field(default_factory=dict)
+
+
+def build_data(cfg: DictConfig) -> DetectionData:
+    """The configured dataset, split and augmented (train split only)."""
+    return build_datasets(
+        OmegaConf.to_container(cfg.data),
+        OmegaConf.to_container(cfg.split),
+        horizontal_flip=cfg.augment.horizontal_flip,
+    )
+
+
+def build_dataloaders(cfg: DictConfig, data: DetectionData | None = None) -> dict[str, DataLoader]:
+    """{"train", "val", "test"} DataLoaders yielding (images, targets) as torchvision expects."""
+    data = data or build_data(cfg)
+    device = resolve_device(cfg.trainer.device)
+    return make_loaders(data, cfg.data.batch_size, cfg.data.num_workers, seed=cfg.trainer.seed,
+                        pin_memory=device.type == "cuda")
+
+
+def build_schedulers(scheduler_cfg: DictConfig, optimizer: torch.optim.Optimizer):
+    """The configured per-epoch scheduler, and a per-step linear warmup (None when warmup_iters is 0).
+
+    Both are chainable torch schedulers: each multiplies the current lr, so during warmup the
+    effective lr is base_lr x epoch factor x warmup factor.
+    """
+    options = OmegaConf.to_container(scheduler_cfg)
+    warmup_iters, warmup_factor = options.pop("warmup_iters"), options.pop("warmup_factor")
+    scheduler = instantiate(options, optimizer=optimizer)
+    if warmup_iters <= 0:
+        return scheduler, None
+    warmup = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=warmup_factor, total_iters=warmup_iters)
+    return scheduler, warmup
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as error:
+        raise LosslabError(f"trainer.device={name!r} is not a device; expected auto, cpu, cuda or cuda:N.") from error
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise LosslabError(f"trainer.device={name} but CUDA is not available here; use trainer.device=cpu or auto.")
+    return device
+
+
+def resolve_run_dir(cfg: DictConfig) -> Path:
+    """cfg.run_dir if set, else Hydra's output folder, else a new outputs/DATE/TIME."""
+    if cfg.get("run_dir"):
+        return Path(cfg.run_dir)
+    if HydraConfig.initialized():
+        try:
+            return Path(HydraConfig.get().runtime.output_dir)
+        except Exception:  # composed with the compose API: there is no output folder
+            pass
+    return Path("outputs") / datetime.now().strftime("%Y-%m-%d/%H-%M-%S-%f")
+
+
+def prepare_run_dir(run_dir: Path, cfg: DictConfig) -> None:
+    if (run_dir / "metrics.csv").exists():
+        raise LosslabError(f"run folder {run_dir} already holds a run (metrics.csv); choose another run_dir "
+                           "so nothing is overwritten.")
+    (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
+    config_file = run_dir / ".hydra" / "config.yaml"
+    if not config_file.exists():  # Hydra writes it for `train`; the Python API writes it here
+        OmegaConf.save(cfg, config_file)
+
+
+def run(cfg: DictConfig) -> RunResult:
+    """Train the configured model; write metrics.csv, loss_curves.png, summary.json, split.json
+    and checkpoints into the run folder as the epochs go. Returns the history and final status."""
+    run_dir = resolve_run_dir(cfg)
+    prepare_run_dir(run_dir, cfg)
+    device = resolve_device(cfg.trainer.device)
+    torch.manual_seed(cfg.trainer.seed)
+    data = build_data(cfg)
+    write_split(run_dir / "split.json", data.split_ids, cfg.split.seed)
+    loaders = build_dataloaders(cfg, data)
+    model = build_model(cfg, num_classes=len(data.classes)).to(device)
+    optimizer = instantiate(cfg.optimizer, params=[p for p in model.parameters() if p.requires_grad])
+    scheduler, warmup = build_schedulers(cfg.scheduler, optimizer)
+    log.info("run folder %s | %s/%s, %d classes, %d train / %d val / %d test images, device %s",
+             run_dir, cfg.model.arch.value, cfg.model.backbone.value, len(data.classes),
+             len(data.train), len(data.val), len(data.test), device)
+
+    title = run_title(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
+    monitor, mode = cfg.trainer.monitor, cfg.trainer.mode.value
+    rows: list[dict] = []
+    best: dict | None = None
+    status, error = "completed", None
+    started = time.monotonic()
+    try:
+        for epoch in range(1, cfg.trainer.max_epochs + 1):
+            epoch_start = time.monotonic()
+            train_losses = train_one_epoch(model, optimizer, loaders["train"], device, epoch,
+                                           progress=cfg.trainer.progress, step_scheduler=warmup)
+            lr = optimizer.param_groups[0]["lr"]
+            val_losses = validation_loss(model, loaders["val"], device, seed=cfg.trainer.seed,
+                                         progress=cfg.trainer.progress)
+            scheduler.step()
+            row = {"epoch": epoch, "lr": lr, **_prefixed("train", train_losses), **_prefixed("val", val_losses),
+                   "time_s": round(time.monotonic() - epoch_start, 3)}
+            rows.append(row)
+            if monitor not in row:
+                raise LosslabError(f"trainer.monitor={monitor} is not a metrics.csv column; expected one of "
+                                   f"{', '.join(c for c in metric_columns(rows) if c != 'epoch')}.")
+            improved = best_row([row] if best is None else [best, row], monitor, mode) is row
+            best = row if improved else best
+            write_metrics(run_dir / "metrics.csv", rows)
+            if cfg.trainer.checkpoints:
+                _save_checkpoints(run_dir, model, optimizer, scheduler, rows, cfg, improved)
+            plot_loss_curves(rows, run_dir / "loss_curves.png", title=title, best_epoch=best and best["epoch"])
+            log.info(_epoch_line(row, cfg.trainer.max_epochs, improved))
+            if not math.isfinite(row["val/loss"]):
+                raise NonFiniteLossError(epoch, len(loaders["train"]), val_losses)
+    except NonFiniteLossError as nonfinite:
+        status, error = "diverged", str(nonfinite)
+        log.error("diverged: %s; checkpoints/last.pt keeps the last finished epoch.", nonfinite)
+    except KeyboardInterrupt:
+        status, error = "interrupted", "stopped by the user (Ctrl-C)"
+        raise
+    except Exception as failure:
+        status, error = "failed", f"{type(failure).__name__}: {failure}"
+        raise
+    finally:
+        summary = _summary(rows, status, error, best, monitor, time.monotonic() - started, device, data, run_dir)
+        write_json(run_dir / "summary.json", summary)
+        if rows:
+            plot_loss_curves(rows, run_dir / "loss_curves.png", title=title, best_epoch=summary["best_epoch"])
+        _report(summary, run_dir)
+    return RunResult(history=rows, run_dir=run_dir, status=status, summary=summary)
+
+
+def _prefixed(split: str, losses: dict[str, float]) -> dict[str, float]:
+    return {f"{split}/{name}": value for name, value in losses.items()}
+
+
+def _save_checkpoints(run_dir, model, optimizer, scheduler, rows, cfg, improved: bool) -> None:
+    state = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "epoch": rows[-1]["epoch"],
+        "history": rows,
+        "config": OmegaConf.to_yaml(cfg),
+    }
+    last = run_dir / "checkpoints" / "last.pt"
+    save_checkpoint(last, state)
+    if improved:
+        mirror_checkpoint(last, run_dir / "checkpoints" / "best.pt")
+
+
+def _epoch_line(row: dict, max_epochs: int, improved: bool) -> str:
+    parts = [f"epoch {row['epoch']}/{max_epochs}", f"train {row['train/loss']:.4f}",
+             f"val {row['val/loss']:.4f}{' *' if improved else ''}"]
+    components = [name for key in row if key.startswith("val/") and (name := key[4:]) in SHORT_NAMES]
+    parts.append(" ".join(f"{SHORT_NAMES[c]} {row[f'train/{c}']:.3f}/{row[f'val/{c}']:.3f}" for c in components))
+    parts += [f"lr {row['lr']:.3g}", f"{row['time_s']:.1f}s"]
+    return " | ".join(parts)
+
+
+def _summary(rows, status, error, best, monitor, wall_time, device, data, run_dir) -> dict:
+    return {
+        "status": status,
+        "error": error,
+        "epochs_run": len(rows),
+        "monitor": monitor,
+        "best_epoch": best["epoch"] if best else None,
+        "best": best or {},
+        "last": rows[-1] if rows else {},
+        "diagnosis": diagnose(rows),
+        "wall_time_s": round(wall_time, 2),
+        "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
+        "classes": list(data.classes),
+        "run_dir": str(run_dir),
+        "versions": {"python": platform.python_version(), "torch": torch.__version__,
+                     "torchvision": torchvision.__version__, "losslab": _version()},
+    }
+
+
+def _report(summary: dict, run_dir: Path) -> None:
+    best = summary["best"]
+    log.info("%s after %d epochs | best epoch %s, val loss %s | %s | curves: %s",
+             summary["status"], summary["epochs_run"], summary["best_epoch"],
+             f"{best['val/loss']:.4f}" if "val/loss" in best else "n/a",
+             summary["diagnosis"]["text"], run_dir / "loss_curves.png")
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("losslab")
+    except PackageNotFoundError:
+        return "unknown"

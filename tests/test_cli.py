@@ -1,0 +1,47 @@
+"""The `train` console command as a user runs it: a single run and a sweep with a failing job."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+from conftest import TINY
+
+
+def _train(*args, cwd):
+    result = subprocess.run([sys.executable, "-m", "losslab", *TINY, *args], capture_output=True, text=True,
+                            cwd=cwd, timeout=300)
+    return result, result.stdout + result.stderr
+
+
+def test_train_writes_a_hydra_run_folder(tmp_path):
+    result, output = _train("model=retinanet", "loss=focal", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert result.returncode == 0, output
+    run_dir = tmp_path / "run"
+    for name in (".hydra/config.yaml", ".hydra/overrides.yaml", "metrics.csv", "loss_curves.png",
+                 "summary.json", "split.json", "checkpoints/best.pt"):
+        assert (run_dir / name).is_file(), name
+    assert "epoch 1/1" in output and "completed after 1 epochs" in output
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "completed"
+    assert (run_dir / "train.log").read_text().count("epoch 1/1") == 1  # Hydra's log file gets the lines too
+
+
+def test_sweep_summarises_every_job_even_when_one_fails(tmp_path):
+    sweep = tmp_path / "sweep"
+    # data.num_images=3 leaves the val split empty: that job fails, the others still run.
+    result, output = _train("-m", "loss=focal,default", "data.num_images=10,3", "trainer.checkpoints=false",
+                            f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert result.returncode == 0, output
+    with (sweep / "sweep_summary.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 4
+    by_overrides = {row["overrides"]: row for row in rows}
+    assert by_overrides["loss=focal data.num_images=10"]["status"] == "completed"
+    assert by_overrides["loss=default data.num_images=10"]["status"] == "completed"
+    assert by_overrides["loss=focal data.num_images=3"]["status"] == "failed"
+    completed = by_overrides["loss=default data.num_images=10"]
+    assert float(completed["best_val_loss"]) > 0 and completed["epochs_run"] == "1"
+    assert (sweep / "sweep_curves.png").stat().st_size > 1000
+    assert "split.val" in output  # the failing job's reason is in the log

@@ -1,0 +1,127 @@
+"""run(cfg) end to end on tiny data: the run folder, its numbers, checkpoints and failure states."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from losslab import build_dataloaders, build_model, run, validation_loss
+from losslab.checkpoint import load_checkpoint
+from losslab.errors import LosslabError
+from losslab.history import read_metrics
+
+from conftest import tiny_config
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("run")
+    cfg = tiny_config("trainer.max_epochs=2", "scheduler=step", "scheduler.step_size=1", "scheduler.gamma=0.5",
+                      "scheduler.warmup_iters=2", run_dir=run_dir)
+    return cfg, run(cfg)
+
+
+def test_run_folder_holds_every_documented_file(finished):
+    _, result = finished
+    names = {p.relative_to(result.run_dir).as_posix() for p in result.run_dir.rglob("*") if p.is_file()}
+    assert {".hydra/config.yaml", "metrics.csv", "loss_curves.png", "summary.json", "split.json",
+            "checkpoints/last.pt", "checkpoints/best.pt"} <= names
+    assert not any(name.endswith(".tmp") for name in names)
+
+
+def test_metrics_csv_is_the_returned_history(finished):
+    _, result = finished
+    rows = read_metrics(result.run_dir / "metrics.csv")
+    assert [r["epoch"] for r in rows] == [1, 2]
+    assert list(rows[0])[:3] == ["epoch", "lr", "train/loss"] and list(rows[0])[-1] == "time_s"
+    for saved, returned in zip(rows, result.history, strict=True):
+        assert saved.keys() == returned.keys()
+        assert all(saved[k] == pytest.approx(returned[k], rel=1e-12) for k in saved)
+    for split in ("train", "val"):
+        total = rows[0][f"{split}/loss"]
+        parts = sum(rows[0][f"{split}/{c}"] for c in ("classification", "box_regression", "objectness",
+                                                       "rpn_box_regression"))
+        assert total == pytest.approx(parts, rel=1e-6)
+    assert [r["lr"] for r in rows] == pytest.approx([1e-3, 5e-4])  # step decay after epoch 1, warmup done
+
+
+def test_summary_names_the_best_epoch_and_a_diagnosis(finished):
+    _, result = finished
+    summary = json.loads((result.run_dir / "summary.json").read_text())
+    assert summary["status"] == result.status == "completed"
+    assert summary["epochs_run"] == 2
+    best = min(result.history, key=lambda r: r["val/loss"])
+    assert summary["best_epoch"] == best["epoch"]
+    assert summary["best"]["val/loss"] == pytest.approx(best["val/loss"])
+    assert summary["diagnosis"]["state"] in {"learning", "overfitting", "plateau", "diverging"}
+    assert summary["classes"] == ["circle", "square", "triangle"]
+    assert {"python", "torch", "torchvision", "losslab"} <= set(summary["versions"])
+
+
+def test_split_json_lists_disjoint_ids_of_the_whole_dataset(finished):
+    _, result = finished
+    split = json.loads((result.run_dir / "split.json").read_text())
+    ids = split["train"] + split["val"] + split["test"]
+    assert sorted(ids) == list(range(10)) and len(set(ids)) == 10
+    assert (len(split["train"]), len(split["val"]), len(split["test"])) == (6, 2, 2)
+
+
+def test_best_checkpoint_reproduces_the_logged_validation_loss(finished):
+    cfg, result = finished
+    state = load_checkpoint(result.run_dir / "checkpoints" / "best.pt")
+    assert state["epoch"] == result.summary["best_epoch"]
+    assert {"model", "optimizer", "scheduler", "history", "config"} <= set(state)
+    model = build_model(cfg)
+    model.load_state_dict(state["model"])
+    losses = validation_loss(model, build_dataloaders(cfg)["val"], seed=cfg.trainer.seed)
+    logged = result.summary["best"]
+    assert losses["loss"] == pytest.approx(logged["val/loss"], rel=1e-5)
+    assert losses["classification"] == pytest.approx(logged["val/classification"], rel=1e-5)
+    last = load_checkpoint(result.run_dir / "checkpoints" / "last.pt")
+    assert last["epoch"] == 2 and len(last["history"]) == 2
+
+
+def test_a_second_run_never_overwrites_a_finished_folder(finished):
+    cfg, result = finished
+    before = (result.run_dir / "metrics.csv").read_bytes()
+    with pytest.raises(LosslabError, match="already holds a run"):
+        run(cfg)
+    assert (result.run_dir / "metrics.csv").read_bytes() == before
+
+
+@pytest.mark.parametrize(("arch", "component", "absent"), [("mask_rcnn", "mask", None),
+                                                           ("retinanet", "classification", "objectness")])
+def test_other_architectures_log_their_components(tmp_path, arch, component, absent):
+    result = run(tiny_config(f"model={arch}", "trainer.checkpoints=false", run_dir=tmp_path))
+    row = result.history[0]
+    assert result.status == "completed"
+    assert math.isfinite(row[f"val/{component}"]) and math.isfinite(row[f"train/{component}"])
+    if absent:
+        assert f"val/{absent}" not in row
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_divergence_stops_the_run_and_keeps_what_was_written(tmp_path):
+    # A weight of 1e39 overflows float32: the total loss is infinite at the first step.
+    result = run(tiny_config("loss.weights.classification=1e39", run_dir=tmp_path))
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert result.status == summary["status"] == "diverged"
+    assert "epoch 1, step 0" in summary["error"] and "classification" in summary["error"]
+    assert summary["epochs_run"] == 0
+    assert (tmp_path / "split.json").exists()
+
+
+def test_a_bad_monitor_is_a_clear_error_and_the_run_is_marked_failed(tmp_path):
+    with pytest.raises(LosslabError, match="trainer.monitor=val/mAP is not a metrics.csv column"):
+        run(tiny_config("trainer.monitor=val/mAP", run_dir=tmp_path))
+    assert json.loads((tmp_path / "summary.json").read_text())["status"] == "failed"
+
+
+def test_training_is_repeatable_with_the_same_seed(tmp_path):
+    first = run(tiny_config("model=retinanet", "trainer.checkpoints=false", run_dir=tmp_path / "a"))
+    second = run(tiny_config("model=retinanet", "trainer.checkpoints=false", run_dir=tmp_path / "b"))
+    strip = [{k: v for k, v in row.items() if k != "time_s"} for row in first.history]
+    assert strip == [{k: v for k, v in row.items() if k != "time_s"} for row in second.history]
