@@ -10,9 +10,10 @@ import sys
 from conftest import TINY
 
 
-def _train(*args, cwd):
-    result = subprocess.run([sys.executable, "-m", "losslab", *TINY, *args], capture_output=True, text=True,
-                            cwd=cwd, timeout=300)
+def _train(*args, cwd, multirun=False):
+    flags = ["-m"] if multirun else []  # Hydra's flags go before the overrides
+    result = subprocess.run([sys.executable, "-m", "losslab", *flags, *TINY, *args], capture_output=True,
+                            text=True, cwd=cwd, timeout=300)
     return result, result.stdout + result.stderr
 
 
@@ -30,18 +31,18 @@ def test_train_writes_a_hydra_run_folder(tmp_path):
 
 def test_sweep_summarises_every_job_even_when_one_fails(tmp_path):
     sweep = tmp_path / "sweep"
-    # data.num_images=3 leaves the val split empty: that job fails, the others still run.
-    result, output = _train("-m", "loss=focal,default", "data.num_images=10,3", "trainer.checkpoints=false",
-                            f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    # split.val=0 leaves ratios that do not sum to 1: those jobs fail, the others still run.
+    result, output = _train("loss=focal,default", "split.val=0.25,0.0", "trainer.checkpoints=false",
+                            f"hydra.sweep.dir={sweep}", cwd=tmp_path, multirun=True)
     assert result.returncode == 0, output
     with (sweep / "sweep_summary.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 4
     by_overrides = {row["overrides"]: row for row in rows}
-    assert by_overrides["loss=focal data.num_images=10"]["status"] == "completed"
-    assert by_overrides["loss=default data.num_images=10"]["status"] == "completed"
-    assert by_overrides["loss=focal data.num_images=3"]["status"] == "failed"
-    completed = by_overrides["loss=default data.num_images=10"]
+    assert by_overrides["loss=focal split.val=0.25"]["status"] == "completed"
+    assert by_overrides["loss=default split.val=0.0"]["status"] == "failed"
+    assert [row["job"] for row in rows] == ["0", "1", "2", "3"]
+    completed = by_overrides["loss=default split.val=0.25"]
     assert float(completed["best_val_loss"]) > 0 and completed["epochs_run"] == "1"
     assert (sweep / "sweep_curves.png").stat().st_size > 1000
     assert "split.val" in output  # the failing job's reason is in the log

@@ -94,7 +94,7 @@ def test_cli_bad_type_names_value_and_type_without_traceback(tmp_path):
 
 
 def test_cli_user_error_at_run_time_is_one_clear_line(tmp_path):
-    result = _train_cli("split.val=0.0", "split.train=0.8", cwd=tmp_path)
+    result = _train_cli("split.val=0.0", "split.train=0.75", cwd=tmp_path)
     output = result.stdout + result.stderr
     assert result.returncode == 1
     assert "split.val" in output and "empty" in output

@@ -7,14 +7,13 @@ import json
 import pytest
 import torch
 
+from conftest import tiny_config
 from losslab import build_dataloaders
 from losslab.data import build_datasets, collate
 from losslab.data.shapes import ShapesDataset
 from losslab.data.split import random_split, write_split
 from losslab.data.transforms import build_train_transform
 from losslab.errors import LosslabError
-
-from conftest import tiny_config
 
 
 def mask_extent(mask: torch.Tensor) -> list[float]:
@@ -29,7 +28,7 @@ def test_shapes_items_follow_torchvision_detection_convention():
     for index in range(len(dataset)):
         image, target = dataset[index]
         assert image.shape == (3, 48, 48) and image.dtype == torch.float32
-        assert 0.0 <= image.min() and image.max() <= 1.0
+        assert image.min() >= 0.0 and image.max() <= 1.0
         n = len(target["labels"])
         assert 1 <= n <= 4
         assert target["boxes"].shape == (n, 4) and target["boxes"].dtype == torch.float32

@@ -5,11 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from conftest import tiny_config
 from losslab import build_dataloaders, build_model, train_one_epoch, validation_loss
 from losslab.engine import NonFiniteLossError, RunningAverage, loss_mode
 from losslab.losses import ComponentLosses
-
-from conftest import tiny_config
 
 
 def _state(model):
@@ -37,7 +36,8 @@ def test_validation_loss_leaves_every_parameter_and_buffer_bit_identical(arch):
     losses = validation_loss(model, loaders["val"])
     after = model.state_dict()
     assert before.keys() == after.keys()
-    assert all(torch.equal(before[k], after[k]) for k in before), [k for k in before if not torch.equal(before[k], after[k])]
+    changed = [k for k in before if not torch.equal(before[k], after[k])]
+    assert not changed, changed
     assert losses["loss"] > 0 and "classification" in losses
 
 
@@ -109,7 +109,10 @@ def test_non_finite_loss_stops_before_the_step_and_names_the_component():
     torch.manual_seed(0)
     model = build_model(cfg)
     losses = model.roi_heads.losses
-    broken = ComponentLosses(**{**losses.__dict__, "box_regression": lambda *a: losses.box_regression(*a) * float("nan")})
+    def nan_box_loss(*args):
+        return losses.box_regression(*args) * float("nan")
+
+    broken = ComponentLosses(**{**losses.__dict__, "box_regression": nan_box_loss})
     model.roi_heads.losses = broken
     before = _state(model)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)

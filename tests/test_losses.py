@@ -11,14 +11,13 @@ from torchvision.models.detection import FasterRCNN, MaskRCNN, RetinaNet
 from torchvision.models.detection.retinanet import RetinaNetHead
 from torchvision.ops import sigmoid_focal_loss
 
+from conftest import tiny_config
 from losslab import build_model
 from losslab.engine import named_losses
 from losslab.errors import LosslabError
 from losslab.losses import ComponentLosses, build_losses
 from losslab.losses.classification import sigmoid_focal_sum, softmax_focal_loss
 from losslab.models import anchor_generator, create_detector, feature_pyramid
-
-from conftest import tiny_config
 
 
 def test_softmax_focal_loss_matches_hand_computation():

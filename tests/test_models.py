@@ -6,11 +6,10 @@ import pytest
 import torch
 from torchvision.models.detection import FasterRCNN, MaskRCNN, RetinaNet
 
+from conftest import tiny_config
 from losslab import build_model
 from losslab.engine import named_losses
 from losslab.heads import LossRetinaNetHead, LossRoIHeads, LossRPN
-
-from conftest import tiny_config
 
 EXPECTED = {
     "faster_rcnn": (FasterRCNN, {"classification", "box_regression", "objectness", "rpn_box_regression"}),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import matplotlib.image
-
 import pytest
 
 from losslab.cli import main as losslab_main

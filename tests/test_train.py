@@ -8,19 +8,19 @@ import math
 import pytest
 import torch
 
-from losslab import build_dataloaders, build_model, run, validation_loss
+from conftest import tiny_config
+from losslab import build_dataloaders, build_model, compose_config, run, validation_loss
 from losslab.checkpoint import load_checkpoint
 from losslab.errors import LosslabError
 from losslab.history import read_metrics
-
-from conftest import tiny_config
+from losslab.train import build_schedulers
 
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("run")
-    cfg = tiny_config("trainer.max_epochs=2", "scheduler=step", "scheduler.step_size=1", "scheduler.gamma=0.5",
-                      "scheduler.warmup_iters=2", run_dir=run_dir)
+    cfg = tiny_config("trainer.max_epochs=2", "optimizer.lr=0.001", "scheduler=step", "scheduler.step_size=1",
+                      "scheduler.gamma=0.5", "scheduler.warmup_epochs=0.5", run_dir=run_dir)
     return cfg, run(cfg)
 
 
@@ -125,3 +125,22 @@ def test_training_is_repeatable_with_the_same_seed(tmp_path):
     second = run(tiny_config("model=retinanet", "trainer.checkpoints=false", run_dir=tmp_path / "b"))
     strip = [{k: v for k, v in row.items() if k != "time_s"} for row in first.history]
     assert strip == [{k: v for k, v in row.items() if k != "time_s"} for row in second.history]
+
+
+def test_warmup_ramps_per_step_then_the_epoch_schedule_takes_over():
+    cfg = compose_config(["scheduler=cosine", "scheduler.warmup_epochs=0.5", "scheduler.warmup_factor=0.1",
+                          "trainer.max_epochs=4"])
+    assert cfg.scheduler.T_max == 4  # follows trainer.max_epochs
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    scheduler, warmup = build_schedulers(cfg.scheduler, optimizer, steps_per_epoch=8)  # 4 warmup steps
+    ramp = []
+    for _ in range(6):
+        ramp.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        warmup.step()
+    assert ramp == pytest.approx([0.1, 0.325, 0.55, 0.775, 1.0, 1.0])
+    epochs = []
+    for _ in range(4):
+        scheduler.step()
+        epochs.append(optimizer.param_groups[0]["lr"])
+    assert epochs == pytest.approx([(1 + math.cos(math.pi * e / 4)) / 2 for e in range(1, 5)], abs=1e-9)

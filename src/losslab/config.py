@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig
@@ -49,7 +48,7 @@ class ModelConfig:
     trainable_backbone_layers: int | None = None
     min_size: int = 128
     max_size: int = 128
-    box_batch_size_per_image: int = 128
+    box_batch_size_per_image: int = 64
 
 
 @dataclass
@@ -92,7 +91,7 @@ class DataConfig:
 @dataclass
 class ShapesDataConfig(DataConfig):
     name: str = "shapes"
-    num_images: int = 80
+    num_images: int = 96
     image_size: int = 128
     min_objects: int = 1
     max_objects: int = 4
@@ -101,9 +100,9 @@ class ShapesDataConfig(DataConfig):
 
 @dataclass
 class SplitConfig:
-    train: float = 0.6
-    val: float = 0.2
-    test: float = 0.2
+    train: float = 0.5
+    val: float = 0.25
+    test: float = 0.25
     seed: int = 0
 
 
@@ -131,7 +130,7 @@ class SGDConfig(OptimizerConfig):
 @dataclass
 class AdamWConfig(OptimizerConfig):
     _target_: str = "torch.optim.AdamW"
-    lr: float = 1e-3
+    lr: float = 5e-4
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     eps: float = 1e-8
     weight_decay: float = 1e-4
@@ -140,7 +139,7 @@ class AdamWConfig(OptimizerConfig):
 @dataclass
 class SchedulerConfig:
     _target_: str = MISSING
-    warmup_iters: int = 0
+    warmup_epochs: float = 1.0
     warmup_factor: float = 0.001
 
 
@@ -156,6 +155,13 @@ class StepSchedulerConfig(SchedulerConfig):
     _target_: str = "torch.optim.lr_scheduler.StepLR"
     step_size: int = 3
     gamma: float = 0.1
+
+
+@dataclass
+class CosineSchedulerConfig(SchedulerConfig):
+    _target_: str = "torch.optim.lr_scheduler.CosineAnnealingLR"
+    T_max: int = 6
+    eta_min: float = 0.0
 
 
 @dataclass
@@ -201,6 +207,7 @@ SCHEMAS: dict[str, type] = {
     "optimizer/adamw": AdamWConfig,
     "scheduler/constant": ConstantSchedulerConfig,
     "scheduler/step": StepSchedulerConfig,
+    "scheduler/cosine": CosineSchedulerConfig,
     "trainer": TrainerConfig,
     "logger": LoggerConfig,
 }

@@ -8,6 +8,7 @@ import math
 import os
 from pathlib import Path
 
+from losslab.errors import LosslabError
 from losslab.losses import COMPONENTS
 
 LEADING_COLUMNS = ("epoch", "lr")
@@ -69,39 +70,71 @@ def best_row(rows: list[dict], monitor: str, mode: str) -> dict | None:
     return pick(candidates, key=lambda r: r[monitor])
 
 
-def diagnose(rows: list[dict], plateau_tolerance: float = 0.01, overfit_tolerance: float = 0.02) -> dict:
-    """What the curves say: diverging, overfitting (since the best val epoch), plateau or learning.
+class History:
+    """The metrics.csv rows of a run so far and its best row by `monitor` (`mode` min or max)."""
 
-    - diverging: a loss went non-finite, or the train loss ended above twice its minimum.
-    - overfitting: val loss rose more than `overfit_tolerance` (relative) above its minimum while
-      train loss kept falling after that epoch.
-    - plateau: over the last third of the epochs (at least 2) val loss improved by less than
-      `plateau_tolerance` of its value.
+    def __init__(self, monitor: str, mode: str):
+        self.monitor, self.mode = monitor, mode
+        self.rows: list[dict] = []
+        self.best: dict | None = None
+
+    @property
+    def best_epoch(self) -> int | None:
+        return self.best["epoch"] if self.best else None
+
+    def add(self, row: dict) -> bool:
+        """Append an epoch's row; return whether it is the new best."""
+        self.rows.append(row)
+        if self.monitor not in row:
+            columns = ", ".join(c for c in metric_columns(self.rows) if c != "epoch")
+            raise LosslabError(
+                f"trainer.monitor={self.monitor} is not a metrics.csv column; expected one of {columns}."
+            )
+        improved = best_row([row] if self.best is None else [self.best, row], self.monitor, self.mode) is row
+        if improved:
+            self.best = row
+        return improved
+
+
+def diagnose(rows: list[dict], rise_tolerance: float = 0.1, overfit_tolerance: float = 0.05,
+             plateau_tolerance: float = 0.01) -> dict:
+    """What the curves say, checked in this order:
+
+    - diverging: a loss went non-finite, or the train loss ended more than `rise_tolerance`
+      (relative) above its minimum: the optimisation itself is going the wrong way.
+    - overfitting: val loss ended more than `overfit_tolerance` above its minimum while the train
+      loss kept falling after that epoch.
+    - plateau: the last third of the epochs (at least 2) brought no val loss more than
+      `plateau_tolerance` below the best before them.
     - learning: otherwise.
     """
-    train = [r.get("train/loss", math.nan) for r in rows]
-    val = [r.get("val/loss", math.nan) for r in rows]
-    epochs = [r["epoch"] for r in rows]
     if not rows:
         return {"state": "not started", "since_epoch": None, "text": "no epoch finished"}
+    epochs = [r["epoch"] for r in rows]
+    train = [r.get("train/loss", math.nan) for r in rows]
+    val = [r.get("val/loss", math.nan) for r in rows]
     bad = [e for e, t, v in zip(epochs, train, val, strict=True) if not (math.isfinite(t) and math.isfinite(v))]
     if bad:
         return _verdict("diverging", bad[0], f"the loss became non-finite at epoch {bad[0]}")
-    low = min(range(len(train)), key=train.__getitem__)
-    if train[-1] > 2 * train[low] and low < len(train) - 1:
+    low = _argmin(train)
+    if train[-1] > train[low] * (1 + rise_tolerance):
         return _verdict("diverging", epochs[low + 1], f"train loss rose from {train[low]:.4g} at epoch "
                         f"{epochs[low]} to {train[-1]:.4g}")
-    best = min(range(len(val)), key=val.__getitem__)
-    if best < len(val) - 1 and val[-1] > val[best] * (1 + overfit_tolerance) and train[-1] < train[best]:
+    best = _argmin(val)
+    if val[-1] > val[best] * (1 + overfit_tolerance) and train[-1] < train[best]:
         return _verdict("overfitting", epochs[best + 1], f"val loss is up from {val[best]:.4g} at epoch "
                         f"{epochs[best]} to {val[-1]:.4g} while train loss kept falling")
     window = max(2, len(val) // 3)
     if len(val) > window:
-        start = len(val) - 1 - window
-        if val[start] - min(val[start:]) < plateau_tolerance * abs(val[start]):
-            return _verdict("plateau", epochs[start + 1], f"val loss changed by less than "
-                            f"{plateau_tolerance:.0%} over the last {window} epochs")
+        before = _argmin(val[:-window])
+        if min(val[-window:]) > val[before] * (1 - plateau_tolerance):
+            return _verdict("plateau", epochs[before + 1], f"no val loss more than {plateau_tolerance:.0%} "
+                            f"below {val[before]:.4g} (epoch {epochs[before]}) in the last {window} epochs")
     return _verdict("learning", None, f"val loss fell from {val[0]:.4g} to {val[-1]:.4g}")
+
+
+def _argmin(values: list[float]) -> int:
+    return min(range(len(values)), key=values.__getitem__)
 
 
 def _verdict(state: str, since: int | None, reason: str) -> dict:

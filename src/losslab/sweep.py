@@ -14,7 +14,8 @@ from losslab.plots import plot_sweep_curves
 
 log = logging.getLogger(__name__)
 
-SUMMARY_COLUMNS = ("job", "overrides", "status", "best_epoch", "best_val_loss", "epochs_run", "diagnosis", "run_dir")
+SUMMARY_COLUMNS = ("job", "overrides", "status", "best_epoch", "best_val_loss", "epochs_run", "diagnosis", "error",
+                   "run_dir", "all_overrides")
 
 
 def job_dirs(sweep_dir: Path) -> list[Path]:
@@ -23,27 +24,34 @@ def job_dirs(sweep_dir: Path) -> list[Path]:
     return sorted(found, key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0, p.name))
 
 
-def job_summary(job_dir: Path) -> dict:
-    """One sweep_summary.csv row; a job without summary.json (killed, or never started) is 'failed'."""
-    overrides = OmegaConf.to_container(OmegaConf.load(job_dir / ".hydra" / "overrides.yaml"))
+def job_summary(job_dir: Path, label: list[str], overrides: list[str]) -> dict:
+    """One sweep_summary.csv row; a job without summary.json (killed, or never started) is 'failed'.
+
+    `label` is the part of the job's `overrides` that sets it apart from the other jobs.
+    """
     summary_path = job_dir / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {"status": "failed"}
     return {
         "job": job_dir.name,
-        "overrides": " ".join(overrides),
+        "overrides": " ".join(label),
         "status": summary.get("status"),
         "best_epoch": summary.get("best_epoch"),
-        "best_val_loss": summary.get("best", {}).get("val/loss"),
+        "best_val_loss": (summary.get("best") or {}).get("val/loss"),
         "epochs_run": summary.get("epochs_run"),
-        "diagnosis": summary.get("diagnosis", {}).get("text"),
+        "diagnosis": (summary.get("diagnosis") or {}).get("text"),
+        "error": summary.get("error"),
         "run_dir": str(job_dir),
+        "all_overrides": " ".join(overrides),
     }
 
 
 def summarize_sweep(sweep_dir: Path) -> list[dict]:
     """Write sweep_summary.csv and sweep_curves.png into `sweep_dir`; return the summary rows."""
     jobs = job_dirs(sweep_dir)
-    rows = [job_summary(job) for job in jobs]
+    overrides = [OmegaConf.to_container(OmegaConf.load(job / ".hydra" / "overrides.yaml")) for job in jobs]
+    shared = set.intersection(*map(set, overrides)) if len(jobs) > 1 else set()
+    rows = [job_summary(job, [o for o in job_overrides if o not in shared], job_overrides)
+            for job, job_overrides in zip(jobs, overrides, strict=True)]
     with (sweep_dir / "sweep_summary.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=SUMMARY_COLUMNS)
         writer.writeheader()

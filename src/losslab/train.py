@@ -22,7 +22,7 @@ from losslab.data import DetectionData, build_datasets, make_loaders
 from losslab.data.split import write_split
 from losslab.engine import NonFiniteLossError, train_one_epoch, validation_loss
 from losslab.errors import LosslabError
-from losslab.history import best_row, diagnose, metric_columns, write_json, write_metrics
+from losslab.history import History, diagnose, write_json, write_metrics
 from losslab.models import build_model
 from losslab.plots import plot_loss_curves, run_title
 
@@ -59,14 +59,16 @@ def build_dataloaders(cfg: DictConfig, data: DetectionData | None = None) -> dic
                         pin_memory=device.type == "cuda")
 
 
-def build_schedulers(scheduler_cfg: DictConfig, optimizer: torch.optim.Optimizer):
-    """The configured per-epoch scheduler, and a per-step linear warmup (None when warmup_iters is 0).
+def build_schedulers(scheduler_cfg: DictConfig, optimizer: torch.optim.Optimizer, steps_per_epoch: int):
+    """The configured per-epoch scheduler, and a per-step linear warmup over the first
+    `warmup_epochs` x `steps_per_epoch` steps (None when that is 0).
 
     Both are chainable torch schedulers: each multiplies the current lr, so during warmup the
     effective lr is base_lr x epoch factor x warmup factor.
     """
-    options = OmegaConf.to_container(scheduler_cfg)
-    warmup_iters, warmup_factor = options.pop("warmup_iters"), options.pop("warmup_factor")
+    options = OmegaConf.to_container(scheduler_cfg, resolve=True)
+    warmup_epochs, warmup_factor = options.pop("warmup_epochs"), options.pop("warmup_factor")
+    warmup_iters = round(warmup_epochs * steps_per_epoch)
     scheduler = instantiate(options, optimizer=optimizer)
     if warmup_iters <= 0:
         return scheduler, None
@@ -108,11 +110,21 @@ def prepare_run_dir(run_dir: Path, cfg: DictConfig) -> None:
         OmegaConf.save(cfg, config_file)
 
 
-def run(cfg: DictConfig) -> RunResult:
-    """Train the configured model; write metrics.csv, loss_curves.png, summary.json, split.json
-    and checkpoints into the run folder as the epochs go. Returns the history and final status."""
-    run_dir = resolve_run_dir(cfg)
-    prepare_run_dir(run_dir, cfg)
+@dataclass
+class Session:
+    """Everything a run trains with, built from the config."""
+
+    device: torch.device
+    data: DetectionData
+    loaders: dict[str, DataLoader]
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    warmup: torch.optim.lr_scheduler.LRScheduler | None
+
+
+def setup(cfg: DictConfig, run_dir: Path) -> Session:
+    """Seed, build data (writing split.json), model, optimizer and schedulers."""
     device = resolve_device(cfg.trainer.device)
     torch.manual_seed(cfg.trainer.seed)
     data = build_data(cfg)
@@ -120,41 +132,40 @@ def run(cfg: DictConfig) -> RunResult:
     loaders = build_dataloaders(cfg, data)
     model = build_model(cfg, num_classes=len(data.classes)).to(device)
     optimizer = instantiate(cfg.optimizer, params=[p for p in model.parameters() if p.requires_grad])
-    scheduler, warmup = build_schedulers(cfg.scheduler, optimizer)
+    scheduler, warmup = build_schedulers(cfg.scheduler, optimizer, steps_per_epoch=len(loaders["train"]))
     log.info("run folder %s | %s/%s, %d classes, %d train / %d val / %d test images, device %s",
              run_dir, cfg.model.arch.value, cfg.model.backbone.value, len(data.classes),
              len(data.train), len(data.val), len(data.test), device)
+    return Session(device, data, loaders, model, optimizer, scheduler, warmup)
 
+
+def run(cfg: DictConfig) -> RunResult:
+    """Train the configured model; write metrics.csv, loss_curves.png, summary.json, split.json
+    and checkpoints into the run folder as the epochs go. Returns the history and final status.
+
+    A diverged run returns normally with status "diverged"; any other failure is re-raised after
+    summary.json records it (status "failed" or "interrupted").
+    """
+    run_dir = resolve_run_dir(cfg)
+    prepare_run_dir(run_dir, cfg)
     title = run_title(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
-    monitor, mode = cfg.trainer.monitor, cfg.trainer.mode.value
-    rows: list[dict] = []
-    best: dict | None = None
+    history = History(cfg.trainer.monitor, cfg.trainer.mode.value)
+    session = None
     status, error = "completed", None
     started = time.monotonic()
     try:
+        session = setup(cfg, run_dir)
         for epoch in range(1, cfg.trainer.max_epochs + 1):
-            epoch_start = time.monotonic()
-            train_losses = train_one_epoch(model, optimizer, loaders["train"], device, epoch,
-                                           progress=cfg.trainer.progress, step_scheduler=warmup)
-            lr = optimizer.param_groups[0]["lr"]
-            val_losses = validation_loss(model, loaders["val"], device, seed=cfg.trainer.seed,
-                                         progress=cfg.trainer.progress)
-            scheduler.step()
-            row = {"epoch": epoch, "lr": lr, **_prefixed("train", train_losses), **_prefixed("val", val_losses),
-                   "time_s": round(time.monotonic() - epoch_start, 3)}
-            rows.append(row)
-            if monitor not in row:
-                raise LosslabError(f"trainer.monitor={monitor} is not a metrics.csv column; expected one of "
-                                   f"{', '.join(c for c in metric_columns(rows) if c != 'epoch')}.")
-            improved = best_row([row] if best is None else [best, row], monitor, mode) is row
-            best = row if improved else best
-            write_metrics(run_dir / "metrics.csv", rows)
+            row = run_epoch(session, epoch, cfg.trainer.seed, cfg.trainer.progress)
+            improved = history.add(row)
+            write_metrics(run_dir / "metrics.csv", history.rows)
             if cfg.trainer.checkpoints:
-                _save_checkpoints(run_dir, model, optimizer, scheduler, rows, cfg, improved)
-            plot_loss_curves(rows, run_dir / "loss_curves.png", title=title, best_epoch=best and best["epoch"])
+                _save_checkpoints(run_dir, session, history.rows, cfg, improved)
+            plot_loss_curves(history.rows, run_dir / "loss_curves.png", title, history.best_epoch)
             log.info(_epoch_line(row, cfg.trainer.max_epochs, improved))
             if not math.isfinite(row["val/loss"]):
-                raise NonFiniteLossError(epoch, len(loaders["train"]), val_losses)
+                raise NonFiniteLossError(epoch, len(session.loaders["train"]),
+                                         {k[4:]: v for k, v in row.items() if k.startswith("val/")})
     except NonFiniteLossError as nonfinite:
         status, error = "diverged", str(nonfinite)
         log.error("diverged: %s; checkpoints/last.pt keeps the last finished epoch.", nonfinite)
@@ -162,26 +173,40 @@ def run(cfg: DictConfig) -> RunResult:
         status, error = "interrupted", "stopped by the user (Ctrl-C)"
         raise
     except Exception as failure:
-        status, error = "failed", f"{type(failure).__name__}: {failure}"
+        status, error = "failed", str(failure) if isinstance(failure, LosslabError) else repr(failure)
         raise
     finally:
-        summary = _summary(rows, status, error, best, monitor, time.monotonic() - started, device, data, run_dir)
+        summary = _summary(history, status, error, time.monotonic() - started, session, run_dir)
         write_json(run_dir / "summary.json", summary)
-        if rows:
-            plot_loss_curves(rows, run_dir / "loss_curves.png", title=title, best_epoch=summary["best_epoch"])
+        if history.rows:
+            plot_loss_curves(history.rows, run_dir / "loss_curves.png", title, history.best_epoch)
         _report(summary, run_dir)
-    return RunResult(history=rows, run_dir=run_dir, status=status, summary=summary)
+    return RunResult(history=history.rows, run_dir=run_dir, status=status, summary=summary)
+
+
+def run_epoch(session: Session, epoch: int, seed: int, progress: bool) -> dict:
+    """Train one epoch, measure the validation loss, step the epoch scheduler; the metrics.csv row."""
+    start = time.monotonic()
+    train_losses = train_one_epoch(session.model, session.optimizer, session.loaders["train"], session.device,
+                                   epoch, progress=progress, step_scheduler=session.warmup)
+    lr = session.optimizer.param_groups[0]["lr"]  # the rate of the epoch's last step
+    val_losses = validation_loss(session.model, session.loaders["val"], session.device, seed=seed,
+                                 progress=progress)
+    session.scheduler.step()
+    return {"epoch": epoch, "lr": lr, **_prefixed("train", train_losses), **_prefixed("val", val_losses),
+            "time_s": round(time.monotonic() - start, 3)}
 
 
 def _prefixed(split: str, losses: dict[str, float]) -> dict[str, float]:
     return {f"{split}/{name}": value for name, value in losses.items()}
 
 
-def _save_checkpoints(run_dir, model, optimizer, scheduler, rows, cfg, improved: bool) -> None:
+def _save_checkpoints(run_dir: Path, session: Session, rows: list[dict], cfg: DictConfig, improved: bool) -> None:
     state = {
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
+        "model": session.model.state_dict(),
+        "optimizer": session.optimizer.state_dict(),
+        "scheduler": session.scheduler.state_dict(),
+        "warmup": session.warmup.state_dict() if session.warmup else None,
         "epoch": rows[-1]["epoch"],
         "history": rows,
         "config": OmegaConf.to_yaml(cfg),
@@ -201,19 +226,21 @@ def _epoch_line(row: dict, max_epochs: int, improved: bool) -> str:
     return " | ".join(parts)
 
 
-def _summary(rows, status, error, best, monitor, wall_time, device, data, run_dir) -> dict:
+def _summary(history: History, status: str, error: str | None, wall_time: float, session: Session | None,
+             run_dir: Path) -> dict:
+    device = session.device if session else None
     return {
         "status": status,
         "error": error,
-        "epochs_run": len(rows),
-        "monitor": monitor,
-        "best_epoch": best["epoch"] if best else None,
-        "best": best or {},
-        "last": rows[-1] if rows else {},
-        "diagnosis": diagnose(rows),
+        "epochs_run": len(history.rows),
+        "monitor": history.monitor,
+        "best_epoch": history.best_epoch,
+        "best": history.best or {},
+        "last": history.rows[-1] if history.rows else {},
+        "diagnosis": diagnose(history.rows),
         "wall_time_s": round(wall_time, 2),
-        "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
-        "classes": list(data.classes),
+        "device": None if device is None else torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "classes": list(session.data.classes) if session else None,
         "run_dir": str(run_dir),
         "versions": {"python": platform.python_version(), "torch": torch.__version__,
                      "torchvision": torchvision.__version__, "losslab": _version()},
@@ -221,6 +248,9 @@ def _summary(rows, status, error, best, monitor, wall_time, device, data, run_di
 
 
 def _report(summary: dict, run_dir: Path) -> None:
+    """The closing console line; a failure is reported by whoever handles the exception."""
+    if summary["status"] == "failed":
+        return
     best = summary["best"]
     log.info("%s after %d epochs | best epoch %s, val loss %s | %s | curves: %s",
              summary["status"], summary["epochs_run"], summary["best_epoch"],

@@ -13,7 +13,6 @@ from losslab.data.split import SPLITS, random_split
 from losslab.data.transforms import build_train_transform
 from losslab.errors import LosslabError
 
-
 LOADER_KEYS = ("name", "batch_size", "num_workers")
 
 
