@@ -47,7 +47,12 @@ def _train_app(cfg: DictConfig) -> float | None:
 
 def train() -> None:
     """`train [overrides]`: see `train --help` for the config groups."""
-    _train_app()
+    try:
+        _train_app()
+    except KeyboardInterrupt:
+        # run() has already written summary.json (status interrupted) and the last checkpoint.
+        log.warning("interrupted")
+        sys.exit(130)
 
 
 class SweepSummaryCallback(Callback):

@@ -10,6 +10,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from losslab.losses import COMPONENTS  # noqa: E402
 
@@ -46,7 +47,7 @@ def loss_curves_figure(rows: list[dict], title: str = "", best_epoch: int | None
         if best_epoch is not None:
             ax.axvline(best_epoch, color="gray", linestyle=":", linewidth=1, label=f"best (epoch {best_epoch})")
         ax.set_title("total loss" if name == "loss" else name.replace("_", " "))
-        ax.set_xlabel("epoch")
+        _epoch_axis(ax)
         ax.grid(alpha=0.3)
         if i == 0:
             ax.legend(fontsize=8)
@@ -55,7 +56,7 @@ def loss_curves_figure(rows: list[dict], title: str = "", best_epoch: int | None
         epochs, values = _series(rows, "lr")
         ax.plot(epochs, values, color="tab:green", marker=".", drawstyle="steps-post")
         ax.set_ylabel("lr")
-        ax.set_xlabel("epoch")
+        _epoch_axis(ax)
         ax.grid(alpha=0.3)
     if title:
         fig.suptitle(title)
@@ -76,12 +77,17 @@ def sweep_figure(runs: list[tuple[str, list[dict]]], columns=("val/loss", "train
             if epochs:
                 ax.plot(epochs, values, marker="o", markersize=3, label=label)
         ax.set_title(column)
-        ax.set_xlabel("epoch")
+        _epoch_axis(ax)
         ax.grid(alpha=0.3)
     handles, labels = axes[0][0].get_legend_handles_labels()
     if handles:
         fig.legend(handles, labels, loc="outside lower center", fontsize=8, ncols=min(3, len(labels)))
     return fig
+
+
+def _epoch_axis(ax) -> None:
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def _save(fig: Figure, path: Path) -> Path:
