@@ -13,6 +13,8 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from losslab.losses import COMPONENTS
+
 # torchvision's loss keys (R-CNN and RetinaNet) -> the names losslab logs
 COMPONENT_NAMES = {
     "loss_classifier": "classification",
@@ -117,8 +119,10 @@ def loss_mode(model: nn.Module) -> Iterator[nn.Module]:
 
 
 def named_losses(raw: dict[str, Tensor]) -> dict[str, Tensor]:
-    """torchvision's loss dict under losslab's component names, plus their sum as "loss"."""
-    losses = {COMPONENT_NAMES[key]: value for key, value in raw.items()}
+    """torchvision's loss dict under losslab's component names (in COMPONENTS order), plus their
+    sum as "loss"."""
+    renamed = {COMPONENT_NAMES[key]: value for key, value in raw.items()}
+    losses = {name: renamed[name] for name in COMPONENTS if name in renamed}
     losses["loss"] = sum(losses.values())
     return losses
 
