@@ -44,5 +44,8 @@ def test_sweep_summarises_every_job_even_when_one_fails(tmp_path):
     assert [row["job"] for row in rows] == ["0", "1", "2", "3"]
     completed = by_overrides["loss=default split.val=0.25"]
     assert float(completed["best_val_loss"]) > 0 and completed["epochs_run"] == "1"
+    assert completed["val_ref_loss"] == completed["best_val_loss"]  # loss=default is its own reference
+    focal = by_overrides["loss=focal split.val=0.25"]
+    assert float(focal["val_ref_loss"]) != float(focal["best_val_loss"])
     assert (sweep / "sweep_curves.png").stat().st_size > 1000
     assert "split.val" in output  # the failing job's reason is in the log

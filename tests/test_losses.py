@@ -2,45 +2,17 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
-import torch.nn.functional as F
 from torchvision.models.detection import FasterRCNN, MaskRCNN, RetinaNet
 from torchvision.models.detection.retinanet import RetinaNetHead
-from torchvision.ops import sigmoid_focal_loss
 
 from conftest import tiny_config
 from losslab import build_model
 from losslab.engine import named_losses
 from losslab.errors import LosslabError
-from losslab.losses import ComponentLosses, build_losses
-from losslab.losses.classification import sigmoid_focal_sum, softmax_focal_loss
+from losslab.losses import ComponentLosses, build_losses, functional
 from losslab.models import anchor_generator, create_detector, feature_pyramid
-
-
-def test_softmax_focal_loss_matches_hand_computation():
-    logits = torch.tensor([[2.0, 0.5, -1.0], [0.1, 0.2, 3.0]])
-    labels = torch.tensor([0, 2])
-    p = torch.softmax(logits, dim=1)[torch.arange(2), labels]
-    alpha, gamma = 0.25, 2.0
-    expected = (-(1 - alpha) * (1 - p[0]) ** gamma * math.log(p[0]) - alpha * (1 - p[1]) ** gamma * math.log(p[1])) / 2
-    assert softmax_focal_loss(logits, labels, alpha, gamma).item() == pytest.approx(expected.item(), rel=1e-6)
-
-
-def test_softmax_focal_loss_reduces_to_cross_entropy():
-    torch.manual_seed(0)
-    logits, labels = torch.randn(20, 5), torch.randint(0, 5, (20,))
-    assert torch.allclose(softmax_focal_loss(logits, labels, alpha=-1, gamma=0.0), F.cross_entropy(logits, labels))
-    assert softmax_focal_loss(logits[:0], labels[:0]).item() == 0.0
-
-
-def test_sigmoid_focal_sum_is_torchvisions_focal_loss_summed():
-    torch.manual_seed(0)
-    logits, targets = torch.randn(30, 4), (torch.rand(30, 4) > 0.8).float()
-    expected = sigmoid_focal_loss(logits, targets, alpha=0.5, gamma=1.5, reduction="sum")
-    assert torch.allclose(sigmoid_focal_sum(logits, targets, alpha=0.5, gamma=1.5), expected)
 
 
 def _batch(size=64, seed=0):
@@ -120,15 +92,18 @@ def test_configured_loss_is_the_one_the_heads_call(arch):
 def test_focal_preset_picks_the_form_of_each_architecture():
     rcnn = build_losses("faster_rcnn", {"cls": {"name": "focal", "alpha": 0.25, "gamma": 2.0}}, {})
     retina = build_losses("retinanet", {"cls": {"name": "focal", "alpha": 0.25, "gamma": 2.0}}, {})
-    assert rcnn.classification.func is softmax_focal_loss
-    assert retina.classification.func is sigmoid_focal_sum
+    assert rcnn.classification.func is functional.softmax_focal
+    assert retina.classification.func is functional.sigmoid_focal
     model = build_model(tiny_config("loss=focal", "loss.cls.gamma=1.0"))
-    assert model.roi_heads.losses.classification.keywords == {"alpha": 0.25, "gamma": 1.0}
+    assert model.roi_heads.losses.classification.keywords == {"alpha": 0.25, "gamma": 1.0, "reduction": "mean"}
 
 
 def test_loss_errors_name_the_key_and_valid_choices():
-    with pytest.raises(LosslabError, match=r"loss.cls=hinge.*expected one of \['default', 'focal'\]"):
-        build_losses("faster_rcnn", {"cls": {"name": "hinge"}}, {})
+    expected = r"loss.cls=svm is not a classification loss; expected one of \['default', 'ce'"
+    with pytest.raises(LosslabError, match=expected):
+        build_losses("faster_rcnn", {"cls": {"name": "svm"}}, {})
+    with pytest.raises(LosslabError, match="loss.mask=dice: retinanet has no mask component"):
+        build_losses("retinanet", {"mask": {"name": "dice"}}, {})
     with pytest.raises(LosslabError, match="loss.weights.mask=2.0: retinanet has no mask"):
         build_losses("retinanet", {}, {"mask": 2.0})
     # Defaults for components the architecture lacks are fine.

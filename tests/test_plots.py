@@ -50,7 +50,7 @@ def test_sweep_figure_overlays_every_run():
     other = [{**r, "val/loss": r["val/loss"] + 1} for r in ROWS]
     fig = sweep_figure([("loss=focal", ROWS), ("loss=default", other)])
     val = _lines(fig.axes[0])
-    assert fig.axes[0].get_title() == "val/loss"
+    assert fig.axes[0].get_title().startswith("val/loss")
     assert val["loss=focal"][1] == [2.5, 2.2] and val["loss=default"][1] == [3.5, 3.2]
 
 
@@ -70,3 +70,11 @@ def test_losslab_plot_explains_a_folder_that_is_not_a_run(tmp_path, capsys, setu
     assert losslab_main(["plot", str(run_dir)]) == 1
     err = capsys.readouterr().err
     assert "losslab plot: error:" in err and str(run_dir / "metrics.csv") in err
+
+
+def test_loss_phases_are_shaded_and_named_and_the_reference_loss_drawn():
+    rows = [{**ROWS[0], "phase": 1, "val/ref_loss": 2.0}, {**ROWS[1], "phase": 2, "val/ref_loss": 1.8}]
+    ax = loss_curves_figure(rows).axes[0]
+    assert [t.get_text() for t in ax.texts] == ["phase 1", "phase 2"]
+    assert len(ax.patches) == 1  # every other phase is shaded
+    assert _lines(ax)["val, loss=default"] == ([1, 2], [2.0, 1.8])

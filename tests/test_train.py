@@ -144,3 +144,30 @@ def test_warmup_ramps_per_step_then_the_epoch_schedule_takes_over():
         scheduler.step()
         epochs.append(optimizer.param_groups[0]["lr"])
     assert epochs == pytest.approx([(1 + math.cos(math.pi * e / 4)) / 2 for e in range(1, 5)], abs=1e-9)
+
+
+def test_default_run_logs_its_own_loss_as_the_reference(finished):
+    _, result = finished
+    assert all(row["val/ref_loss"] == row["val/loss"] for row in result.history)
+    assert "phase" not in result.history[0]
+
+
+def test_loss_schedule_switches_losses_and_lr_and_logs_phase_and_reference(tmp_path):
+    cfg = tiny_config("model=mask_rcnn", "loss=cycle_wce_jaccard", "trainer.max_epochs=3", "scheduler=none",
+                      "scheduler.warmup_epochs=0", "optimizer.lr=0.001", "trainer.checkpoints=false",
+                      run_dir=tmp_path)
+    result = run(cfg)
+    rows = read_metrics(tmp_path / "metrics.csv")
+    assert [r["phase"] for r in rows] == [1, 1, 2]
+    assert [r["lr"] for r in rows] == pytest.approx([1e-3, 1e-3, 1e-4])
+    # Trained with weighted CE and Jaccard, scored also with loss=default: the two differ.
+    assert all(r["val/ref_loss"] != r["val/loss"] for r in rows)
+    assert {"val/ref_classification", "val/ref_mask"} <= set(rows[0])
+    assert list(rows[0])[:3] == ["epoch", "phase", "lr"]
+    assert result.summary["class_weights"][0] == 1.0 and len(result.summary["class_weights"]) == 4
+
+
+def test_a_loss_the_architecture_cannot_use_fails_before_training(tmp_path):
+    with pytest.raises(LosslabError, match="loss.mask=jaccard: faster_rcnn has no mask component"):
+        run(tiny_config("loss=cycle_wce_jaccard", run_dir=tmp_path))
+    assert not (tmp_path / "metrics.csv").exists()

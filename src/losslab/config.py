@@ -7,9 +7,10 @@ own message. Polymorphic groups (optimizer, scheduler, loss components) have one
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, make_dataclass
 from enum import Enum
 from pathlib import Path
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig
@@ -56,11 +57,32 @@ class LossComponentConfig:
     name: str = MISSING
 
 
+def loss_schemas() -> dict[str, type]:
+    """One schema per selectable loss, generated from the catalogue: `name` plus its parameters."""
+    from losslab.losses import CATALOGUE
+
+    schemas: dict[str, type] = {}
+    for key, losses in CATALOGUE.items():
+        schemas[f"loss_{key}/default"] = LossComponentConfig
+        for name, loss in losses.items():
+            fields = [("name", str, field(default=name))]
+            fields += [(param, Any if param == "weights" else type(value), field(default=value))
+                       for param, value in loss.params.items()]
+            schemas[f"loss_{key}/{name}"] = make_dataclass(f"{key}_{name}_loss", fields, bases=(LossComponentConfig,))
+    return schemas
+
+
 @dataclass
-class FocalLossConfig(LossComponentConfig):
-    name: str = "focal"
-    alpha: float = 0.25
-    gamma: float = 2.0
+class LossPhase:
+    epochs: int = 1
+    losses: dict[str, Any] = field(default_factory=dict)
+    lr_factor: float = 1.0
+
+
+@dataclass
+class LossSchedule:
+    phases: list[LossPhase] = field(default_factory=list)
+    cycle: bool = False
 
 
 @dataclass
@@ -79,6 +101,7 @@ class LossConfig:
     objectness: LossComponentConfig = MISSING
     mask: LossComponentConfig = MISSING
     weights: LossWeights = field(default_factory=LossWeights)
+    schedule: LossSchedule = field(default_factory=LossSchedule)
 
 
 @dataclass
@@ -198,8 +221,7 @@ SCHEMAS: dict[str, type] = {
     "train": TrainConfig,
     "model": ModelConfig,
     "loss": LossConfig,
-    "loss_component/default": LossComponentConfig,
-    "loss_component/focal": FocalLossConfig,
+    **loss_schemas(),
     "data/shapes": ShapesDataConfig,
     "split": SplitConfig,
     "augment": AugmentConfig,

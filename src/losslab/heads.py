@@ -85,7 +85,8 @@ class LossRoIHeads(RoIHeads):
         all_labels = torch.cat(labels)
         losses = {
             "loss_classifier": self.losses.classification(class_logits, all_labels),
-            "loss_box_reg": self.losses.box_regression(box_regression, all_labels, torch.cat(regression_targets)),
+            "loss_box_reg": self.losses.box_regression(box_regression, all_labels, torch.cat(regression_targets),
+                                                       torch.cat(proposals), self.box_coder),
         }
         if self.has_mask():
             # Masks are learned on positive proposals only, as in torchvision.
@@ -124,10 +125,10 @@ class LossRetinaNetHead(RetinaNetHead):
         ):
             foreground = torch.where(matched >= 0)[0]
             num_foreground = max(1, foreground.numel())
-            one_hot = torch.zeros_like(logits)
-            one_hot[foreground, target["labels"][matched[foreground]]] = 1.0
+            labels = torch.zeros(len(matched), dtype=torch.int64, device=matched.device)  # 0: background
+            labels[foreground] = target["labels"][matched[foreground]]
             valid = matched != ignored
-            classification.append(self.losses.classification(logits[valid], one_hot[valid]) / num_foreground)
+            classification.append(self.losses.classification(logits[valid], labels[valid]) / num_foreground)
             matched_boxes = target["boxes"][matched[foreground]]
             box_regression.append(
                 self.losses.box_regression(deltas[foreground], image_anchors[foreground], matched_boxes, box_coder)

@@ -11,7 +11,7 @@ from pathlib import Path
 from losslab.errors import LosslabError
 from losslab.losses import COMPONENTS
 
-LEADING_COLUMNS = ("epoch", "lr")
+LEADING_COLUMNS = ("epoch", "phase", "lr")
 TRAILING_COLUMNS = ("time_s",)
 
 
@@ -20,8 +20,8 @@ def metric_columns(rows: list[dict]) -> list[str]:
     their canonical order), any other metrics, and time_s last."""
     seen = list(dict.fromkeys(key for row in rows for key in row))
     order = []
-    for split in ("train", "val"):
-        order += [f"{split}/loss"] + [f"{split}/{c}" for c in COMPONENTS]
+    for prefix in ("train/", "val/", "val/ref_"):
+        order += [f"{prefix}loss"] + [f"{prefix}{c}" for c in COMPONENTS]
     ranked = [c for c in LEADING_COLUMNS if c in seen] + [c for c in order if c in seen]
     rest = [c for c in seen if c not in ranked and c not in TRAILING_COLUMNS]
     return ranked + rest + [c for c in TRAILING_COLUMNS if c in seen]

@@ -16,27 +16,24 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 
 from losslab.data import load_dataset
 from losslab.heads import LossRetinaNetHead, LossRoIHeads, LossRPN
-from losslab.losses import ComponentLosses, build_losses
+from losslab.losses import CONFIG_KEYS, ComponentLosses, build_losses
 
 ARCHS = ("faster_rcnn", "mask_rcnn", "retinanet")
 BACKBONES = ("resnet18_fpn", "resnet50_fpn", "mobilenet_v3_fpn")
 
 
-def build_model(cfg: DictConfig, num_classes: int | None = None) -> nn.Module:
+def build_model(cfg: DictConfig, num_classes: int | None = None, class_counts: list[int] | None = None) -> nn.Module:
     """The detector `cfg.model` describes, with `cfg.loss` wired in.
 
     `num_classes` counts object classes (background excluded); by default it is read from the
-    configured dataset's class list.
+    configured dataset's class list. `class_counts` (objects per class in the train split) is
+    needed only by `loss/cls=weighted_ce` with automatic weights.
     """
     if num_classes is None:
         num_classes = len(load_dataset(OmegaConf.to_container(cfg.data)).classes)
     arch = cfg.model.arch.value
-    loss = cfg.loss
-    losses = build_losses(
-        arch,
-        {key: dict(loss[key]) for key in ("cls", "box", "objectness", "mask")},
-        dict(loss.weights),
-    )
+    choices, weights = loss_choices(cfg.loss)
+    losses = build_losses(arch, choices, weights, class_counts)
     return create_detector(
         arch,
         cfg.model.backbone.value,
@@ -48,6 +45,29 @@ def build_model(cfg: DictConfig, num_classes: int | None = None) -> nn.Module:
         max_size=cfg.model.max_size,
         box_batch_size_per_image=cfg.model.box_batch_size_per_image,
     )
+
+
+def loss_choices(loss_cfg: DictConfig) -> tuple[dict[str, dict], dict[str, float]]:
+    """The `loss` config section as plain ({config key: choice}, {component: weight})."""
+    plain = OmegaConf.to_container(loss_cfg, resolve=True)
+    return {key: plain[key] for key in CONFIG_KEYS}, plain["weights"]
+
+
+def set_losses(model: nn.Module, losses: ComponentLosses) -> None:
+    """Make every loss-computing head of a model built here use `losses`."""
+    for head in loss_heads(model):
+        head.losses = losses
+
+
+def get_losses(model: nn.Module) -> ComponentLosses:
+    return loss_heads(model)[0].losses
+
+
+def loss_heads(model: nn.Module) -> list[nn.Module]:
+    heads = [m for m in model.modules() if isinstance(m, LossRPN | LossRoIHeads | LossRetinaNetHead)]
+    if not heads:
+        raise TypeError("the model was not built by losslab: it has no loss-configurable heads")
+    return heads
 
 
 def create_detector(

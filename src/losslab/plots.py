@@ -16,6 +16,9 @@ from losslab.losses import COMPONENTS  # noqa: E402
 
 TRAIN_STYLE = {"color": "tab:blue", "marker": "o", "markersize": 3}
 VAL_STYLE = {"color": "tab:orange", "marker": "o", "markersize": 3}
+REF_STYLE = {"color": "tab:gray", "linestyle": "--", "marker": ".", "markersize": 3}
+SWEEP_TITLES = {"val/loss": "val/loss (each run's training objective)",
+                "val/ref_loss": "val/ref_loss (loss=default: comparable across runs)"}
 
 
 def _series(rows: list[dict], column: str) -> tuple[list[int], list[float]]:
@@ -44,6 +47,9 @@ def loss_curves_figure(rows: list[dict], title: str = "", best_epoch: int | None
             epochs, values = _series(rows, f"{split}/{name}")
             if epochs:
                 ax.plot(epochs, values, label=split, **style)
+        if name == "loss" and any(r.get("val/ref_loss") != r.get("val/loss") for r in rows):
+            ax.plot(*_series(rows, "val/ref_loss"), label="val, loss=default", **REF_STYLE)
+        _shade_phases(ax, rows)
         if best_epoch is not None:
             ax.axvline(best_epoch, color="gray", linestyle=":", linewidth=1, label=f"best (epoch {best_epoch})")
         ax.set_title("total loss" if name == "loss" else name.replace("_", " "))
@@ -76,13 +82,30 @@ def sweep_figure(runs: list[tuple[str, list[dict]]], columns=("val/loss", "train
             epochs, values = _series(rows, column)
             if epochs:
                 ax.plot(epochs, values, marker="o", markersize=3, label=label)
-        ax.set_title(column)
+        ax.set_title(SWEEP_TITLES.get(column, column))
         _epoch_axis(ax)
         ax.grid(alpha=0.3)
     handles, labels = axes[0][0].get_legend_handles_labels()
     if handles:
         fig.legend(handles, labels, loc="outside lower center", fontsize=8, ncols=min(3, len(labels)))
     return fig
+
+
+def _shade_phases(ax, rows: list[dict]) -> None:
+    """Shade every other loss phase and name each one at the top of the panel."""
+    segments: list[list] = []  # [phase, first epoch, last epoch]
+    for row in rows:
+        if "phase" not in row:
+            return
+        if segments and segments[-1][0] == row["phase"]:
+            segments[-1][2] = row["epoch"]
+        else:
+            segments.append([row["phase"], row["epoch"], row["epoch"]])
+    for i, (phase, first, last) in enumerate(segments):
+        if i % 2 == 0:
+            ax.axvspan(first - 0.5, last + 0.5, color="tab:purple", alpha=0.08, linewidth=0)
+        ax.text((first + last) / 2, 1.0, f"phase {phase:g}", transform=ax.get_xaxis_transform(), ha="center",
+                va="top", fontsize=7, color="tab:purple")
 
 
 def _epoch_axis(ax) -> None:

@@ -14,7 +14,8 @@ from losslab.plots import plot_sweep_curves
 
 log = logging.getLogger(__name__)
 
-SUMMARY_COLUMNS = ("job", "overrides", "status", "best_epoch", "best_val_loss", "epochs_run", "diagnosis", "error",
+SUMMARY_COLUMNS = ("job", "overrides", "status", "best_epoch", "best_val_loss", "val_ref_loss", "epochs_run",
+                   "diagnosis", "error",
                    "run_dir", "all_overrides")
 
 
@@ -37,6 +38,7 @@ def job_summary(job_dir: Path, label: list[str], overrides: list[str]) -> dict:
         "status": summary.get("status"),
         "best_epoch": summary.get("best_epoch"),
         "best_val_loss": (summary.get("best") or {}).get("val/loss"),
+        "val_ref_loss": (summary.get("best") or {}).get("val/ref_loss"),
         "epochs_run": summary.get("epochs_run"),
         "diagnosis": (summary.get("diagnosis") or {}).get("text"),
         "error": summary.get("error"),
@@ -58,5 +60,5 @@ def summarize_sweep(sweep_dir: Path) -> list[dict]:
         writer.writerows(rows)
     curves = [(row["overrides"] or row["job"], read_metrics(job / "metrics.csv"))
               for row, job in zip(rows, jobs, strict=True) if (job / "metrics.csv").is_file()]
-    plot_sweep_curves(curves, sweep_dir / "sweep_curves.png")
+    plot_sweep_curves(curves, sweep_dir / "sweep_curves.png", columns=("val/loss", "val/ref_loss", "train/loss"))
     return rows

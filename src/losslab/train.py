@@ -18,12 +18,14 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
 from losslab.checkpoint import mirror_checkpoint, save_checkpoint
-from losslab.data import DetectionData, build_datasets, make_loaders
+from losslab.data import DetectionData, build_datasets, count_classes, make_loaders
 from losslab.data.split import write_split
 from losslab.engine import NonFiniteLossError, train_one_epoch, validation_loss
 from losslab.errors import LosslabError
 from losslab.history import History, diagnose, write_json, write_metrics
-from losslab.models import build_model
+from losslab.losses import ComponentLosses, build_losses, class_weights
+from losslab.losses.schedule import LossSchedule, Phase
+from losslab.models import build_model, get_losses, loss_choices, set_losses
 from losslab.plots import plot_loss_curves, run_title
 
 log = logging.getLogger(__name__)
@@ -121,22 +123,68 @@ class Session:
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     warmup: torch.optim.lr_scheduler.LRScheduler | None
+    schedule: LossSchedule
+    phase_losses: dict[int, ComponentLosses]  # by phase number
+    reference_losses: ComponentLosses | None  # loss=default, when training uses anything else
+    class_weights: list[float] | None = None  # weighted_ce with automatic weights
+    phase: Phase | None = None  # the phase in force
 
 
 def setup(cfg: DictConfig, run_dir: Path) -> Session:
-    """Seed, build data (writing split.json), model, optimizer and schedulers."""
+    """Seed, build data (writing split.json), model, optimizer, schedulers and every loss phase."""
     device = resolve_device(cfg.trainer.device)
     torch.manual_seed(cfg.trainer.seed)
     data = build_data(cfg)
     write_split(run_dir / "split.json", data.split_ids, cfg.split.seed)
     loaders = build_dataloaders(cfg, data)
-    model = build_model(cfg, num_classes=len(data.classes)).to(device)
+    arch = cfg.model.arch.value
+    choices, weights = loss_choices(cfg.loss)
+    schedule = LossSchedule(choices, OmegaConf.to_container(cfg.loss.schedule.phases, resolve=True),
+                            cycle=cfg.loss.schedule.cycle)
+    every_choice = [choices] + [phase.choices for phase in schedule.phases]
+    counts = count_classes(data.train, len(data.classes)) if _needs_class_counts(every_choice) else None
+    model = build_model(cfg, num_classes=len(data.classes), class_counts=counts).to(device)
+    # Build every phase's losses now so that a bad choice fails before any training.
+    phase_losses = {phase.number: build_losses(arch, phase.choices, weights, counts) for phase in schedule.phases}
+    trains_default = not schedule.phases and _is_default(choices, weights)
+    reference = None if trains_default else build_losses(arch, {}, {})
     optimizer = instantiate(cfg.optimizer, params=[p for p in model.parameters() if p.requires_grad])
     scheduler, warmup = build_schedulers(cfg.scheduler, optimizer, steps_per_epoch=len(loaders["train"]))
     log.info("run folder %s | %s/%s, %d classes, %d train / %d val / %d test images, device %s",
-             run_dir, cfg.model.arch.value, cfg.model.backbone.value, len(data.classes),
+             run_dir, arch, cfg.model.backbone.value, len(data.classes),
              len(data.train), len(data.val), len(data.test), device)
-    return Session(device, data, loaders, model, optimizer, scheduler, warmup)
+    auto_weights = None
+    if counts is not None:
+        auto_weights = class_weights("auto", counts).tolist()
+        per_class = zip(data.classes, counts, auto_weights[1:], strict=True)
+        log.info("weighted_ce weights (auto, from train class counts): background 1, %s",
+                 ", ".join(f"{name} {weight:.3g} ({count} objects)" for name, count, weight in per_class))
+    return Session(device, data, loaders, model, optimizer, scheduler, warmup, schedule, phase_losses, reference,
+                   auto_weights)
+
+
+def _needs_class_counts(choices: list[dict[str, dict]]) -> bool:
+    return any(c.get("cls", {}).get("name") == "weighted_ce" and c["cls"].get("weights", "auto") == "auto"
+               for c in choices)
+
+
+def _is_default(choices: dict[str, dict], weights: dict[str, float]) -> bool:
+    return all(c.get("name") == "default" for c in choices.values()) and all(w == 1.0 for w in weights.values())
+
+
+def enter_phase(session: Session, epoch: int) -> None:
+    """At the start of `epoch`, switch losses and lr factor if a new loss phase begins."""
+    phase = session.schedule.phase_at(epoch)
+    if phase is None or phase == session.phase:
+        return
+    previous_factor = session.phase.lr_factor if session.phase else 1.0
+    for group in session.optimizer.param_groups:
+        group["lr"] *= phase.lr_factor / previous_factor
+    set_losses(session.model, session.phase_losses[phase.number])
+    session.phase = phase
+    log.info("epoch %d: loss phase %d (%s), lr factor %g", epoch, phase.number,
+             ", ".join(f"{k}={v['name']}" for k, v in phase.choices.items() if v.get("name") != "default"),
+             phase.lr_factor)
 
 
 def run(cfg: DictConfig) -> RunResult:
@@ -156,6 +204,7 @@ def run(cfg: DictConfig) -> RunResult:
     try:
         session = setup(cfg, run_dir)
         for epoch in range(1, cfg.trainer.max_epochs + 1):
+            enter_phase(session, epoch)
             row = run_epoch(session, epoch, cfg.trainer.seed, cfg.trainer.progress)
             improved = history.add(row)
             write_metrics(run_dir / "metrics.csv", history.rows)
@@ -192,8 +241,18 @@ def run_epoch(session: Session, epoch: int, seed: int, progress: bool) -> dict:
     lr = session.optimizer.param_groups[0]["lr"]  # the rate of the epoch's last step
     val_losses = validation_loss(session.model, session.loaders["val"], session.device, seed=seed,
                                  progress=progress)
+    reference = val_losses
+    if session.reference_losses is not None:  # the same weights scored by loss=default, for fair comparison
+        trained_with = get_losses(session.model)
+        set_losses(session.model, session.reference_losses)
+        try:
+            reference = validation_loss(session.model, session.loaders["val"], session.device, seed=seed)
+        finally:
+            set_losses(session.model, trained_with)
     session.scheduler.step()
-    return {"epoch": epoch, "lr": lr, **_prefixed("train", train_losses), **_prefixed("val", val_losses),
+    phase = {"phase": session.phase.number} if session.phase else {}
+    return {"epoch": epoch, **phase, "lr": lr, **_prefixed("train", train_losses), **_prefixed("val", val_losses),
+            **{f"val/ref_{name}": value for name, value in reference.items()},
             "time_s": round(time.monotonic() - start, 3)}
 
 
@@ -218,8 +277,10 @@ def _save_checkpoints(run_dir: Path, session: Session, rows: list[dict], cfg: Di
 
 
 def _epoch_line(row: dict, max_epochs: int, improved: bool) -> str:
-    parts = [f"epoch {row['epoch']}/{max_epochs}", f"train {row['train/loss']:.4f}",
-             f"val {row['val/loss']:.4f}{' *' if improved else ''}"]
+    parts = [f"epoch {row['epoch']}/{max_epochs}" + (f" (phase {row['phase']})" if "phase" in row else ""),
+             f"train {row['train/loss']:.4f}", f"val {row['val/loss']:.4f}{' *' if improved else ''}"]
+    if row["val/ref_loss"] != row["val/loss"]:
+        parts.append(f"ref {row['val/ref_loss']:.4f}")
     components = [name for key in row if key.startswith("val/") and (name := key[4:]) in SHORT_NAMES]
     parts.append(" ".join(f"{SHORT_NAMES[c]} {row[f'train/{c}']:.3f}/{row[f'val/{c}']:.3f}" for c in components))
     parts += [f"lr {row['lr']:.3g}", f"{row['time_s']:.1f}s"]
@@ -241,6 +302,7 @@ def _summary(history: History, status: str, error: str | None, wall_time: float,
         "wall_time_s": round(wall_time, 2),
         "device": None if device is None else torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "classes": list(session.data.classes) if session else None,
+        "class_weights": session.class_weights if session else None,
         "run_dir": str(run_dir),
         "versions": {"python": platform.python_version(), "torch": torch.__version__,
                      "torchvision": torchvision.__version__, "losslab": _version()},

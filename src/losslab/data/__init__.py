@@ -71,6 +71,15 @@ def build_datasets(data_options: dict, split_options: dict, horizontal_flip: flo
     )
 
 
+def count_classes(split: SplitDataset, num_classes: int) -> list[int]:
+    """Objects of each class (1..num_classes) in a split, read without augmentation."""
+    counts = [0] * num_classes
+    for index in split.indices:
+        for label in split.dataset[index][1]["labels"].tolist():
+            counts[label - 1] += 1
+    return counts
+
+
 def collate(batch: list) -> tuple[tuple, tuple]:
     """(images, targets) as tuples: detection images differ in size, so they are not stacked."""
     return tuple(zip(*batch, strict=True))

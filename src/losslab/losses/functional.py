@@ -1,0 +1,325 @@
+"""Loss functions, each in the form its component calls it; every one is checked against a reference or a
+hand-computed value in tests/test_loss_functions.py.
+
+Forms (all return a scalar tensor):
+
+- classification: `fn(logits [N, C], labels [N] int64 with 0 = background, *, reduction="mean"|"sum", **params)`,
+  reduced over the N rows;
+- box regression: `fn(pred_deltas [P, 4], target_deltas [P, 4], anchors [P, 4] XYXY, box_coder, **params)`,
+  summed over the P boxes; IoU losses compare the boxes that `box_coder` decodes from the deltas;
+- mask: `fn(mask_logits [P, M, M], targets [P, M, M] in [0, 1], **params)`, the logits of each instance's class;
+- objectness: `fn(logits [S], labels [S] float 0/1, **params)`, mean over the S sampled anchors.
+
+Empty inputs give `x.sum() * 0`: a zero that stays on the autograd graph, so `backward()` yields zero gradients
+instead of the NaN a mean over nothing would.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torchvision.models.detection._utils import BoxCoder
+from torchvision.ops import (
+    complete_box_iou_loss,
+    distance_box_iou_loss,
+    generalized_box_iou_loss,
+    sigmoid_focal_loss,
+)
+
+__all__ = [
+    "bce_dice",
+    "binary_cross_entropy",
+    "ce_iou",
+    "ciou",
+    "cross_entropy",
+    "dice",
+    "diou",
+    "giou",
+    "huber",
+    "inverse_frequency_weights",
+    "iou",
+    "jaccard",
+    "l1",
+    "mask_bce",
+    "mask_focal",
+    "mse",
+    "multi_margin",
+    "objectness_bce",
+    "objectness_focal",
+    "sigmoid_focal",
+    "smooth_l1",
+    "softmax_focal",
+]
+
+
+def _reduce(per_row: Tensor, reduction: str) -> Tensor:
+    if reduction == "mean":
+        return per_row.mean()
+    if reduction == "sum":
+        return per_row.sum()
+    raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
+
+
+def _check_reduction(reduction: str) -> None:
+    # Checked before the empty-input shortcut so a typo fails on every batch, not only on non-empty ones.
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
+
+
+def _foreground_one_hot(logits: Tensor, labels: Tensor) -> Tensor:
+    """One-hot targets [N, C] in the logits' dtype with column 0 zeroed: background is never a positive."""
+    targets = F.one_hot(labels, logits.shape[1]).to(logits.dtype)
+    targets[:, 0] = 0
+    return targets
+
+
+# --------------------------------------------------------------------------------------------- classification
+
+
+def cross_entropy(
+    logits: Tensor,
+    labels: Tensor,
+    *,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+    weight: Tensor | None = None,
+) -> Tensor:
+    """Softmax cross-entropy -log p_y, exactly `F.cross_entropy` (a weighted "mean" is sum(w_y l) / sum(w_y))."""
+    _check_reduction(reduction)
+    if labels.numel() == 0:
+        return logits.sum() * 0
+    if weight is not None:  # built once on the CPU; follows the logits to their device
+        weight = weight.to(logits.device, logits.dtype)
+    return F.cross_entropy(logits, labels, weight=weight, label_smoothing=label_smoothing, reduction=reduction)
+
+
+def binary_cross_entropy(logits: Tensor, labels: Tensor, *, reduction: str = "mean") -> Tensor:
+    """Per row sum_c BCE(sigmoid(x_c), t_c) with t the one-hot label and t_0 = 0; mean or sum over rows."""
+    _check_reduction(reduction)
+    if labels.numel() == 0:
+        return logits.sum() * 0
+    targets = _foreground_one_hot(logits, labels)
+    per_row = F.binary_cross_entropy_with_logits(logits, targets, reduction="none").sum(dim=1)
+    return _reduce(per_row, reduction)
+
+
+def sigmoid_focal(
+    logits: Tensor, labels: Tensor, *, reduction: str = "mean", alpha: float = 0.25, gamma: float = 2.0
+) -> Tensor:
+    """Per row sum_c -a_t (1 - p_t)^gamma log p_t (torchvision's sigmoid focal loss) on the one-hot labels with
+    t_0 = 0; mean or sum over rows. "sum" is torchvision's RetinaNet classification term."""
+    _check_reduction(reduction)
+    if labels.numel() == 0:
+        return logits.sum() * 0
+    targets = _foreground_one_hot(logits, labels)
+    per_row = sigmoid_focal_loss(logits, targets, alpha=alpha, gamma=gamma, reduction="none").sum(dim=1)
+    return _reduce(per_row, reduction)
+
+
+def softmax_focal(
+    logits: Tensor, labels: Tensor, *, reduction: str = "mean", alpha: float = 0.25, gamma: float = 2.0
+) -> Tensor:
+    """Per row -a_i (1 - p_i)^gamma log p_i, p_i the softmax probability of the true class.
+
+    a_i = alpha for foreground rows (label > 0), 1 - alpha for background rows, and 1 when alpha < 0, mirroring
+    the sigmoid form's weighting. gamma = 0 with alpha < 0 is cross-entropy exactly.
+    """
+    _check_reduction(reduction)
+    if labels.numel() == 0:
+        return logits.sum() * 0
+    # log_softmax rather than log(softmax) keeps very confident rows finite.
+    log_p = F.log_softmax(logits, dim=1).gather(1, labels[:, None]).squeeze(1)
+    per_row = -((1 - log_p.exp()) ** gamma) * log_p
+    if alpha >= 0:
+        per_row = per_row * torch.where(labels > 0, alpha, 1 - alpha)
+    return _reduce(per_row, reduction)
+
+
+def multi_margin(logits: Tensor, labels: Tensor, *, reduction: str = "mean", margin: float = 1.0, p: int = 1) -> Tensor:
+    """Multi-class hinge loss: per row sum_{c != y} max(0, margin - x_y + x_c)^p / C, as `F.multi_margin_loss`."""
+    _check_reduction(reduction)
+    if labels.numel() == 0:
+        return logits.sum() * 0
+    return F.multi_margin_loss(logits, labels, p=p, margin=margin, reduction=reduction)
+
+
+# --------------------------------------------------------------------------------------------- box regression
+
+
+def smooth_l1(
+    pred_deltas: Tensor, target_deltas: Tensor, anchors: Tensor, box_coder: BoxCoder, *, beta: float = 1 / 9
+) -> Tensor:
+    """Sum of 0.5 d^2 / beta where |d| < beta, else |d| - 0.5 beta, over the delta differences d."""
+    if pred_deltas.numel() == 0:
+        return pred_deltas.sum() * 0
+    return F.smooth_l1_loss(pred_deltas, target_deltas, beta=beta, reduction="sum")
+
+
+def l1(pred_deltas: Tensor, target_deltas: Tensor, anchors: Tensor, box_coder: BoxCoder) -> Tensor:
+    """Sum of |d| over the delta differences d."""
+    if pred_deltas.numel() == 0:
+        return pred_deltas.sum() * 0
+    return F.l1_loss(pred_deltas, target_deltas, reduction="sum")
+
+
+def mse(pred_deltas: Tensor, target_deltas: Tensor, anchors: Tensor, box_coder: BoxCoder) -> Tensor:
+    """Sum of d^2 over the delta differences d."""
+    if pred_deltas.numel() == 0:
+        return pred_deltas.sum() * 0
+    return F.mse_loss(pred_deltas, target_deltas, reduction="sum")
+
+
+def huber(
+    pred_deltas: Tensor, target_deltas: Tensor, anchors: Tensor, box_coder: BoxCoder, *, delta: float = 1.0
+) -> Tensor:
+    """Sum of 0.5 d^2 where |d| < delta, else delta (|d| - 0.5 delta), over the delta differences d."""
+    if pred_deltas.numel() == 0:
+        return pred_deltas.sum() * 0
+    return F.huber_loss(pred_deltas, target_deltas, delta=delta, reduction="sum")
+
+
+def _decode_pair(
+    pred_deltas: Tensor, target_deltas: Tensor, anchors: Tensor, box_coder: BoxCoder
+) -> tuple[Tensor, Tensor]:
+    return box_coder.decode_single(pred_deltas, anchors), box_coder.decode_single(target_deltas, anchors)
+
+
+def iou(
+    pred_deltas: Tensor, target_deltas: Tensor, anchors: Tensor, box_coder: BoxCoder, *, eps: float = 1e-7
+) -> Tensor:
+    """Sum over matched pairs of 1 - |A n B| / (|A u B| + eps), on the decoded XYXY boxes."""
+    if pred_deltas.numel() == 0:
+        return pred_deltas.sum() * 0
+    pred, target = _decode_pair(pred_deltas, target_deltas, anchors, box_coder)
+    # Elementwise over pairs: box_iou's diagonal would cost O(P^2).
+    top_left = torch.maximum(pred[:, :2], target[:, :2])
+    bottom_right = torch.minimum(pred[:, 2:], target[:, 2:])
+    inter = (bottom_right - top_left).clamp(min=0).prod(dim=1)
+    area_pred = (pred[:, 2:] - pred[:, :2]).clamp(min=0).prod(dim=1)
+    area_target = (target[:, 2:] - target[:, :2]).clamp(min=0).prod(dim=1)
+    union = area_pred + area_target - inter
+    return (1 - inter / (union + eps)).sum()
+
+
+def giou(
+    pred_deltas: Tensor, target_deltas: Tensor, anchors: Tensor, box_coder: BoxCoder, *, eps: float = 1e-7
+) -> Tensor:
+    """Sum of 1 - GIoU on the decoded boxes (`torchvision.ops.generalized_box_iou_loss`)."""
+    if pred_deltas.numel() == 0:
+        return pred_deltas.sum() * 0
+    pred, target = _decode_pair(pred_deltas, target_deltas, anchors, box_coder)
+    return generalized_box_iou_loss(pred, target, reduction="sum", eps=eps)
+
+
+def diou(
+    pred_deltas: Tensor, target_deltas: Tensor, anchors: Tensor, box_coder: BoxCoder, *, eps: float = 1e-7
+) -> Tensor:
+    """Sum of 1 - IoU + rho^2 / c^2 on the decoded boxes (`torchvision.ops.distance_box_iou_loss`)."""
+    if pred_deltas.numel() == 0:
+        return pred_deltas.sum() * 0
+    pred, target = _decode_pair(pred_deltas, target_deltas, anchors, box_coder)
+    return distance_box_iou_loss(pred, target, reduction="sum", eps=eps)
+
+
+def ciou(
+    pred_deltas: Tensor, target_deltas: Tensor, anchors: Tensor, box_coder: BoxCoder, *, eps: float = 1e-7
+) -> Tensor:
+    """Sum of 1 - IoU + rho^2 / c^2 + a v on the decoded boxes (`torchvision.ops.complete_box_iou_loss`)."""
+    if pred_deltas.numel() == 0:
+        return pred_deltas.sum() * 0
+    pred, target = _decode_pair(pred_deltas, target_deltas, anchors, box_coder)
+    return complete_box_iou_loss(pred, target, reduction="sum", eps=eps)
+
+
+# --------------------------------------------------------------------------------------------------------- mask
+
+
+def mask_bce(mask_logits: Tensor, targets: Tensor) -> Tensor:
+    """Mean over all pixels of BCE(sigmoid(x), t): torchvision's Mask R-CNN mask loss."""
+    if mask_logits.numel() == 0:
+        return mask_logits.sum() * 0
+    return F.binary_cross_entropy_with_logits(mask_logits, targets.to(mask_logits.dtype))
+
+
+def _soft_overlaps(mask_logits: Tensor, targets: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Per instance (sum p t, sum p, sum t) with p = sigmoid(logits)."""
+    probs = mask_logits.sigmoid().flatten(1)
+    targets = targets.to(probs.dtype).flatten(1)
+    return (probs * targets).sum(dim=1), probs.sum(dim=1), targets.sum(dim=1)
+
+
+def dice(mask_logits: Tensor, targets: Tensor, *, smooth: float = 1.0) -> Tensor:
+    """Mean over instances of 1 - (2 sum p t + smooth) / (sum p + sum t + smooth), p = sigmoid(logits)."""
+    if mask_logits.numel() == 0:
+        return mask_logits.sum() * 0
+    inter, sum_p, sum_t = _soft_overlaps(mask_logits, targets)
+    return (1 - (2 * inter + smooth) / (sum_p + sum_t + smooth)).mean()
+
+
+def jaccard(mask_logits: Tensor, targets: Tensor, *, smooth: float = 1.0) -> Tensor:
+    """Soft IoU loss: mean over instances of 1 - (sum p t + smooth) / (sum p + sum t - sum p t + smooth)."""
+    if mask_logits.numel() == 0:
+        return mask_logits.sum() * 0
+    inter, sum_p, sum_t = _soft_overlaps(mask_logits, targets)
+    return (1 - (inter + smooth) / (sum_p + sum_t - inter + smooth)).mean()
+
+
+def bce_dice(mask_logits: Tensor, targets: Tensor, *, bce_weight: float = 0.5, smooth: float = 1.0) -> Tensor:
+    """bce_weight * mask_bce + (1 - bce_weight) * dice."""
+    if mask_logits.numel() == 0:
+        return mask_logits.sum() * 0
+    return bce_weight * mask_bce(mask_logits, targets) + (1 - bce_weight) * dice(mask_logits, targets, smooth=smooth)
+
+
+def ce_iou(mask_logits: Tensor, targets: Tensor, *, smooth: float = 1.0) -> Tensor:
+    """CrossEntropyIoULoss2D: the average of the two, 0.5 * mask_bce + 0.5 * jaccard."""
+    if mask_logits.numel() == 0:
+        return mask_logits.sum() * 0
+    return 0.5 * mask_bce(mask_logits, targets) + 0.5 * jaccard(mask_logits, targets, smooth=smooth)
+
+
+def mask_focal(mask_logits: Tensor, targets: Tensor, *, alpha: float = 0.25, gamma: float = 2.0) -> Tensor:
+    """Mean over all pixels of -a_t (1 - p_t)^gamma log p_t (`torchvision.ops.sigmoid_focal_loss`)."""
+    if mask_logits.numel() == 0:
+        return mask_logits.sum() * 0
+    return sigmoid_focal_loss(mask_logits, targets.to(mask_logits.dtype), alpha=alpha, gamma=gamma, reduction="mean")
+
+
+# --------------------------------------------------------------------------------------------------- objectness
+
+
+def objectness_bce(logits: Tensor, labels: Tensor) -> Tensor:
+    """Mean of BCE(sigmoid(x), y) over the sampled anchors: torchvision's RPN objectness loss."""
+    if logits.numel() == 0:
+        return logits.sum() * 0
+    return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
+
+
+def objectness_focal(logits: Tensor, labels: Tensor, *, alpha: float = 0.25, gamma: float = 2.0) -> Tensor:
+    """Mean of -a_t (1 - p_t)^gamma log p_t over the sampled anchors (`torchvision.ops.sigmoid_focal_loss`)."""
+    if logits.numel() == 0:
+        return logits.sum() * 0
+    return sigmoid_focal_loss(logits, labels.to(logits.dtype), alpha=alpha, gamma=gamma, reduction="mean")
+
+
+# ------------------------------------------------------------------------------------------------ class weights
+
+
+def inverse_frequency_weights(counts: list[int] | Tensor) -> Tensor:
+    """Per class k with count n_k > 0: w_k = (1 / n_k) / mean_j(1 / n_j), the mean over classes present, so the
+    present classes' weights average 1 (e.g. [10, 30, 60] -> [2, 2/3, 1/3]).
+
+    A class with count 0 gets the largest weight among the present classes rather than 0 or infinity, so it is
+    neither ignored nor allowed to dominate. With no class present every weight is 1. Returns float32 [K].
+    """
+    counts = torch.as_tensor(counts, dtype=torch.float64).flatten()
+    if (counts < 0).any():
+        raise ValueError(f"class counts must be >= 0, got {counts.tolist()}")
+    present = counts > 0
+    if not present.any():
+        return torch.ones(counts.numel(), dtype=torch.float32)
+    inverse = torch.where(present, 1 / counts.clamp(min=1), torch.zeros_like(counts))
+    weights = inverse / inverse[present].mean()
+    weights[~present] = weights[present].max()
+    return weights.to(torch.float32)
