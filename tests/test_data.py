@@ -61,7 +61,7 @@ def test_shapes_cover_every_class_and_colour_does_not_give_the_class_away():
 
 
 def test_shapes_rejects_bad_sizes():
-    with pytest.raises(ValueError, match="min_objects"):
+    with pytest.raises(LosslabError, match="data.min_objects"):
         ShapesDataset(num_images=4, image_size=64, min_objects=3, max_objects=2, seed=0)
 
 

@@ -114,10 +114,22 @@ def test_divergence_stops_the_run_and_keeps_what_was_written(tmp_path):
     assert (tmp_path / "split.json").exists()
 
 
-def test_a_bad_monitor_is_a_clear_error_and_the_run_is_marked_failed(tmp_path):
-    with pytest.raises(LosslabError, match="trainer.monitor=val/mAP is not a metrics.csv column"):
-        run(tiny_config("trainer.monitor=val/mAP", run_dir=tmp_path))
-    assert json.loads((tmp_path / "summary.json").read_text())["status"] == "failed"
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["trainer.monitor=val/mAP"], "trainer.monitor=val/mAP: expected one of lr, train/loss"),
+        (["model=retinanet", "trainer.monitor=val/mask"], "expected one of lr, train/loss, train/classification"),
+        (["trainer.max_epochs=0"], "trainer.max_epochs=0: expected at least 1"),
+        (["optimizer.lr=0"], "optimizer.lr=0.0: expected a positive learning rate"),
+        (["optimizer.lr=-1", "data.batch_size=0"], "optimizer.lr=-1.0.*; data.batch_size=0"),
+        (["loss.weights.box_regression=-2"], "loss.weights.box_regression=-2.0: expected >= 0"),
+        (["data.num_images=0"], "data.num_images >= 1"),
+    ],
+)
+def test_bad_configuration_is_refused_before_anything_is_written(tmp_path, overrides, message):
+    with pytest.raises(LosslabError, match=message):
+        run(tiny_config(*overrides, run_dir=tmp_path / "run"))
+    assert not (tmp_path / "run" / "metrics.csv").exists()
 
 
 def test_training_is_repeatable_with_the_same_seed(tmp_path):

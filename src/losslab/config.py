@@ -15,6 +15,8 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig
 
+from losslab.errors import LosslabError
+
 
 def config_dir() -> Path:
     """The folder holding train.yaml: inside the package for a wheel, ./conf for a checkout."""
@@ -252,3 +254,41 @@ def compose_config(overrides: list[str] | None = None) -> DictConfig:
 
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         return compose(config_name="train", overrides=list(overrides or []))
+
+
+def monitor_choices(arch: str) -> list[str]:
+    """The metrics.csv columns a run of `arch` logs every epoch, which `trainer.monitor` may name."""
+    from losslab.losses import ARCH_COMPONENTS
+
+    names = ["loss", *ARCH_COMPONENTS[arch]]
+    return ["lr"] + [f"{prefix}{name}" for prefix in ("train/", "val/", "val/ref_") for name in names]
+
+
+def validate(cfg: DictConfig) -> None:
+    """Checks beyond types: every problem found, in one LosslabError naming the keys and what is expected."""
+    problems = []
+
+    def check(ok: bool, message: str) -> None:
+        if not ok:
+            problems.append(message)
+
+    check(cfg.trainer.max_epochs >= 1, f"trainer.max_epochs={cfg.trainer.max_epochs}: expected at least 1")
+    check(cfg.optimizer.lr > 0, f"optimizer.lr={cfg.optimizer.lr}: expected a positive learning rate")
+    check(cfg.optimizer.weight_decay >= 0, f"optimizer.weight_decay={cfg.optimizer.weight_decay}: expected >= 0")
+    check(cfg.data.batch_size >= 1, f"data.batch_size={cfg.data.batch_size}: expected at least 1 image per step")
+    check(cfg.data.num_workers >= 0, f"data.num_workers={cfg.data.num_workers}: expected 0 or more")
+    check(0 < cfg.model.min_size <= cfg.model.max_size,
+          f"model.min_size={cfg.model.min_size}, model.max_size={cfg.model.max_size}: "
+          "expected 0 < min_size <= max_size")
+    check(0.0 <= cfg.augment.horizontal_flip <= 1.0,
+          f"augment.horizontal_flip={cfg.augment.horizontal_flip}: expected a probability in [0, 1]")
+    check(cfg.scheduler.warmup_epochs >= 0, f"scheduler.warmup_epochs={cfg.scheduler.warmup_epochs}: expected >= 0")
+    check(0 < cfg.scheduler.warmup_factor <= 1,
+          f"scheduler.warmup_factor={cfg.scheduler.warmup_factor}: expected a factor in (0, 1]")
+    for component, weight in cfg.loss.weights.items():
+        check(weight >= 0, f"loss.weights.{component}={weight}: expected >= 0")
+    choices = monitor_choices(cfg.model.arch.value)
+    check(cfg.trainer.monitor in choices,
+          f"trainer.monitor={cfg.trainer.monitor}: expected one of {', '.join(choices)}")
+    if problems:
+        raise LosslabError("invalid configuration: " + "; ".join(problems) + ".")

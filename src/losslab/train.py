@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
 from losslab.checkpoint import mirror_checkpoint, save_checkpoint
+from losslab.config import validate
 from losslab.data import DetectionData, build_datasets, count_classes, make_loaders
 from losslab.data.split import write_split
 from losslab.engine import NonFiniteLossError, train_one_epoch, validation_loss
@@ -194,6 +195,7 @@ def run(cfg: DictConfig) -> RunResult:
     A diverged run returns normally with status "diverged"; any other failure is re-raised after
     summary.json records it (status "failed" or "interrupted").
     """
+    validate(cfg)
     run_dir = resolve_run_dir(cfg)
     prepare_run_dir(run_dir, cfg)
     title = run_title(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))

@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from losslab.errors import LosslabError
+
 CLASSES = ("circle", "square", "triangle")
 
 PALETTE = np.array(
@@ -42,10 +44,10 @@ class ShapesDataset(torch.utils.data.Dataset):
 
     def __init__(self, num_images: int, image_size: int, min_objects: int, max_objects: int, seed: int):
         if num_images < 1 or image_size < 16 or not 1 <= min_objects <= max_objects:
-            raise ValueError(
-                f"data=shapes needs num_images >= 1, image_size >= 16 and 1 <= min_objects <= max_objects; "
-                f"got num_images={num_images}, image_size={image_size}, "
-                f"min_objects={min_objects}, max_objects={max_objects}"
+            raise LosslabError(
+                f"data=shapes needs data.num_images >= 1, data.image_size >= 16 and "
+                f"1 <= data.min_objects <= data.max_objects; got num_images={num_images}, "
+                f"image_size={image_size}, min_objects={min_objects}, max_objects={max_objects}."
             )
         self.num_images = num_images
         self.image_size = image_size
