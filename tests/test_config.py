@@ -10,7 +10,7 @@ import pytest
 from hydra.errors import ConfigCompositionException
 
 from losslab import compose_config
-from losslab.config import Arch, Backbone, config_dir
+from losslab.config import config_dir
 
 GROUPS = ["model", "loss", "data", "split", "augment", "optimizer", "scheduler", "trainer", "logger"]
 
@@ -18,8 +18,8 @@ GROUPS = ["model", "loss", "data", "split", "augment", "optimizer", "scheduler",
 def test_defaults_name_every_group_and_are_small_and_from_scratch():
     cfg = compose_config()
     assert all(group in cfg for group in GROUPS)
-    assert cfg.model.arch is Arch.faster_rcnn
-    assert cfg.model.backbone is Backbone.resnet18_fpn
+    assert cfg.model.arch == "faster_rcnn"
+    assert cfg.model.backbone == "resnet18_fpn"
     assert cfg.model.pretrained is False
     assert cfg.data.name == "shapes"
     assert cfg.loss.cls.name == "default"
@@ -39,8 +39,8 @@ def test_train_yaml_defaults_list_is_a_commented_table_of_contents():
 @pytest.mark.parametrize(
     ("overrides", "path", "expected"),
     [
-        (["model=retinanet"], "model.arch", Arch.retinanet),
-        (["model=mask_rcnn", "model.backbone=mobilenet_v3_fpn"], "model.backbone", Backbone.mobilenet_v3_fpn),
+        (["model=retinanet"], "model.arch", "retinanet"),
+        (["model=mask_rcnn", "model.backbone=mobilenet_v3_fpn"], "model.backbone", "mobilenet_v3_fpn"),
         (["loss=focal"], "loss.cls.name", "focal"),
         (["loss=focal", "loss.cls.gamma=3"], "loss.cls.gamma", 3.0),
         (["optimizer=sgd", "optimizer.lr=0.005"], "optimizer.lr", 0.005),
@@ -58,7 +58,6 @@ def test_group_options_and_overrides(overrides, path, expected):
     ("override", "message"),
     [
         ("optimizer.lr=abc", "abc"),
-        ("model.backbone=vgg16", "vgg16"),
         ("model.no_such_key=1", "no_such_key"),
         ("loss.cls.gamma=2", "gamma"),  # the default classification loss has no gamma
         ("trainer.max_epochs=1.5", "max_epochs"),
@@ -90,6 +89,14 @@ def test_cli_bad_type_names_value_and_type_without_traceback(tmp_path):
     output = result.stdout + result.stderr
     assert result.returncode != 0
     assert "optimizer.lr=abc" in output and "Float" in output
+    assert "Traceback" not in output
+
+
+def test_cli_unknown_backbone_lists_the_choices_without_traceback(tmp_path):
+    result = _train_cli("model.backbone=vgg16", cwd=tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1
+    assert "model.backbone=vgg16: expected one of resnet18_fpn, resnet50_fpn, mobilenet_v3_fpn" in output
     assert "Traceback" not in output
 
 

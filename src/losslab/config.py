@@ -8,7 +8,6 @@ own message. Polymorphic groups (optimizer, scheduler, loss components) have one
 from __future__ import annotations
 
 from dataclasses import dataclass, field, make_dataclass
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -26,27 +25,10 @@ def config_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "conf"
 
 
-class Arch(Enum):
-    faster_rcnn = "faster_rcnn"
-    mask_rcnn = "mask_rcnn"
-    retinanet = "retinanet"
-
-
-class Backbone(Enum):
-    resnet18_fpn = "resnet18_fpn"
-    resnet50_fpn = "resnet50_fpn"
-    mobilenet_v3_fpn = "mobilenet_v3_fpn"
-
-
-class Mode(Enum):
-    min = "min"
-    max = "max"
-
-
 @dataclass
 class ModelConfig:
-    arch: Arch = MISSING
-    backbone: Backbone = Backbone.resnet18_fpn
+    arch: str = MISSING
+    backbone: str = "resnet18_fpn"
     pretrained: bool = False
     trainable_backbone_layers: int | None = None
     min_size: int = 128
@@ -196,7 +178,7 @@ class TrainerConfig:
     seed: int = 0
     progress: bool = True
     monitor: str = "val/loss"
-    mode: Mode = Mode.min
+    mode: str = "min"
     checkpoints: bool = True
 
 
@@ -287,8 +269,15 @@ def validate(cfg: DictConfig) -> None:
           f"scheduler.warmup_factor={cfg.scheduler.warmup_factor}: expected a factor in (0, 1]")
     for component, weight in cfg.loss.weights.items():
         check(weight >= 0, f"loss.weights.{component}={weight}: expected >= 0")
-    choices = monitor_choices(cfg.model.arch.value)
-    check(cfg.trainer.monitor in choices,
-          f"trainer.monitor={cfg.trainer.monitor}: expected one of {', '.join(choices)}")
+    from losslab.models import ARCHS, BACKBONES
+
+    check(cfg.model.arch in ARCHS, f"model.arch={cfg.model.arch}: expected one of {', '.join(ARCHS)}")
+    check(cfg.model.backbone in BACKBONES,
+          f"model.backbone={cfg.model.backbone}: expected one of {', '.join(BACKBONES)}")
+    check(cfg.trainer.mode in ("min", "max"), f"trainer.mode={cfg.trainer.mode}: expected min or max")
+    if cfg.model.arch in ARCHS:
+        choices = monitor_choices(cfg.model.arch)
+        check(cfg.trainer.monitor in choices,
+              f"trainer.monitor={cfg.trainer.monitor}: expected one of {', '.join(choices)}")
     if problems:
         raise LosslabError("invalid configuration: " + "; ".join(problems) + ".")

@@ -31,12 +31,12 @@ def build_model(cfg: DictConfig, num_classes: int | None = None, class_counts: l
     """
     if num_classes is None:
         num_classes = len(load_dataset(OmegaConf.to_container(cfg.data)).classes)
-    arch = cfg.model.arch.value
+    arch = cfg.model.arch
     choices, weights = loss_choices(cfg.loss)
     losses = build_losses(arch, choices, weights, class_counts)
     return create_detector(
         arch,
-        cfg.model.backbone.value,
+        cfg.model.backbone,
         num_classes,
         losses,
         pretrained=cfg.model.pretrained,

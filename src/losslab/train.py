@@ -138,7 +138,7 @@ def setup(cfg: DictConfig, run_dir: Path) -> Session:
     data = build_data(cfg)
     write_split(run_dir / "split.json", data.split_ids, cfg.split.seed)
     loaders = build_dataloaders(cfg, data)
-    arch = cfg.model.arch.value
+    arch = cfg.model.arch
     choices, weights = loss_choices(cfg.loss)
     schedule = LossSchedule(choices, OmegaConf.to_container(cfg.loss.schedule.phases, resolve=True),
                             cycle=cfg.loss.schedule.cycle)
@@ -152,7 +152,7 @@ def setup(cfg: DictConfig, run_dir: Path) -> Session:
     optimizer = instantiate(cfg.optimizer, params=[p for p in model.parameters() if p.requires_grad])
     scheduler, warmup = build_schedulers(cfg.scheduler, optimizer, steps_per_epoch=len(loaders["train"]))
     log.info("run folder %s | %s/%s, %d classes, %d train / %d val / %d test images, device %s",
-             run_dir, arch, cfg.model.backbone.value, len(data.classes),
+             run_dir, arch, cfg.model.backbone, len(data.classes),
              len(data.train), len(data.val), len(data.test), device)
     auto_weights = None
     if counts is not None:
@@ -198,8 +198,8 @@ def run(cfg: DictConfig) -> RunResult:
     validate(cfg)
     run_dir = resolve_run_dir(cfg)
     prepare_run_dir(run_dir, cfg)
-    title = run_title(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
-    history = History(cfg.trainer.monitor, cfg.trainer.mode.value)
+    title = run_title(OmegaConf.to_container(cfg, resolve=True))
+    history = History(cfg.trainer.monitor, cfg.trainer.mode)
     session = None
     status, error = "completed", None
     started = time.monotonic()
