@@ -29,9 +29,10 @@ def _train_app(cfg: DictConfig) -> float | None:
     In a multirun a failing job is logged and recorded (summary.json says failed) but does not
     stop the sweep; a single run exits non-zero.
     """
-    multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+    hydra_config = HydraConfig.get()
+    multirun = hydra_config.mode == RunMode.MULTIRUN
     try:
-        result = run(cfg)
+        result = run(cfg, overrides=list(hydra_config.overrides.task))
     except LosslabError as error:
         log.error("%s", error)
         if multirun:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig
+from omegaconf import MISSING, DictConfig, OmegaConf
 
 from losslab.errors import LosslabError
 
@@ -199,6 +199,7 @@ class TrainConfig:
     trainer: TrainerConfig = MISSING
     logger: LoggerConfig = MISSING
     run_dir: str | None = None
+    resume: str | None = None
 
 
 SCHEMAS: dict[str, type] = {
@@ -228,6 +229,19 @@ def register_schemas() -> None:
 
 
 register_schemas()
+
+# Hydra's run folder is the first of resume, run_dir and outputs/DATE/TIME that is set, and a resumed
+# run keeps its own .hydra/ files: the resolvers train.yaml uses for that.
+def _resumable(resume: str | None) -> bool:
+    return bool(resume) and Path(resume).is_dir()  # a wrong path must not create a folder
+
+
+OmegaConf.register_new_resolver(
+    "losslab_run_dir", lambda resume, run_dir, new: resume if _resumable(resume) else run_dir or new, replace=True
+)
+OmegaConf.register_new_resolver(
+    "losslab_hydra_subdir", lambda resume: ".hydra/resume" if _resumable(resume) else ".hydra", replace=True
+)
 
 
 def compose_config(overrides: list[str] | None = None) -> DictConfig:

@@ -82,15 +82,19 @@ class History:
     def best_epoch(self) -> int | None:
         return self.best["epoch"] if self.best else None
 
-    def add(self, row: dict) -> bool:
-        """Append an epoch's row; return whether it is the new best."""
-        self.rows.append(row)
+    def improves(self, row: dict) -> bool:
+        """Whether `row` would be the new best."""
         if self.monitor not in row:
-            columns = ", ".join(c for c in metric_columns(self.rows) if c != "epoch")
+            columns = ", ".join(c for c in metric_columns([row]) if c != "epoch")
             raise LosslabError(
                 f"trainer.monitor={self.monitor} is not a metrics.csv column; expected one of {columns}."
             )
-        improved = best_row([row] if self.best is None else [self.best, row], self.monitor, self.mode) is row
+        return best_row([row] if self.best is None else [self.best, row], self.monitor, self.mode) is row
+
+    def add(self, row: dict) -> bool:
+        """Append an epoch's row; return whether it is the new best."""
+        improved = self.improves(row)
+        self.rows.append(row)
         if improved:
             self.best = row
         return improved

@@ -17,7 +17,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
-from losslab.checkpoint import mirror_checkpoint, save_checkpoint
+from losslab.checkpoint import load_checkpoint, mirror_checkpoint, save_checkpoint
 from losslab.config import validate
 from losslab.data import DetectionData, build_datasets, count_classes, make_loaders
 from losslab.data.split import write_split
@@ -188,16 +188,27 @@ def enter_phase(session: Session, epoch: int) -> None:
              phase.lr_factor)
 
 
-def run(cfg: DictConfig) -> RunResult:
+def run(cfg: DictConfig, overrides: list[str] | None = None) -> RunResult:
     """Train the configured model; write metrics.csv, loss_curves.png, summary.json, split.json
     and checkpoints into the run folder as the epochs go. Returns the history and final status.
 
+    With `resume=RUN_DIR` the run in RUN_DIR continues from its checkpoints/last.pt with its own
+    config; `overrides` (the command line's) may change only RESUMABLE_KEYS, e.g. to extend it.
     A diverged run returns normally with status "diverged"; any other failure is re-raised after
     summary.json records it (status "failed" or "interrupted").
     """
-    validate(cfg)
-    run_dir = resolve_run_dir(cfg)
-    prepare_run_dir(run_dir, cfg)
+    checkpoint = None
+    if cfg.get("resume"):
+        run_dir = Path(cfg.resume)
+        if not (run_dir / "checkpoints" / "last.pt").is_file():
+            raise LosslabError(f"resume={run_dir}: there is no checkpoints/last.pt in that folder; expected the "
+                               "folder of a losslab run that finished at least one epoch (outputs/DATE/TIME).")
+        checkpoint = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+        cfg = resumed_config(checkpoint, overrides or [], run_dir)
+    else:
+        validate(cfg)
+        run_dir = resolve_run_dir(cfg)
+        prepare_run_dir(run_dir, cfg)
     title = run_title(OmegaConf.to_container(cfg, resolve=True))
     history = History(cfg.trainer.monitor, cfg.trainer.mode)
     session = None
@@ -205,23 +216,27 @@ def run(cfg: DictConfig) -> RunResult:
     started = time.monotonic()
     try:
         session = setup(cfg, run_dir)
-        for epoch in range(1, cfg.trainer.max_epochs + 1):
+        first_epoch = 1 if checkpoint is None else restore(session, checkpoint, history) + 1
+        for epoch in range(first_epoch, cfg.trainer.max_epochs + 1):
             enter_phase(session, epoch)
             row = run_epoch(session, epoch, cfg.trainer.seed, cfg.trainer.progress)
-            improved = history.add(row)
-            write_metrics(run_dir / "metrics.csv", history.rows)
-            if cfg.trainer.checkpoints:
-                _save_checkpoints(run_dir, session, history.rows, cfg, improved)
-            plot_loss_curves(history.rows, run_dir / "loss_curves.png", title, history.best_epoch)
+            improved = history.improves(row)
             log.info(_epoch_line(row, cfg.trainer.max_epochs, improved))
             if not math.isfinite(row["val/loss"]):
+                history.add(row)  # logged, but last.pt keeps the last good epoch
                 raise NonFiniteLossError(epoch, len(session.loaders["train"]),
                                          {k[4:]: v for k, v in row.items() if k.startswith("val/")})
+            # Checkpoint first: an interruption at any point leaves last.pt, history and metrics.csv agreeing.
+            if cfg.trainer.checkpoints:
+                _save_checkpoints(run_dir, session, [*history.rows, row], cfg, improved)
+            history.add(row)
+            write_metrics(run_dir / "metrics.csv", history.rows)
+            plot_loss_curves(history.rows, run_dir / "loss_curves.png", title, history.best_epoch)
     except NonFiniteLossError as nonfinite:
         status, error = "diverged", str(nonfinite)
         log.error("diverged: %s; checkpoints/last.pt keeps the last finished epoch.", nonfinite)
     except KeyboardInterrupt:
-        status, error = "interrupted", "stopped by the user (Ctrl-C)"
+        status, error = "interrupted", "stopped by the user (Ctrl-C); continue with: train resume=" + str(run_dir)
         raise
     except Exception as failure:
         status, error = "failed", str(failure) if isinstance(failure, LosslabError) else repr(failure)
@@ -230,9 +245,56 @@ def run(cfg: DictConfig) -> RunResult:
         summary = _summary(history, status, error, time.monotonic() - started, session, run_dir)
         write_json(run_dir / "summary.json", summary)
         if history.rows:
+            write_metrics(run_dir / "metrics.csv", history.rows)
             plot_loss_curves(history.rows, run_dir / "loss_curves.png", title, history.best_epoch)
         _report(summary, run_dir)
     return RunResult(history=history.rows, run_dir=run_dir, status=status, summary=summary)
+
+
+# What a resumed run may change: how long it trains and where, never what it trains.
+RESUMABLE_KEYS = ("trainer.max_epochs", "trainer.progress", "trainer.device", "data.num_workers")
+
+
+def resumed_config(checkpoint: dict, overrides: list[str], run_dir: Path) -> DictConfig:
+    """The run's own config from its checkpoint, with the allowed command-line overrides applied."""
+    cfg = OmegaConf.create(checkpoint["config"])
+    changes = [o for o in overrides if not o.startswith(("resume=", "hydra.", "hydra/"))]
+    refused = [o for o in changes if o.split("=", 1)[0].lstrip("+~") not in RESUMABLE_KEYS]
+    if refused:
+        raise LosslabError(f"resume={run_dir} continues that run with its own config; {', '.join(refused)} would "
+                           f"change what it trains. Only {', '.join(RESUMABLE_KEYS)} may be given when resuming; "
+                           "start a new run for other changes.")
+    cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(changes))
+    cfg.resume = str(run_dir)
+    validate(cfg)
+    if checkpoint["epoch"] >= cfg.trainer.max_epochs:
+        raise LosslabError(f"the run in {run_dir} already finished epoch {checkpoint['epoch']} of "
+                           f"trainer.max_epochs={cfg.trainer.max_epochs}; to train longer, resume with a larger "
+                           "trainer.max_epochs.")
+    return cfg
+
+
+def restore(session: Session, checkpoint: dict, history: History) -> int:
+    """Load weights, optimizer, schedulers, random streams and history; return the last finished epoch."""
+    session.model.load_state_dict(checkpoint["model"])
+    session.optimizer.load_state_dict(checkpoint["optimizer"])
+    session.scheduler.load_state_dict(checkpoint["scheduler"])
+    if session.warmup is not None and checkpoint.get("warmup"):
+        session.warmup.load_state_dict(checkpoint["warmup"])
+    rng = checkpoint["rng"]
+    torch.set_rng_state(rng["torch"])
+    session.loaders["train"].generator.set_state(rng["train_loader"])
+    if rng.get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+    for row in checkpoint["history"]:
+        history.add(row)
+    epoch = checkpoint["epoch"]
+    # The optimizer state already carries the phase's lr factor: switch the losses, not the lr.
+    session.phase = session.schedule.phase_at(epoch)
+    if session.phase is not None:
+        set_losses(session.model, session.phase_losses[session.phase.number])
+    log.info("resuming after epoch %d: metrics.csv keeps epochs 1-%d", epoch, epoch)
+    return epoch
 
 
 def run_epoch(session: Session, epoch: int, seed: int, progress: bool) -> dict:
@@ -268,6 +330,8 @@ def _save_checkpoints(run_dir: Path, session: Session, rows: list[dict], cfg: Di
         "optimizer": session.optimizer.state_dict(),
         "scheduler": session.scheduler.state_dict(),
         "warmup": session.warmup.state_dict() if session.warmup else None,
+        "rng": {"torch": torch.get_rng_state(), "train_loader": session.loaders["train"].generator.get_state(),
+                "cuda": torch.cuda.get_rng_state_all() if session.device.type == "cuda" else None},
         "epoch": rows[-1]["epoch"],
         "history": rows,
         "config": OmegaConf.to_yaml(cfg),
