@@ -85,8 +85,8 @@ def test_epoch_average_weights_batches_by_their_number_of_images():
 
 def test_running_average_is_per_image():
     average = RunningAverage()
-    average.add({"loss": torch.tensor(1.0)}, batch_size=2)
-    average.add({"loss": torch.tensor(4.0)}, batch_size=1)
+    average.add({"loss": 1.0}, batch_size=2)
+    average.add({"loss": 4.0}, batch_size=1)
     assert average.means() == {"loss": 2.0}
 
 

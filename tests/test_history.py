@@ -41,6 +41,7 @@ def test_best_row_ignores_non_finite_values_and_prefers_the_earliest_tie():
         ([3.0, 2.0, 1.5, 1.2, 1.0, 0.9], [3.0, 2.1, 1.7, 1.4, 1.2, 1.1], "learning", None),
         ([3.0, 2.0, 1.5, 1.0, 0.7, 0.5], [2.5, 1.8, 1.6, 1.8, 2.0, 2.2], "overfitting", 4),
         ([3.0, 2.0, 1.9, 1.9, 1.9, 1.9], [2.5, 2.0, 2.0, 2.0, 1.999, 2.0], "plateau", 3),
+        ([2.0, 1.98, 1.95, 1.93], [2.1, 2.08, 2.06, 2.05], "underfitting", 1),
         ([2.0, 1.2, 1.1, 1.0, 1.1, 1.2], [2.2, 1.8, 1.4, 1.1, 1.3, 1.5], "diverging", 5),
         ([3.0, 2.0, 1.0, 5.0, 40.0, 900.0], [2.5, 2.0, 1.5, 6.0, 50.0, 1e3], "diverging", 4),
         ([3.0, 2.0, math.inf], [2.5, 2.0, math.nan], "diverging", 3),
@@ -50,3 +51,22 @@ def test_diagnosis(train, val, state, since):
     verdict = diagnose(_rows(train, val))
     assert (verdict["state"], verdict["since_epoch"]) == (state, since)
     assert verdict["text"].startswith(state)
+
+
+@pytest.mark.parametrize(
+    ("values", "mode", "patience", "min_delta", "stop_after"),
+    [
+        ([3.0, 2.0, 2.5, 2.4, 2.3], "min", 3, 0.0, 5),  # no new low for 3 epochs
+        ([3.0, 2.0, 1.95, 1.92, 1.91], "min", 3, 0.1, 5),  # gains of at most min_delta do not count
+        ([3.0, 2.0, 1.95, 1.5], "min", 2, 0.1, None),
+        ([0.1, 0.2, 0.2, 0.2], "max", 2, 0.0, 4),
+        ([3.0, 3.0], "min", 0, 0.0, 2),
+    ],
+)
+def test_early_stopping_follows_patience_and_min_delta(values, mode, patience, min_delta, stop_after):
+    from losslab.history import EarlyStopping
+
+    stopping = EarlyStopping("val/loss", mode, patience, min_delta)
+    rows = [{"epoch": i + 1, "val/loss": v} for i, v in enumerate(values)]
+    stops = [len(rows[:n]) for n in range(1, len(rows) + 1) if stopping.should_stop(rows[:n])]
+    assert (stops[0] if stops else None) == stop_after

@@ -144,7 +144,8 @@ def test_warmup_ramps_per_step_then_the_epoch_schedule_takes_over():
                           "trainer.max_epochs=4"])
     assert cfg.scheduler.T_max == 4  # follows trainer.max_epochs
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
-    scheduler, warmup = build_schedulers(cfg.scheduler, optimizer, steps_per_epoch=8)  # 4 warmup steps
+    schedulers = build_schedulers(cfg.scheduler, optimizer, steps_per_epoch=8)  # 4 warmup steps
+    scheduler, warmup = schedulers.main, schedulers.warmup
     ramp = []
     for _ in range(6):
         ramp.append(optimizer.param_groups[0]["lr"])

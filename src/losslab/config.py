@@ -122,7 +122,7 @@ class AugmentConfig:
 class OptimizerConfig:
     _target_: str = MISSING
     lr: float = MISSING
-    weight_decay: float = 0.0
+    exempt_norm_and_bias: bool = False
 
 
 @dataclass
@@ -135,17 +135,84 @@ class SGDConfig(OptimizerConfig):
 
 
 @dataclass
-class AdamWConfig(OptimizerConfig):
-    _target_: str = "torch.optim.AdamW"
+class AdamConfig(OptimizerConfig):
+    _target_: str = "torch.optim.Adam"
     lr: float = 5e-4
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     eps: float = 1e-8
+    weight_decay: float = 0.0
+
+
+@dataclass
+class AdamWConfig(AdamConfig):
+    _target_: str = "torch.optim.AdamW"
     weight_decay: float = 1e-4
+
+
+@dataclass
+class AdamaxConfig(AdamConfig):
+    _target_: str = "torch.optim.Adamax"
+    lr: float = 1e-3
+
+
+@dataclass
+class AdadeltaConfig(OptimizerConfig):
+    _target_: str = "torch.optim.Adadelta"
+    lr: float = 1.0
+    rho: float = 0.9
+    eps: float = 1e-6
+    weight_decay: float = 0.0
+
+
+@dataclass
+class AdagradConfig(OptimizerConfig):
+    _target_: str = "torch.optim.Adagrad"
+    lr: float = 0.01
+    lr_decay: float = 0.0
+    eps: float = 1e-10
+    weight_decay: float = 0.0
+
+
+@dataclass
+class ASGDConfig(OptimizerConfig):
+    _target_: str = "torch.optim.ASGD"
+    lr: float = 0.01
+    lambd: float = 1e-4
+    alpha: float = 0.75
+    t0: float = 1e6
+    weight_decay: float = 0.0
+
+
+@dataclass
+class RpropConfig(OptimizerConfig):
+    _target_: str = "torch.optim.Rprop"
+    lr: float = 0.01
+    etas: list[float] = field(default_factory=lambda: [0.5, 1.2])
+    step_sizes: list[float] = field(default_factory=lambda: [1e-6, 50.0])
+
+
+@dataclass
+class RMSpropConfig(OptimizerConfig):
+    _target_: str = "torch.optim.RMSprop"
+    lr: float = 1e-3
+    alpha: float = 0.99
+    eps: float = 1e-8
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+
+
+@dataclass
+class LionConfig(OptimizerConfig):
+    _target_: str = "losslab.lion.Lion"
+    lr: float = 1e-4
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.99])
+    weight_decay: float = 1e-2
 
 
 @dataclass
 class SchedulerConfig:
     _target_: str = MISSING
+    interval: str = "epoch"
     warmup_epochs: float = 1.0
     warmup_factor: float = 0.001
 
@@ -165,10 +232,52 @@ class StepSchedulerConfig(SchedulerConfig):
 
 
 @dataclass
+class MultiStepSchedulerConfig(SchedulerConfig):
+    _target_: str = "torch.optim.lr_scheduler.MultiStepLR"
+    milestones: list[int] = field(default_factory=lambda: [4, 5])
+    gamma: float = 0.1
+
+
+@dataclass
+class ExponentialSchedulerConfig(SchedulerConfig):
+    _target_: str = "torch.optim.lr_scheduler.ExponentialLR"
+    gamma: float = 0.7
+
+
+@dataclass
 class CosineSchedulerConfig(SchedulerConfig):
     _target_: str = "torch.optim.lr_scheduler.CosineAnnealingLR"
     T_max: int = 6
     eta_min: float = 0.0
+
+
+@dataclass
+class CyclicSchedulerConfig(SchedulerConfig):
+    _target_: str = "torch.optim.lr_scheduler.CyclicLR"
+    interval: str = "step"
+    base_lr: float = 5e-5
+    max_lr: float = 5e-4
+    step_size_up: int = 12
+    mode: str = "triangular2"
+    cycle_momentum: bool = False
+
+
+@dataclass
+class PlateauSchedulerConfig(SchedulerConfig):
+    _target_: str = "torch.optim.lr_scheduler.ReduceLROnPlateau"
+    mode: str = "min"
+    factor: float = 0.1
+    patience: int = 1
+    threshold: float = 1e-3
+
+
+@dataclass
+class EarlyStoppingConfig:
+    enabled: bool = False
+    monitor: str = "val/loss"
+    mode: str = "min"
+    patience: int = 3
+    min_delta: float = 0.0
 
 
 @dataclass
@@ -180,6 +289,10 @@ class TrainerConfig:
     monitor: str = "val/loss"
     mode: str = "min"
     checkpoints: bool = True
+    grad_clip_norm: float | None = None
+    on_nonfinite: str = "stop"
+    max_skipped_batches: int = 10
+    early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
 
 
 @dataclass
@@ -211,10 +324,22 @@ SCHEMAS: dict[str, type] = {
     "split": SplitConfig,
     "augment": AugmentConfig,
     "optimizer/sgd": SGDConfig,
+    "optimizer/adam": AdamConfig,
     "optimizer/adamw": AdamWConfig,
+    "optimizer/adamax": AdamaxConfig,
+    "optimizer/adadelta": AdadeltaConfig,
+    "optimizer/adagrad": AdagradConfig,
+    "optimizer/asgd": ASGDConfig,
+    "optimizer/rprop": RpropConfig,
+    "optimizer/rmsprop": RMSpropConfig,
+    "optimizer/lion": LionConfig,
     "scheduler/constant": ConstantSchedulerConfig,
     "scheduler/step": StepSchedulerConfig,
+    "scheduler/multistep": MultiStepSchedulerConfig,
+    "scheduler/exponential": ExponentialSchedulerConfig,
     "scheduler/cosine": CosineSchedulerConfig,
+    "scheduler/cyclic": CyclicSchedulerConfig,
+    "scheduler/plateau": PlateauSchedulerConfig,
     "trainer": TrainerConfig,
     "logger": LoggerConfig,
 }
@@ -270,7 +395,8 @@ def validate(cfg: DictConfig) -> None:
 
     check(cfg.trainer.max_epochs >= 1, f"trainer.max_epochs={cfg.trainer.max_epochs}: expected at least 1")
     check(cfg.optimizer.lr > 0, f"optimizer.lr={cfg.optimizer.lr}: expected a positive learning rate")
-    check(cfg.optimizer.weight_decay >= 0, f"optimizer.weight_decay={cfg.optimizer.weight_decay}: expected >= 0")
+    weight_decay = cfg.optimizer.get("weight_decay", 0.0)
+    check(weight_decay >= 0, f"optimizer.weight_decay={weight_decay}: expected >= 0")
     check(cfg.data.batch_size >= 1, f"data.batch_size={cfg.data.batch_size}: expected at least 1 image per step")
     check(cfg.data.num_workers >= 0, f"data.num_workers={cfg.data.num_workers}: expected 0 or more")
     check(0 < cfg.model.min_size <= cfg.model.max_size,
@@ -288,10 +414,23 @@ def validate(cfg: DictConfig) -> None:
     check(cfg.model.arch in ARCHS, f"model.arch={cfg.model.arch}: expected one of {', '.join(ARCHS)}")
     check(cfg.model.backbone in BACKBONES,
           f"model.backbone={cfg.model.backbone}: expected one of {', '.join(BACKBONES)}")
-    check(cfg.trainer.mode in ("min", "max"), f"trainer.mode={cfg.trainer.mode}: expected min or max")
+    trainer, stopping = cfg.trainer, cfg.trainer.early_stopping
+    check(trainer.mode in ("min", "max"), f"trainer.mode={trainer.mode}: expected min or max")
+    check(stopping.mode in ("min", "max"), f"trainer.early_stopping.mode={stopping.mode}: expected min or max")
+    check(stopping.patience >= 0, f"trainer.early_stopping.patience={stopping.patience}: expected 0 or more epochs")
+    check(stopping.min_delta >= 0, f"trainer.early_stopping.min_delta={stopping.min_delta}: expected >= 0")
+    check(trainer.grad_clip_norm is None or trainer.grad_clip_norm > 0,
+          f"trainer.grad_clip_norm={trainer.grad_clip_norm}: expected a positive norm, or null for no clipping")
+    check(trainer.on_nonfinite in ("stop", "skip"),
+          f"trainer.on_nonfinite={trainer.on_nonfinite}: expected stop or skip")
+    check(trainer.max_skipped_batches >= 0,
+          f"trainer.max_skipped_batches={trainer.max_skipped_batches}: expected 0 or more")
+    check(cfg.scheduler.interval in ("epoch", "step"),
+          f"scheduler.interval={cfg.scheduler.interval}: expected epoch or step")
     if cfg.model.arch in ARCHS:
         choices = monitor_choices(cfg.model.arch)
-        check(cfg.trainer.monitor in choices,
-              f"trainer.monitor={cfg.trainer.monitor}: expected one of {', '.join(choices)}")
+        monitors = (("trainer.monitor", trainer.monitor), ("trainer.early_stopping.monitor", stopping.monitor))
+        for key, monitor in monitors:
+            check(monitor in choices, f"{key}={monitor}: expected one of {', '.join(choices)}")
     if problems:
         raise LosslabError("invalid configuration: " + "; ".join(problems) + ".")

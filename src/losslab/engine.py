@@ -7,13 +7,17 @@ Both return per-image averages of the total loss and of every component under it
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Iterator
+import logging
+import math
+from collections.abc import Iterable, Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from losslab.losses import COMPONENTS
+
+log = logging.getLogger(__name__)
 
 # torchvision's loss keys (R-CNN and RetinaNet) -> the names losslab logs
 COMPONENT_NAMES = {
@@ -41,6 +45,20 @@ class NonFiniteLossError(RuntimeError):
                          f"({', '.join(f'{k}={v:.4g}' for k, v in losses.items())})")
 
 
+class SkipBudget:
+    """How many non-finite batches a run may still skip (trainer.on_nonfinite=skip)."""
+
+    def __init__(self, limit: int):
+        self.limit, self.skipped = limit, 0
+
+    def take(self) -> bool:
+        """Count one more skipped batch; False once the limit is used up."""
+        if self.skipped >= self.limit:
+            return False
+        self.skipped += 1
+        return True
+
+
 def train_one_epoch(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -48,30 +66,40 @@ def train_one_epoch(
     device: torch.device,
     epoch: int,
     progress: bool = True,
-    step_scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    step_schedulers: Sequence[torch.optim.lr_scheduler.LRScheduler] = (),
+    grad_clip_norm: float | None = None,
+    skip_budget: SkipBudget | None = None,
 ) -> dict[str, float]:
     """Train `model` for one pass over `loader`; return the per-image average of every loss.
 
-    `step_scheduler`, when given, is stepped after every optimizer step (learning-rate warmup).
-
-    Raises NonFiniteLossError before the optimizer step of a batch whose loss is NaN or infinite,
-    so the weights stay as they were after the last good step.
+    `step_schedulers` are stepped after every optimizer step (warmup, cyclic schedules);
+    `grad_clip_norm` clips the gradient norm before each step. A batch whose loss is NaN or
+    infinite raises NonFiniteLossError before its optimizer step, so the weights stay as they were
+    after the last good step; with a `skip_budget` such batches are skipped until it runs out.
     """
     model.train()
     average = RunningAverage()
+    parameters = [p for group in optimizer.param_groups for p in group["params"]]
     bar = tqdm(loader, desc=f"epoch {epoch} train", leave=False, disable=not progress, dynamic_ncols=True)
     for step, (images, targets) in enumerate(bar):
         images, targets = to_device(images, targets, device)
         losses = named_losses(model(images, targets))
-        values = average.add(losses, len(images))
+        values = as_floats(losses)
         if not _finite(values["loss"]):
-            raise NonFiniteLossError(epoch, step, values)
+            if skip_budget is None or not skip_budget.take():
+                raise NonFiniteLossError(epoch, step, values)
+            log.warning("skipped a batch with a non-finite loss at epoch %d, step %d (%d skipped so far): %s",
+                        epoch, step, skip_budget.skipped, values)
+            continue
+        average.add(values, len(images))
         optimizer.zero_grad(set_to_none=True)
         losses["loss"].backward()
+        if grad_clip_norm is not None:
+            torch.nn.utils.clip_grad_norm_(parameters, grad_clip_norm)
         optimizer.step()
-        if step_scheduler is not None:
-            step_scheduler.step()
-        bar.set_postfix(loss=f"{average.means()['loss']:.4f}", refresh=False)
+        for scheduler in step_schedulers:
+            scheduler.step()
+        bar.set_postfix(loss=f"{average.means().get('loss', math.nan):.4f}", refresh=False)
     return average.means()
 
 
@@ -98,7 +126,7 @@ def validation_loss(
         for images, targets in tqdm(loader, desc="validation", leave=False, disable=not progress,
                                     dynamic_ncols=True):
             images, targets = to_device(images, targets, device)
-            average.add(named_losses(model(images, targets)), len(images))
+            average.add(as_floats(named_losses(model(images, targets))), len(images))
     return average.means()
 
 
@@ -137,6 +165,12 @@ def to_device(images, targets, device: torch.device) -> tuple[list[Tensor], list
     return images, targets
 
 
+def as_floats(losses: dict[str, Tensor]) -> dict[str, float]:
+    """Loss tensors as Python floats, with one device synchronisation for all of them."""
+    names = list(losses)
+    return dict(zip(names, torch.stack([losses[n].detach().float() for n in names]).tolist(), strict=True))
+
+
 class RunningAverage:
     """Per-image means of named scalar losses, each batch weighted by its number of images."""
 
@@ -144,14 +178,11 @@ class RunningAverage:
         self.sums: dict[str, float] = {}
         self.count = 0
 
-    def add(self, losses: dict[str, Tensor], batch_size: int) -> dict[str, float]:
-        """Add one batch's losses (batch means); return them as floats."""
-        names = list(losses)
-        values = dict(zip(names, torch.stack([losses[n].detach().float() for n in names]).tolist(), strict=True))
+    def add(self, values: dict[str, float], batch_size: int) -> None:
+        """Add one batch's losses (batch means)."""
         for name, value in values.items():
             self.sums[name] = self.sums.get(name, 0.0) + value * batch_size
         self.count += batch_size
-        return values
 
     def means(self) -> dict[str, float]:
         return {name: total / max(1, self.count) for name, total in self.sums.items()}

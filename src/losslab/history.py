@@ -100,14 +100,47 @@ class History:
         return improved
 
 
+class EarlyStopping:
+    """Stop when `monitor` has not improved by more than `min_delta` for `patience` epochs.
+
+    Read off the rows themselves, so a resumed run decides exactly as an uninterrupted one.
+    """
+
+    def __init__(self, monitor: str, mode: str, patience: int, min_delta: float):
+        self.monitor, self.mode, self.patience, self.min_delta = monitor, mode, patience, min_delta
+
+    def epochs_without_improvement(self, rows: list[dict]) -> tuple[int, float]:
+        """Epochs since the last improvement, and the best value so far."""
+        best, waited = None, 0
+        for row in rows:
+            value = row.get(self.monitor, math.nan)
+            better = (best is None and math.isfinite(value)) or (best is not None and (
+                value < best - self.min_delta if self.mode == "min" else value > best + self.min_delta))
+            if better:
+                best, waited = value, 0
+            else:
+                waited += 1
+        return waited, best
+
+    def should_stop(self, rows: list[dict]) -> bool:
+        return self.epochs_without_improvement(rows)[0] >= max(1, self.patience)
+
+    def reason(self, rows: list[dict]) -> str:
+        waited, best = self.epochs_without_improvement(rows)
+        return (f"{self.monitor} has not improved on {best:.4g} by more than {self.min_delta:g} "
+                f"for {waited} epochs (patience {self.patience})")
+
+
 def diagnose(rows: list[dict], rise_tolerance: float = 0.1, overfit_tolerance: float = 0.05,
-             plateau_tolerance: float = 0.01) -> dict:
+             underfit_tolerance: float = 0.1, plateau_tolerance: float = 0.01) -> dict:
     """What the curves say, checked in this order:
 
     - diverging: a loss went non-finite, or the train loss ended more than `rise_tolerance`
       (relative) above its minimum: the optimisation itself is going the wrong way.
     - overfitting: val loss ended more than `overfit_tolerance` above its minimum while the train
       loss kept falling after that epoch.
+    - underfitting: over at least 3 epochs the train loss fell by less than `underfit_tolerance`
+      of its first value: the model does not fit even the training data (capacity, lr).
     - plateau: the last third of the epochs (at least 2) brought no val loss more than
       `plateau_tolerance` below the best before them.
     - learning: otherwise.
@@ -128,6 +161,9 @@ def diagnose(rows: list[dict], rise_tolerance: float = 0.1, overfit_tolerance: f
     if val[-1] > val[best] * (1 + overfit_tolerance) and train[-1] < train[best]:
         return _verdict("overfitting", epochs[best + 1], f"val loss is up from {val[best]:.4g} at epoch "
                         f"{epochs[best]} to {val[-1]:.4g} while train loss kept falling")
+    if len(train) >= 3 and train[0] - train[-1] < underfit_tolerance * abs(train[0]):
+        return _verdict("underfitting", epochs[0], f"train loss fell only from {train[0]:.4g} to {train[-1]:.4g} "
+                        f"in {len(train)} epochs")
     window = max(2, len(val) // 3)
     if len(val) > window:
         before = _argmin(val[:-window])

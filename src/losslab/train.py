@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 import torchvision
 from hydra.core.hydra_config import HydraConfig
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
@@ -21,9 +21,9 @@ from losslab.checkpoint import load_checkpoint, mirror_checkpoint, save_checkpoi
 from losslab.config import validate
 from losslab.data import DetectionData, build_datasets, count_classes, make_loaders
 from losslab.data.split import write_split
-from losslab.engine import NonFiniteLossError, train_one_epoch, validation_loss
+from losslab.engine import NonFiniteLossError, SkipBudget, train_one_epoch, validation_loss
 from losslab.errors import LosslabError
-from losslab.history import History, diagnose, write_json, write_metrics
+from losslab.history import EarlyStopping, History, diagnose, write_json, write_metrics
 from losslab.losses import ComponentLosses, build_losses, class_weights
 from losslab.losses.schedule import LossSchedule, Phase
 from losslab.models import build_model, get_losses, loss_choices, set_losses
@@ -62,8 +62,51 @@ def build_dataloaders(cfg: DictConfig, data: DetectionData | None = None) -> dic
                         pin_memory=device.type == "cuda")
 
 
-def build_schedulers(scheduler_cfg: DictConfig, optimizer: torch.optim.Optimizer, steps_per_epoch: int):
-    """The configured per-epoch scheduler, and a per-step linear warmup over the first
+def build_optimizer(optimizer_cfg: DictConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """The configured optimizer over the trainable parameters; with `exempt_norm_and_bias` the
+    one-dimensional ones (biases, normalisation weights) get no weight decay."""
+    options = OmegaConf.to_container(optimizer_cfg, resolve=True)
+    optimizer_class = get_class(options.pop("_target_"))
+    exempt = options.pop("exempt_norm_and_bias")
+    params = [p for p in model.parameters() if p.requires_grad]
+    if exempt and "weight_decay" in options:
+        params = [{"params": [p for p in params if p.ndim > 1]},
+                  {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
+    return optimizer_class(params, **options)
+
+
+@dataclass
+class Schedulers:
+    """The configured lr scheduler, when it steps, and the per-step warmup in front of it."""
+
+    main: torch.optim.lr_scheduler.LRScheduler | torch.optim.lr_scheduler.ReduceLROnPlateau
+    per_step: bool
+    warmup: torch.optim.lr_scheduler.LRScheduler | None
+
+    @property
+    def each_step(self) -> list:
+        """Schedulers to step after every optimizer step."""
+        return [s for s in (self.warmup, self.main if self.per_step else None) if s is not None]
+
+    def end_epoch(self, monitored: float) -> None:
+        if self.per_step:
+            return
+        if isinstance(self.main, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            self.main.step(monitored)
+        else:
+            self.main.step()
+
+    def state_dict(self) -> dict:
+        return {"main": self.main.state_dict(), "warmup": self.warmup.state_dict() if self.warmup else None}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.main.load_state_dict(state["main"])
+        if self.warmup is not None and state.get("warmup"):
+            self.warmup.load_state_dict(state["warmup"])
+
+
+def build_schedulers(scheduler_cfg: DictConfig, optimizer: torch.optim.Optimizer, steps_per_epoch: int) -> Schedulers:
+    """The configured scheduler, and a per-step linear warmup over the first
     `warmup_epochs` x `steps_per_epoch` steps (None when that is 0).
 
     Both are chainable torch schedulers: each multiplies the current lr, so during warmup the
@@ -71,12 +114,13 @@ def build_schedulers(scheduler_cfg: DictConfig, optimizer: torch.optim.Optimizer
     """
     options = OmegaConf.to_container(scheduler_cfg, resolve=True)
     warmup_epochs, warmup_factor = options.pop("warmup_epochs"), options.pop("warmup_factor")
+    per_step = options.pop("interval") == "step"
     warmup_iters = round(warmup_epochs * steps_per_epoch)
-    scheduler = instantiate(options, optimizer=optimizer)
-    if warmup_iters <= 0:
-        return scheduler, None
-    warmup = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=warmup_factor, total_iters=warmup_iters)
-    return scheduler, warmup
+    main = instantiate(options, optimizer=optimizer)
+    warmup = None
+    if warmup_iters > 0:
+        warmup = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=warmup_factor, total_iters=warmup_iters)
+    return Schedulers(main, per_step, warmup)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -122,11 +166,13 @@ class Session:
     loaders: dict[str, DataLoader]
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler
-    warmup: torch.optim.lr_scheduler.LRScheduler | None
+    schedulers: Schedulers
     schedule: LossSchedule
     phase_losses: dict[int, ComponentLosses]  # by phase number
     reference_losses: ComponentLosses | None  # loss=default, when training uses anything else
+    monitor: str  # the metrics.csv column a plateau scheduler watches
+    grad_clip_norm: float | None
+    skip_budget: SkipBudget | None  # trainer.on_nonfinite=skip
     class_weights: list[float] | None = None  # weighted_ce with automatic weights
     phase: Phase | None = None  # the phase in force
 
@@ -149,8 +195,8 @@ def setup(cfg: DictConfig, run_dir: Path) -> Session:
     phase_losses = {phase.number: build_losses(arch, phase.choices, weights, counts) for phase in schedule.phases}
     trains_default = not schedule.phases and _is_default(choices, weights)
     reference = None if trains_default else build_losses(arch, {}, {})
-    optimizer = instantiate(cfg.optimizer, params=[p for p in model.parameters() if p.requires_grad])
-    scheduler, warmup = build_schedulers(cfg.scheduler, optimizer, steps_per_epoch=len(loaders["train"]))
+    optimizer = build_optimizer(cfg.optimizer, model)
+    schedulers = build_schedulers(cfg.scheduler, optimizer, steps_per_epoch=len(loaders["train"]))
     log.info("run folder %s | %s/%s, %d classes, %d train / %d val / %d test images, device %s",
              run_dir, arch, cfg.model.backbone, len(data.classes),
              len(data.train), len(data.val), len(data.test), device)
@@ -160,8 +206,9 @@ def setup(cfg: DictConfig, run_dir: Path) -> Session:
         per_class = zip(data.classes, counts, auto_weights[1:], strict=True)
         log.info("weighted_ce weights (auto, from train class counts): background 1, %s",
                  ", ".join(f"{name} {weight:.3g} ({count} objects)" for name, count, weight in per_class))
-    return Session(device, data, loaders, model, optimizer, scheduler, warmup, schedule, phase_losses, reference,
-                   auto_weights)
+    skip_budget = SkipBudget(cfg.trainer.max_skipped_batches) if cfg.trainer.on_nonfinite == "skip" else None
+    return Session(device, data, loaders, model, optimizer, schedulers, schedule, phase_losses, reference,
+                   cfg.trainer.monitor, cfg.trainer.grad_clip_norm, skip_budget, auto_weights)
 
 
 def _needs_class_counts(choices: list[dict[str, dict]]) -> bool:
@@ -211,6 +258,8 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> RunResult:
         prepare_run_dir(run_dir, cfg)
     title = run_title(OmegaConf.to_container(cfg, resolve=True))
     history = History(cfg.trainer.monitor, cfg.trainer.mode)
+    early = cfg.trainer.early_stopping
+    stopping = EarlyStopping(early.monitor, early.mode, early.patience, early.min_delta) if early.enabled else None
     session = None
     status, error = "completed", None
     started = time.monotonic()
@@ -232,6 +281,10 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> RunResult:
             history.add(row)
             write_metrics(run_dir / "metrics.csv", history.rows)
             plot_loss_curves(history.rows, run_dir / "loss_curves.png", title, history.best_epoch)
+            if stopping is not None and stopping.should_stop(history.rows):
+                status = "stopped_early"
+                log.info("early stopping at epoch %d: %s", epoch, stopping.reason(history.rows))
+                break
     except NonFiniteLossError as nonfinite:
         status, error = "diverged", str(nonfinite)
         log.error("diverged: %s; checkpoints/last.pt keeps the last finished epoch.", nonfinite)
@@ -278,9 +331,7 @@ def restore(session: Session, checkpoint: dict, history: History) -> int:
     """Load weights, optimizer, schedulers, random streams and history; return the last finished epoch."""
     session.model.load_state_dict(checkpoint["model"])
     session.optimizer.load_state_dict(checkpoint["optimizer"])
-    session.scheduler.load_state_dict(checkpoint["scheduler"])
-    if session.warmup is not None and checkpoint.get("warmup"):
-        session.warmup.load_state_dict(checkpoint["warmup"])
+    session.schedulers.load_state_dict(checkpoint["scheduler"])
     rng = checkpoint["rng"]
     torch.set_rng_state(rng["torch"])
     session.loaders["train"].generator.set_state(rng["train_loader"])
@@ -301,7 +352,8 @@ def run_epoch(session: Session, epoch: int, seed: int, progress: bool) -> dict:
     """Train one epoch, measure the validation loss, step the epoch scheduler; the metrics.csv row."""
     start = time.monotonic()
     train_losses = train_one_epoch(session.model, session.optimizer, session.loaders["train"], session.device,
-                                   epoch, progress=progress, step_scheduler=session.warmup)
+                                   epoch, progress=progress, step_schedulers=session.schedulers.each_step,
+                                   grad_clip_norm=session.grad_clip_norm, skip_budget=session.skip_budget)
     lr = session.optimizer.param_groups[0]["lr"]  # the rate of the epoch's last step
     val_losses = validation_loss(session.model, session.loaders["val"], session.device, seed=seed,
                                  progress=progress)
@@ -313,11 +365,13 @@ def run_epoch(session: Session, epoch: int, seed: int, progress: bool) -> dict:
             reference = validation_loss(session.model, session.loaders["val"], session.device, seed=seed)
         finally:
             set_losses(session.model, trained_with)
-    session.scheduler.step()
     phase = {"phase": session.phase.number} if session.phase else {}
-    return {"epoch": epoch, **phase, "lr": lr, **_prefixed("train", train_losses), **_prefixed("val", val_losses),
-            **{f"val/ref_{name}": value for name, value in reference.items()},
-            "time_s": round(time.monotonic() - start, 3)}
+    skipped = {"skipped_batches": session.skip_budget.skipped} if session.skip_budget else {}
+    row = {"epoch": epoch, **phase, "lr": lr, **_prefixed("train", train_losses), **_prefixed("val", val_losses),
+           **{f"val/ref_{name}": value for name, value in reference.items()}, **skipped,
+           "time_s": round(time.monotonic() - start, 3)}
+    session.schedulers.end_epoch(row[session.monitor])
+    return row
 
 
 def _prefixed(split: str, losses: dict[str, float]) -> dict[str, float]:
@@ -328,8 +382,7 @@ def _save_checkpoints(run_dir: Path, session: Session, rows: list[dict], cfg: Di
     state = {
         "model": session.model.state_dict(),
         "optimizer": session.optimizer.state_dict(),
-        "scheduler": session.scheduler.state_dict(),
-        "warmup": session.warmup.state_dict() if session.warmup else None,
+        "scheduler": session.schedulers.state_dict(),
         "rng": {"torch": torch.get_rng_state(), "train_loader": session.loaders["train"].generator.get_state(),
                 "cuda": torch.cuda.get_rng_state_all() if session.device.type == "cuda" else None},
         "epoch": rows[-1]["epoch"],
@@ -360,6 +413,7 @@ def _summary(history: History, status: str, error: str | None, wall_time: float,
         "status": status,
         "error": error,
         "epochs_run": len(history.rows),
+        "stopped_epoch": history.rows[-1]["epoch"] if status == "stopped_early" else None,
         "monitor": history.monitor,
         "best_epoch": history.best_epoch,
         "best": history.best or {},
