@@ -31,7 +31,7 @@ def test_train_writes_a_hydra_run_folder(tmp_path):
 
 def test_sweep_summarises_every_job_even_when_one_fails(tmp_path):
     sweep = tmp_path / "sweep"
-    # split.val=0 leaves ratios that do not sum to 1: those jobs fail, the others still run.
+    # split.val=0 leaves the val split empty: those jobs fail, the others still run.
     result, output = _train("loss=focal,default", "split.val=0.25,0.0", "trainer.checkpoints=false",
                             f"hydra.sweep.dir={sweep}", cwd=tmp_path, multirun=True)
     assert result.returncode == 0, output

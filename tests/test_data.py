@@ -79,7 +79,7 @@ def test_random_split_is_disjoint_complete_and_seeded():
 @pytest.mark.parametrize(
     ("ratios", "message"),
     [
-        ({"train": 0.7, "val": 0.2, "test": 0.2}, "sum to 1"),
+        ({"train": 0.7, "val": 0.2, "test": 0.2}, "sum to at most 1"),
         ({"train": 1.2, "val": -0.2, "test": 0.0}, "non-negative"),
         ({"train": 0.9, "val": 0.05, "test": 0.05}, "split.val=0.05"),
     ],
@@ -87,6 +87,12 @@ def test_random_split_is_disjoint_complete_and_seeded():
 def test_bad_split_ratios_say_what_to_change(ratios, message):
     with pytest.raises(LosslabError, match=message):
         random_split(list(range(10)), seed=0, **ratios)
+
+
+def test_ratios_below_one_leave_the_rest_of_the_images_out():
+    split = random_split(list(range(100)), train=0.3, val=0.1, test=0.0, seed=0)
+    assert (len(split["train"]), len(split["val"]), len(split["test"])) == (30, 10, 0)
+    assert not set(split["train"]) & set(split["val"])
 
 
 def test_split_json_round_trip(tmp_path):

@@ -414,6 +414,12 @@ def validate(cfg: DictConfig) -> None:
     check(cfg.model.arch in ARCHS, f"model.arch={cfg.model.arch}: expected one of {', '.join(ARCHS)}")
     check(cfg.model.backbone in BACKBONES,
           f"model.backbone={cfg.model.backbone}: expected one of {', '.join(BACKBONES)}")
+    from losslab.data.split import check_ratios
+
+    try:
+        check_ratios(cfg.split.train, cfg.split.val, cfg.split.test)
+    except LosslabError as error:
+        problems.append(str(error).removeprefix("split: ").rstrip("."))
     trainer, stopping = cfg.trainer, cfg.trainer.early_stopping
     check(trainer.mode in ("min", "max"), f"trainer.mode={trainer.mode}: expected min or max")
     check(stopping.mode in ("min", "max"), f"trainer.early_stopping.mode={stopping.mode}: expected min or max")
