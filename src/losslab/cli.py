@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 from losslab.config import config_dir
 from losslab.errors import LosslabError
 from losslab.plots import redraw_run
+from losslab.runs import COMPARE_COLUMNS, RUNS_COLUMNS, compare_runs, format_table, list_runs, write_comparison
 from losslab.sweep import summarize_sweep
 from losslab.train import run
 
@@ -74,10 +75,28 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     plot = commands.add_parser("plot", help="re-draw a run's loss_curves.png from its metrics.csv")
     plot.add_argument("run_dir", type=Path, help="a run folder (holding metrics.csv)")
+    compare = commands.add_parser("compare", help="rank runs or whole sweeps by a metrics.csv column")
+    compare.add_argument("dirs", type=Path, nargs="+", metavar="DIR", help="run folders or sweep folders")
+    compare.add_argument("--metric", default="val/loss", help="the column to rank by (default val/loss; "
+                         "val/ref_loss compares runs trained with different losses fairly)")
+    compare.add_argument("--mode", choices=["min", "max"], help="better is lower or higher (default: min for "
+                         "losses, max for mAP/AP/AR/precision/recall/F1)")
+    compare.add_argument("--out", type=Path, help="where to write comparison.csv and comparison.png "
+                         "(default: the folder given, or the current folder for several)")
+    runs = commands.add_parser("runs", help="list the runs below a folder, newest first")
+    runs.add_argument("root", type=Path, nargs="?", default=Path("outputs"), help="default: outputs")
     args = parser.parse_args(argv)
     try:
         if args.command == "plot":
             print(redraw_run(args.run_dir))
+        elif args.command == "compare":
+            rows = compare_runs(args.dirs, args.metric, args.mode)
+            out = args.out or (args.dirs[0] if len(args.dirs) == 1 else Path.cwd())
+            table, figure = write_comparison(rows, out)
+            print(format_table(rows, COMPARE_COLUMNS[:-1]))
+            print(f"table: {table}\nfigure: {figure}")
+        elif args.command == "runs":
+            print(format_table(list_runs(args.root), RUNS_COLUMNS))
     except LosslabError as error:
         print(f"losslab {args.command}: error: {error}", file=sys.stderr)
         return 1

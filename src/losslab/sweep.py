@@ -7,10 +7,9 @@ import json
 import logging
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
 from losslab.history import read_metrics
 from losslab.plots import plot_sweep_curves
+from losslab.runs import distinguishing, overrides_of
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +49,9 @@ def job_summary(job_dir: Path, label: list[str], overrides: list[str]) -> dict:
 def summarize_sweep(sweep_dir: Path) -> list[dict]:
     """Write sweep_summary.csv and sweep_curves.png into `sweep_dir`; return the summary rows."""
     jobs = job_dirs(sweep_dir)
-    overrides = [OmegaConf.to_container(OmegaConf.load(job / ".hydra" / "overrides.yaml")) for job in jobs]
-    shared = set.intersection(*map(set, overrides)) if len(jobs) > 1 else set()
-    rows = [job_summary(job, [o for o in job_overrides if o not in shared], job_overrides)
-            for job, job_overrides in zip(jobs, overrides, strict=True)]
+    overrides = [overrides_of(job) for job in jobs]
+    rows = [job_summary(job, label, job_overrides)
+            for job, label, job_overrides in zip(jobs, distinguishing(overrides), overrides, strict=True)]
     with (sweep_dir / "sweep_summary.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=SUMMARY_COLUMNS)
         writer.writeheader()

@@ -1,0 +1,137 @@
+"""Tables across finished runs: `losslab compare` (runs or whole sweeps side by side) and
+`losslab runs` (what is in an outputs folder)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from datetime import datetime
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from losslab.errors import LosslabError
+from losslab.history import read_metrics
+from losslab.plots import plot_sweep_curves, run_title
+
+COMPARE_COLUMNS = ("rank", "run", "overrides", "status", "metric", "best", "best_epoch", "epochs_run", "run_dir")
+RUNS_COLUMNS = ("date", "status", "model", "loss", "best_val_loss", "epochs_run", "run_dir")
+
+
+def expand_runs(paths: list[Path]) -> list[Path]:
+    """Run folders named directly (holding metrics.csv) or found one level below a sweep folder."""
+    runs: list[Path] = []
+    for path in paths:
+        if (path / "metrics.csv").is_file():
+            runs.append(path)
+            continue
+        jobs = sorted((p.parent for p in path.glob("*/metrics.csv")), key=_job_order)
+        if not jobs:
+            raise LosslabError(f"{path} holds no losslab run: expected a run folder with metrics.csv, or a sweep "
+                               "folder whose job folders hold one (multirun/DATE/TIME).")
+        runs.extend(jobs)
+    return runs
+
+
+def _job_order(path: Path) -> tuple:
+    return (str(path.parent), not path.name.isdigit(), int(path.name) if path.name.isdigit() else 0, path.name)
+
+
+def overrides_of(run_dir: Path) -> list[str]:
+    path = run_dir / ".hydra" / "overrides.yaml"
+    return list(OmegaConf.to_container(OmegaConf.load(path))) if path.is_file() else []
+
+
+def distinguishing(overrides: list[list[str]]) -> list[list[str]]:
+    """Each run's overrides without those every run shares (all of them when there is one run)."""
+    if len(overrides) < 2:
+        return overrides
+    shared = set.intersection(*map(set, overrides))
+    return [[o for o in run if o not in shared] for run in overrides]
+
+
+def default_mode(metric: str) -> str:
+    """Losses are better low; mAP, AP, AR, precision, recall and F1 high."""
+    name = metric.rsplit("/", 1)[-1].lower()
+    return "max" if name.startswith(("map", "ap", "ar", "mar", "precision", "recall", "f1")) else "min"
+
+
+def compare_runs(paths: list[Path], metric: str = "val/loss", mode: str | None = None) -> list[dict]:
+    """One row per run: its best `metric` over the epochs, ranked best first (runs without it last)."""
+    mode = mode or default_mode(metric)
+    runs = expand_runs(paths)
+    labels = distinguishing([overrides_of(run) for run in runs])
+    rows = []
+    for run, label in zip(runs, labels, strict=True):
+        history = read_metrics(run / "metrics.csv")
+        values = [(r[metric], r["epoch"]) for r in history
+                  if isinstance(r.get(metric), float) and math.isfinite(r[metric])]
+        best = (min if mode == "min" else max)(values) if values else (None, None)
+        rows.append({"run": run.name, "overrides": " ".join(label), "status": _summary(run).get("status", "unknown"),
+                     "metric": metric, "best": best[0], "best_epoch": best[1], "epochs_run": len(history),
+                     "run_dir": str(run), "history": history})
+    if not any(row["best"] is not None for row in rows):
+        columns = sorted({key for row in rows for r in row["history"] for key in r if key != "epoch"})
+        raise LosslabError(f"--metric {metric} is in no run's metrics.csv; expected one of {', '.join(columns)}.")
+    sign = 1 if mode == "min" else -1
+    rows.sort(key=lambda row: (row["best"] is None, sign * (row["best"] or 0.0)))
+    for rank, row in enumerate(rows, start=1):
+        row["rank"] = rank
+    return rows
+
+
+def write_comparison(rows: list[dict], out_dir: Path) -> tuple[Path, Path]:
+    """comparison.csv (the rows, best first) and comparison.png (the metric of every run over epochs)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    table = out_dir / "comparison.csv"
+    with table.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COMPARE_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    figure = plot_sweep_curves([(row["overrides"] or row["run_dir"], row["history"]) for row in rows],
+                               out_dir / "comparison.png", columns=(rows[0]["metric"],))
+    return table, figure
+
+
+def list_runs(root: Path) -> list[dict]:
+    """Every run below `root` (folders with summary.json), newest first."""
+    if not root.is_dir():
+        raise LosslabError(f"{root} is not a folder; expected where runs are written (outputs or multirun).")
+    rows = []
+    for summary_path in root.glob("**/summary.json"):
+        run = summary_path.parent
+        summary = _summary(run)
+        config_path = run / ".hydra" / "config.yaml"
+        config = OmegaConf.to_container(OmegaConf.load(config_path)) if config_path.is_file() else {}
+        title = run_title(config)
+        rows.append({
+            "date": datetime.fromtimestamp(summary_path.stat().st_mtime).strftime("%Y-%m-%d %H:%M"),
+            "status": summary.get("status"),
+            "model": title.split(", loss: ")[0],
+            "loss": title.split(", loss: ")[-1],
+            "best_val_loss": (summary.get("best") or {}).get("val/loss"),
+            "epochs_run": summary.get("epochs_run"),
+            "run_dir": str(run),
+        })
+    return sorted(rows, key=lambda row: row["date"], reverse=True)
+
+
+def format_table(rows: list[dict], columns: tuple[str, ...]) -> str:
+    """A plain fixed-width console table."""
+    cells = [[_cell(row.get(column)) for column in columns] for row in rows]
+    widths = [max([len(column)] + [len(r[i]) for r in cells]) for i, column in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in cells]
+    return "\n".join(lines)
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def _summary(run: Path) -> dict:
+    path = run / "summary.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
