@@ -106,3 +106,19 @@ def test_cli_user_error_at_run_time_is_one_clear_line(tmp_path):
     assert result.returncode == 1
     assert "split.val" in output and "empty" in output
     assert "Traceback" not in output
+
+
+def test_help_lists_every_option_of_every_group(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "losslab", "--help"], capture_output=True, text=True, cwd=tmp_path,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    lines = {line.split()[0]: line for line in result.stdout.splitlines() if line.strip()}
+    for group_dir in [*sorted(config_dir().glob("*/")), *sorted((config_dir() / "loss").glob("*/"))]:
+        if group_dir.name == "hydra":
+            continue
+        group = group_dir.relative_to(config_dir()).as_posix()
+        options = [p.stem for p in group_dir.glob("*.yaml")]
+        assert group in lines, group
+        listed = set(re.findall(r"[\w/]+", lines[group]))
+        assert set(options) <= listed, (group, set(options) - listed)
+    assert "resume=outputs/DATE/TIME" in result.stdout and "install=bash" in result.stdout
