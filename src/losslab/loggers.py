@@ -149,6 +149,8 @@ class MLflowLogger:
     def __init__(self, run_dir: Path, config: Mapping, tracking_uri: str | None = None, experiment: str = "losslab",
                  run_name: str | None = None):
         try:
+            # Submodules may be cached from an earlier import even when mlflow itself is gone: ask for it.
+            import mlflow  # noqa: F401
             from mlflow.entities import Metric, Param
             from mlflow.exceptions import MlflowException
             from mlflow.tracking import MlflowClient
