@@ -155,3 +155,35 @@ def test_missing_library_names_the_extra(tmp_path, monkeypatch, name, modules):
         monkeypatch.setitem(sys.modules, module, None)  # `import` then raises ImportError
     with pytest.raises(LosslabError, match=rf"logger={name} needs the {name} package: pip install 'losslab\[{name}\]'"):
         build_loggers([name], tmp_path, CONFIG)
+
+
+def test_a_training_run_with_both_loggers_matches_its_metrics_csv(tmp_path, monkeypatch):
+    from mlflow.tracking import MlflowClient
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from conftest import tiny_config
+    from losslab import run
+    from losslab.history import read_metrics
+
+    monkeypatch.chdir(tmp_path)  # the default MLflow store is ./mlflow.db
+    result = run(tiny_config("model=retinanet", "trainer.max_epochs=2", "logger=all", "trainer.checkpoints=false",
+                             run_dir=tmp_path / "run"))
+    rows = read_metrics(tmp_path / "run" / "metrics.csv")
+    columns = [c for c in rows[0] if c != "epoch"]
+
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events.Reload()
+    for column in columns:
+        got = [(e.step, e.value) for e in events.Scalars(column)]
+        assert got == [(r["epoch"], pytest.approx(r[column], rel=1e-6)) for r in rows], column
+    assert "loss_curves" in events.Tags()["images"]
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    [mlflow_run] = client.search_runs([client.get_experiment_by_name("losslab").experiment_id])
+    for column in columns:
+        history = sorted((m.step, m.value) for m in client.get_metric_history(mlflow_run.info.run_id, column))
+        assert history == [(r["epoch"], pytest.approx(r[column], rel=1e-6)) for r in rows], column
+    assert mlflow_run.data.params["model.arch"] == "retinanet"
+    artifacts = {a.path for a in client.list_artifacts(mlflow_run.info.run_id)}
+    assert {"loss_curves.png", "metrics.csv", "summary.json"} <= artifacts
+    assert mlflow_run.info.status == "FINISHED" and result.status == "completed"

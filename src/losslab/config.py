@@ -297,7 +297,9 @@ class TrainerConfig:
 
 @dataclass
 class LoggerConfig:
-    pass
+    backends: list[str] = field(default_factory=list)
+    mlflow_tracking_uri: str | None = None
+    mlflow_experiment: str = "losslab"
 
 
 @dataclass
@@ -431,6 +433,10 @@ def validate(cfg: DictConfig) -> None:
           f"trainer.on_nonfinite={trainer.on_nonfinite}: expected stop or skip")
     check(trainer.max_skipped_batches >= 0,
           f"trainer.max_skipped_batches={trainer.max_skipped_batches}: expected 0 or more")
+    from losslab.loggers import LOGGERS
+
+    unknown = [name for name in cfg.logger.backends if name not in LOGGERS]
+    check(not unknown, f"logger.backends has {unknown}: expected names among {', '.join(LOGGERS)}")
     check(cfg.scheduler.interval in ("epoch", "step"),
           f"scheduler.interval={cfg.scheduler.interval}: expected epoch or step")
     if cfg.model.arch in ARCHS:

@@ -24,6 +24,7 @@ from losslab.data.split import write_split
 from losslab.engine import NonFiniteLossError, SkipBudget, train_one_epoch, validation_loss
 from losslab.errors import LosslabError
 from losslab.history import EarlyStopping, History, diagnose, write_json, write_metrics
+from losslab.loggers import build_loggers
 from losslab.losses import ComponentLosses, build_losses, class_weights
 from losslab.losses.schedule import LossSchedule, Phase
 from losslab.models import build_model, get_losses, loss_choices, set_losses
@@ -261,9 +262,12 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> RunResult:
     early = cfg.trainer.early_stopping
     stopping = EarlyStopping(early.monitor, early.mode, early.patience, early.min_delta) if early.enabled else None
     session = None
+    loggers: list = []
     status, error = "completed", None
     started = time.monotonic()
     try:
+        loggers = build_loggers(list(cfg.logger.backends), run_dir, OmegaConf.to_container(cfg, resolve=True),
+                                mlflow_uri=cfg.logger.mlflow_tracking_uri, experiment=cfg.logger.mlflow_experiment)
         session = setup(cfg, run_dir)
         first_epoch = 1 if checkpoint is None else restore(session, checkpoint, history) + 1
         for epoch in range(first_epoch, cfg.trainer.max_epochs + 1):
@@ -281,6 +285,8 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> RunResult:
             history.add(row)
             write_metrics(run_dir / "metrics.csv", history.rows)
             plot_loss_curves(history.rows, run_dir / "loss_curves.png", title, history.best_epoch)
+            for logger in loggers:
+                logger.log_epoch(row)
             if stopping is not None and stopping.should_stop(history.rows):
                 status = "stopped_early"
                 log.info("early stopping at epoch %d: %s", epoch, stopping.reason(history.rows))
@@ -300,6 +306,10 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> RunResult:
         if history.rows:
             write_metrics(run_dir / "metrics.csv", history.rows)
             plot_loss_curves(history.rows, run_dir / "loss_curves.png", title, history.best_epoch)
+        artifacts = [run_dir / name for name in ("loss_curves.png", "metrics.csv", "summary.json")]
+        for logger in loggers:
+            logger.log_images([run_dir / "loss_curves.png"], len(history.rows))
+            logger.close(summary, artifacts)
         _report(summary, run_dir)
     return RunResult(history=history.rows, run_dir=run_dir, status=status, summary=summary)
 
