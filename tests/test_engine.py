@@ -122,3 +122,28 @@ def test_non_finite_loss_stops_before_the_step_and_names_the_component():
     after = model.state_dict()
     params = dict(model.named_parameters())
     assert all(torch.equal(before[k], after[k]) for k in params)
+
+
+def test_detection_metrics_of_a_model_predicting_the_ground_truth_are_perfect():
+    from losslab.engine import detection_metrics
+
+    _, loaders = _trained_model()
+    targets = [t for _, batch in loaders["val"] for t in batch]
+
+    class Oracle(torch.nn.Module):  # returns the ground truth as detections, in the order predict asks
+        def __init__(self):
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.zeros(1))
+            self.seen = 0
+
+        def forward(self, images):
+            out = []
+            for _ in images:
+                t = targets[self.seen]
+                self.seen += 1
+                out.append({"boxes": t["boxes"], "labels": t["labels"], "scores": torch.ones(len(t["labels"]))})
+            return out
+
+    metrics = detection_metrics(Oracle(), loaders["val"], ("circle", "square", "triangle"), score_threshold=0.5)
+    assert metrics["mAP"] == pytest.approx(1.0) and metrics["mAP50"] == pytest.approx(1.0)
+    assert metrics["precision"] == metrics["recall"] == metrics["F1"] == 1.0

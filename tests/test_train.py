@@ -117,7 +117,7 @@ def test_divergence_stops_the_run_and_keeps_what_was_written(tmp_path):
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        (["trainer.monitor=val/mAP"], "trainer.monitor=val/mAP: expected one of lr, train/loss"),
+        (["trainer.monitor=val/mAPP"], "trainer.monitor=val/mAPP: expected one of lr, train/loss"),
         (["model=retinanet", "trainer.monitor=val/mask"], "expected one of lr, train/loss, train/classification"),
         (["trainer.max_epochs=0"], "trainer.max_epochs=0: expected at least 1"),
         (["optimizer.lr=0"], "optimizer.lr=0.0: expected a positive learning rate"),
@@ -188,3 +188,21 @@ def test_a_loss_the_architecture_cannot_use_fails_before_training(tmp_path):
     with pytest.raises(LosslabError, match="loss.mask=jaccard: faster_rcnn has no mask component"):
         run(tiny_config("loss=cycle_wce_jaccard", run_dir=tmp_path))
     assert not (tmp_path / "metrics.csv").exists()
+
+
+def test_detection_metrics_are_logged_every_epoch_and_can_pick_the_best(tmp_path):
+    result = run(tiny_config("model=retinanet", "trainer.max_epochs=2", "trainer.monitor=val/mAP",
+                             "trainer.mode=max", "trainer.checkpoints=false", run_dir=tmp_path))
+    rows = read_metrics(tmp_path / "metrics.csv")
+    for column in ("val/mAP", "val/mAP50", "val/mAP75", "val/mAR100", "val/AP/circle", "val/precision",
+                   "val/recall", "val/F1"):
+        assert all(0.0 <= row[column] <= 1.0 for row in rows), column
+    best = max(rows, key=lambda r: r["val/mAP"])
+    assert result.summary["best_epoch"] == best["epoch"] and result.summary["monitor"] == "val/mAP"
+
+
+def test_evaluation_can_be_off_and_monitoring_map_then_needs_it(tmp_path):
+    result = run(tiny_config("model=retinanet", "eval.every=0", "trainer.checkpoints=false", run_dir=tmp_path / "a"))
+    assert not any(key.startswith("val/mAP") for key in result.history[0])
+    with pytest.raises(LosslabError, match="trainer.monitor=val/mAP: expected one of"):
+        run(tiny_config("eval.every=2", "trainer.monitor=val/mAP", run_dir=tmp_path / "b"))

@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 
 from losslab.config import config_dir
 from losslab.errors import LosslabError
+from losslab.evaluate import evaluate_run, metrics_table
 from losslab.plots import redraw_run
 from losslab.runs import COMPARE_COLUMNS, RUNS_COLUMNS, compare_runs, format_table, list_runs, write_comparison
 from losslab.sweep import summarize_sweep
@@ -83,6 +84,12 @@ def main(argv: list[str] | None = None) -> int:
                          "losses, max for mAP/AP/AR/precision/recall/F1)")
     compare.add_argument("--out", type=Path, help="where to write comparison.csv and comparison.png "
                          "(default: the folder given, or the current folder for several)")
+    evaluate = commands.add_parser("evaluate", help="score a run's checkpoint on a split; COCO exports and plots")
+    evaluate.add_argument("run_dir", type=Path, help="a run folder")
+    evaluate.add_argument("--split", default="val", choices=["train", "val", "test"])
+    evaluate.add_argument("--checkpoint", default="best", choices=["best", "last"])
+    evaluate.add_argument("--score-threshold", type=float, help="default: the run's eval.score_threshold")
+    evaluate.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     runs = commands.add_parser("runs", help="list the runs below a folder, newest first")
     runs.add_argument("root", type=Path, nargs="?", default=Path("outputs"), help="default: outputs")
     args = parser.parse_args(argv)
@@ -95,6 +102,10 @@ def main(argv: list[str] | None = None) -> int:
             table, figure = write_comparison(rows, out)
             print(format_table(rows, COMPARE_COLUMNS[:-1]))
             print(f"table: {table}\nfigure: {figure}")
+        elif args.command == "evaluate":
+            metrics = evaluate_run(args.run_dir, args.split, args.checkpoint, args.score_threshold, args.device)
+            print(metrics_table(metrics))
+            print(f"written to {args.run_dir / ('eval_' + args.split)}")
         elif args.command == "runs":
             print(format_table(list_runs(args.root), RUNS_COLUMNS))
     except LosslabError as error:

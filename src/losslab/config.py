@@ -296,6 +296,12 @@ class TrainerConfig:
 
 
 @dataclass
+class EvalConfig:
+    every: int = 1
+    score_threshold: float = 0.5
+
+
+@dataclass
 class LoggerConfig:
     backends: list[str] = field(default_factory=list)
     mlflow_tracking_uri: str | None = None
@@ -313,6 +319,7 @@ class TrainConfig:
     scheduler: SchedulerConfig = MISSING
     trainer: TrainerConfig = MISSING
     logger: LoggerConfig = MISSING
+    eval: EvalConfig = field(default_factory=EvalConfig)
     run_dir: str | None = None
     resume: str | None = None
 
@@ -379,12 +386,20 @@ def compose_config(overrides: list[str] | None = None) -> DictConfig:
         return compose(config_name="train", overrides=list(overrides or []))
 
 
-def monitor_choices(arch: str) -> list[str]:
+DETECTION_METRICS = ("mAP", "mAP50", "mAP75", "mAR100", "precision", "recall", "F1")
+
+
+def monitor_choices(arch: str, evaluates: bool = False) -> list[str]:
     """The metrics.csv columns a run of `arch` logs every epoch, which `trainer.monitor` may name."""
     from losslab.losses import ARCH_COMPONENTS
 
     names = ["loss", *ARCH_COMPONENTS[arch]]
-    return ["lr"] + [f"{prefix}{name}" for prefix in ("train/", "val/", "val/ref_") for name in names]
+    columns = ["lr"] + [f"{prefix}{name}" for prefix in ("train/", "val/", "val/ref_") for name in names]
+    if evaluates:
+        columns += [f"val/{metric}" for metric in DETECTION_METRICS]
+        if arch == "mask_rcnn":
+            columns += [f"val/mask_{metric}" for metric in DETECTION_METRICS[:4]]
+    return columns
 
 
 def validate(cfg: DictConfig) -> None:
@@ -437,10 +452,13 @@ def validate(cfg: DictConfig) -> None:
 
     unknown = [name for name in cfg.logger.backends if name not in LOGGERS]
     check(not unknown, f"logger.backends has {unknown}: expected names among {', '.join(LOGGERS)}")
+    check(cfg.eval.every >= 0, f"eval.every={cfg.eval.every}: expected 0 (off) or a number of epochs")
+    check(0.0 <= cfg.eval.score_threshold <= 1.0,
+          f"eval.score_threshold={cfg.eval.score_threshold}: expected a score in [0, 1]")
     check(cfg.scheduler.interval in ("epoch", "step"),
           f"scheduler.interval={cfg.scheduler.interval}: expected epoch or step")
     if cfg.model.arch in ARCHS:
-        choices = monitor_choices(cfg.model.arch)
+        choices = monitor_choices(cfg.model.arch, evaluates=cfg.eval.every == 1)
         monitors = (("trainer.monitor", trainer.monitor), ("trainer.early_stopping.monitor", stopping.monitor))
         for key, monitor in monitors:
             check(monitor in choices, f"{key}={monitor}: expected one of {', '.join(choices)}")

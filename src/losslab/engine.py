@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from losslab.evaluation import coco_ground_truth, coco_metrics, coco_results, precision_recall_f1
 from losslab.losses import COMPONENTS
 
 log = logging.getLogger(__name__)
@@ -128,6 +129,47 @@ def validation_loss(
             images, targets = to_device(images, targets, device)
             average.add(as_floats(named_losses(model(images, targets))), len(images))
     return average.means()
+
+
+@torch.inference_mode()
+def predict(model: nn.Module, loader: Iterable, device: torch.device | None = None,
+            progress: bool = False) -> tuple[list[dict], list[dict], list[tuple[int, int]]]:
+    """Eval-mode detections for every image of `loader`, its targets and (height, width), on the CPU.
+
+    Restores every module's previous mode afterwards.
+    """
+    device = device or next(model.parameters()).device
+    predictions, targets, sizes = [], [], []
+    previous = {module: module.training for module in model.modules()}
+    model.eval()
+    try:
+        for images, batch_targets in tqdm(loader, desc="evaluation", leave=False, disable=not progress,
+                                          dynamic_ncols=True):
+            images, _ = to_device(images, [], device)
+            for output in model(images):
+                predictions.append({k: v.cpu() for k, v in output.items()})
+            targets.extend(batch_targets)
+            sizes.extend(tuple(image.shape[-2:]) for image in images)
+    finally:
+        for module, training in previous.items():
+            module.training = training
+    return predictions, targets, sizes
+
+
+def detection_metrics(model: nn.Module, loader: Iterable, classes: Sequence[str], score_threshold: float = 0.5,
+                      device: torch.device | None = None, progress: bool = False) -> dict[str, float]:
+    """COCO box mAP, mAP50, mAP75, mAR@100 and AP per class (pycocotools), the same for masks
+    (`mask_` prefix) when the model predicts them, and precision, recall and F1 at
+    `score_threshold` and IoU 0.5."""
+    predictions, targets, sizes = predict(model, loader, device, progress)
+    with_masks = any("masks" in p for p in predictions)
+    image_ids = [int(t["image_id"]) for t in targets]
+    ground_truth = coco_ground_truth(targets, sizes, classes, with_masks=with_masks)
+    metrics = coco_metrics(ground_truth, coco_results(predictions, image_ids), "bbox")
+    if with_masks:
+        metrics |= coco_metrics(ground_truth, coco_results(predictions, image_ids, with_masks=True), "segm",
+                                prefix="mask_")
+    return metrics | precision_recall_f1(predictions, targets, score_threshold)
 
 
 @contextlib.contextmanager

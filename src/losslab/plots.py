@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
@@ -16,6 +17,7 @@ from losslab.losses import COMPONENTS  # noqa: E402
 
 TRAIN_STYLE = {"color": "tab:blue", "marker": "o", "markersize": 3}
 VAL_STYLE = {"color": "tab:orange", "marker": "o", "markersize": 3}
+METRIC_LINES = ("val/mAP", "val/mAP50", "val/mask_mAP", "val/F1")
 REF_STYLE = {"color": "tab:gray", "linestyle": "--", "marker": ".", "markersize": 3}
 SWEEP_TITLES = {"val/loss": "val/loss (each run's training objective)",
                 "val/ref_loss": "val/ref_loss (loss=default: comparable across runs)"}
@@ -35,6 +37,9 @@ def plot_loss_curves(rows: list[dict], path: Path, title: str = "", best_epoch: 
 def loss_curves_figure(rows: list[dict], title: str = "", best_epoch: int | None = None) -> Figure:
     """Total train vs val loss, then one panel per component present, then the learning rate."""
     panels = ["loss"] + [c for c in COMPONENTS if any(f"train/{c}" in r or f"val/{c}" in r for r in rows)]
+    metrics = [m for m in METRIC_LINES if any(m in r for r in rows)]
+    if metrics:
+        panels.append("metrics")
     has_lr = any("lr" in r for r in rows)
     ncols = min(3, len(panels))
     nrows = math.ceil(len(panels) / ncols) + (1 if has_lr else 0)
@@ -43,6 +48,13 @@ def loss_curves_figure(rows: list[dict], title: str = "", best_epoch: int | None
     grid = fig.add_gridspec(nrows, ncols, height_ratios=heights)
     for i, name in enumerate(panels):
         ax = fig.add_subplot(grid[i // ncols, i % ncols])
+        if name == "metrics":
+            for metric in metrics:
+                ax.plot(*_series(rows, metric), marker="o", markersize=3, label=metric.removeprefix("val/"))
+            ax.set_title("val detection metrics")
+            ax.legend(fontsize=7)
+            _epoch_axis(ax)
+            continue
         for split, style in (("train", TRAIN_STYLE), ("val", VAL_STYLE)):
             epochs, values = _series(rows, f"{split}/{name}")
             if epochs:
@@ -89,6 +101,39 @@ def sweep_figure(runs: list[tuple[str, list[dict]]], columns=("val/loss", "train
     if handles:
         fig.legend(handles, labels, loc="outside lower center", fontsize=8, ncols=min(3, len(labels)))
     return fig
+
+
+def plot_pr_curves(curves: dict[str, tuple[list[float], list[float]]], path: Path) -> Path:
+    """Precision over recall at IoU 0.5 for every class (COCOeval's interpolated curves) and their mean."""
+    fig, ax = plt.subplots(figsize=(6, 5), layout="constrained")
+    precisions = []
+    for name, (recall, precision) in curves.items():
+        ax.plot(recall, precision, label=name)
+        precisions.append(precision)
+    if precisions:
+        recall = next(iter(curves.values()))[0]
+        mean = [sum(values) / len(values) for values in zip(*precisions, strict=True)]
+        ax.plot(recall, mean, color="black", linewidth=2.5, label="mean")
+    ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02), title="precision-recall at IoU 0.5")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_confusion_matrix(matrix, names: list[str], path: Path) -> Path:
+    """Counts and row-normalised rates (true class by predicted class, background included)."""
+    fig, axes = plt.subplots(1, 2, figsize=(5 + 1.2 * len(names), 2.5 + 0.5 * len(names)), layout="constrained")
+    totals = matrix.sum(axis=1, keepdims=True)
+    normalised = matrix / totals.clip(min=1)
+    for ax, values, title, fmt in ((axes[0], matrix, "counts", "d"), (axes[1], normalised, "normalised by true class",
+                                                                        ".2f")):
+        ax.imshow(values, cmap="Blues")
+        for (row, column), value in np.ndenumerate(values):
+            ax.text(column, row, format(value, fmt), ha="center", va="center", fontsize=8)
+        ax.set(xticks=range(len(names)), yticks=range(len(names)), xlabel="predicted", ylabel="true", title=title)
+        ax.set_xticklabels(names, rotation=45, ha="right")
+        ax.set_yticklabels(names)
+    return _save(fig, path)
 
 
 def _shade_phases(ax, rows: list[dict]) -> None:

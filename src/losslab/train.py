@@ -21,7 +21,7 @@ from losslab.checkpoint import load_checkpoint, mirror_checkpoint, save_checkpoi
 from losslab.config import validate
 from losslab.data import DetectionData, build_datasets, count_classes, make_loaders
 from losslab.data.split import write_split
-from losslab.engine import NonFiniteLossError, SkipBudget, train_one_epoch, validation_loss
+from losslab.engine import NonFiniteLossError, SkipBudget, detection_metrics, train_one_epoch, validation_loss
 from losslab.errors import LosslabError
 from losslab.history import EarlyStopping, History, diagnose, write_json, write_metrics
 from losslab.loggers import build_loggers
@@ -174,6 +174,8 @@ class Session:
     monitor: str  # the metrics.csv column a plateau scheduler watches
     grad_clip_norm: float | None
     skip_budget: SkipBudget | None  # trainer.on_nonfinite=skip
+    eval_every: int  # detection metrics every N epochs (0: never)
+    score_threshold: float
     class_weights: list[float] | None = None  # weighted_ce with automatic weights
     phase: Phase | None = None  # the phase in force
 
@@ -190,7 +192,7 @@ def setup(cfg: DictConfig, run_dir: Path) -> Session:
     schedule = LossSchedule(choices, OmegaConf.to_container(cfg.loss.schedule.phases, resolve=True),
                             cycle=cfg.loss.schedule.cycle)
     every_choice = [choices] + [phase.choices for phase in schedule.phases]
-    counts = count_classes(data.train, len(data.classes)) if _needs_class_counts(every_choice) else None
+    counts = count_classes(data.train, len(data.classes)) if needs_class_counts(every_choice) else None
     model = build_model(cfg, num_classes=len(data.classes), class_counts=counts).to(device)
     # Build every phase's losses now so that a bad choice fails before any training.
     phase_losses = {phase.number: build_losses(arch, phase.choices, weights, counts) for phase in schedule.phases}
@@ -209,10 +211,11 @@ def setup(cfg: DictConfig, run_dir: Path) -> Session:
                  ", ".join(f"{name} {weight:.3g} ({count} objects)" for name, count, weight in per_class))
     skip_budget = SkipBudget(cfg.trainer.max_skipped_batches) if cfg.trainer.on_nonfinite == "skip" else None
     return Session(device, data, loaders, model, optimizer, schedulers, schedule, phase_losses, reference,
-                   cfg.trainer.monitor, cfg.trainer.grad_clip_norm, skip_budget, auto_weights)
+                   cfg.trainer.monitor, cfg.trainer.grad_clip_norm, skip_budget, cfg.eval.every,
+                   cfg.eval.score_threshold, auto_weights)
 
 
-def _needs_class_counts(choices: list[dict[str, dict]]) -> bool:
+def needs_class_counts(choices: list[dict[str, dict]]) -> bool:
     return any(c.get("cls", {}).get("name") == "weighted_ce" and c["cls"].get("weights", "auto") == "auto"
                for c in choices)
 
@@ -380,6 +383,11 @@ def run_epoch(session: Session, epoch: int, seed: int, progress: bool) -> dict:
     row = {"epoch": epoch, **phase, "lr": lr, **_prefixed("train", train_losses), **_prefixed("val", val_losses),
            **{f"val/ref_{name}": value for name, value in reference.items()}, **skipped,
            "time_s": round(time.monotonic() - start, 3)}
+    if session.eval_every and epoch % session.eval_every == 0:
+        metrics = detection_metrics(session.model, session.loaders["val"], session.data.classes,
+                                    session.score_threshold, session.device, progress)
+        row |= {f"val/{name}": value for name, value in metrics.items()}
+        row["time_s"] = round(time.monotonic() - start, 3)
     session.schedulers.end_epoch(row[session.monitor])
     return row
 
@@ -412,6 +420,9 @@ def _epoch_line(row: dict, max_epochs: int, improved: bool) -> str:
         parts.append(f"ref {row['val/ref_loss']:.4f}")
     components = [name for key in row if key.startswith("val/") and (name := key[4:]) in SHORT_NAMES]
     parts.append(" ".join(f"{SHORT_NAMES[c]} {row[f'train/{c}']:.3f}/{row[f'val/{c}']:.3f}" for c in components))
+    if "val/mAP" in row:
+        parts.append(f"mAP {row['val/mAP']:.3f} (50: {row['val/mAP50']:.3f})"
+                     + (f" mask {row['val/mask_mAP']:.3f}" if "val/mask_mAP" in row else ""))
     parts += [f"lr {row['lr']:.3g}", f"{row['time_s']:.1f}s"]
     return " | ".join(parts)
 
@@ -444,9 +455,10 @@ def _report(summary: dict, run_dir: Path) -> None:
     if summary["status"] == "failed":
         return
     best = summary["best"]
-    log.info("%s after %d epochs | best epoch %s, val loss %s | %s | curves: %s",
+    log.info("%s after %d epochs | best epoch %s, val loss %s%s | %s | curves: %s",
              summary["status"], summary["epochs_run"], summary["best_epoch"],
              f"{best['val/loss']:.4f}" if "val/loss" in best else "n/a",
+             f", mAP {best['val/mAP']:.3f}" if "val/mAP" in best else "",
              summary["diagnosis"]["text"], run_dir / "loss_curves.png")
 
 

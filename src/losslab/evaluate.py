@@ -1,0 +1,79 @@
+"""`losslab evaluate RUN_DIR`: a finished run's checkpoint scored on a split, with COCO exports and plots."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+from omegaconf import OmegaConf
+
+from losslab.checkpoint import load_checkpoint
+from losslab.data import count_classes
+from losslab.engine import predict
+from losslab.errors import LosslabError
+from losslab.evaluation import coco_ground_truth, coco_metrics, coco_results, confusion_matrix, precision_recall_f1
+from losslab.history import write_json
+from losslab.models import build_model, loss_choices
+from losslab.plots import plot_confusion_matrix, plot_pr_curves
+from losslab.train import build_data, build_dataloaders, needs_class_counts, resolve_device
+
+log = logging.getLogger(__name__)
+
+
+def evaluate_run(run_dir: Path, split: str = "val", checkpoint: str = "best", score_threshold: float | None = None,
+                 device: str = "auto", progress: bool = True) -> dict:
+    """Predict `split` with the run's `checkpoint` (best | last) and write RUN_DIR/eval_<split>/:
+    metrics.json, predictions.json (COCO results), ground_truth.json (COCO instances),
+    pr_curve.png and confusion_matrix.png. Returns the metrics."""
+    config_path = run_dir / ".hydra" / "config.yaml"
+    if not config_path.is_file():
+        raise LosslabError(f"{config_path} does not exist; expected a losslab run folder (outputs/DATE/TIME).")
+    if split not in ("train", "val", "test"):
+        raise LosslabError(f"--split {split}: expected train, val or test.")
+    cfg = OmegaConf.load(config_path)
+    state = load_checkpoint(run_dir / "checkpoints" / f"{checkpoint}.pt")
+    threshold = cfg.eval.score_threshold if score_threshold is None else score_threshold
+    data = build_data(cfg)
+    loader = build_dataloaders(cfg, data)[split]
+    if len(loader.dataset) == 0:
+        raise LosslabError(f"the {split} split of {run_dir} is empty (split.{split}=0); evaluate another split.")
+    choices, _ = loss_choices(cfg.loss)
+    counts = count_classes(data.train, len(data.classes)) if needs_class_counts([choices]) else None
+    model = build_model(cfg, num_classes=len(data.classes), class_counts=counts)
+    model.load_state_dict(state["model"])
+    target_device = resolve_device(device)
+    predictions, targets, sizes = predict(model.to(target_device), loader, target_device, progress)
+
+    with_masks = any("masks" in p for p in predictions)
+    image_ids = [int(t["image_id"]) for t in targets]
+    ground_truth = coco_ground_truth(targets, sizes, data.classes, with_masks=with_masks)
+    results = coco_results(predictions, image_ids, with_masks=with_masks)
+    metrics = coco_metrics(ground_truth, results, "bbox", with_pr=True)
+    curves = metrics.pop("pr")
+    if with_masks:
+        mask_metrics = coco_metrics(ground_truth, results, "segm", prefix="mask_")
+        metrics |= mask_metrics
+    metrics |= precision_recall_f1(predictions, targets, threshold)
+    matrix = confusion_matrix(predictions, targets, len(data.classes), threshold)
+
+    out = run_dir / f"eval_{split}"
+    out.mkdir(exist_ok=True)
+    write_json(out / "metrics.json", {"split": split, "checkpoint": checkpoint, "epoch": state["epoch"],
+                                      "score_threshold": threshold, "images": len(targets), **metrics,
+                                      "confusion_matrix": matrix.tolist()})
+    (out / "predictions.json").write_text(json.dumps(results))
+    (out / "ground_truth.json").write_text(json.dumps(ground_truth))
+    plot_pr_curves(curves, out / "pr_curve.png")
+    plot_confusion_matrix(matrix, ["background", *data.classes], out / "confusion_matrix.png")
+    return metrics
+
+
+def metrics_table(metrics: dict) -> str:
+    """The headline numbers and per-class AP as console lines."""
+    head = [f"{name:<12}{metrics[name]:.4f}" for name in ("mAP", "mAP50", "mAP75", "mAR100", "mask_mAP",
+                                                           "precision", "recall", "F1") if name in metrics]
+    per_class = [f"  {name.removeprefix('AP/'):<10}{value:.4f}" for name, value in metrics.items()
+                 if name.startswith("AP/") and not np.isnan(value)]
+    return "\n".join(head + (["AP per class:"] + per_class if per_class else []))

@@ -1,0 +1,211 @@
+"""Detection metrics through pycocotools (COCOeval), never a hand-written AP: COCO-format ground truth and results from
+torchvision-style targets and predictions, box and mask mAP, precision/recall/F1 at a score threshold, and a confusion
+matrix."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from pycocotools import mask as mask_utils
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+from torchvision.ops import box_iou
+
+IOU_TYPES = ("bbox", "segm")
+
+
+def _boxes(d: dict) -> torch.Tensor:
+    """Boxes as a float [N, 4] tensor (an empty tensor may come as shape [0])."""
+    return torch.as_tensor(d["boxes"], dtype=torch.float32).reshape(-1, 4)
+
+
+def _xywh(boxes: torch.Tensor) -> list[list[float]]:
+    """XYXY pixels -> COCO [x, y, w, h] as plain Python floats."""
+    xywh = boxes.clone()
+    xywh[:, 2:] -= xywh[:, :2]
+    return [[float(v) for v in row] for row in xywh.tolist()]
+
+
+def _rle(binary: np.ndarray) -> dict:
+    """RLE of one [H, W] binary mask, with counts as str so the result is JSON-serialisable."""
+    rle = mask_utils.encode(np.asfortranarray(binary.astype(np.uint8)))
+    rle["counts"] = rle["counts"].decode("ascii")
+    return rle
+
+
+def coco_ground_truth(targets: list[dict], image_sizes: list[tuple[int, int]], classes: Sequence[str],
+                      with_masks: bool = False) -> dict:
+    """COCO instances dict from torchvision targets; `image_sizes` are (height, width), category id = label.
+
+    A target without `image_id` gets its position in `targets` as id. Images without objects are still listed.
+    """
+    if len(targets) != len(image_sizes):
+        raise ValueError(f"{len(targets)} targets but {len(image_sizes)} image sizes")
+    images, annotations = [], []
+    for index, (target, (height, width)) in enumerate(zip(targets, image_sizes, strict=True)):
+        image_id = int(target.get("image_id", index))
+        images.append({"id": image_id, "height": int(height), "width": int(width)})
+        boxes = _boxes(target)
+        labels = torch.as_tensor(target["labels"]).reshape(-1).tolist()
+        masks = None
+        if with_masks:
+            masks = torch.as_tensor(target["masks"]).reshape(-1, int(height), int(width)).cpu().numpy() > 0
+        for j, (bbox, label) in enumerate(zip(_xywh(boxes), labels, strict=True)):
+            ann = {"id": len(annotations) + 1, "image_id": image_id, "category_id": int(label), "bbox": bbox,
+                   "area": bbox[2] * bbox[3], "iscrowd": 0}
+            if masks is not None:
+                ann["segmentation"] = _rle(masks[j])
+                ann["area"] = float(masks[j].sum())
+            annotations.append(ann)
+    categories = [{"id": k, "name": str(name)} for k, name in enumerate(classes, start=1)]
+    return {"images": images, "annotations": annotations, "categories": categories}
+
+
+def coco_results(predictions: list[dict], image_ids: list[int], with_masks: bool = False) -> list[dict]:
+    """COCO results list (one dict per detection) from torchvision predictions; mask probabilities cut at 0.5."""
+    if len(predictions) != len(image_ids):
+        raise ValueError(f"{len(predictions)} predictions but {len(image_ids)} image ids")
+    results = []
+    for prediction, image_id in zip(predictions, image_ids, strict=True):
+        boxes = _boxes(prediction).detach().cpu()
+        scores = torch.as_tensor(prediction["scores"]).reshape(-1).tolist()
+        labels = torch.as_tensor(prediction["labels"]).reshape(-1).tolist()
+        masks = None
+        if with_masks and len(scores):
+            probs = torch.as_tensor(prediction["masks"]).detach().cpu()
+            masks = (probs.reshape(len(scores), *probs.shape[-2:]) > 0.5).numpy()
+        for j, (bbox, score, label) in enumerate(zip(_xywh(boxes), scores, labels, strict=True)):
+            result = {"image_id": int(image_id), "category_id": int(label), "bbox": bbox, "score": float(score)}
+            if masks is not None:
+                result["segmentation"] = _rle(masks[j])
+            results.append(result)
+    return results
+
+
+def _summary_keys(prefix: str) -> list[str]:
+    return [f"{prefix}mAP", f"{prefix}mAP50", f"{prefix}mAP75", f"{prefix}mAR100"]
+
+
+def coco_metrics(ground_truth: dict, results: list[dict], iou_type: str = "bbox", prefix: str = "",
+                 with_pr: bool = False) -> dict:
+    """COCOeval mAP, mAP50, mAP75, mAR100 and per-class AP@[.5:.95] ("AP/<name>") for `iou_type` "bbox" or "segm".
+
+    Classes without ground truth are left out of the per-class APs. With `with_pr`, key "pr" holds
+    {class name: (recall thresholds, precision at IoU 0.5, area all, maxDets 100)} for classes with ground truth.
+    """
+    if iou_type not in IOU_TYPES:
+        raise ValueError(f"iou_type must be one of {IOU_TYPES}, got {iou_type!r}")
+    names = {c["id"]: c["name"] for c in ground_truth["categories"]}
+    with_gt = sorted({a["category_id"] for a in ground_truth["annotations"] if not a.get("iscrowd", 0)})
+    if not results:
+        # pycocotools' loadRes indexes results[0]; no detections means every AP and AR is zero.
+        metrics: dict = dict.fromkeys(_summary_keys(prefix), 0.0)
+        metrics.update({f"{prefix}AP/{names[k]}": 0.0 for k in with_gt if k in names})
+        if with_pr:
+            rec = np.linspace(0.0, 1.00, 101).tolist()
+            metrics["pr"] = {names[k]: (rec, [0.0] * len(rec)) for k in with_gt if k in names}
+        return metrics
+
+    results = copy.deepcopy(results)  # loadRes writes ids, areas and polygons into the dicts it gets
+    if iou_type == "segm":
+        # Without a bbox, loadRes takes the area (used for COCO's area ranges) from the mask rather than the box.
+        for r in results:
+            r.pop("bbox", None)
+    with contextlib.redirect_stdout(io.StringIO()):  # COCO, loadRes and COCOeval print progress
+        coco_gt = COCO()
+        coco_gt.dataset = copy.deepcopy(ground_truth)
+        coco_gt.createIndex()
+        coco_dt = coco_gt.loadRes(results)
+        evaluator = COCOeval(coco_gt, coco_dt, iouType=iou_type)
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+
+    # COCOeval reports -1 where there is nothing to measure (no ground truth at all).
+    stats = [max(float(evaluator.stats[i]), 0.0) for i in (0, 1, 2, 8)]
+    metrics = dict(zip(_summary_keys(prefix), stats, strict=True))
+    precision = evaluator.eval["precision"]  # [IoU thresholds, recall thresholds, classes, areas, maxDets]
+    pr = {}
+    for k, cat_id in enumerate(evaluator.params.catIds):
+        values = precision[:, :, k, 0, -1]
+        valid = values[values > -1]
+        ap = float(valid.mean()) if valid.size else math.nan
+        if math.isnan(ap):  # no ground truth for this class: AP undefined
+            continue
+        name = names[cat_id]
+        metrics[f"{prefix}AP/{name}"] = ap
+        recall_thresholds = [float(r) for r in evaluator.params.recThrs]
+        pr[name] = (recall_thresholds, [max(float(p), 0.0) for p in precision[0, :, k, 0, -1]])
+    if with_pr:
+        metrics["pr"] = pr
+    return metrics
+
+
+def match_detections(prediction: dict, target: dict, score_threshold: float,
+                     iou_threshold: float = 0.5) -> tuple[list[tuple[int, int]], list[int], list[int]]:
+    """Greedy class-agnostic matching, highest score first, of predictions with score >= `score_threshold`.
+
+    Each prediction takes the still-free ground-truth box of highest IoU >= `iou_threshold`. Returns
+    (matched (pred index, gt index) pairs, unmatched prediction indices, unmatched gt indices); predictions below
+    the threshold appear in neither list.
+    """
+    pred_boxes, gt_boxes = _boxes(prediction), _boxes(target)
+    scores = torch.as_tensor(prediction["scores"], dtype=torch.float32).reshape(-1)
+    kept = torch.nonzero(scores >= score_threshold).flatten()
+    order = kept[torch.sort(scores[kept], descending=True, stable=True).indices].tolist()
+    iou = box_iou(pred_boxes, gt_boxes) if len(pred_boxes) and len(gt_boxes) else None
+    free = set(range(len(gt_boxes)))
+    matched, unmatched_pred = [], []
+    for p in order:
+        best, best_iou = -1, -1.0
+        if iou is not None:
+            for g in sorted(free):  # sorted: ties go to the lower gt index, deterministically
+                value = float(iou[p, g])
+                if value >= iou_threshold and value > best_iou:
+                    best, best_iou = g, value
+        if best < 0:
+            unmatched_pred.append(p)
+        else:
+            matched.append((p, best))
+            free.discard(best)
+    return matched, unmatched_pred, sorted(free)
+
+
+def precision_recall_f1(predictions: list[dict], targets: list[dict], score_threshold: float,
+                        iou_threshold: float = 0.5) -> dict[str, float]:
+    """Precision, recall and F1 at a score threshold; a true positive is a matched pair with the same label."""
+    tp = n_pred = n_gt = 0
+    for prediction, target in zip(predictions, targets, strict=True):
+        matched, unmatched_pred, unmatched_gt = match_detections(prediction, target, score_threshold, iou_threshold)
+        pred_labels = torch.as_tensor(prediction["labels"]).reshape(-1).tolist()
+        gt_labels = torch.as_tensor(target["labels"]).reshape(-1).tolist()
+        tp += sum(pred_labels[p] == gt_labels[g] for p, g in matched)
+        n_pred += len(matched) + len(unmatched_pred)
+        n_gt += len(gt_labels)
+    precision = tp / n_pred if n_pred else 0.0
+    recall = tp / n_gt if n_gt else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": float(precision), "recall": float(recall), "F1": float(f1)}
+
+
+def confusion_matrix(predictions: list[dict], targets: list[dict], num_classes: int, score_threshold: float,
+                     iou_threshold: float = 0.5) -> np.ndarray:
+    """(K+1, K+1) int64 counts, rows = true class, columns = predicted class, index 0 = background."""
+    matrix = np.zeros((num_classes + 1, num_classes + 1), dtype=np.int64)
+    for prediction, target in zip(predictions, targets, strict=True):
+        matched, unmatched_pred, unmatched_gt = match_detections(prediction, target, score_threshold, iou_threshold)
+        pred_labels = torch.as_tensor(prediction["labels"]).reshape(-1).tolist()
+        gt_labels = torch.as_tensor(target["labels"]).reshape(-1).tolist()
+        for p, g in matched:
+            matrix[gt_labels[g], pred_labels[p]] += 1
+        for p in unmatched_pred:
+            matrix[0, pred_labels[p]] += 1
+        for g in unmatched_gt:
+            matrix[gt_labels[g], 0] += 1
+    return matrix
