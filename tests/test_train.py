@@ -191,7 +191,7 @@ def test_a_loss_the_architecture_cannot_use_fails_before_training(tmp_path):
 
 
 def test_detection_metrics_are_logged_every_epoch_and_can_pick_the_best(tmp_path):
-    result = run(tiny_config("model=retinanet", "trainer.max_epochs=2", "trainer.monitor=val/mAP",
+    result = run(tiny_config("model=retinanet", "trainer.max_epochs=2", "eval.every=1", "trainer.monitor=val/mAP",
                              "trainer.mode=max", "trainer.checkpoints=false", run_dir=tmp_path))
     rows = read_metrics(tmp_path / "metrics.csv")
     for column in ("val/mAP", "val/mAP50", "val/mAP75", "val/mAR100", "val/AP/circle", "val/precision",

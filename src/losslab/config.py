@@ -297,7 +297,7 @@ class TrainerConfig:
 
 @dataclass
 class EvalConfig:
-    every: int = 1
+    every: int = 2
     score_threshold: float = 0.5
 
 

@@ -136,24 +136,33 @@ def predict(model: nn.Module, loader: Iterable, device: torch.device | None = No
             progress: bool = False) -> tuple[list[dict], list[dict], list[tuple[int, int]]]:
     """Eval-mode detections for every image of `loader`, its targets and (height, width), on the CPU.
 
-    Restores every module's previous mode afterwards.
+    Restores every module's previous mode afterwards. Iterating a DataLoader draws a seed from the
+    global RNG, so this runs on a forked RNG: evaluating leaves the training's random stream
+    (shuffling, augmentation) exactly where it was.
     """
     device = device or next(model.parameters()).device
     predictions, targets, sizes = [], [], []
-    previous = {module: module.training for module in model.modules()}
-    model.eval()
-    try:
+    cuda_devices = [device.index or 0] if device.type == "cuda" else []
+    with eval_mode(model), torch.random.fork_rng(devices=cuda_devices):
         for images, batch_targets in tqdm(loader, desc="evaluation", leave=False, disable=not progress,
                                           dynamic_ncols=True):
             images, _ = to_device(images, [], device)
-            for output in model(images):
-                predictions.append({k: v.cpu() for k, v in output.items()})
+            predictions += [{k: v.cpu() for k, v in output.items()} for output in model(images)]
             targets.extend(batch_targets)
             sizes.extend(tuple(image.shape[-2:]) for image in images)
+    return predictions, targets, sizes
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Eval mode for every module; restores each module's previous mode on exit."""
+    previous = {module: module.training for module in model.modules()}
+    model.eval()
+    try:
+        yield model
     finally:
         for module, training in previous.items():
             module.training = training
-    return predictions, targets, sizes
 
 
 def detection_metrics(model: nn.Module, loader: Iterable, classes: Sequence[str], score_threshold: float = 0.5,
