@@ -156,13 +156,9 @@ def predict(model: nn.Module, loader: Iterable, device: torch.device | None = No
 @contextlib.contextmanager
 def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
     """Eval mode for every module; restores each module's previous mode on exit."""
-    previous = {module: module.training for module in model.modules()}
-    model.eval()
-    try:
+    with restored_modes(model):
+        model.eval()
         yield model
-    finally:
-        for module, training in previous.items():
-            module.training = training
 
 
 def detection_metrics(model: nn.Module, loader: Iterable, classes: Sequence[str], score_threshold: float = 0.5,
@@ -185,13 +181,20 @@ def detection_metrics(model: nn.Module, loader: Iterable, classes: Sequence[str]
 def loss_mode(model: nn.Module) -> Iterator[nn.Module]:
     """Train mode for the forward, eval mode for normalisation and dropout; restores every
     module's previous mode on exit."""
-    previous = {module: module.training for module in model.modules()}
-    model.train()
-    for module in model.modules():
-        if isinstance(module, FROZEN_DURING_VALIDATION):
-            module.eval()
-    try:
+    with restored_modes(model):
+        model.train()
+        for module in model.modules():
+            if isinstance(module, FROZEN_DURING_VALIDATION):
+                module.eval()
         yield model
+
+
+@contextlib.contextmanager
+def restored_modes(model: nn.Module) -> Iterator[None]:
+    """Puts every module back in the train/eval mode it had on entry."""
+    previous = {module: module.training for module in model.modules()}
+    try:
+        yield
     finally:
         for module, training in previous.items():
             module.training = training
