@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from losslab.evaluation import coco_ground_truth, coco_metrics, coco_results, precision_recall_f1
+from losslab.evaluation import score_detections
 from losslab.losses import COMPONENTS
 
 log = logging.getLogger(__name__)
@@ -167,14 +167,7 @@ def detection_metrics(model: nn.Module, loader: Iterable, classes: Sequence[str]
     (`mask_` prefix) when the model predicts them, and precision, recall and F1 at
     `score_threshold` and IoU 0.5."""
     predictions, targets, sizes = predict(model, loader, device, progress)
-    with_masks = any("masks" in p for p in predictions)
-    image_ids = [int(t["image_id"]) for t in targets]
-    ground_truth = coco_ground_truth(targets, sizes, classes, with_masks=with_masks)
-    metrics = coco_metrics(ground_truth, coco_results(predictions, image_ids), "bbox")
-    if with_masks:
-        metrics |= coco_metrics(ground_truth, coco_results(predictions, image_ids, with_masks=True), "segm",
-                                prefix="mask_")
-    return metrics | precision_recall_f1(predictions, targets, score_threshold)
+    return score_detections(predictions, targets, sizes, classes, score_threshold)[0]
 
 
 @contextlib.contextmanager

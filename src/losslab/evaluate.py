@@ -13,7 +13,7 @@ from losslab.checkpoint import load_checkpoint
 from losslab.data import count_classes
 from losslab.engine import predict
 from losslab.errors import LosslabError
-from losslab.evaluation import coco_ground_truth, coco_metrics, coco_results, confusion_matrix, precision_recall_f1
+from losslab.evaluation import confusion_matrix, score_detections
 from losslab.history import write_json
 from losslab.models import build_model, loss_choices
 from losslab.plots import plot_confusion_matrix, plot_pr_curves
@@ -46,16 +46,9 @@ def evaluate_run(run_dir: Path, split: str = "val", checkpoint: str = "best", sc
     target_device = resolve_device(device)
     predictions, targets, sizes = predict(model.to(target_device), loader, target_device, progress)
 
-    with_masks = any("masks" in p for p in predictions)
-    image_ids = [int(t["image_id"]) for t in targets]
-    ground_truth = coco_ground_truth(targets, sizes, data.classes, with_masks=with_masks)
-    results = coco_results(predictions, image_ids, with_masks=with_masks)
-    metrics = coco_metrics(ground_truth, results, "bbox", with_pr=True)
+    metrics, ground_truth, results = score_detections(predictions, targets, sizes, data.classes, threshold,
+                                                      with_pr=True)
     curves = metrics.pop("pr")
-    if with_masks:
-        mask_metrics = coco_metrics(ground_truth, results, "segm", prefix="mask_")
-        metrics |= mask_metrics
-    metrics |= precision_recall_f1(predictions, targets, threshold)
     matrix = confusion_matrix(predictions, targets, len(data.classes), threshold)
 
     out = run_dir / f"eval_{split}"

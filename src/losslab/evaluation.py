@@ -209,3 +209,19 @@ def confusion_matrix(predictions: list[dict], targets: list[dict], num_classes: 
         for g in unmatched_gt:
             matrix[gt_labels[g], 0] += 1
     return matrix
+
+
+def score_detections(predictions: list[dict], targets: list[dict], image_sizes: list[tuple[int, int]],
+                     classes: Sequence[str], score_threshold: float,
+                     with_pr: bool = False) -> tuple[dict, dict, list[dict]]:
+    """Box metrics, mask metrics (`mask_` prefix) when the predictions have masks, and precision,
+    recall and F1 at `score_threshold`; with the COCO ground truth and results they were computed on."""
+    with_masks = any("masks" in p for p in predictions)
+    image_ids = [int(t["image_id"]) for t in targets]
+    ground_truth = coco_ground_truth(targets, image_sizes, classes, with_masks=with_masks)
+    results = coco_results(predictions, image_ids, with_masks=with_masks)
+    metrics = coco_metrics(ground_truth, results, "bbox", with_pr=with_pr)
+    if with_masks:
+        metrics |= coco_metrics(ground_truth, results, "segm", prefix="mask_")
+    metrics |= precision_recall_f1(predictions, targets, score_threshold)
+    return metrics, ground_truth, results

@@ -26,7 +26,7 @@ def expand_runs(paths: list[Path]) -> list[Path]:
         if (path / "metrics.csv").is_file():
             runs.append(path)
             continue
-        jobs = sorted((p.parent for p in path.glob("*/metrics.csv")), key=_job_order)
+        jobs = sorted((p.parent for p in path.glob("*/metrics.csv")), key=job_order)
         if not jobs:
             raise LosslabError(f"{path} holds no losslab run: expected a run folder with metrics.csv, or a sweep "
                                "folder whose job folders hold one (multirun/DATE/TIME).")
@@ -34,7 +34,8 @@ def expand_runs(paths: list[Path]) -> list[Path]:
     return runs
 
 
-def _job_order(path: Path) -> tuple:
+def job_order(path: Path) -> tuple:
+    """Sort key for job folders: Hydra's numbered jobs in numeric order, then any others by name."""
     return (str(path.parent), not path.name.isdigit(), int(path.name) if path.name.isdigit() else 0, path.name)
 
 
@@ -68,7 +69,8 @@ def compare_runs(paths: list[Path], metric: str = "val/loss", mode: str | None =
         values = [(r[metric], r["epoch"]) for r in history
                   if isinstance(r.get(metric), float) and math.isfinite(r[metric])]
         best = (min if mode == "min" else max)(values) if values else (None, None)
-        rows.append({"run": run.name, "overrides": " ".join(label), "status": _summary(run).get("status", "unknown"),
+        status = read_summary(run).get("status", "unknown")
+        rows.append({"run": run.name, "overrides": " ".join(label), "status": status,
                      "metric": metric, "best": best[0], "best_epoch": best[1], "epochs_run": len(history),
                      "run_dir": str(run), "history": history})
     if not any(row["best"] is not None for row in rows):
@@ -101,7 +103,7 @@ def list_runs(root: Path) -> list[dict]:
     rows = []
     for summary_path in root.glob("**/summary.json"):
         run = summary_path.parent
-        summary = _summary(run)
+        summary = read_summary(run)
         config_path = run / ".hydra" / "config.yaml"
         config = OmegaConf.to_container(OmegaConf.load(config_path)) if config_path.is_file() else {}
         title = run_title(config)
@@ -132,6 +134,7 @@ def _cell(value) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
-def _summary(run: Path) -> dict:
+def read_summary(run: Path) -> dict:
+    """A run's summary.json, or {} when it never wrote one (killed, or failed before it could)."""
     path = run / "summary.json"
     return json.loads(path.read_text()) if path.is_file() else {}

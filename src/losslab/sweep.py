@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import csv
-import json
 import logging
 from pathlib import Path
 
 from losslab.history import read_metrics
 from losslab.plots import plot_sweep_curves
-from losslab.runs import distinguishing, overrides_of
+from losslab.runs import distinguishing, job_order, overrides_of, read_summary
 
 log = logging.getLogger(__name__)
 
@@ -20,8 +19,7 @@ SUMMARY_COLUMNS = ("job", "overrides", "status", "best_epoch", "best_val_loss", 
 
 def job_dirs(sweep_dir: Path) -> list[Path]:
     """The job folders of a sweep (those Hydra wrote overrides for), in job-number order."""
-    found = [p.parent.parent for p in sweep_dir.glob("*/.hydra/overrides.yaml")]
-    return sorted(found, key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0, p.name))
+    return sorted((p.parent.parent for p in sweep_dir.glob("*/.hydra/overrides.yaml")), key=job_order)
 
 
 def job_summary(job_dir: Path, label: list[str], overrides: list[str]) -> dict:
@@ -29,8 +27,7 @@ def job_summary(job_dir: Path, label: list[str], overrides: list[str]) -> dict:
 
     `label` is the part of the job's `overrides` that sets it apart from the other jobs.
     """
-    summary_path = job_dir / "summary.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {"status": "failed"}
+    summary = read_summary(job_dir) or {"status": "failed"}
     return {
         "job": job_dir.name,
         "overrides": " ".join(label),
