@@ -34,6 +34,7 @@ class ModelConfig:
     min_size: int = 128
     max_size: int = 128
     box_batch_size_per_image: int = 64
+    rpn_post_nms_top_n_test: int = 300
 
 
 @dataclass
@@ -292,6 +293,10 @@ class TrainerConfig:
     grad_clip_norm: float | None = None
     on_nonfinite: str = "stop"
     max_skipped_batches: int = 10
+    precision: str = "32"
+    channels_last: bool = False
+    compile: bool = False
+    cudnn_benchmark: bool = True
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
 
 
@@ -386,6 +391,7 @@ def compose_config(overrides: list[str] | None = None) -> DictConfig:
         return compose(config_name="train", overrides=list(overrides or []))
 
 
+PRECISIONS = ("32", "16-mixed", "bf16-mixed")
 DETECTION_METRICS = ("mAP", "mAP50", "mAP75", "mAR100", "precision", "recall", "F1")
 
 
@@ -446,6 +452,8 @@ def validate(cfg: DictConfig) -> None:
           f"trainer.grad_clip_norm={trainer.grad_clip_norm}: expected a positive norm, or null for no clipping")
     check(trainer.on_nonfinite in ("stop", "skip"),
           f"trainer.on_nonfinite={trainer.on_nonfinite}: expected stop or skip")
+    check(trainer.precision in PRECISIONS,
+          f"trainer.precision={trainer.precision}: expected one of {', '.join(PRECISIONS)}")
     check(trainer.max_skipped_batches >= 0,
           f"trainer.max_skipped_batches={trainer.max_skipped_batches}: expected 0 or more")
     from losslab.loggers import LOGGERS

@@ -44,6 +44,7 @@ def build_model(cfg: DictConfig, num_classes: int | None = None, class_counts: l
         min_size=cfg.model.min_size,
         max_size=cfg.model.max_size,
         box_batch_size_per_image=cfg.model.box_batch_size_per_image,
+        rpn_post_nms_top_n_test=cfg.model.rpn_post_nms_top_n_test,
     )
 
 
@@ -81,6 +82,7 @@ def create_detector(
     min_size: int = 800,
     max_size: int = 1333,
     box_batch_size_per_image: int = 512,
+    rpn_post_nms_top_n_test: int = 1000,
 ) -> nn.Module:
     """A torchvision `arch` on an FPN `backbone` for `num_classes` object classes, using `losses`.
 
@@ -104,6 +106,7 @@ def create_detector(
         max_size=max_size,
         rpn_anchor_generator=anchors,
         box_batch_size_per_image=box_batch_size_per_image,
+        rpn_post_nms_top_n_test=rpn_post_nms_top_n_test,
     )
     model.rpn = LossRPN(model.rpn, losses)
     model.roi_heads = LossRoIHeads(model.roi_heads, losses)
