@@ -11,6 +11,7 @@ from losslab.cli import main as losslab_main
 from losslab.errors import LosslabError
 from losslab.history import write_metrics
 from losslab.runs import compare_runs, default_mode, list_runs
+from losslab.sweep import summarize_sweep
 
 
 def _fake_run(path, overrides, val_losses, status="completed", arch="retinanet", cls="default"):
@@ -18,7 +19,8 @@ def _fake_run(path, overrides, val_losses, status="completed", arch="retinanet",
     (path / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
     (path / ".hydra" / "config.yaml").write_text(
         f"model:\n  arch: {arch}\n  backbone: resnet18_fpn\nloss:\n  cls:\n    name: {cls}\n")
-    rows = [{"epoch": i + 1, "train/loss": 2.0, "val/loss": v, "val/ref_loss": v + 1} for i, v in enumerate(val_losses)]
+    rows = [{"epoch": i + 1, "train/loss": 2.0, "val/loss": v, "val/ref_loss": v + 1, "val/mAP": 0.1 * i + 0.5 / v}
+            for i, v in enumerate(val_losses)]
     write_metrics(path / "metrics.csv", rows)
     best = min(rows, key=lambda r: r["val/loss"])
     (path / "summary.json").write_text(json.dumps({"status": status, "best": best, "epochs_run": len(rows)}))
@@ -55,8 +57,8 @@ def test_compare_command_writes_table_and_figure_and_prints_the_ranking(sweep, c
 def test_compare_explains_unknown_folders_and_columns(sweep, tmp_path, capsys):
     assert losslab_main(["compare", str(tmp_path / "nothing")]) == 1
     assert "holds no losslab run" in capsys.readouterr().err
-    with pytest.raises(LosslabError, match="--metric val/mAP is in no run's metrics.csv; expected one of"):
-        compare_runs([sweep], "val/mAP")
+    with pytest.raises(LosslabError, match="--metric val/mAP90 is in no run's metrics.csv; expected one of"):
+        compare_runs([sweep], "val/mAP90")
 
 
 def test_better_is_lower_for_losses_and_higher_for_detection_metrics():
@@ -74,3 +76,20 @@ def test_runs_lists_every_run_with_model_loss_and_status(sweep, capsys):
     assert losslab_main(["runs", str(sweep.parent)]) == 0
     assert capsys.readouterr().out.count("retinanet") == 3
     assert losslab_main(["runs", str(sweep / "missing")]) == 1
+
+
+def test_sweep_summary_ranks_jobs_by_any_logged_column(sweep):
+    by_loss = summarize_sweep(sweep)
+    assert [(r["rank"], r["job"], r["best"], r["best_epoch"]) for r in by_loss] == [
+        (1, "1", 1.2, 2), (2, "0", 1.5, 2), (3, "2", 1.9, 2)]
+    # mAP: 0.1 * (epoch - 1) + 0.5 / val_loss, best is the highest (NaN epochs never count).
+    by_map = summarize_sweep(sweep, "val/mAP")
+    assert [r["job"] for r in by_map] == ["1", "0", "2"]
+    assert by_map[0]["best"] == pytest.approx(0.2 + 0.5 / 1.3) and by_map[0]["best_epoch"] == 3
+    assert by_map[2]["best"] == pytest.approx(0.1 + 0.5 / 1.9)
+    with (sweep / "sweep_summary.csv").open() as f:
+        written = list(csv.DictReader(f))
+    assert [(r["rank"], r["job"], r["rank_by"]) for r in written] == [("1", "1", "val/mAP"), ("2", "0", "val/mAP"),
+                                                                      ("3", "2", "val/mAP")]
+    assert float(written[0]["best_val_loss"]) == 1.2 and written[2]["status"] == "diverged"
+    assert [r["job"] for r in summarize_sweep(sweep, "val/loss", mode="max")] == ["2", "0", "1"]

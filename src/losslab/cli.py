@@ -63,10 +63,11 @@ class SweepSummaryCallback(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
-        rows = summarize_sweep(sweep_dir)
+        rank_by = config.sweep.rank_by
+        rows = summarize_sweep(sweep_dir, rank_by, config.sweep.mode)
         for row in rows:
-            log.info("job %s [%s]: %s, best val loss %s", row["job"], row["overrides"], row["status"],
-                     "n/a" if row["best_val_loss"] is None else f"{row['best_val_loss']:.4f}")
+            log.info("#%d job %s [%s]: %s, best %s %s", row["rank"], row["job"], row["overrides"], row["status"],
+                     rank_by, "n/a" if row["best"] is None else f"{row['best']:.4f}")
         log.info("sweep summary: %s, curves: %s", sweep_dir / "sweep_summary.csv", sweep_dir / "sweep_curves.png")
 
 

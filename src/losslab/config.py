@@ -307,6 +307,12 @@ class EvalConfig:
 
 
 @dataclass
+class SweepConfig:
+    rank_by: str = "val/loss"
+    mode: str | None = None
+
+
+@dataclass
 class LoggerConfig:
     backends: list[str] = field(default_factory=list)
     mlflow_tracking_uri: str | None = None
@@ -325,6 +331,7 @@ class TrainConfig:
     trainer: TrainerConfig = MISSING
     logger: LoggerConfig = MISSING
     eval: EvalConfig = field(default_factory=EvalConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
     run_dir: str | None = None
     resume: str | None = None
 
@@ -470,5 +477,6 @@ def validate(cfg: DictConfig) -> None:
         monitors = (("trainer.monitor", trainer.monitor), ("trainer.early_stopping.monitor", stopping.monitor))
         for key, monitor in monitors:
             check(monitor in choices, f"{key}={monitor}: expected one of {', '.join(choices)}")
+    check(cfg.sweep.mode in (None, "min", "max"), f"sweep.mode={cfg.sweep.mode}: expected min, max or null")
     if problems:
         raise LosslabError("invalid configuration: " + "; ".join(problems) + ".")

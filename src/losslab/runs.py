@@ -66,9 +66,7 @@ def compare_runs(paths: list[Path], metric: str = "val/loss", mode: str | None =
     rows = []
     for run, label in zip(runs, labels, strict=True):
         history = read_metrics(run / "metrics.csv")
-        values = [(r[metric], r["epoch"]) for r in history
-                  if isinstance(r.get(metric), float) and math.isfinite(r[metric])]
-        best = (min if mode == "min" else max)(values) if values else (None, None)
+        best = best_of(history, metric, mode)
         status = read_summary(run).get("status", "unknown")
         rows.append({"run": run.name, "overrides": " ".join(label), "status": status,
                      "metric": metric, "best": best[0], "best_epoch": best[1], "epochs_run": len(history),
@@ -76,8 +74,21 @@ def compare_runs(paths: list[Path], metric: str = "val/loss", mode: str | None =
     if not any(row["best"] is not None for row in rows):
         columns = sorted({key for row in rows for r in row["history"] for key in r if key != "epoch"})
         raise LosslabError(f"--metric {metric} is in no run's metrics.csv; expected one of {', '.join(columns)}.")
+    return ranked(rows, mode)
+
+
+def best_of(history: list[dict], metric: str, mode: str) -> tuple[float | None, int | None]:
+    """The best finite value of `metric` over a run's epochs and the epoch it came from; (None, None) if none."""
+    values = [(r[metric], r["epoch"]) for r in history if isinstance(r.get(metric), float) and math.isfinite(r[metric])]
+    if not values:
+        return None, None
+    return min(values) if mode == "min" else max(values, key=lambda value: (value[0], -value[1]))
+
+
+def ranked(rows: list[dict], mode: str) -> list[dict]:
+    """`rows` sorted by their "best" value (rows without one last), each given its "rank"."""
     sign = 1 if mode == "min" else -1
-    rows.sort(key=lambda row: (row["best"] is None, sign * (row["best"] or 0.0)))
+    rows = sorted(rows, key=lambda row: (row["best"] is None, sign * (row["best"] or 0.0)))
     for rank, row in enumerate(rows, start=1):
         row["rank"] = rank
     return rows

@@ -8,13 +8,12 @@ from pathlib import Path
 
 from losslab.history import read_metrics
 from losslab.plots import plot_sweep_curves
-from losslab.runs import distinguishing, job_order, overrides_of, read_summary
+from losslab.runs import best_of, default_mode, distinguishing, job_order, overrides_of, ranked, read_summary
 
 log = logging.getLogger(__name__)
 
-SUMMARY_COLUMNS = ("job", "overrides", "status", "best_epoch", "best_val_loss", "val_ref_loss", "epochs_run",
-                   "diagnosis", "error",
-                   "run_dir", "all_overrides")
+SUMMARY_COLUMNS = ("rank", "job", "overrides", "status", "rank_by", "best", "best_epoch", "best_val_loss",
+                   "best_val_mAP", "val_ref_loss", "epochs_run", "diagnosis", "error", "run_dir", "all_overrides")
 
 
 def job_dirs(sweep_dir: Path) -> list[Path]:
@@ -22,18 +21,24 @@ def job_dirs(sweep_dir: Path) -> list[Path]:
     return sorted((p.parent.parent for p in sweep_dir.glob("*/.hydra/overrides.yaml")), key=job_order)
 
 
-def job_summary(job_dir: Path, label: list[str], overrides: list[str]) -> dict:
+def job_summary(job_dir: Path, label: list[str], overrides: list[str], rank_by: str, mode: str) -> dict:
     """One sweep_summary.csv row; a job without summary.json (killed, or never started) is 'failed'.
 
-    `label` is the part of the job's `overrides` that sets it apart from the other jobs.
+    `label` is the part of the job's `overrides` that sets it apart from the other jobs; "best" is
+    the job's best `rank_by` value over its epochs and "best_epoch" the epoch it came from.
     """
     summary = read_summary(job_dir) or {"status": "failed"}
+    history = read_metrics(job_dir / "metrics.csv") if (job_dir / "metrics.csv").is_file() else []
+    best, best_epoch = best_of(history, rank_by, mode)
     return {
         "job": job_dir.name,
         "overrides": " ".join(label),
         "status": summary.get("status"),
-        "best_epoch": summary.get("best_epoch"),
-        "best_val_loss": (summary.get("best") or {}).get("val/loss"),
+        "rank_by": rank_by,
+        "best": best,
+        "best_epoch": best_epoch,
+        "best_val_loss": best_of(history, "val/loss", "min")[0],
+        "best_val_mAP": best_of(history, "val/mAP", "max")[0],
         "val_ref_loss": (summary.get("best") or {}).get("val/ref_loss"),
         "epochs_run": summary.get("epochs_run"),
         "diagnosis": (summary.get("diagnosis") or {}).get("text"),
@@ -43,17 +48,22 @@ def job_summary(job_dir: Path, label: list[str], overrides: list[str]) -> dict:
     }
 
 
-def summarize_sweep(sweep_dir: Path) -> list[dict]:
-    """Write sweep_summary.csv and sweep_curves.png into `sweep_dir`; return the summary rows."""
+def summarize_sweep(sweep_dir: Path, rank_by: str = "val/loss", mode: str | None = None) -> list[dict]:
+    """Write sweep_summary.csv (jobs ranked by their best `rank_by`, any metrics.csv column; `mode`
+    min or max, by default chosen from the column's name) and sweep_curves.png into `sweep_dir`;
+    return the summary rows, best first."""
+    mode = mode or default_mode(rank_by)
     jobs = job_dirs(sweep_dir)
     overrides = [overrides_of(job) for job in jobs]
-    rows = [job_summary(job, label, job_overrides)
-            for job, label, job_overrides in zip(jobs, distinguishing(overrides), overrides, strict=True)]
+    rows = ranked([job_summary(job, label, job_overrides, rank_by, mode)
+                   for job, label, job_overrides in zip(jobs, distinguishing(overrides), overrides, strict=True)],
+                  mode)
     with (sweep_dir / "sweep_summary.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=SUMMARY_COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
-    curves = [(row["overrides"] or row["job"], read_metrics(job / "metrics.csv"))
-              for row, job in zip(rows, jobs, strict=True) if (job / "metrics.csv").is_file()]
+    curves = [(row["overrides"] or row["job"], read_metrics(Path(row["run_dir"]) / "metrics.csv"))
+              for row in sorted(rows, key=lambda row: job_order(Path(row["run_dir"])))
+              if (Path(row["run_dir"]) / "metrics.csv").is_file()]
     plot_sweep_curves(curves, sweep_dir / "sweep_curves.png", columns=("val/loss", "val/ref_loss", "train/loss"))
     return rows
