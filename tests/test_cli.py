@@ -41,7 +41,9 @@ def test_sweep_summarises_every_job_even_when_one_fails(tmp_path):
     by_overrides = {row["overrides"]: row for row in rows}
     assert by_overrides["loss=focal split.val=0.25"]["status"] == "completed"
     assert by_overrides["loss=default split.val=0.0"]["status"] == "failed"
-    assert [row["job"] for row in rows] == ["0", "1", "2", "3"]
+    assert sorted(row["job"] for row in rows) == ["0", "1", "2", "3"]
+    assert [row["rank"] for row in rows] == ["1", "2", "3", "4"]
+    assert {row["status"] for row in rows[2:]} == {"failed"}  # jobs without a val/loss rank last
     completed = by_overrides["loss=default split.val=0.25"]
     assert float(completed["best_val_loss"]) > 0 and completed["epochs_run"] == "1"
     assert completed["val_ref_loss"] == completed["best_val_loss"]  # loss=default is its own reference

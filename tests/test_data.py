@@ -104,7 +104,7 @@ def test_split_json_round_trip(tmp_path):
 
 def test_horizontal_flip_moves_image_boxes_and_masks_together():
     image, target = ShapesDataset(num_images=1, image_size=40, min_objects=3, max_objects=3, seed=1)[0]
-    flip = build_train_transform(horizontal_flip=1.0)
+    flip = build_train_transform({"horizontal_flip": {"p": 1.0}})
     flipped, flipped_target = flip(image, target)
     assert torch.equal(flipped, image.flip(-1))
     assert torch.equal(flipped_target["masks"], target["masks"].flip(-1))
@@ -112,17 +112,17 @@ def test_horizontal_flip_moves_image_boxes_and_masks_together():
     for box, mask in zip(flipped_target["boxes"], flipped_target["masks"], strict=True):
         assert box.tolist() == mask_extent(mask)
     assert torch.equal(flipped_target["labels"], target["labels"])
-    assert build_train_transform(horizontal_flip=0.0) is None
+    assert build_train_transform({"horizontal_flip": {"p": 0.0}}) is None
 
 
 def test_augmentation_applies_to_train_split_only():
     data = build_datasets(
         {"name": "shapes", "num_images": 10, "image_size": 32, "min_objects": 1, "max_objects": 2, "seed": 0},
         {"train": 0.6, "val": 0.2, "test": 0.2, "seed": 0},
-        horizontal_flip=1.0,
+        {"horizontal_flip": {"p": 1.0}},
     )
-    base = data.train.dataset
-    assert torch.equal(data.train[0][0], base[data.train.indices[0]][0].flip(-1))
+    base, indices = data.train.dataset.dataset, data.train.dataset.indices
+    assert torch.equal(data.train[0][0], base[indices[0]][0].flip(-1))
     assert torch.equal(data.val[0][0], base[data.val.indices[0]][0])
     assert data.classes == ("circle", "square", "triangle")
     assert sorted(data.split_ids["train"] + data.split_ids["val"] + data.split_ids["test"]) == list(range(10))

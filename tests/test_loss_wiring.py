@@ -81,8 +81,9 @@ def test_auto_weights_are_the_train_splits_inverse_class_frequencies():
     data = build_data(cfg)
     counts = count_classes(data.train, 3)
     expected = [0] * 3
-    for image_index in data.train.indices:
-        for label in data.train.dataset[image_index][1]["labels"].tolist():
+    unaugmented = data.train.dataset
+    for image_index in unaugmented.indices:
+        for label in unaugmented.dataset[image_index][1]["labels"].tolist():
             expected[label - 1] += 1
     assert counts == expected and sum(counts) > 0
     inverse = torch.tensor([1 / c if c else 0.0 for c in counts])

@@ -9,15 +9,20 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import HydraException
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from losslab.config import config_dir
+from losslab.config import compose_config, config_dir, validate
+from losslab.data import build_datasets
 from losslab.errors import LosslabError
 from losslab.evaluate import evaluate_run, metrics_table
+from losslab.export import BOX_TOLERANCE, FORMATS, ExportResult, export_run
 from losslab.plots import redraw_run
+from losslab.predict import PredictResult, predict_images
 from losslab.runs import COMPARE_COLUMNS, RUNS_COLUMNS, compare_runs, format_table, list_runs, write_comparison
+from losslab.show_augment import show_augment
 from losslab.sweep import summarize_sweep
 from losslab.train import run
 
@@ -93,6 +98,31 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     runs = commands.add_parser("runs", help="list the runs below a folder, newest first")
     runs.add_argument("root", type=Path, nargs="?", default=Path("outputs"), help="default: outputs")
+    predict = commands.add_parser("predict", help="detect objects in image files with a run's model; drawn "
+                                  "images and COCO results")
+    predict.add_argument("run_dir", type=Path, help="a run folder")
+    predict.add_argument("sources", nargs="+", metavar="SOURCE", help="image files, folders of images, glob "
+                         "patterns (quote them; ** recurses)")
+    predict.add_argument("--checkpoint", default="best", choices=["best", "last"])
+    predict.add_argument("--score-threshold", type=float, help="keep detections scoring at least this "
+                         "(default: the run's eval.score_threshold)")
+    predict.add_argument("--out", type=Path, help="output folder (default: RUN_DIR/predict)")
+    predict.add_argument("--batch-size", type=int, default=4, help="images per forward pass (default 4)")
+    predict.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    export = commands.add_parser("export", help="write a run's model as one TorchScript or ONNX file, checked "
+                                 "against PyTorch")
+    export.add_argument("run_dir", type=Path, help="a run folder")
+    export.add_argument("--format", default="torchscript", help=f"{' or '.join(FORMATS)} (default torchscript; "
+                        "onnx needs pip install 'losslab[export]')")
+    export.add_argument("--checkpoint", default="best", choices=["best", "last"])
+    export.add_argument("--out", type=Path, help="output folder (default: RUN_DIR/export)")
+    export.add_argument("--tolerance", type=float, default=BOX_TOLERANCE, help="largest box difference in pixels "
+                        f"allowed between the exported and the PyTorch model (default {BOX_TOLERANCE:g})")
+    show = commands.add_parser("show-augment", help="draw augmented training samples (boxes, masks) into a PNG grid")
+    show.add_argument("overrides", nargs="*", help="train overrides, e.g. augment=strong data=coco data.images=DIR")
+    show.add_argument("--out", type=Path, default=Path("augment.png"), help="the PNG to write (default augment.png)")
+    show.add_argument("--samples", type=int, default=8, help="how many samples to draw (default 8)")
+    show.add_argument("--seed", type=int, default=0, help="the same seed draws the same augmentations")
     args = parser.parse_args(argv)
     try:
         if args.command == "plot":
@@ -109,7 +139,42 @@ def main(argv: list[str] | None = None) -> int:
             print(f"written to {args.run_dir / ('eval_' + args.split)}")
         elif args.command == "runs":
             print(format_table(list_runs(args.root), RUNS_COLUMNS))
+        elif args.command == "predict":
+            print(prediction_report(predict_images(args.run_dir, args.sources, args.checkpoint, args.score_threshold,
+                                                   args.out, args.batch_size, args.device)))
+        elif args.command == "export":
+            print(export_report(export_run(args.run_dir, args.format, args.checkpoint, args.out, args.tolerance)))
+        elif args.command == "show-augment":
+            print(draw_augmentations(args.overrides, args.out, args.samples, args.seed))
     except LosslabError as error:
         print(f"losslab {args.command}: error: {error}", file=sys.stderr)
         return 1
     return 0
+
+
+def draw_augmentations(overrides: list[str], out: Path, samples: int, seed: int) -> Path:
+    """The configured train split, augmented as `train` would augment it, drawn into `out`."""
+    try:
+        cfg = compose_config(overrides)
+    except HydraException as error:
+        raise LosslabError(f"the overrides {' '.join(overrides)} do not compose: {error}") from error
+    validate(cfg)
+    data = build_datasets(OmegaConf.to_container(cfg.data), OmegaConf.to_container(cfg.split))  # not augmented
+    return show_augment(data.train, OmegaConf.to_container(cfg.augment), out, samples, seed, data.classes)
+
+
+def prediction_report(result: PredictResult) -> str:
+    """The console lines closing `losslab predict`."""
+    lines = [f"predicted {result.predicted} images, {result.detections} detections: drawn images and "
+             f"predictions.json in {result.out_dir}"]
+    if result.skipped:
+        lines.append(f"skipped {len(result.skipped)} files that could not be read (see the warnings above)")
+    return "\n".join(lines)
+
+
+def export_report(result: ExportResult) -> str:
+    """The console lines closing `losslab export`."""
+    found = result.differences
+    return (f"model: {result.model_file}\nmetadata: {result.metadata_file}\n"
+            f"checked against the PyTorch model on {found.detections} detections of sample images: boxes differ by "
+            f"up to {found.box:.2g} px, scores by up to {found.score:.2g}")

@@ -7,6 +7,8 @@ own message. Polymorphic groups (optimizer, scheduler, loss components) have one
 
 from __future__ import annotations
 
+import os
+import tempfile
 from dataclasses import dataclass, field, make_dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,8 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from losslab.data.transforms import AugmentConfig, validate_augment
+from losslab.data.voc import VOC_CLASSES
 from losslab.errors import LosslabError
 
 
@@ -107,16 +111,57 @@ class ShapesDataConfig(DataConfig):
 
 
 @dataclass
+class CocoDataConfig(DataConfig):
+    name: str = "coco"
+    images: str = MISSING  # folder of the images; file_name in the annotations is relative to it
+    annotations: str = MISSING  # COCO instances JSON (not needed with split=predefined split.files)
+    keep_empty: bool = True  # images without annotations are kept as negatives
+
+
+@dataclass
+class VocDataConfig(DataConfig):
+    name: str = "voc"
+    root: str = MISSING  # the folder holding JPEGImages/, Annotations/, ImageSets/Main/
+    image_set: str | None = "trainval"  # ImageSets/Main/<image_set>.txt or a list's path; null: all Annotations/
+    keep_difficult: bool = False
+    classes: list[str] = field(default_factory=lambda: list(VOC_CLASSES))
+
+
+# What each dataset cannot do without (for the message when a key is unset).
+REQUIRED_DATA_KEYS = {"coco": "data.images=DIR and data.annotations=FILE.json", "voc": "data.root=DIR"}
+
+
+@dataclass
 class SplitConfig:
-    train: float = 0.5
-    val: float = 0.25
-    test: float = 0.25
+    name: str = MISSING
     seed: int = 0
 
 
 @dataclass
-class AugmentConfig:
-    horizontal_flip: float = 0.0
+class RandomSplitConfig(SplitConfig):
+    name: str = "random"
+    train: float = 0.5
+    val: float = 0.25
+    test: float = 0.25
+
+
+@dataclass
+class StratifiedSplitConfig(RandomSplitConfig):
+    name: str = "stratified"
+
+
+@dataclass
+class SplitFiles:
+    train: str | None = None
+    val: str | None = None
+    test: str | None = None
+
+
+@dataclass
+class PredefinedSplitConfig(SplitConfig):
+    name: str = "predefined"
+    files: SplitFiles = field(default_factory=SplitFiles)
+    from_run: str | None = None
 
 
 @dataclass
@@ -342,7 +387,11 @@ SCHEMAS: dict[str, type] = {
     "loss": LossConfig,
     **loss_schemas(),
     "data/shapes": ShapesDataConfig,
-    "split": SplitConfig,
+    "data/coco": CocoDataConfig,
+    "data/voc": VocDataConfig,
+    "split/random": RandomSplitConfig,
+    "split/stratified": StratifiedSplitConfig,
+    "split/predefined": PredefinedSplitConfig,
     "augment": AugmentConfig,
     "optimizer/sgd": SGDConfig,
     "optimizer/adam": AdamConfig,
@@ -382,9 +431,16 @@ def _resumable(resume: str | None) -> bool:
     return bool(resume) and Path(resume).is_dir()  # a wrong path must not create a folder
 
 
-OmegaConf.register_new_resolver(
-    "losslab_run_dir", lambda resume, run_dir, new: resume if _resumable(resume) else run_dir or new, replace=True
-)
+def _run_dir(resume: str | None, run_dir: str | None, new: str) -> str:
+    rank = int(os.environ.get("RANK", 0))
+    if rank > 0:
+        # Under torchrun only rank 0 writes the run folder (the others learn its path from rank 0);
+        # the other processes' Hydra files (their config copy and log) go to a scratch folder.
+        return str(Path(tempfile.gettempdir()) / f"losslab-rank{rank}-{os.getpid()}")
+    return resume if _resumable(resume) else run_dir or new
+
+
+OmegaConf.register_new_resolver("losslab_run_dir", _run_dir, replace=True)
 OmegaConf.register_new_resolver(
     "losslab_hydra_subdir", lambda resume: ".hydra/resume" if _resumable(resume) else ".hydra", replace=True
 )
@@ -415,6 +471,20 @@ def monitor_choices(arch: str, evaluates: bool = False) -> list[str]:
     return columns
 
 
+def unset_data_keys(cfg: DictConfig) -> str | None:
+    """What `data=<name>` needs that is still unset (??? in the config), in one sentence; None when nothing is.
+
+    A COCO annotation file may instead come from split=predefined's split.files.
+    """
+    unset = [f"data.{key}" for key in cfg.data if OmegaConf.is_missing(cfg.data, key)]
+    if cfg.split.get("files") and cfg.split.files.get("train"):
+        unset = [key for key in unset if key != "data.annotations"]
+    if not unset:
+        return None
+    needs = REQUIRED_DATA_KEYS.get(cfg.data.name, " and ".join(unset))
+    return f"data={cfg.data.name} needs {needs}; not set: {', '.join(unset)}"
+
+
 def validate(cfg: DictConfig) -> None:
     """Checks beyond types: every problem found, in one LosslabError naming the keys and what is expected."""
     problems = []
@@ -432,8 +502,7 @@ def validate(cfg: DictConfig) -> None:
     check(0 < cfg.model.min_size <= cfg.model.max_size,
           f"model.min_size={cfg.model.min_size}, model.max_size={cfg.model.max_size}: "
           "expected 0 < min_size <= max_size")
-    check(0.0 <= cfg.augment.horizontal_flip <= 1.0,
-          f"augment.horizontal_flip={cfg.augment.horizontal_flip}: expected a probability in [0, 1]")
+    problems += validate_augment(OmegaConf.to_container(cfg.augment))
     check(cfg.scheduler.warmup_epochs >= 0, f"scheduler.warmup_epochs={cfg.scheduler.warmup_epochs}: expected >= 0")
     check(0 < cfg.scheduler.warmup_factor <= 1,
           f"scheduler.warmup_factor={cfg.scheduler.warmup_factor}: expected a factor in (0, 1]")
@@ -444,12 +513,14 @@ def validate(cfg: DictConfig) -> None:
     check(cfg.model.arch in ARCHS, f"model.arch={cfg.model.arch}: expected one of {', '.join(ARCHS)}")
     check(cfg.model.backbone in BACKBONES,
           f"model.backbone={cfg.model.backbone}: expected one of {', '.join(BACKBONES)}")
-    from losslab.data.split import check_ratios
+    from losslab.data.split import check_split_options
 
     try:
-        check_ratios(cfg.split.train, cfg.split.val, cfg.split.test)
+        check_split_options(OmegaConf.to_container(cfg.split))
     except LosslabError as error:
         problems.append(str(error).removeprefix("split: ").rstrip("."))
+    unset = unset_data_keys(cfg)
+    check(unset is None, str(unset))
     trainer, stopping = cfg.trainer, cfg.trainer.early_stopping
     check(trainer.mode in ("min", "max"), f"trainer.mode={trainer.mode}: expected min or max")
     check(stopping.mode in ("min", "max"), f"trainer.early_stopping.mode={stopping.mode}: expected min or max")

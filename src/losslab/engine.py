@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from losslab.distributed import all_agree, all_reduce_sum, gather
 from losslab.evaluation import score_detections
 from losslab.losses import COMPONENTS
 
@@ -70,13 +71,17 @@ def train_one_epoch(
     step_schedulers: Sequence[torch.optim.lr_scheduler.LRScheduler] = (),
     grad_clip_norm: float | None = None,
     skip_budget: SkipBudget | None = None,
+    precision: str = "32",
+    scaler: torch.amp.GradScaler | None = None,
 ) -> dict[str, float]:
-    """Train `model` for one pass over `loader`; return the per-image average of every loss.
+    """Train `model` for one pass over `loader`; return the per-image average of every loss
+    (over every process's images when training data-parallel).
 
     `step_schedulers` are stepped after every optimizer step (warmup, cyclic schedules);
     `grad_clip_norm` clips the gradient norm before each step. A batch whose loss is NaN or
     infinite raises NonFiniteLossError before its optimizer step, so the weights stay as they were
     after the last good step; with a `skip_budget` such batches are skipped until it runs out.
+    The forward runs under autocast for a mixed `precision`; `scaler` (float16) scales the loss.
     """
     model.train()
     average = RunningAverage()
@@ -84,9 +89,11 @@ def train_one_epoch(
     bar = tqdm(loader, desc=f"epoch {epoch} train", leave=False, disable=not progress, dynamic_ncols=True)
     for step, (images, targets) in enumerate(bar):
         images, targets = to_device(images, targets, device)
-        losses = named_losses(model(images, targets))
+        with autocast(device, precision):
+            losses = named_losses(model(images, targets))
         values = as_floats(losses)
-        if not _finite(values["loss"]):
+        # Every process must skip together, or the others would wait forever in the gradient all-reduce.
+        if not all_agree(_finite(values["loss"]), device):
             if skip_budget is None or not skip_budget.take():
                 raise NonFiniteLossError(epoch, step, values)
             log.warning("skipped a batch with a non-finite loss at epoch %d, step %d (%d skipped so far): %s",
@@ -94,14 +101,42 @@ def train_one_epoch(
             continue
         average.add(values, len(images))
         optimizer.zero_grad(set_to_none=True)
-        losses["loss"].backward()
-        if grad_clip_norm is not None:
-            torch.nn.utils.clip_grad_norm_(parameters, grad_clip_norm)
-        optimizer.step()
+        if scaler is None:
+            losses["loss"].backward()
+            clip_gradients(parameters, grad_clip_norm)
+            optimizer.step()
+        elif not scaled_step(losses["loss"], optimizer, scaler, parameters, grad_clip_norm):
+            continue  # float16 gradients overflowed: the step was skipped, so the schedule waits too
         for scheduler in step_schedulers:
             scheduler.step()
         bar.set_postfix(loss=f"{average.means().get('loss', math.nan):.4f}", refresh=False)
-    return average.means()
+    return average.reduced(device).means()
+
+
+def scaled_step(loss: Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+                parameters: list[Tensor], grad_clip_norm: float | None) -> bool:
+    """Backward and step through the GradScaler; False when it skipped the step (inf/NaN gradients)."""
+    scaler.scale(loss).backward()
+    scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
+    clip_gradients(parameters, grad_clip_norm)
+    scale = scaler.get_scale()
+    scaler.step(optimizer)
+    scaler.update()
+    return scaler.get_scale() >= scale  # the scaler lowers its scale exactly when it skips
+
+
+def clip_gradients(parameters: list[Tensor], max_norm: float | None) -> None:
+    if max_norm is not None:
+        torch.nn.utils.clip_grad_norm_(parameters, max_norm)
+
+
+AUTOCAST_DTYPES = {"16-mixed": torch.float16, "bf16-mixed": torch.bfloat16}
+
+
+def autocast(device: torch.device, precision: str) -> torch.autocast:
+    """Autocast for a mixed `precision` ("16-mixed", "bf16-mixed"); a disabled one for "32"."""
+    dtype = AUTOCAST_DTYPES.get(precision)
+    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
 
 
 @torch.no_grad()
@@ -111,8 +146,10 @@ def validation_loss(
     device: torch.device | None = None,
     seed: int = 0,
     progress: bool = False,
+    precision: str = "32",
 ) -> dict[str, float]:
-    """The per-image average loss of `model` over `loader`, without changing the model.
+    """The per-image average loss of `model` over `loader` (over every process's share when
+    data-parallel), without changing the model.
 
     torchvision returns losses only in train mode, so the forward runs in train mode under
     no_grad with normalisation and dropout held in eval mode. Proposal sampling is random in
@@ -127,13 +164,15 @@ def validation_loss(
         for images, targets in tqdm(loader, desc="validation", leave=False, disable=not progress,
                                     dynamic_ncols=True):
             images, targets = to_device(images, targets, device)
-            average.add(as_floats(named_losses(model(images, targets))), len(images))
-    return average.means()
+            with autocast(device, precision):
+                losses = named_losses(model(images, targets))
+            average.add(as_floats(losses), len(images))
+    return average.reduced(device).means()
 
 
 @torch.inference_mode()
 def predict(model: nn.Module, loader: Iterable, device: torch.device | None = None,
-            progress: bool = False) -> tuple[list[dict], list[dict], list[tuple[int, int]]]:
+            progress: bool = False, precision: str = "32") -> tuple[list[dict], list[dict], list[tuple[int, int]]]:
     """Eval-mode detections for every image of `loader`, its targets and (height, width), on the CPU.
 
     Restores every module's previous mode afterwards. Iterating a DataLoader draws a seed from the
@@ -147,7 +186,10 @@ def predict(model: nn.Module, loader: Iterable, device: torch.device | None = No
         for images, batch_targets in tqdm(loader, desc="evaluation", leave=False, disable=not progress,
                                           dynamic_ncols=True):
             images, _ = to_device(images, [], device)
-            predictions += [{k: v.cpu() for k, v in output.items()} for output in model(images)]
+            with autocast(device, precision):
+                outputs = model(images)
+            predictions += [{k: v.float().cpu() if v.is_floating_point() else v.cpu() for k, v in output.items()}
+                            for output in outputs]
             targets.extend(batch_targets)
             sizes.extend(tuple(image.shape[-2:]) for image in images)
     return predictions, targets, sizes
@@ -162,11 +204,14 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
 
 
 def detection_metrics(model: nn.Module, loader: Iterable, classes: Sequence[str], score_threshold: float = 0.5,
-                      device: torch.device | None = None, progress: bool = False) -> dict[str, float]:
+                      device: torch.device | None = None, progress: bool = False,
+                      precision: str = "32") -> dict[str, float]:
     """COCO box mAP, mAP50, mAP75, mAR@100 and AP per class (pycocotools), the same for masks
     (`mask_` prefix) when the model predicts them, and precision, recall and F1 at
-    `score_threshold` and IoU 0.5."""
-    predictions, targets, sizes = predict(model, loader, device, progress)
+    `score_threshold` and IoU 0.5. Data-parallel, each process predicts its share and every
+    process scores all of them."""
+    predictions, targets, sizes = predict(model, loader, device, progress, precision)
+    predictions, targets, sizes = gather(predictions), gather(targets), gather(sizes)
     return score_detections(predictions, targets, sizes, classes, score_threshold)[0]
 
 
@@ -233,6 +278,16 @@ class RunningAverage:
 
     def means(self) -> dict[str, float]:
         return {name: total / max(1, self.count) for name, total in self.sums.items()}
+
+    def reduced(self, device: torch.device) -> RunningAverage:
+        """The average over every data-parallel process's images (itself in a single process)."""
+        names = sorted(self.sums)
+        *sums, count = all_reduce_sum([self.sums[name] for name in names] + [float(self.count)], device)
+        summed = dict(zip(names, sums, strict=True))  # sorted: every process must send the same order
+        total = RunningAverage()
+        total.sums = {name: summed[name] for name in self.sums}
+        total.count = round(count)
+        return total
 
 
 def _finite(value: float) -> bool:

@@ -9,15 +9,14 @@ from pathlib import Path
 import numpy as np
 from omegaconf import OmegaConf
 
-from losslab.checkpoint import load_checkpoint
-from losslab.data import count_classes
+from losslab.data import build_datasets
 from losslab.engine import predict
 from losslab.errors import LosslabError
 from losslab.evaluation import confusion_matrix, score_detections
 from losslab.history import write_json
-from losslab.models import build_model, loss_choices
 from losslab.plots import plot_confusion_matrix, plot_pr_curves
-from losslab.train import build_data, build_dataloaders, needs_class_counts, resolve_device
+from losslab.train import build_dataloaders
+from losslab.trained import load_trained
 
 log = logging.getLogger(__name__)
 
@@ -27,33 +26,25 @@ def evaluate_run(run_dir: Path, split: str = "val", checkpoint: str = "best", sc
     """Predict `split` with the run's `checkpoint` (best | last) and write RUN_DIR/eval_<split>/:
     metrics.json, predictions.json (COCO results), ground_truth.json (COCO instances),
     pr_curve.png and confusion_matrix.png. Returns the metrics."""
-    config_path = run_dir / ".hydra" / "config.yaml"
-    if not config_path.is_file():
-        raise LosslabError(f"{config_path} does not exist; expected a losslab run folder (outputs/DATE/TIME).")
     if split not in ("train", "val", "test"):
         raise LosslabError(f"--split {split}: expected train, val or test.")
-    cfg = OmegaConf.load(config_path)
-    state = load_checkpoint(run_dir / "checkpoints" / f"{checkpoint}.pt")
+    trained = load_trained(run_dir, checkpoint, device)
+    cfg = trained.cfg
     threshold = cfg.eval.score_threshold if score_threshold is None else score_threshold
-    data = build_data(cfg)
+    data = build_datasets(OmegaConf.to_container(cfg.data), OmegaConf.to_container(cfg.split))  # no augmentation
     loader = build_dataloaders(cfg, data)[split]
     if len(loader.dataset) == 0:
         raise LosslabError(f"the {split} split of {run_dir} is empty (split.{split}=0); evaluate another split.")
-    choices, _ = loss_choices(cfg.loss)
-    counts = count_classes(data.train, len(data.classes)) if needs_class_counts([choices]) else None
-    model = build_model(cfg, num_classes=len(data.classes), class_counts=counts)
-    model.load_state_dict(state["model"])
-    target_device = resolve_device(device)
-    predictions, targets, sizes = predict(model.to(target_device), loader, target_device, progress)
+    predictions, targets, sizes = predict(trained.model, loader, trained.device, progress)
 
     metrics, ground_truth, results = score_detections(predictions, targets, sizes, data.classes, threshold,
-                                                      with_pr=True)
+                                                      with_pr=True, category_ids=data.category_ids)
     curves = metrics.pop("pr")
     matrix = confusion_matrix(predictions, targets, len(data.classes), threshold)
 
     out = run_dir / f"eval_{split}"
     out.mkdir(exist_ok=True)
-    write_json(out / "metrics.json", {"split": split, "checkpoint": checkpoint, "epoch": state["epoch"],
+    write_json(out / "metrics.json", {"split": split, "checkpoint": checkpoint, "epoch": trained.epoch,
                                       "score_threshold": threshold, "images": len(targets), **metrics,
                                       "confusion_matrix": matrix.tolist()})
     (out / "predictions.json").write_text(json.dumps(results))

@@ -39,36 +39,62 @@ def _rle(binary: np.ndarray) -> dict:
     return rle
 
 
-def coco_ground_truth(targets: list[dict], image_sizes: list[tuple[int, int]], classes: Sequence[str],
-                      with_masks: bool = False) -> dict:
-    """COCO instances dict from torchvision targets; `image_sizes` are (height, width), category id = label.
+def coco_image_ids(targets: list[dict]) -> list[int]:
+    """The COCO id of each target's image: its `image_id` when every one is an integer (COCO, shapes),
+    else its position (VOC's ids are file names, which COCO's integer ids cannot hold)."""
+    ids = [target.get("image_id", index) for index, target in enumerate(targets)]
+    if all(isinstance(i, int) or (torch.is_tensor(i) and i.numel() == 1 and not i.is_floating_point()) for i in ids):
+        return [int(i) for i in ids]
+    return list(range(len(targets)))
 
-    A target without `image_id` gets its position in `targets` as id. Images without objects are still listed.
+
+def coco_ground_truth(targets: list[dict], image_sizes: list[tuple[int, int]], classes: Sequence[str],
+                      with_masks: bool = False, category_ids: Sequence[int] | None = None) -> dict:
+    """COCO instances dict from torchvision targets; `image_sizes` are (height, width).
+
+    Label k becomes category `category_ids[k - 1]` (the dataset's own ids), or k when they are not
+    given. Image ids are those of coco_image_ids; an image whose own id is not an integer keeps it
+    as "file_name". Images without objects are still listed.
     """
     if len(targets) != len(image_sizes):
         raise ValueError(f"{len(targets)} targets but {len(image_sizes)} image sizes")
+    category_of = _category_map(classes, category_ids)
     images, annotations = [], []
-    for index, (target, (height, width)) in enumerate(zip(targets, image_sizes, strict=True)):
-        image_id = int(target.get("image_id", index))
-        images.append({"id": image_id, "height": int(height), "width": int(width)})
+    for target, image_id, (height, width) in zip(targets, coco_image_ids(targets), image_sizes, strict=True):
+        image = {"id": image_id, "height": int(height), "width": int(width)}
+        if not isinstance(target.get("image_id", image_id), int | torch.Tensor):
+            image["file_name"] = str(target["image_id"])
+        images.append(image)
         boxes = _boxes(target)
         labels = torch.as_tensor(target["labels"]).reshape(-1).tolist()
         masks = None
         if with_masks:
             masks = torch.as_tensor(target["masks"]).reshape(-1, int(height), int(width)).cpu().numpy() > 0
         for j, (bbox, label) in enumerate(zip(_xywh(boxes), labels, strict=True)):
-            ann = {"id": len(annotations) + 1, "image_id": image_id, "category_id": int(label), "bbox": bbox,
+            ann = {"id": len(annotations) + 1, "image_id": image_id, "category_id": category_of[int(label)],
+                   "bbox": bbox,
                    "area": bbox[2] * bbox[3], "iscrowd": 0}
             if masks is not None:
                 ann["segmentation"] = _rle(masks[j])
                 ann["area"] = float(masks[j].sum())
             annotations.append(ann)
-    categories = [{"id": k, "name": str(name)} for k, name in enumerate(classes, start=1)]
+    categories = [{"id": category_of[k], "name": str(name)} for k, name in enumerate(classes, start=1)]
     return {"images": images, "annotations": annotations, "categories": categories}
 
 
-def coco_results(predictions: list[dict], image_ids: list[int], with_masks: bool = False) -> list[dict]:
-    """COCO results list (one dict per detection) from torchvision predictions; mask probabilities cut at 0.5."""
+def _category_map(classes: Sequence[str], category_ids: Sequence[int] | None) -> dict[int, int]:
+    """label -> COCO category id."""
+    ids = list(category_ids) if category_ids is not None else list(range(1, len(classes) + 1))
+    if len(ids) != len(classes):
+        raise ValueError(f"{len(ids)} category ids for {len(classes)} classes")
+    return {label: int(category_id) for label, category_id in enumerate(ids, start=1)}
+
+
+def coco_results(predictions: list[dict], image_ids: list[int], with_masks: bool = False,
+                 category_ids: Sequence[int] | None = None) -> list[dict]:
+    """COCO results list (one dict per detection) from torchvision predictions; mask probabilities cut at 0.5.
+    Label k is reported as category `category_ids[k - 1]` when they are given."""
+    category_of = None if category_ids is None else {k: int(c) for k, c in enumerate(category_ids, start=1)}
     if len(predictions) != len(image_ids):
         raise ValueError(f"{len(predictions)} predictions but {len(image_ids)} image ids")
     results = []
@@ -81,7 +107,8 @@ def coco_results(predictions: list[dict], image_ids: list[int], with_masks: bool
             probs = torch.as_tensor(prediction["masks"]).detach().cpu()
             masks = (probs.reshape(len(scores), *probs.shape[-2:]) > 0.5).numpy()
         for j, (bbox, score, label) in enumerate(zip(_xywh(boxes), scores, labels, strict=True)):
-            result = {"image_id": int(image_id), "category_id": int(label), "bbox": bbox, "score": float(score)}
+            category_id = int(label) if category_of is None else category_of[int(label)]
+            result = {"image_id": int(image_id), "category_id": category_id, "bbox": bbox, "score": float(score)}
             if masks is not None:
                 result["segmentation"] = _rle(masks[j])
             results.append(result)
@@ -212,14 +239,14 @@ def confusion_matrix(predictions: list[dict], targets: list[dict], num_classes: 
 
 
 def score_detections(predictions: list[dict], targets: list[dict], image_sizes: list[tuple[int, int]],
-                     classes: Sequence[str], score_threshold: float,
-                     with_pr: bool = False) -> tuple[dict, dict, list[dict]]:
+                     classes: Sequence[str], score_threshold: float, with_pr: bool = False,
+                     category_ids: Sequence[int] | None = None) -> tuple[dict, dict, list[dict]]:
     """Box metrics, mask metrics (`mask_` prefix) when the predictions have masks, and precision,
-    recall and F1 at `score_threshold`; with the COCO ground truth and results they were computed on."""
+    recall and F1 at `score_threshold`; with the COCO ground truth and results they were computed on,
+    in the dataset's own category ids when `category_ids` gives them."""
     with_masks = any("masks" in p for p in predictions)
-    image_ids = [int(t["image_id"]) for t in targets]
-    ground_truth = coco_ground_truth(targets, image_sizes, classes, with_masks=with_masks)
-    results = coco_results(predictions, image_ids, with_masks=with_masks)
+    ground_truth = coco_ground_truth(targets, image_sizes, classes, with_masks=with_masks, category_ids=category_ids)
+    results = coco_results(predictions, coco_image_ids(targets), with_masks=with_masks, category_ids=category_ids)
     metrics = coco_metrics(ground_truth, results, "bbox", with_pr=with_pr)
     if with_masks:
         metrics |= coco_metrics(ground_truth, results, "segm", prefix="mask_")

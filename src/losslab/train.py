@@ -18,9 +18,10 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
 from losslab.checkpoint import load_checkpoint, mirror_checkpoint, save_checkpoint
-from losslab.config import validate
+from losslab.config import unset_data_keys, validate
 from losslab.data import DetectionData, build_datasets, count_classes, make_loaders
 from losslab.data.split import write_split
+from losslab.distributed import World, broadcast, init_world, launched_world
 from losslab.engine import NonFiniteLossError, SkipBudget, detection_metrics, train_one_epoch, validation_loss
 from losslab.errors import LosslabError
 from losslab.history import EarlyStopping, History, diagnose, write_json, write_metrics
@@ -47,20 +48,34 @@ class RunResult:
 
 
 def build_data(cfg: DictConfig) -> DetectionData:
-    """The configured dataset, split and augmented (train split only)."""
-    return build_datasets(
+    """The configured dataset, split and augmented (train split only).
+
+    Bad data raises a LosslabError here, before split.json or anything else of the run is written.
+    """
+    unset = unset_data_keys(cfg)
+    if unset:
+        raise LosslabError(f"{unset}.")
+    data = build_datasets(
         OmegaConf.to_container(cfg.data),
         OmegaConf.to_container(cfg.split),
-        horizontal_flip=cfg.augment.horizontal_flip,
+        OmegaConf.to_container(cfg.augment),
     )
+    if cfg.model.arch == "mask_rcnn" and not data.has_masks:
+        raise LosslabError(f"model=mask_rcnn learns instance masks, but data={cfg.data.name} has none (VOC has boxes "
+                           "only; COCO needs 'segmentation' polygons or RLE). Use model=faster_rcnn or "
+                           "model=retinanet, or data with masks.")
+    return data
 
 
-def build_dataloaders(cfg: DictConfig, data: DetectionData | None = None) -> dict[str, DataLoader]:
-    """{"train", "val", "test"} DataLoaders yielding (images, targets) as torchvision expects."""
+def build_dataloaders(cfg: DictConfig, data: DetectionData | None = None, world: World | None = None
+                      ) -> dict[str, DataLoader]:
+    """{"train", "val", "test"} DataLoaders yielding (images, targets) as torchvision expects;
+    under torchrun each process loads its share of every split."""
     data = data or build_data(cfg)
-    device = resolve_device(cfg.trainer.device)
+    world = world or launched_world()
+    device = resolve_device(cfg.trainer.device, world)
     return make_loaders(data, cfg.data.batch_size, cfg.data.num_workers, seed=cfg.trainer.seed,
-                        pin_memory=device.type == "cuda")
+                        pin_memory=device.type == "cuda", world=world)
 
 
 def build_optimizer(optimizer_cfg: DictConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
@@ -124,15 +139,19 @@ def build_schedulers(scheduler_cfg: DictConfig, optimizer: torch.optim.Optimizer
     return Schedulers(main, per_step, warmup)
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str, world: World | None = None) -> torch.device:
+    """The device `trainer.device` names; under torchrun, "auto" and "cuda" mean this process's GPU."""
+    world = world or launched_world()
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         device = torch.device(name)
     except RuntimeError as error:
         raise LosslabError(f"trainer.device={name!r} is not a device; expected auto, cpu, cuda or cuda:N.") from error
     if device.type == "cuda" and not torch.cuda.is_available():
         raise LosslabError(f"trainer.device={name} but CUDA is not available here; use trainer.device=cpu or auto.")
+    if device.type == "cuda" and world.distributed:
+        return torch.device("cuda", world.local_rank)
     return device
 
 
@@ -162,10 +181,14 @@ def prepare_run_dir(run_dir: Path, cfg: DictConfig) -> None:
 class Session:
     """Everything a run trains with, built from the config."""
 
+    world: World
     device: torch.device
     data: DetectionData
     loaders: dict[str, DataLoader]
-    model: torch.nn.Module
+    model: torch.nn.Module  # the detector itself: validation, evaluation and checkpoints use it
+    trained: torch.nn.Module  # what the training step calls: the detector, or its DDP wrapper
+    precision: str
+    scaler: torch.amp.GradScaler | None  # float16 mixed precision only
     optimizer: torch.optim.Optimizer
     schedulers: Schedulers
     schedule: LossSchedule
@@ -180,13 +203,14 @@ class Session:
     phase: Phase | None = None  # the phase in force
 
 
-def setup(cfg: DictConfig, run_dir: Path) -> Session:
+def setup(cfg: DictConfig, run_dir: Path, world: World) -> Session:
     """Seed, build data (writing split.json), model, optimizer, schedulers and every loss phase."""
-    device = resolve_device(cfg.trainer.device)
+    device = resolve_device(cfg.trainer.device, world)
     torch.manual_seed(cfg.trainer.seed)
     data = build_data(cfg)
-    write_split(run_dir / "split.json", data.split_ids, cfg.split.seed)
-    loaders = build_dataloaders(cfg, data)
+    if world.main:
+        write_split(run_dir / "split.json", data.split_ids, cfg.split.seed)
+    loaders = build_dataloaders(cfg, data, world)
     arch = cfg.model.arch
     choices, weights = loss_choices(cfg.loss)
     schedule = LossSchedule(choices, OmegaConf.to_container(cfg.loss.schedule.phases, resolve=True),
@@ -194,6 +218,7 @@ def setup(cfg: DictConfig, run_dir: Path) -> Session:
     every_choice = [choices] + [phase.choices for phase in schedule.phases]
     counts = count_classes(data.train, len(data.classes)) if needs_class_counts(every_choice) else None
     model = build_model(cfg, num_classes=len(data.classes), class_counts=counts).to(device)
+    trained = prepare_for_speed(model, cfg.trainer, device, world)
     # Build every phase's losses now so that a bad choice fails before any training.
     phase_losses = {phase.number: build_losses(arch, phase.choices, weights, counts) for phase in schedule.phases}
     trains_default = not schedule.phases and _is_default(choices, weights)
@@ -210,9 +235,27 @@ def setup(cfg: DictConfig, run_dir: Path) -> Session:
         log.info("weighted_ce weights (auto, from train class counts): background 1, %s",
                  ", ".join(f"{name} {weight:.3g} ({count} objects)" for name, count, weight in per_class))
     skip_budget = SkipBudget(cfg.trainer.max_skipped_batches) if cfg.trainer.on_nonfinite == "skip" else None
-    return Session(device, data, loaders, model, optimizer, schedulers, schedule, phase_losses, reference,
+    scaler = torch.amp.GradScaler(device.type) if cfg.trainer.precision == "16-mixed" else None
+    return Session(world, device, data, loaders, model, trained, cfg.trainer.precision, scaler, optimizer,
+                   schedulers, schedule, phase_losses, reference,
                    cfg.trainer.monitor, cfg.trainer.grad_clip_norm, skip_budget, cfg.eval.every,
                    cfg.eval.score_threshold, auto_weights)
+
+
+def prepare_for_speed(model: torch.nn.Module, trainer: DictConfig, device: torch.device, world: World
+                      ) -> torch.nn.Module:
+    """Apply the trainer's speed options to `model` in place; return what the training step should call
+    (a DistributedDataParallel wrapper under torchrun, else the model)."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = trainer.cudnn_benchmark
+    if trainer.channels_last:
+        model.to(memory_format=torch.channels_last)
+    if trainer.compile:
+        model.backbone.compile()  # in place: state_dict keys stay those of the plain model
+    if not world.distributed:
+        return model
+    device_ids = [device.index] if device.type == "cuda" else None
+    return torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
 
 
 def needs_class_counts(choices: list[dict[str, dict]]) -> bool:
@@ -247,7 +290,10 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> RunResult:
     config; `overrides` (the command line's) may change only RESUMABLE_KEYS, e.g. to extend it.
     A diverged run returns normally with status "diverged"; any other failure is re-raised after
     summary.json records it (status "failed" or "interrupted").
+
+    Under torchrun every process trains its share of each batch and only the first (rank 0) writes.
     """
+    world = init_world(resolve_device(cfg.trainer.device, launched_world()).type)
     checkpoint = None
     if cfg.get("resume"):
         run_dir = Path(cfg.resume)
@@ -258,8 +304,9 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> RunResult:
         cfg = resumed_config(checkpoint, overrides or [], run_dir)
     else:
         validate(cfg)
-        run_dir = resolve_run_dir(cfg)
-        prepare_run_dir(run_dir, cfg)
+        run_dir = Path(broadcast(str(resolve_run_dir(cfg))))  # the other processes' Hydra folders are scratch
+        if world.main:
+            prepare_run_dir(run_dir, cfg)
     title = run_title(OmegaConf.to_container(cfg, resolve=True))
     history = History(cfg.trainer.monitor, cfg.trainer.mode)
     early = cfg.trainer.early_stopping
@@ -269,13 +316,16 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> RunResult:
     status, error = "completed", None
     started = time.monotonic()
     try:
-        loggers = build_loggers(list(cfg.logger.backends), run_dir, OmegaConf.to_container(cfg, resolve=True),
-                                mlflow_uri=cfg.logger.mlflow_tracking_uri, experiment=cfg.logger.mlflow_experiment)
-        session = setup(cfg, run_dir)
+        if world.main:
+            loggers = build_loggers(list(cfg.logger.backends), run_dir, OmegaConf.to_container(cfg, resolve=True),
+                                    mlflow_uri=cfg.logger.mlflow_tracking_uri,
+                                    experiment=cfg.logger.mlflow_experiment)
+        session = setup(cfg, run_dir, world)
         first_epoch = 1 if checkpoint is None else restore(session, checkpoint, history) + 1
         for epoch in range(first_epoch, cfg.trainer.max_epochs + 1):
             enter_phase(session, epoch)
-            row = run_epoch(session, epoch, cfg.trainer.seed, cfg.trainer.progress)
+            # Every process decides (best epoch, early stopping, divergence) from the main process's row.
+            row = broadcast(run_epoch(session, epoch, cfg.trainer.seed, cfg.trainer.progress and world.main))
             improved = history.improves(row)
             log.info(_epoch_line(row, cfg.trainer.max_epochs, improved))
             if not math.isfinite(row["val/loss"]):
@@ -283,11 +333,12 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> RunResult:
                 raise NonFiniteLossError(epoch, len(session.loaders["train"]),
                                          {k[4:]: v for k, v in row.items() if k.startswith("val/")})
             # Checkpoint first: an interruption at any point leaves last.pt, history and metrics.csv agreeing.
-            if cfg.trainer.checkpoints:
+            if cfg.trainer.checkpoints and world.main:
                 _save_checkpoints(run_dir, session, [*history.rows, row], cfg, improved)
             history.add(row)
-            write_metrics(run_dir / "metrics.csv", history.rows)
-            plot_loss_curves(history.rows, run_dir / "loss_curves.png", title, history.best_epoch)
+            if world.main:
+                write_metrics(run_dir / "metrics.csv", history.rows)
+                plot_loss_curves(history.rows, run_dir / "loss_curves.png", title, history.best_epoch)
             for logger in loggers:
                 logger.log_epoch(row)
             if stopping is not None and stopping.should_stop(history.rows):
@@ -305,16 +356,22 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> RunResult:
         raise
     finally:
         summary = _summary(history, status, error, time.monotonic() - started, session, run_dir)
-        write_json(run_dir / "summary.json", summary)
-        if history.rows:
-            write_metrics(run_dir / "metrics.csv", history.rows)
-            plot_loss_curves(history.rows, run_dir / "loss_curves.png", title, history.best_epoch)
-        artifacts = [run_dir / name for name in ("loss_curves.png", "metrics.csv", "summary.json")]
-        for logger in loggers:
-            logger.log_images([run_dir / "loss_curves.png"], len(history.rows))
-            logger.close(summary, artifacts)
-        _report(summary, run_dir)
+        if world.main:
+            _finish_run_dir(run_dir, summary, history, title, loggers)
     return RunResult(history=history.rows, run_dir=run_dir, status=status, summary=summary)
+
+
+def _finish_run_dir(run_dir: Path, summary: dict, history: History, title: str, loggers: list) -> None:
+    """summary.json, the final metrics.csv and curves, the loggers' last words and the console report."""
+    write_json(run_dir / "summary.json", summary)
+    if history.rows:
+        write_metrics(run_dir / "metrics.csv", history.rows)
+        plot_loss_curves(history.rows, run_dir / "loss_curves.png", title, history.best_epoch)
+    artifacts = [run_dir / name for name in ("loss_curves.png", "metrics.csv", "summary.json")]
+    for logger in loggers:
+        logger.log_images([run_dir / "loss_curves.png"], len(history.rows))
+        logger.close(summary, artifacts)
+    _report(summary, run_dir)
 
 
 # What a resumed run may change: how long it trains and where, never what it trains.
@@ -345,6 +402,8 @@ def restore(session: Session, checkpoint: dict, history: History) -> int:
     session.model.load_state_dict(checkpoint["model"])
     session.optimizer.load_state_dict(checkpoint["optimizer"])
     session.schedulers.load_state_dict(checkpoint["scheduler"])
+    if session.scaler is not None and checkpoint.get("scaler"):
+        session.scaler.load_state_dict(checkpoint["scaler"])
     rng = checkpoint["rng"]
     torch.set_rng_state(rng["torch"])
     session.loaders["train"].generator.set_state(rng["train_loader"])
@@ -364,18 +423,23 @@ def restore(session: Session, checkpoint: dict, history: History) -> int:
 def run_epoch(session: Session, epoch: int, seed: int, progress: bool) -> dict:
     """Train one epoch, measure the validation loss, step the epoch scheduler; the metrics.csv row."""
     start = time.monotonic()
-    train_losses = train_one_epoch(session.model, session.optimizer, session.loaders["train"], session.device,
+    train_loader = session.loaders["train"]
+    if hasattr(train_loader.sampler, "set_epoch"):  # DistributedSampler: a new shuffle every epoch
+        train_loader.sampler.set_epoch(epoch)
+    train_losses = train_one_epoch(session.trained, session.optimizer, train_loader, session.device,
                                    epoch, progress=progress, step_schedulers=session.schedulers.each_step,
-                                   grad_clip_norm=session.grad_clip_norm, skip_budget=session.skip_budget)
+                                   grad_clip_norm=session.grad_clip_norm, skip_budget=session.skip_budget,
+                                   precision=session.precision, scaler=session.scaler)
     lr = session.optimizer.param_groups[0]["lr"]  # the rate of the epoch's last step
     val_losses = validation_loss(session.model, session.loaders["val"], session.device, seed=seed,
-                                 progress=progress)
+                                 progress=progress, precision=session.precision)
     reference = val_losses
     if session.reference_losses is not None:  # the same weights scored by loss=default, for fair comparison
         trained_with = get_losses(session.model)
         set_losses(session.model, session.reference_losses)
         try:
-            reference = validation_loss(session.model, session.loaders["val"], session.device, seed=seed)
+            reference = validation_loss(session.model, session.loaders["val"], session.device, seed=seed,
+                                        precision=session.precision)
         finally:
             set_losses(session.model, trained_with)
     phase = {"phase": session.phase.number} if session.phase else {}
@@ -385,7 +449,7 @@ def run_epoch(session: Session, epoch: int, seed: int, progress: bool) -> dict:
            "time_s": round(time.monotonic() - start, 3)}
     if session.eval_every and epoch % session.eval_every == 0:
         metrics = detection_metrics(session.model, session.loaders["val"], session.data.classes,
-                                    session.score_threshold, session.device, progress)
+                                    session.score_threshold, session.device, progress, session.precision)
         row |= {f"val/{name}": value for name, value in metrics.items()}
         row["time_s"] = round(time.monotonic() - start, 3)
     session.schedulers.end_epoch(row[session.monitor])
@@ -401,11 +465,14 @@ def _save_checkpoints(run_dir: Path, session: Session, rows: list[dict], cfg: Di
         "model": session.model.state_dict(),
         "optimizer": session.optimizer.state_dict(),
         "scheduler": session.schedulers.state_dict(),
+        "scaler": session.scaler.state_dict() if session.scaler is not None else None,
         "rng": {"torch": torch.get_rng_state(), "train_loader": session.loaders["train"].generator.get_state(),
                 "cuda": torch.cuda.get_rng_state_all() if session.device.type == "cuda" else None},
         "epoch": rows[-1]["epoch"],
         "history": rows,
         "config": OmegaConf.to_yaml(cfg),
+        "classes": list(session.data.classes),
+        "category_ids": list(session.data.category_ids),
     }
     last = run_dir / "checkpoints" / "last.pt"
     save_checkpoint(last, state)

@@ -41,6 +41,8 @@ class ShapesDataset(torch.utils.data.Dataset):
     """
 
     classes = CLASSES
+    category_ids = [1, 2, 3]  # the label of each class is its id: there is no annotation file to map back to
+    has_masks = True
 
     def __init__(self, num_images: int, image_size: int, min_objects: int, max_objects: int, seed: int):
         if num_images < 1 or image_size < 16 or not 1 <= min_objects <= max_objects:
@@ -55,6 +57,7 @@ class ShapesDataset(torch.utils.data.Dataset):
         self.max_objects = max_objects
         self.seed = seed
         self.image_ids = list(range(num_images))
+        self._labels: dict[int, set[int]] | None = None
 
     def __len__(self) -> int:
         return self.num_images
@@ -71,6 +74,12 @@ class ShapesDataset(torch.utils.data.Dataset):
             "image_id": index,
         }
         return torch.from_numpy(image).permute(2, 0, 1).contiguous(), target
+
+    def image_labels(self) -> dict[int, set[int]]:
+        """The labels present in each image (for stratified splits): the images are drawn to find out, once."""
+        if self._labels is None:
+            self._labels = {i: set(self[i][1]["labels"].tolist()) for i in range(self.num_images)}
+        return self._labels
 
 
 def render_image(

@@ -1,0 +1,269 @@
+"""COCO instances data (`data=coco`): an image folder and one annotation file in COCO's JSON format.
+
+How the quirks of real COCO files are handled:
+
+- Category ids need not be contiguous (COCO itself uses 1..90 with gaps): labels are 1..K in the order of
+  the ids, `category_ids[label - 1]` maps a label back and `classes` holds the category names.
+- `iscrowd=1` regions (one region around many objects) are kept out of the targets, as torchvision's
+  reference training does, and so out of the validation mAP's ground truth: a detection on a crowd counts
+  as a false positive there, which makes such metrics slightly pessimistic.
+- Images the file lists without any annotation are negatives, kept unless `keep_empty` is false. Images
+  whose every annotation is unusable (crowd regions, degenerate boxes) are dropped: they are not negatives.
+- Boxes ([x, y, width, height]) past the image edge are clipped to it; boxes left with no width or height
+  are dropped with one warning counting them.
+- Masks come from polygons or RLE (compressed or not) through pycocotools. The dataset has masks when any
+  object has a segmentation; objects without one then get their box as mask, with one warning counting them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter, defaultdict
+from numbers import Real
+from pathlib import Path
+
+import numpy as np
+import torch
+from pycocotools import mask as mask_utils
+
+from losslab.data.images import (
+    AnnotatedImages,
+    Record,
+    existing_file,
+    existing_folder,
+    fit_boxes,
+    listing,
+    probe_images,
+    resolve_files,
+)
+from losslab.errors import LosslabError
+
+log = logging.getLogger(__name__)
+
+
+class CocoDataset(AnnotatedImages):
+    """The images of `images` (a folder) that the COCO instances file `annotations` lists, with their objects."""
+
+    def __init__(self, images: str, annotations: str, keep_empty: bool = True):
+        folder = existing_folder(images, "data.images", "the folder holding the images the annotations name")
+        path = existing_file(annotations, "data.annotations", "a COCO instances file (JSON)")
+        content = read_json(path)
+        check_structure(content, path)
+        categories = sorted(content["categories"], key=lambda category: category["id"])
+        by_image = defaultdict(list)
+        for annotation in content["annotations"]:
+            by_image[annotation["image_id"]].append(annotation)
+        images_used = [image for image in content["images"] if keep_empty or by_image[image["id"]]]
+        files = probe_images(resolve_files(folder, [image["file_name"] for image in images_used], str(path)),
+                             [_annotated_size(image) for image in images_used], str(path))
+        label_of = {category["id"]: label for label, category in enumerate(categories, start=1)}
+        dropped = _Dropped()
+        records = []
+        self.segmentations: list[list] = []  # per record, per object: polygons, an RLE, or None
+        for image, file in zip(images_used, files, strict=True):
+            objects = _objects(by_image[image["id"]], file.width, file.height, dropped)
+            if by_image[image["id"]] and not objects:
+                dropped.images += 1
+                continue
+            boxes = np.array([box for _, box in objects], dtype=np.float32).reshape(-1, 4)
+            labels = np.array([label_of[annotation["category_id"]] for annotation, _ in objects], dtype=np.int64)
+            records.append(Record(image["id"], image["id"], file, image["file_name"], boxes, labels))
+            self.segmentations.append(compact_segmentations(objects, file.width, file.height, path))
+        super().__init__(records, tuple(str(category["name"]) for category in categories),
+                         [category["id"] for category in categories])
+        without = sum(segmentation is None for image in self.segmentations for segmentation in image)
+        self.has_masks = without < sum(len(image) for image in self.segmentations)
+        dropped.report(path, without if self.has_masks else 0)
+        _log_summary(path, records, len(content["images"]) - len(images_used), dropped.images)
+
+    def masks(self, index: int) -> torch.Tensor:
+        record = self.records[index]
+        height, width = record.file.height, record.file.width
+        masks = np.zeros((len(record.boxes), height, width), dtype=np.uint8)
+        segmentations = self.segmentations[index]
+        with_rle = [i for i, segmentation in enumerate(segmentations) if segmentation is not None]
+        if with_rle:  # one decode call for all of them: it is the costly part of loading an image
+            decoded = mask_utils.decode([_rle(segmentations[i], height, width) for i in with_rle])
+            masks[with_rle] = decoded.transpose(2, 0, 1)
+        for i in sorted(set(range(len(masks))) - set(with_rle)):
+            x0, y0 = np.floor(record.boxes[i, :2]).astype(int)
+            x1, y1 = np.ceil(record.boxes[i, 2:]).astype(int)
+            masks[i, y0:y1, x0:x1] = 1
+        return torch.from_numpy(masks)
+
+
+def read_json(path: Path) -> dict:
+    """The parsed JSON file, or a LosslabError saying where it is broken."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            return json.load(file)
+    except json.JSONDecodeError as error:
+        raise LosslabError(f"data.annotations={path} is not valid JSON: {error.msg} at line {error.lineno}, "
+                           f"column {error.colno}. Fix the file (or re-export it from the annotation tool).") from error
+    except UnicodeDecodeError as error:
+        raise LosslabError(f"data.annotations={path} is not a UTF-8 text file ({error.reason} at byte "
+                           f"{error.start}); expected a COCO instances file (JSON).") from error
+
+
+# ---------------------------------------------------------------------------------------------- structure
+
+IMAGE_FIELDS = {"id": int, "file_name": str}
+CATEGORY_FIELDS = {"id": int, "name": str}
+ANNOTATION_FIELDS = {"image_id": int, "category_id": int, "bbox": list}
+
+
+def check_structure(content: object, path: Path) -> None:
+    """Raise one LosslabError naming the first kind of problem (with examples) that makes `content` unusable."""
+    if not isinstance(content, dict) or not all(isinstance(content.get(key), list)
+                                                for key in ("images", "annotations", "categories")):
+        raise LosslabError(f"data.annotations={path} is not a COCO instances file: expected a JSON object with the "
+                           "lists 'images', 'annotations' and 'categories'.")
+    for key, fields in (("images", IMAGE_FIELDS), ("categories", CATEGORY_FIELDS),
+                        ("annotations", ANNOTATION_FIELDS)):
+        _raise_if(_field_problems(content[key], key, fields), path, f"each entry of '{key}' needs "
+                  + ", ".join(f"'{name}' ({kind.__name__})" for name, kind in fields.items()))
+    for key in ("images", "categories"):
+        duplicates = sorted(i for i, count in Counter(entry["id"] for entry in content[key]).items() if count > 1)
+        _raise_if([f"{key} id {i}" for i in duplicates], path, f"every {key[:-1]} id must be unique")
+    if not content["categories"]:
+        raise LosslabError(f"data.annotations={path} has no categories; expected at least one object class.")
+    _check_annotations(content, path)
+
+
+def _check_annotations(content: dict, path: Path) -> None:
+    images = {image["id"] for image in content["images"]}
+    categories = {category["id"] for category in content["categories"]}
+    annotations = content["annotations"]
+    _raise_if([f"annotation {_name(a)}: bbox {a['bbox']}" for a in annotations
+               if len(a["bbox"]) != 4 or not all(isinstance(v, Real) for v in a["bbox"])],
+              path, "a bbox is [x, y, width, height] in pixels")
+    _raise_if([f"annotation {_name(a)}: image_id {a['image_id']}" for a in annotations if a["image_id"] not in images],
+              path, "every annotation's image_id must be the id of an image in 'images'")
+    _raise_if([f"annotation {_name(a)}: category_id {a['category_id']}" for a in annotations
+               if a["category_id"] not in categories], path,
+              f"every annotation's category_id must be one of the 'categories' ids ({listing(sorted(categories), 20)})")
+
+
+def _field_problems(entries: list, key: str, fields: dict[str, type]) -> list[str]:
+    problems = []
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            problems.append(f"{key}[{i}] is {type(entry).__name__}")
+            continue
+        wrong = [name for name, kind in fields.items()
+                 if not isinstance(entry.get(name), kind) or isinstance(entry.get(name), bool)]
+        if wrong:
+            problems.append(f"{key}[{i}] ({', '.join(f'{name}={entry.get(name)!r}' for name in wrong)})")
+    return problems
+
+
+def _raise_if(problems: list[str], path: Path, rule: str) -> None:
+    if problems:
+        raise LosslabError(f"data.annotations={path}: {rule}; {len(problems)} do not: {listing(problems)}. "
+                           "Fix the annotation file.")
+
+
+def _name(annotation: dict) -> str:
+    """How an error names an annotation: by its id, or by its image when it has none."""
+    return f"id {annotation['id']}" if "id" in annotation else f"without id of image {annotation['image_id']}"
+
+
+def _annotated_size(image: dict) -> tuple[int, int] | None:
+    """(width, height) from the image entry, or None when it does not give both (the file's size is used)."""
+    width, height = image.get("width"), image.get("height")
+    if isinstance(width, int) and isinstance(height, int) and width > 0 and height > 0:
+        return width, height
+    return None
+
+
+# ---------------------------------------------------------------------------------------------- objects
+
+
+class _Dropped:
+    """What loading left out, reported once per dataset."""
+
+    def __init__(self):
+        self.crowd = 0
+        self.clipped = 0
+        self.degenerate: list[str] = []  # annotation names
+        self.images = 0  # images whose every annotation was left out
+
+    def report(self, path: Path, boxes_as_masks: int) -> None:
+        if self.degenerate:
+            log.warning("%s: dropped %d box(es) with zero or negative width or height after clipping to the image "
+                        "(%s)", path, len(self.degenerate), listing(self.degenerate))
+        if boxes_as_masks:
+            log.warning("%s: %d object(s) have no usable segmentation while others have one; their box is used as "
+                        "their mask", path, boxes_as_masks)
+        if self.clipped or self.crowd:
+            log.info("%s: %d box(es) clipped to the image edge, %d crowd region(s) left out of the targets",
+                     path, self.clipped, self.crowd)
+
+
+def _objects(annotations: list[dict], width: int, height: int, dropped: _Dropped) -> list[tuple[dict, list[float]]]:
+    """The training objects among one image's annotations, each with its XYXY box clipped to the image."""
+    kept = [a for a in annotations if not a.get("iscrowd", 0)]
+    dropped.crowd += len(annotations) - len(kept)
+    if not kept:
+        return []
+    xywh = np.array([a["bbox"] for a in kept], dtype=np.float64)
+    xyxy = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
+    boxes, valid = fit_boxes(xyxy, width, height)
+    dropped.clipped += int(((boxes != xyxy).any(axis=1) & valid).sum())
+    dropped.degenerate += [_name(a) for a, ok in zip(kept, valid, strict=True) if not ok]
+    return [(a, box.tolist()) for a, box, ok in zip(kept, boxes, valid, strict=True) if ok]
+
+
+def compact_segmentations(objects: list[tuple[dict, list[float]]], width: int, height: int, path: Path) -> list:
+    """Each object's segmentation as polygons (float arrays of at least three points), an RLE, or None.
+
+    Polygons become arrays so that DataLoader workers share a few large objects rather than touch millions of
+    small ones. RLEs must be of the image's size with readable counts, and polygons must hold numbers.
+    """
+    compact, problems = [], []
+    for annotation, _ in objects:
+        segmentation = annotation.get("segmentation")
+        name = f"annotation {_name(annotation)}"
+        if isinstance(segmentation, dict):
+            problems += _rle_problems(name, segmentation, height, width)
+            compact.append(segmentation)
+        elif isinstance(segmentation, list):
+            try:
+                polygons = [np.asarray(p, dtype=np.float64) for p in segmentation
+                            if isinstance(p, list) and len(p) >= 6]
+            except (TypeError, ValueError):
+                problems.append(f"{name}: polygon coordinates must be numbers")
+                polygons = []
+            compact.append(polygons or None)  # no polygon of three points or more: no mask
+        else:
+            compact.append(None)
+    _raise_if(problems, path, "a segmentation is a list of polygons [x1, y1, x2, y2, ...] or an RLE "
+              "{'size': [height, width], 'counts': ...} of its image's size")
+    return compact
+
+
+def _rle_problems(name: str, rle: dict, height: int, width: int) -> list[str]:
+    if list(rle.get("size", [])) != [height, width] or not isinstance(rle.get("counts"), list | str):
+        return [f"{name}: RLE size {rle.get('size')} for a {height}x{width} (height x width) image"]
+    try:
+        mask_utils.area(_rle(rle, height, width))
+    except (ValueError, TypeError) as error:
+        return [f"{name}: RLE counts unreadable ({error})"]
+    return []
+
+
+def _rle(segmentation: dict | list, height: int, width: int) -> dict:
+    """pycocotools' RLE of polygons or of an RLE (uncompressed counts are a list, compressed ones a string)."""
+    if isinstance(segmentation, list):
+        return mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
+    if isinstance(segmentation["counts"], list):
+        return mask_utils.frPyObjects(segmentation, height, width)
+    return segmentation
+
+
+def _log_summary(path: Path, records: list[Record], left_out: int, dropped: int) -> None:
+    negatives = sum(len(record.labels) == 0 for record in records)
+    log.info("%s: %d images (%d without objects)%s%s", path, len(records), negatives,
+             f", {left_out} without annotations left out (data.keep_empty=false)" if left_out else "",
+             f", {dropped} whose every annotation is a crowd region or a degenerate box left out" if dropped else "")

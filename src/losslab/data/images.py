@@ -1,0 +1,232 @@
+"""Image files of user datasets: safe paths, an upfront check of every file, reading them as tensors, and the
+dataset class the COCO and VOC readers fill (`AnnotatedImages`).
+
+Every file is checked when the dataset loads, before any training: its name must stay inside the image
+folder (no absolute paths, no `..` climbing out), it must exist, and Pillow must be able to read its
+header. The header gives the stored size and the EXIF orientation without decoding pixels.
+
+EXIF orientation: cameras store pixels as the sensor saw them and a tag saying how to turn them. The
+annotations' width and height say which way the annotator saw the image: when they match the turned
+size the image is turned (ImageOps.exif_transpose), when they match the stored size it is used as stored.
+When the size cannot tell (a half turn or a mirror keep it), the tag is followed, as image viewers do.
+Any other size is an error listing the files: boxes drawn on a differently sized image would be wrong.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+from losslab.errors import LosslabError
+
+EXIF_ORIENTATION = 0x0112
+TURNED_SIDEWAYS = (5, 6, 7, 8)  # orientations that swap width and height
+MAX_LISTED = 5  # problem files named in an error message; the rest are counted
+
+
+@dataclass(frozen=True)
+class ImageFile:
+    """One image as the annotations see it: its path, its size and whether it must be EXIF-turned."""
+
+    path: Path
+    width: int
+    height: int
+    exif_transpose: bool = False
+
+
+def listing(items: list, limit: int = MAX_LISTED) -> str:
+    """The first `limit` items joined by commas, with how many more there are."""
+    shown = ", ".join(str(item) for item in items[:limit])
+    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+
+def existing_folder(path: str, key: str, expected: str) -> Path:
+    """`path` as a Path, or a LosslabError naming the config `key` when it is not a folder."""
+    folder = Path(path).expanduser()
+    if not folder.is_dir():
+        what = "is a file, not a folder" if folder.exists() else "does not exist"
+        raise LosslabError(f"{key}={path}: {what}; expected {expected}.")
+    return folder
+
+
+def existing_file(path: str, key: str, expected: str) -> Path:
+    """`path` as a Path, or a LosslabError naming the config `key` when it is not a file."""
+    file = Path(path).expanduser()
+    if not file.is_file():
+        what = "is a folder, not a file" if file.exists() else "does not exist"
+        raise LosslabError(f"{key}={path}: {what}; expected {expected}.")
+    return file
+
+
+def resolve_files(folder: Path, names: list[str], source: str) -> list[Path]:
+    """The path of every image name inside `folder`, refusing names that would leave it and missing files.
+
+    A name is used as given, relative to `folder`: an absolute name or one whose `..` climbs out is refused
+    (never read outside the folder). Symbolic links inside the folder are followed: the user put them there.
+    `source` names where the names come from (an annotation file) for the error message.
+    """
+    unsafe = [name for name in names if _leaves_folder(name)]
+    if unsafe:
+        raise LosslabError(
+            f"{source} names {len(unsafe)} image file(s) outside the image folder {folder}: {listing(unsafe)}. "
+            "Image names must be relative to that folder and may not climb out of it with '..'; losslab never "
+            "reads files outside it. Fix the names or point the image folder at a folder containing them."
+        )
+    paths = [folder / name for name in names]
+    missing = [name for name, path in zip(names, paths, strict=True) if not path.is_file()]
+    if missing:
+        raise LosslabError(
+            f"{len(missing)} of the {len(names)} images that {source} lists are not in {folder}: {listing(missing)}. "
+            "Check the image folder, or remove those images from the annotations."
+        )
+    return paths
+
+
+def _leaves_folder(name: str) -> bool:
+    if not isinstance(name, str) or not name.strip():
+        return True
+    normal = posixpath.normpath(name.replace("\\", "/"))
+    return normal.startswith("/") or normal == ".." or normal.startswith("../")
+
+
+def probe_images(paths: list[Path], annotated: list[tuple[int, int] | None], source: str) -> list[ImageFile]:
+    """Check that every file is an image Pillow reads and that it has the size its annotations give.
+
+    `annotated` holds each image's (width, height) from the annotations, or None where they do not say
+    (the file's size is used). Headers are read in threads: it is file I/O, not decoding.
+    """
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        headers = list(pool.map(_read_header, paths))
+    unreadable = [f"{path} ({header})" for path, header in zip(paths, headers, strict=True) if isinstance(header, str)]
+    if unreadable:
+        raise LosslabError(
+            f"{len(unreadable)} image file(s) that {source} lists cannot be read as images: {listing(unreadable)}. "
+            "Replace or remove those files (Pillow reads JPEG, PNG, BMP, TIFF, WebP and more)."
+        )
+    files = [_oriented(path, header, size) for path, header, size in zip(paths, headers, annotated, strict=True)]
+    mismatched = [file for file in files if isinstance(file, str)]
+    if mismatched:
+        raise LosslabError(
+            f"{len(mismatched)} image(s) that {source} lists do not have the width and height their annotations "
+            f"give: {listing(mismatched)}. The boxes were drawn on an image of another size; fix the sizes in the "
+            "annotations or use the images they were made on."
+        )
+    return files
+
+
+def _read_header(path: Path) -> tuple[int, int, int] | str:
+    """(width, height, EXIF orientation) as stored, or why the file cannot be read."""
+    try:
+        with Image.open(path) as image:
+            return (*image.size, _orientation(image))
+    except Exception as error:  # Pillow raises many types for broken files; each one is a user's bad file
+        return str(error) or type(error).__name__
+
+
+def _orientation(image: Image.Image) -> int:
+    # A PNG's EXIF may follow the pixels, and Pillow would decode the whole image to find it: only the
+    # header's is used, and reading applies the same decision, so both always agree.
+    if image.format == "PNG" and "exif" not in image.info:
+        return 1
+    return int(image.getexif().get(EXIF_ORIENTATION, 1))
+
+
+def _oriented(path: Path, header: tuple[int, int, int], annotated: tuple[int, int] | None) -> ImageFile | str:
+    """The ImageFile as the annotations see it, or a description of the size mismatch."""
+    width, height, orientation = header
+    turned = (height, width) if orientation in TURNED_SIDEWAYS else (width, height)
+    if annotated is None or tuple(annotated) == turned:
+        return ImageFile(path, *turned, exif_transpose=orientation != 1)
+    if tuple(annotated) == (width, height):  # annotated on the pixels as stored, ignoring the EXIF tag
+        return ImageFile(path, width, height)
+    return f"{path.name} (annotations {annotated[0]}x{annotated[1]}, file {turned[0]}x{turned[1]})"
+
+
+def read_image(file: ImageFile) -> torch.Tensor:
+    """The image as a float CHW tensor in [0, 1] with three channels, turned as `file` says.
+
+    Any mode Pillow opens becomes RGB: greyscale and palette images are expanded, alpha is dropped and
+    CMYK converted; 16-bit greyscale is scaled from 0..65535.
+    """
+    try:
+        with Image.open(file.path) as image:
+            image = ImageOps.exif_transpose(image) if file.exif_transpose else image
+            pixels = _rgb_pixels(image)
+    except Exception as error:  # a file that passed the header check but whose pixels are broken
+        raise LosslabError(f"image {file.path} cannot be read: {error}. Replace or remove that file.") from error
+    if pixels.shape[1:] != (file.height, file.width):
+        raise LosslabError(f"image {file.path} is {pixels.shape[2]}x{pixels.shape[1]} pixels but was "
+                           f"{file.width}x{file.height} when the dataset was loaded; was it changed meanwhile?")
+    return pixels
+
+
+def _rgb_pixels(image: Image.Image) -> torch.Tensor:
+    if image.mode.startswith("I") or image.mode == "F":  # 16-bit (or wider) greyscale
+        grey = torch.from_numpy(np.asarray(image, dtype=np.float32) / 65535.0).clamp_(0, 1)
+        return grey.expand(3, -1, -1).contiguous()
+    rgb = torch.from_numpy(np.array(image.convert("RGB")))  # np.array: a writable copy, as torch wants
+    # One pass from HWC bytes to contiguous CHW floats: several times faster than .contiguous().float().
+    return rgb.permute(2, 0, 1).to(torch.float32, memory_format=torch.contiguous_format).div_(255)
+
+
+# ---------------------------------------------------------------------------------------------- datasets
+
+
+@dataclass
+class Record:
+    """One image of a dataset and its training objects (boxes XYXY in pixel edges, labels 1..K)."""
+
+    image_id: int | str  # the dataset's own id: COCO's image id, VOC's file stem
+    target_id: int  # `image_id` of the target: an int, as evaluation's COCO export needs
+    file: ImageFile
+    name: str  # the file name the annotations give, for reports
+    boxes: np.ndarray  # float32 N×4
+    labels: np.ndarray  # int64 N
+
+
+def fit_boxes(boxes: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+    """`boxes` (N×4 XYXY) clipped to the image, and which of them keep a positive width and height."""
+    fitted = boxes.clip(0, [width, height, width, height]).astype(np.float32)
+    return fitted, (fitted[:, 2] > fitted[:, 0]) & (fitted[:, 3] > fitted[:, 1])
+
+
+class AnnotatedImages(torch.utils.data.Dataset):
+    """Image files with boxes, in torchvision's detection convention; the readers of COCO and VOC fill it.
+
+    Items are `(image, target)`: a float CHW image in [0, 1] and a dict with `boxes`, `labels` and
+    `image_id`, plus `masks` (uint8 N×H×W) when `has_masks`.
+    """
+
+    has_masks = False
+
+    def __init__(self, records: list[Record], classes: tuple[str, ...], category_ids: list[int]):
+        self.records = records
+        self.classes = classes
+        self.category_ids = category_ids  # the annotations' id of label i is category_ids[i - 1]
+        self.image_ids = [record.image_id for record in records]
+        self.file_names = [record.name for record in records]
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, dict]:
+        record = self.records[index]
+        target = {"boxes": torch.from_numpy(record.boxes), "labels": torch.from_numpy(record.labels),
+                  "image_id": record.target_id}
+        if self.has_masks:
+            target["masks"] = self.masks(index)
+        return read_image(record.file), target
+
+    def masks(self, index: int) -> torch.Tensor:
+        """The uint8 N×H×W instance masks of image `index` (datasets with masks override this)."""
+        raise NotImplementedError
+
+    def image_labels(self) -> dict[int | str, set[int]]:
+        """The labels present in each image, from the annotations (no pixels read): what stratification needs."""
+        return {record.image_id: set(record.labels.tolist()) for record in self.records}

@@ -1,0 +1,70 @@
+"""`losslab show-augment`: a PNG grid of augmented training samples, so users see what the model sees.
+
+Every sample is drawn with its translucent masks, its boxes and their class names, scaled so its longer side
+fills a square cell (smaller images become readable, other shapes are padded), in a grid of `columns` cells.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from matplotlib.image import imsave
+from torch.utils.data import Dataset
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as F
+from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks, make_grid
+
+from losslab.data.mixing import augmented
+from losslab.data.transforms import JointTransform
+
+log = logging.getLogger(__name__)
+
+PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
+           (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]  # matplotlib's tab10, by class
+PADDING = 2  # pixels between cells (make_grid's default)
+
+
+def show_augment(dataset: Dataset, options: dict, out_path: Path, samples: int = 8, seed: int = 0,
+                 classes: Sequence[str] | None = None, columns: int = 4, cell_size: int = 256) -> Path:
+    """Write `samples` augmented items of `dataset` (the un-augmented train split) as a PNG grid to `out_path`.
+
+    `options` is the `augment` section as a plain dict. The samples and their augmentations depend only on
+    `seed`: the same seed draws the same grid, and the caller's random state is left as it was.
+    `classes` names labels 1, 2, ... (default: `dataset.classes`).
+    """
+    classes = list(dataset.classes if classes is None else classes)
+    view = augmented(dataset, options)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        order = torch.randperm(len(view)).tolist()
+        cells = [draw_sample(*view[order[k % len(order)]], classes, cell_size) for k in range(samples)]
+    grid = make_grid(cells, nrow=min(columns, samples), padding=PADDING, pad_value=255)
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    imsave(out_path, grid.permute(1, 2, 0).numpy())
+    log.info("wrote %d augmented samples to %s", samples, out_path)
+    return out_path
+
+
+def draw_sample(image: torch.Tensor, target: dict, classes: Sequence[str], cell_size: int) -> torch.Tensor:
+    """One cell: the sample scaled to fit `cell_size`, masks and named boxes drawn, padded to a square uint8 image."""
+    image, target = JointTransform(v2.Resize(None, max_size=cell_size))(image, target)
+    canvas = F.to_dtype(image, torch.uint8, scale=True)
+    colors = [PALETTE[(label - 1) % len(PALETTE)] for label in target["labels"].tolist()]
+    if len(colors) and "masks" in target:
+        canvas = draw_segmentation_masks(canvas, target["masks"].bool(), alpha=0.4, colors=colors)
+    if len(colors):
+        names = [label_name(label, classes) for label in target["labels"].tolist()]
+        canvas = draw_bounding_boxes(canvas, target["boxes"], labels=names, colors=colors, width=2,
+                                     fill_labels=True)
+    height, width = canvas.shape[-2:]
+    return F.pad(canvas, [0, 0, cell_size - width, cell_size - height], fill=255)
+
+
+def label_name(label: int, classes: Sequence[str]) -> str:
+    """The class name of a 1-based label, or the number itself when `classes` does not name it."""
+    return classes[label - 1] if 1 <= label <= len(classes) else str(label)
+

@@ -1,0 +1,51 @@
+"""Sweeps through Hydra's plugins: the joblib launcher runs jobs in parallel, the Optuna sweeper searches."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from conftest import TINY
+
+
+def _multirun(*args, cwd):
+    result = subprocess.run([sys.executable, "-m", "losslab", "-m", *TINY, *args], capture_output=True,
+                            text=True, cwd=cwd, timeout=400)
+    return result, result.stdout + result.stderr
+
+
+def _summary(sweep):
+    with (sweep / "sweep_summary.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+def test_a_joblib_sweep_runs_both_jobs_and_summarises_them(tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_joblib_launcher", reason="pip install 'losslab[launchers]'")
+    sweep = tmp_path / "sweep"
+    result, output = _multirun("hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "loss=default,focal",
+                               "eval.every=0", "trainer.checkpoints=false", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert result.returncode == 0, output[-3000:]
+    assert "Joblib.Parallel" in output  # the jobs went through the joblib launcher
+    rows = _summary(sweep)
+    assert sorted(row["overrides"] for row in rows) == ["loss=default", "loss=focal"]
+    assert all(row["status"] == "completed" and float(row["best"]) > 0 for row in rows)
+    assert (sweep / "sweep_curves.png").stat().st_size > 1000
+
+
+def test_an_optuna_search_returns_the_monitored_metric_and_ranks_by_it(tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="pip install 'losslab[optuna]'")
+    sweep = tmp_path / "sweep"
+    result, output = _multirun("hparams_search=focal", "hydra.sweeper.n_trials=2", "trainer.checkpoints=false",
+                               f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert result.returncode == 0, output[-3000:]
+    rows = _summary(sweep)
+    assert len(rows) == 2 and {row["rank_by"] for row in rows} == {"val/mAP"}
+    assert rows[0]["overrides"] != rows[1]["overrides"] and "loss.cls.gamma=" in rows[0]["overrides"]
+    study = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert set(study["best_params"]) == {"loss.cls.gamma", "loss.cls.alpha", "optimizer.lr"}
+    # The value Optuna optimised is what each run returned: its best val/mAP, the top of the summary.
+    assert study["best_value"] == pytest.approx(float(rows[0]["best"]))
