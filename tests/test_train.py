@@ -199,6 +199,7 @@ def test_detection_metrics_are_logged_every_epoch_and_can_pick_the_best(tmp_path
         assert all(0.0 <= row[column] <= 1.0 for row in rows), column
     best = max(rows, key=lambda r: r["val/mAP"])
     assert result.summary["best_epoch"] == best["epoch"] and result.summary["monitor"] == "val/mAP"
+    assert result.summary["best_mAP"] == best["val/mAP"]
 
 
 def test_evaluation_can_be_off_and_monitoring_map_then_needs_it(tmp_path):
