@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, ImageOps
+from tqdm.auto import tqdm
 
 from losslab.errors import LosslabError
 
@@ -102,7 +103,9 @@ def probe_images(paths: list[Path], annotated: list[tuple[int, int] | None], sou
     (the file's size is used). Headers are read in threads: it is file I/O, not decoding.
     """
     with ThreadPoolExecutor(max_workers=8) as pool:
-        headers = list(pool.map(_read_header, paths))
+        # disable=None: a bar on a terminal only, so log files stay clean
+        headers = list(tqdm(pool.map(_read_header, paths), total=len(paths), desc="checking images", unit="image",
+                            leave=False, disable=None, dynamic_ncols=True))
     unreadable = [f"{path} ({header})" for path, header in zip(paths, headers, strict=True) if isinstance(header, str)]
     if unreadable:
         raise LosslabError(
