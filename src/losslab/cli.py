@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from losslab.config import compose_config, config_dir, validate
 from losslab.data import build_datasets
+from losslab.distributed import launched_world
 from losslab.errors import LosslabError
 from losslab.evaluate import evaluate_run, metrics_table
 from losslab.export import BOX_TOLERANCE, FORMATS, ExportResult, export_run
@@ -38,6 +39,8 @@ def _train_app(cfg: DictConfig) -> float | None:
     """
     hydra_config = HydraConfig.get()
     multirun = hydra_config.mode == RunMode.MULTIRUN
+    if launched_world().rank > 0:  # under torchrun the main process reports; the others only warn
+        logging.getLogger().setLevel(logging.WARNING)
     try:
         result = run(cfg, overrides=list(hydra_config.overrides.task))
     except LosslabError as error:
