@@ -127,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     show.add_argument("--samples", type=int, default=8, help="how many samples to draw (default 8)")
     show.add_argument("--seed", type=int, default=0, help="the same seed draws the same augmentations")
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")  # e.g. files predict skipped
     try:
         if args.command == "plot":
             print(redraw_run(args.run_dir))

@@ -17,6 +17,7 @@ from torchvision.io import ImageReadMode, decode_image, write_png
 from torchvision.transforms.v2.functional import pil_to_tensor, to_dtype
 from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
 from tqdm.auto import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from losslab.engine import eval_mode
 from losslab.errors import LosslabError
@@ -69,7 +70,7 @@ def predict_images(run_dir: Path, sources: Sequence[str | Path], checkpoint: str
     result = PredictResult(out, predicted=0, detections=0)
     results: list[dict] = []
     drawn_names = output_names(files)
-    with (eval_mode(trained.model), torch.inference_mode(),
+    with (eval_mode(trained.model), torch.inference_mode(), logging_redirect_tqdm(),  # warnings above the bar
           tqdm(total=len(files), desc="predict", unit="image", disable=not progress, dynamic_ncols=True) as bar):
         for batch in batches(files, batch_size, result.skipped):
             outputs = trained.model([image.to(trained.device) for _, _, image in batch])
