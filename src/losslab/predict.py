@@ -5,20 +5,19 @@ from __future__ import annotations
 import glob
 import json
 import logging
-import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from PIL import Image, ImageOps
 from torch import Tensor
-from torchvision.io import ImageReadMode, decode_image, write_png
-from torchvision.transforms.v2.functional import pil_to_tensor, to_dtype
+from torchvision.io import write_png
+from torchvision.transforms.v2.functional import to_dtype
 from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
 from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from losslab.data.images import decode_pixels
 from losslab.engine import eval_mode
 from losslab.errors import LosslabError
 from losslab.evaluation import coco_results
@@ -27,8 +26,6 @@ from losslab.trained import load_trained
 log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
-# torchvision's decoders read JPEG, PNG and WebP; Pillow (a torchvision dependency) reads the rest.
-PILLOW_EXTENSIONS = (".bmp", ".tif", ".tiff")
 # matplotlib's tab10: class k gets colour k-1, so a class has the same colour in every image.
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
            "#17becf")
@@ -137,7 +134,7 @@ def batches(files: list[Path], batch_size: int,
     batch = []
     for index, path in enumerate(files):
         try:
-            batch.append((index, path, read_image(path)))
+            batch.append((index, path, decode_pixels(path, exif_transpose=True)))
         except Exception as error:  # decoders raise many types for truncated, corrupt or foreign files
             reason = unreadable_reason(error)
             log.warning("skipped %s: %s", path, reason)
@@ -150,20 +147,9 @@ def batches(files: list[Path], batch_size: int,
 
 
 def unreadable_reason(error: Exception) -> str:
-    """One line saying why a file could not be read, without the C++ source location torchvision's decoders put
-    in front ("decode_image, .../decode_image.cpp:61, Unsupported image file ...")."""
+    """The first line of why a file could not be read."""
     lines = str(error).strip().splitlines()
-    return re.sub(r"^\w+, \S+:\d+, ", "", lines[0]) if lines else type(error).__name__
-
-
-def read_image(path: Path) -> Tensor:
-    """An image file as an RGB float [3, H, W] tensor in [0, 1], turned upright as its EXIF orientation says."""
-    if path.suffix.lower() in PILLOW_EXTENSIONS:
-        with Image.open(path) as image:
-            image = pil_to_tensor(ImageOps.exif_transpose(image).convert("RGB"))
-    else:
-        image = decode_image(str(path), mode=ImageReadMode.RGB, apply_exif_orientation=True)
-    return to_dtype(image, torch.float32, scale=True)  # scales 8- and 16-bit images alike
+    return lines[0] if lines else type(error).__name__
 
 
 def above_threshold(prediction: dict[str, Tensor], threshold: float) -> dict[str, Tensor]:

@@ -158,15 +158,20 @@ def read_image(file: ImageFile) -> torch.Tensor:
     CMYK converted; 16-bit greyscale is scaled from 0..65535.
     """
     try:
-        with Image.open(file.path) as image:
-            image = ImageOps.exif_transpose(image) if file.exif_transpose else image
-            pixels = _rgb_pixels(image)
+        pixels = decode_pixels(file.path, file.exif_transpose)
     except Exception as error:  # a file that passed the header check but whose pixels are broken
         raise LosslabError(f"image {file.path} cannot be read: {error}. Replace or remove that file.") from error
     if pixels.shape[1:] != (file.height, file.width):
         raise LosslabError(f"image {file.path} is {pixels.shape[2]}x{pixels.shape[1]} pixels but was "
                            f"{file.width}x{file.height} when the dataset was loaded; was it changed meanwhile?")
     return pixels
+
+
+def decode_pixels(path: Path, exif_transpose: bool) -> torch.Tensor:
+    """Any image file Pillow opens as a float RGB CHW tensor in [0, 1], turned as its EXIF orientation says
+    when `exif_transpose`. Pillow's own exception when the file is not a readable image."""
+    with Image.open(path) as image:
+        return _rgb_pixels(ImageOps.exif_transpose(image) if exif_transpose else image)
 
 
 def _rgb_pixels(image: Image.Image) -> torch.Tensor:
