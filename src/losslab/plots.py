@@ -10,8 +10,10 @@ import numpy as np
 
 matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
+from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks  # noqa: E402
 
 from losslab.losses import COMPONENTS  # noqa: E402
 
@@ -195,3 +197,21 @@ def redraw_run(run_dir: Path) -> Path:
     config_path = run_dir / ".hydra" / "config.yaml"
     title = run_title(OmegaConf.to_container(OmegaConf.load(config_path))) if config_path.is_file() else run_dir.name
     return plot_loss_curves(rows, run_dir / "loss_curves.png", title=title, best_epoch=best_epoch)
+
+
+# matplotlib's tab10: class k gets colour k-1, so a class has the same colour in every image.
+CLASS_COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
+                 (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
+MASK_ALPHA = 0.4
+
+
+def draw_objects(image: torch.Tensor, boxes: torch.Tensor, labels: list[int], names: list[str],
+                 masks: torch.Tensor | None = None, fill_labels: bool = False) -> torch.Tensor:
+    """The uint8 CHW `image` with each object's translucent mask (boolean N x H x W, when given) and its box
+    named by `names`, in its class's colour (torchvision's draw_segmentation_masks and draw_bounding_boxes)."""
+    if not labels:
+        return image
+    colours = [CLASS_COLOURS[(label - 1) % len(CLASS_COLOURS)] for label in labels]
+    if masks is not None:
+        image = draw_segmentation_masks(image, masks, alpha=MASK_ALPHA, colors=colours)
+    return draw_bounding_boxes(image, boxes, labels=names, colors=colours, width=2, fill_labels=fill_labels)

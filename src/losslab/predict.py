@@ -13,7 +13,6 @@ import torch
 from torch import Tensor
 from torchvision.io import write_png
 from torchvision.transforms.v2.functional import to_dtype
-from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
 from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
@@ -21,15 +20,12 @@ from losslab.data.images import decode_pixels
 from losslab.engine import eval_mode
 from losslab.errors import LosslabError
 from losslab.evaluation import coco_results
+from losslab.plots import draw_objects
 from losslab.trained import load_trained
 
 log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
-# matplotlib's tab10: class k gets colour k-1, so a class has the same colour in every image.
-PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
-           "#17becf")
-MASK_ALPHA = 0.4
 MASK_THRESHOLD = 0.5  # mask probabilities above this are the object, as in the COCO results
 
 
@@ -160,14 +156,8 @@ def above_threshold(prediction: dict[str, Tensor], threshold: float) -> dict[str
 
 def draw_detections(image: Tensor, prediction: dict[str, Tensor], classes: Sequence[str]) -> Tensor:
     """The uint8 [3, H, W] image with translucent masks (if any), boxes and "class score" labels drawn."""
-    drawn = to_dtype(image.cpu(), torch.uint8, scale=True)
-    if not len(prediction["boxes"]):
-        return drawn
     labels = prediction["labels"].tolist()
-    colors = [PALETTE[(label - 1) % len(PALETTE)] for label in labels]
-    if "masks" in prediction:
-        masks = prediction["masks"][:, 0] > MASK_THRESHOLD
-        drawn = draw_segmentation_masks(drawn, masks, alpha=MASK_ALPHA, colors=colors)
     names = [f"{classes[label - 1]} {score:.2f}" for label, score in zip(labels, prediction["scores"].tolist(),
                                                                             strict=True)]
-    return draw_bounding_boxes(drawn, prediction["boxes"], labels=names, colors=colors, width=2)
+    masks = prediction["masks"][:, 0] > MASK_THRESHOLD if "masks" in prediction else None
+    return draw_objects(to_dtype(image.cpu(), torch.uint8, scale=True), prediction["boxes"], labels, names, masks)

@@ -15,15 +15,14 @@ from matplotlib.image import imsave
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
-from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks, make_grid
+from torchvision.utils import make_grid
 
 from losslab.data.mixing import augmented
 from losslab.data.transforms import JointTransform
+from losslab.plots import draw_objects
 
 log = logging.getLogger(__name__)
 
-PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
-           (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]  # matplotlib's tab10, by class
 PADDING = 2  # pixels between cells (make_grid's default)
 
 
@@ -52,14 +51,11 @@ def show_augment(dataset: Dataset, options: dict, out_path: Path, samples: int =
 def draw_sample(image: torch.Tensor, target: dict, classes: Sequence[str], cell_size: int) -> torch.Tensor:
     """One cell: the sample scaled to fit `cell_size`, masks and named boxes drawn, padded to a square uint8 image."""
     image, target = JointTransform(v2.Resize(None, max_size=cell_size))(image, target)
-    canvas = F.to_dtype(image, torch.uint8, scale=True)
-    colors = [PALETTE[(label - 1) % len(PALETTE)] for label in target["labels"].tolist()]
-    if len(colors) and "masks" in target:
-        canvas = draw_segmentation_masks(canvas, target["masks"].bool(), alpha=0.4, colors=colors)
-    if len(colors):
-        names = [label_name(label, classes) for label in target["labels"].tolist()]
-        canvas = draw_bounding_boxes(canvas, target["boxes"], labels=names, colors=colors, width=2,
-                                     fill_labels=True)
+    labels = target["labels"].tolist()
+    names = [label_name(label, classes) for label in labels]
+    masks = target["masks"].bool() if "masks" in target else None
+    canvas = draw_objects(F.to_dtype(image, torch.uint8, scale=True), target["boxes"], labels, names, masks,
+                          fill_labels=True)
     height, width = canvas.shape[-2:]
     return F.pad(canvas, [0, 0, cell_size - width, cell_size - height], fill=255)
 
