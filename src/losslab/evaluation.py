@@ -43,9 +43,14 @@ def coco_image_ids(targets: list[dict]) -> list[int]:
     """The COCO id of each target's image: its `image_id` when every one is an integer (COCO, shapes),
     else its position (VOC's ids are file names, which COCO's integer ids cannot hold)."""
     ids = [target.get("image_id", index) for index, target in enumerate(targets)]
-    if all(isinstance(i, int) or (torch.is_tensor(i) and i.numel() == 1 and not i.is_floating_point()) for i in ids):
+    if all(_is_integer(i) for i in ids):
         return [int(i) for i in ids]
     return list(range(len(targets)))
+
+
+def _is_integer(image_id) -> bool:
+    return isinstance(image_id, int) or (torch.is_tensor(image_id) and image_id.numel() == 1
+                                         and not image_id.is_floating_point())
 
 
 def coco_ground_truth(targets: list[dict], image_sizes: list[tuple[int, int]], classes: Sequence[str],
@@ -62,7 +67,7 @@ def coco_ground_truth(targets: list[dict], image_sizes: list[tuple[int, int]], c
     images, annotations = [], []
     for target, image_id, (height, width) in zip(targets, coco_image_ids(targets), image_sizes, strict=True):
         image = {"id": image_id, "height": int(height), "width": int(width)}
-        if not isinstance(target.get("image_id", image_id), int | torch.Tensor):
+        if not _is_integer(target.get("image_id", image_id)):
             image["file_name"] = str(target["image_id"])
         images.append(image)
         boxes = _boxes(target)
