@@ -21,14 +21,15 @@ def job_dirs(sweep_dir: Path) -> list[Path]:
     return sorted((p.parent.parent for p in sweep_dir.glob("*/.hydra/overrides.yaml")), key=job_order)
 
 
-def job_summary(job_dir: Path, label: list[str], overrides: list[str], rank_by: str, mode: str) -> dict:
+def job_summary(job_dir: Path, history: list[dict], label: list[str], overrides: list[str], rank_by: str,
+                mode: str) -> dict:
     """One sweep_summary.csv row; a job without summary.json (killed, or never started) is 'failed'.
 
-    `label` is the part of the job's `overrides` that sets it apart from the other jobs; "best" is
-    the job's best `rank_by` value over its epochs and "best_epoch" the epoch it came from.
+    `history` is the job's metrics.csv rows; `label` is the part of the job's `overrides` that sets it
+    apart from the other jobs; "best" is the job's best `rank_by` value over its epochs and
+    "best_epoch" the epoch it came from.
     """
     summary = read_summary(job_dir) or {"status": "failed"}
-    history = read_metrics(job_dir / "metrics.csv") if (job_dir / "metrics.csv").is_file() else []
     best, best_epoch = best_of(history, rank_by, mode)
     return {
         "job": job_dir.name,
@@ -54,16 +55,16 @@ def summarize_sweep(sweep_dir: Path, rank_by: str = "val/loss", mode: str | None
     return the summary rows, best first."""
     mode = mode or default_mode(rank_by)
     jobs = job_dirs(sweep_dir)
+    histories = [read_metrics(job / "metrics.csv") if (job / "metrics.csv").is_file() else [] for job in jobs]
     overrides = [overrides_of(job) for job in jobs]
-    rows = ranked([job_summary(job, label, job_overrides, rank_by, mode)
-                   for job, label, job_overrides in zip(jobs, distinguishing(overrides), overrides, strict=True)],
-                  mode)
+    rows = [job_summary(job, history, label, job_overrides, rank_by, mode) for job, history, label, job_overrides
+            in zip(jobs, histories, distinguishing(overrides), overrides, strict=True)]
+    best_first = ranked(rows, mode)  # `rows` stay in job order (for the curves), each given its rank
     with (sweep_dir / "sweep_summary.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=SUMMARY_COLUMNS)
         writer.writeheader()
-        writer.writerows(rows)
-    curves = [(row["overrides"] or row["job"], read_metrics(Path(row["run_dir"]) / "metrics.csv"))
-              for row in sorted(rows, key=lambda row: job_order(Path(row["run_dir"])))
-              if (Path(row["run_dir"]) / "metrics.csv").is_file()]
+        writer.writerows(best_first)
+    curves = [(row["overrides"] or row["job"], history) for row, history, job in zip(rows, histories, jobs, strict=True)
+              if (job / "metrics.csv").is_file()]
     plot_sweep_curves(curves, sweep_dir / "sweep_curves.png", columns=("val/loss", "val/ref_loss", "train/loss"))
-    return rows
+    return best_first
