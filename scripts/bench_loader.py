@@ -29,10 +29,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from omegaconf import OmegaConf
 from PIL import Image, ImageDraw
 
 from losslab import build_model, compose_config
-from losslab.train import build_data, build_dataloaders, build_optimizer, resolve_device
+from losslab.modeling.runtime import resolve_device
+from losslab.training.builders import build_data, build_dataloaders
+from losslab.training.optim import build_optimizer
 
 
 def loader_pass(loader) -> tuple[int, float]:
@@ -109,7 +112,7 @@ def benchmark(overrides: list[str], reps: int, steps: int) -> None:
     loader = build_dataloaders(cfg, data)["train"]
     torch.manual_seed(cfg.trainer.seed)
     model = build_model(cfg, num_classes=len(data.classes)).to(device).train()
-    optimizer = build_optimizer(cfg.optimizer, model)
+    optimizer = build_optimizer(OmegaConf.to_container(cfg.optimizer, resolve=True), model)
     batches = [to_device(batch, device) for batch, _ in zip(loader, range(steps), strict=False)]
 
     loader_pass(loader)  # warm-up: worker start-up, first-touch costs

@@ -19,8 +19,8 @@ from torchvision.models.detection import FasterRCNN, MaskRCNN, RetinaNet
 from torchvision.models.detection.retinanet import RetinaNetHead
 
 from losslab.data.shapes import ShapesDataset
-from losslab.losses import build_losses
-from losslab.models import anchor_generator, create_detector, feature_pyramid
+from losslab.losses.build import build_losses
+from losslab.modeling.detectors import anchor_generator, create_detector, feature_pyramid
 
 
 def stock_detector(arch: str, backbone: str, num_classes: int, size: int, box_batch: int):

@@ -29,11 +29,13 @@ import time
 from contextlib import redirect_stderr
 
 import torch
+from omegaconf import OmegaConf
 
 from losslab import build_model, compose_config
 from losslab.data.shapes import ShapesDataset
-from losslab.engine import autocast, train_one_epoch, validation_loss
-from losslab.train import build_optimizer, build_schedulers
+from losslab.modeling.runtime import autocast
+from losslab.training.loop import train_one_epoch, validation_loss
+from losslab.training.optim import build_optimizer, build_schedulers
 
 
 def bare_epoch(model, optimizer, batches, device, precision: str, scaler) -> None:
@@ -120,7 +122,7 @@ def main() -> None:
 
     def fresh_optimizer():
         model.load_state_dict(start_weights)
-        optimizer = build_optimizer(cfg.optimizer, model)
+        optimizer = build_optimizer(OmegaConf.to_container(cfg.optimizer, resolve=True), model)
         scaler = torch.amp.GradScaler(device.type) if args.precision == "16-mixed" else None
         return optimizer, scaler
 
@@ -130,10 +132,11 @@ def main() -> None:
 
     def run_losslab():
         optimizer, scaler = fresh_optimizer()
-        schedulers = build_schedulers(cfg.scheduler, optimizer, steps_per_epoch=len(batches))
+        schedulers = build_schedulers(OmegaConf.to_container(cfg.scheduler, resolve=True), optimizer,
+                                      steps_per_epoch=len(batches))
         with redirect_stderr(io.StringIO()):  # the bar is drawn (its cost counts) but not shown
             return timed(lambda: train_one_epoch(model, optimizer, batches, device, 1, progress=True,
-                                                 step_schedulers=schedulers.each_step, precision=args.precision,
+                                                 step_schedulers=[schedulers], precision=args.precision,
                                                  scaler=scaler), device)
 
     def run_validation():

@@ -1,9 +1,29 @@
-"""losslab: configurable training experiments for torchvision detectors."""
+"""losslab: configurable training experiments for torchvision detectors.
 
-from losslab.config import compose_config
-from losslab.engine import train_one_epoch, validation_loss
-from losslab.models import build_model
-from losslab.train import RunResult, build_dataloaders, run
+The public Python API, imported on first use so that `import losslab` (and the command line) stays light:
 
-__all__ = ["RunResult", "build_dataloaders", "build_model", "compose_config", "run", "train_one_epoch",
-           "validation_loss"]
+    from losslab import compose_config, build_model, build_dataloaders, validation_loss, run
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_API = {
+    "compose_config": "losslab.config.compose",
+    "build_data": "losslab.training.builders",
+    "build_dataloaders": "losslab.training.builders",
+    "build_model": "losslab.training.builders",
+    "train_one_epoch": "losslab.training.loop",
+    "validation_loss": "losslab.training.loop",
+    "run": "losslab.training.run",
+    "RunResult": "losslab.training.run",
+}
+
+__all__ = sorted(_API)
+
+
+def __getattr__(name: str):
+    if name not in _API:
+        raise AttributeError(f"module 'losslab' has no attribute {name!r}")
+    return getattr(importlib.import_module(_API[name]), name)

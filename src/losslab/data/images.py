@@ -49,20 +49,21 @@ def listing(items: list, limit: int = MAX_LISTED) -> str:
 
 def existing_folder(path: str, key: str, expected: str) -> Path:
     """`path` as a Path, or a LosslabError naming the config `key` when it is not a folder."""
-    folder = Path(path).expanduser()
-    if not folder.is_dir():
-        what = "is a file, not a folder" if folder.exists() else "does not exist"
-        raise LosslabError(f"{key}={path}: {what}; expected {expected}.")
-    return folder
+    return _existing(path, key, expected, folder=True)
 
 
 def existing_file(path: str, key: str, expected: str) -> Path:
     """`path` as a Path, or a LosslabError naming the config `key` when it is not a file."""
-    file = Path(path).expanduser()
-    if not file.is_file():
-        what = "is a folder, not a file" if file.exists() else "does not exist"
-        raise LosslabError(f"{key}={path}: {what}; expected {expected}.")
-    return file
+    return _existing(path, key, expected, folder=False)
+
+
+def _existing(path: str, key: str, expected: str, folder: bool) -> Path:
+    found = Path(path).expanduser()
+    if not (found.is_dir() if folder else found.is_file()):
+        other = "a file, not a folder" if folder else "a folder, not a file"
+        raise LosslabError(f"{key}={path}: {f'is {other}' if found.exists() else 'does not exist'}; "
+                           f"expected {expected}.")
+    return found
 
 
 def resolve_files(folder: Path, names: list[str], source: str) -> list[Path]:
@@ -234,6 +235,10 @@ class AnnotatedImages(torch.utils.data.Dataset):
     def masks(self, index: int) -> torch.Tensor:
         """The uint8 N×H×W instance masks of image `index` (datasets with masks override this)."""
         raise NotImplementedError
+
+    def object_labels(self, index: int) -> list[int]:
+        """The labels of image `index`'s objects, from the annotations (no pixels read)."""
+        return self.records[index].labels.tolist()
 
     def image_labels(self) -> dict[int | str, set[int]]:
         """The labels present in each image, from the annotations (no pixels read): what stratification needs."""

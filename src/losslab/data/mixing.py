@@ -17,11 +17,10 @@ import torch
 from torch.utils.data import Dataset
 from torchvision.transforms.v2 import functional as F
 
+from losslab.data.augment_options import checked_options, enabled
 from losslab.data.transforms import (
     Sample,
     build_train_transform,
-    checked_options,
-    enabled,
     mask_extents,
     per_object_keys,
     sanitize,

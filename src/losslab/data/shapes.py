@@ -57,7 +57,7 @@ class ShapesDataset(torch.utils.data.Dataset):
         self.max_objects = max_objects
         self.seed = seed
         self.image_ids = list(range(num_images))
-        self._labels: dict[int, set[int]] | None = None
+        self._labels: dict[int, list[int]] = {}
 
     def __len__(self) -> int:
         return self.num_images
@@ -75,11 +75,15 @@ class ShapesDataset(torch.utils.data.Dataset):
         }
         return torch.from_numpy(image).permute(2, 0, 1).contiguous(), target
 
+    def object_labels(self, index: int) -> list[int]:
+        """The labels of image `index`'s objects: the image is drawn to find out (its annotation is its drawing)."""
+        if index not in self._labels:
+            self._labels[index] = self[index][1]["labels"].tolist()
+        return self._labels[index]
+
     def image_labels(self) -> dict[int, set[int]]:
-        """The labels present in each image (for stratified splits): the images are drawn to find out, once."""
-        if self._labels is None:
-            self._labels = {i: set(self[i][1]["labels"].tolist()) for i in range(self.num_images)}
-        return self._labels
+        """The labels present in each image (for stratified splits)."""
+        return {i: set(self.object_labels(i)) for i in range(self.num_images)}
 
 
 def render_image(

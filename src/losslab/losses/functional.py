@@ -206,30 +206,30 @@ def giou(
     pred_deltas: Tensor, target_deltas: Tensor, anchors: Tensor, box_coder: BoxCoder, *, eps: float = 1e-7
 ) -> Tensor:
     """Sum of 1 - GIoU on the decoded boxes (`torchvision.ops.generalized_box_iou_loss`)."""
-    if pred_deltas.numel() == 0:
-        return pred_deltas.sum() * 0
-    pred, target = _decode_pair(pred_deltas, target_deltas, anchors, box_coder)
-    return generalized_box_iou_loss(pred, target, reduction="sum", eps=eps)
+    return _decoded_boxes_loss(generalized_box_iou_loss, pred_deltas, target_deltas, anchors, box_coder, eps)
 
 
 def diou(
     pred_deltas: Tensor, target_deltas: Tensor, anchors: Tensor, box_coder: BoxCoder, *, eps: float = 1e-7
 ) -> Tensor:
     """Sum of 1 - IoU + rho^2 / c^2 on the decoded boxes (`torchvision.ops.distance_box_iou_loss`)."""
-    if pred_deltas.numel() == 0:
-        return pred_deltas.sum() * 0
-    pred, target = _decode_pair(pred_deltas, target_deltas, anchors, box_coder)
-    return distance_box_iou_loss(pred, target, reduction="sum", eps=eps)
+    return _decoded_boxes_loss(distance_box_iou_loss, pred_deltas, target_deltas, anchors, box_coder, eps)
 
 
 def ciou(
     pred_deltas: Tensor, target_deltas: Tensor, anchors: Tensor, box_coder: BoxCoder, *, eps: float = 1e-7
 ) -> Tensor:
     """Sum of 1 - IoU + rho^2 / c^2 + a v on the decoded boxes (`torchvision.ops.complete_box_iou_loss`)."""
+    return _decoded_boxes_loss(complete_box_iou_loss, pred_deltas, target_deltas, anchors, box_coder, eps)
+
+
+def _decoded_boxes_loss(box_loss, pred_deltas: Tensor, target_deltas: Tensor, anchors: Tensor, box_coder: BoxCoder,
+                        eps: float) -> Tensor:
+    """`box_loss` (a torchvision.ops box loss) summed over the decoded predicted and target boxes."""
     if pred_deltas.numel() == 0:
         return pred_deltas.sum() * 0
     pred, target = _decode_pair(pred_deltas, target_deltas, anchors, box_coder)
-    return complete_box_iou_loss(pred, target, reduction="sum", eps=eps)
+    return box_loss(pred, target, reduction="sum", eps=eps)
 
 
 # --------------------------------------------------------------------------------------------------------- mask

@@ -1,0 +1,79 @@
+"""`losslab evaluate RUN_DIR`: a finished run's checkpoint scored on a split, with COCO exports and plots."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from losslab.data.datasets import build_datasets
+from losslab.data.loaders import make_loaders
+from losslab.errors import LosslabError
+from losslab.evaluation.inference import predict
+from losslab.evaluation.metrics import confusion_matrix, score_detections
+from losslab.evaluation.saved_model import load_saved_model
+from losslab.reporting.evaluation_figures import plot_confusion_matrix, plot_pr_curves
+from losslab.reporting.history import write_json
+
+log = logging.getLogger(__name__)
+
+
+def evaluate_run(run_dir: Path, split: str = "val", checkpoint: str = "best", score_threshold: float | None = None,
+                 device: str = "auto", progress: bool = True) -> dict:
+    """Predict `split` with the run's `checkpoint` (best | last) and write RUN_DIR/eval_<split>/:
+    metrics.json, predictions.json (COCO results), ground_truth.json (COCO instances),
+    pr_curve.png and confusion_matrix.png. Returns the metrics."""
+    if split not in ("train", "val", "test"):
+        raise LosslabError(f"--split {split}: expected train, val or test.")
+    trained = load_saved_model(run_dir, checkpoint, device)
+    cfg = trained.cfg
+    threshold = cfg["eval"]["score_threshold"] if score_threshold is None else score_threshold
+    data = build_datasets(cfg["data"], cfg["split"])  # no augmentation
+    loader = make_loaders(data, cfg["data"]["batch_size"], cfg["data"]["num_workers"],
+                          pin_memory=trained.device.type == "cuda")[split]
+    if len(loader.dataset) == 0:
+        raise LosslabError(f"the {split} split of {run_dir} is empty (split.{split}=0); evaluate another split.")
+    predictions, targets, sizes = predict(trained.model, loader, trained.device, progress)
+
+    metrics, ground_truth, results = score_detections(predictions, targets, sizes, data.classes, threshold,
+                                                      with_pr=True, category_ids=data.category_ids)
+    curves = metrics.pop("pr")
+    matrix = confusion_matrix(predictions, targets, len(data.classes), threshold)
+
+    out = run_dir / f"eval_{split}"
+    out.mkdir(exist_ok=True)
+    write_json(out / "metrics.json", {"split": split, "checkpoint": checkpoint, "epoch": trained.epoch,
+                                      "score_threshold": threshold, "images": len(targets), **metrics,
+                                      "confusion_matrix": matrix.tolist()})
+    (out / "predictions.json").write_text(json.dumps(results))
+    (out / "ground_truth.json").write_text(json.dumps(ground_truth))
+    plot_pr_curves(curves, out / "pr_curve.png")
+    plot_confusion_matrix(matrix, ["background", *data.classes], out / "confusion_matrix.png")
+    return metrics
+
+
+def metrics_table(metrics: dict) -> str:
+    """The headline numbers and per-class AP as console lines."""
+    head = [f"{name:<12}{metrics[name]:.4f}" for name in ("mAP", "mAP50", "mAP75", "mAR100", "mask_mAP",
+                                                           "precision", "recall", "F1") if name in metrics]
+    per_class = [f"  {name.removeprefix('AP/'):<10}{value:.4f}" for name, value in metrics.items()
+                 if name.startswith("AP/") and not np.isnan(value)]
+    return "\n".join(head + (["AP per class:"] + per_class if per_class else []))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", type=Path, help="a run folder")
+    parser.add_argument("--split", default="val", choices=["train", "val", "test"])
+    parser.add_argument("--checkpoint", default="best", choices=["best", "last"])
+    parser.add_argument("--score-threshold", type=float, help="default: the run's eval.score_threshold")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+
+
+def main(args: argparse.Namespace) -> int:
+    metrics = evaluate_run(args.run_dir, args.split, args.checkpoint, args.score_threshold, args.device)
+    print(metrics_table(metrics))
+    print(f"written to {args.run_dir / ('eval_' + args.split)}")
+    return 0

@@ -1,0 +1,242 @@
+"""The types of every config section, as dataclasses Hydra checks at composition (a wrong key or type fails
+with Hydra's own message naming it).
+
+Each default is written once:
+- in the YAML option under conf/ that chooses it (the schemas below hold types only, `MISSING`);
+- loss parameters in the loss catalogue (losslab.losses.catalogue), from which the `loss/<key>/<name>`
+  options and their schemas are generated here;
+- augmentation parameters in their dataclasses (losslab.data.augment_options);
+- optimizer and scheduler arguments in torch's own signatures: their YAML sets `_target_` and what losslab
+  chooses, `++optimizer.NAME=VALUE` sets any other argument, and validation checks names and types against
+  the signature (losslab.config.validation); losslab's own scheduler and optimizer keys in the base nodes below.
+
+Nothing here imports torch: composing a config (tab completion, `train --help`) stays fast.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, make_dataclass
+from typing import Any
+
+from omegaconf import MISSING
+
+from losslab.data.augment_options import AugmentConfig
+from losslab.losses.catalogue import CATALOGUE
+
+
+@dataclass
+class ModelConfig:
+    arch: str = MISSING
+    backbone: str = MISSING
+    pretrained: bool = MISSING
+    trainable_backbone_layers: int | None = MISSING
+    min_size: int = MISSING
+    max_size: int = MISSING
+    box_batch_size_per_image: int = MISSING
+    rpn_post_nms_top_n_test: int = MISSING
+
+
+@dataclass
+class LossComponentConfig:
+    name: str = MISSING
+
+
+def loss_options() -> dict[str, dict[str, type]]:
+    """Every `loss/<key>` group's options generated from the catalogue: {key: {name: schema with the defaults}}."""
+    options: dict[str, dict[str, type]] = {}
+    for key, losses in CATALOGUE.items():
+        options[key] = {"default": make_dataclass(f"{key}_default_loss", [("name", str, field(default="default"))],
+                                                  bases=(LossComponentConfig,))}
+        for name, loss in losses.items():
+            fields = [("name", str, field(default=name))]
+            fields += [(param, Any if param == "weights" else type(value), field(default=value))
+                       for param, value in loss.defaults.items()]
+            options[key][name] = make_dataclass(f"{key}_{name}_loss", fields, bases=(LossComponentConfig,))
+    return options
+
+
+@dataclass
+class LossPhase:
+    epochs: int = 1
+    losses: dict[str, Any] = field(default_factory=dict)
+    lr_factor: float = 1.0
+
+
+@dataclass
+class LossSchedule:
+    phases: list[LossPhase] = MISSING
+    cycle: bool = MISSING
+
+
+@dataclass
+class LossWeights:
+    classification: float = MISSING
+    box_regression: float = MISSING
+    objectness: float = MISSING
+    rpn_box_regression: float = MISSING
+    mask: float = MISSING
+
+
+@dataclass
+class LossConfig:
+    cls: LossComponentConfig = MISSING
+    box: LossComponentConfig = MISSING
+    objectness: LossComponentConfig = MISSING
+    mask: LossComponentConfig = MISSING
+    weights: LossWeights = field(default_factory=LossWeights)
+    schedule: LossSchedule = field(default_factory=LossSchedule)
+
+
+@dataclass
+class DataConfig:
+    name: str = MISSING
+    batch_size: int = MISSING
+    num_workers: int = MISSING
+
+
+@dataclass
+class ShapesDataConfig(DataConfig):
+    num_images: int = MISSING
+    image_size: int = MISSING
+    min_objects: int = MISSING
+    max_objects: int = MISSING
+    seed: int = MISSING
+
+
+@dataclass
+class CocoDataConfig(DataConfig):
+    images: str = MISSING
+    annotations: str = MISSING
+    keep_empty: bool = MISSING
+
+
+@dataclass
+class VocDataConfig(DataConfig):
+    root: str = MISSING
+    image_set: str | None = MISSING
+    keep_difficult: bool = MISSING
+    classes: list[str] = MISSING
+
+
+# What each dataset cannot do without (for the message when a key is unset).
+REQUIRED_DATA_KEYS = {"coco": "data.images=DIR and data.annotations=FILE.json", "voc": "data.root=DIR"}
+
+
+@dataclass
+class SplitConfig:
+    name: str = MISSING
+    seed: int = MISSING
+
+
+@dataclass
+class RandomSplitConfig(SplitConfig):
+    train: float = MISSING
+    val: float = MISSING
+    test: float = MISSING
+
+
+@dataclass
+class SplitFiles:
+    train: str | None = MISSING
+    val: str | None = MISSING
+    test: str | None = MISSING
+
+
+@dataclass
+class PredefinedSplitConfig(SplitConfig):
+    files: SplitFiles = field(default_factory=SplitFiles)
+    from_run: str | None = MISSING
+
+
+# losslab's own keys beside the torch class's arguments: plain nodes, so a YAML option may add any argument.
+OPTIMIZER_BASE = {
+    "exempt_norm_and_bias": False,  # true: no weight decay on normalisation weights and biases
+}
+SCHEDULER_BASE = {
+    "interval": "epoch",  # epoch: stepped after every epoch; step: after every optimizer step
+    "warmup_epochs": 1.0,  # linear lr warmup, step by step, over this many epochs (0 = off)
+    "warmup_factor": 0.001,  # the warmup starts at lr x warmup_factor
+}
+
+
+@dataclass
+class EarlyStoppingConfig:
+    enabled: bool = MISSING
+    monitor: str = MISSING
+    mode: str = MISSING
+    patience: int = MISSING
+    min_delta: float = MISSING
+
+
+@dataclass
+class TrainerConfig:
+    max_epochs: int = MISSING
+    device: str = MISSING
+    seed: int = MISSING
+    progress: bool = MISSING
+    monitor: str = MISSING
+    mode: str = MISSING
+    checkpoints: bool = MISSING
+    grad_clip_norm: float | None = MISSING
+    on_nonfinite: str = MISSING
+    max_skipped_batches: int = MISSING
+    precision: str = MISSING
+    channels_last: bool = MISSING
+    compile: bool = MISSING
+    cudnn_benchmark: bool = MISSING
+    early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
+
+
+@dataclass
+class EvalConfig:
+    every: int = MISSING
+    score_threshold: float = MISSING
+
+
+@dataclass
+class SweepConfig:
+    rank_by: str = MISSING
+    mode: str | None = MISSING
+
+
+@dataclass
+class LoggerConfig:
+    backends: list[str] = MISSING
+    mlflow_tracking_uri: str | None = MISSING
+    mlflow_experiment: str = MISSING
+
+
+@dataclass
+class TrainConfig:
+    model: ModelConfig = MISSING
+    loss: LossConfig = MISSING
+    data: DataConfig = MISSING
+    split: SplitConfig = MISSING
+    augment: AugmentConfig = MISSING
+    optimizer: dict[str, Any] = MISSING
+    scheduler: dict[str, Any] = MISSING
+    trainer: TrainerConfig = MISSING
+    logger: LoggerConfig = MISSING
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
+    run_dir: str | None = MISSING
+    resume: str | None = MISSING
+
+
+# ConfigStore nodes: `schema/<group>/<kind>` (YAML options extend them by name) and the generated loss options.
+SCHEMAS: dict[str, Any] = {
+    "schema/train": TrainConfig,
+    "schema/model": ModelConfig,
+    "schema/loss": LossConfig,
+    "schema/data/shapes": ShapesDataConfig,
+    "schema/data/coco": CocoDataConfig,
+    "schema/data/voc": VocDataConfig,
+    "schema/split/random": RandomSplitConfig,
+    "schema/split/predefined": PredefinedSplitConfig,
+    "schema/augment": AugmentConfig,
+    "schema/optimizer/base": OPTIMIZER_BASE,
+    "schema/scheduler/base": SCHEDULER_BASE,
+    "schema/trainer": TrainerConfig,
+    "schema/logger": LoggerConfig,
+    **{f"loss/{key}/{name}": schema for key, options in loss_options().items() for name, schema in options.items()},
+}

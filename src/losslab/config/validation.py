@@ -1,0 +1,198 @@
+"""Checks beyond types, run before anything is written: every problem of a config in one LosslabError naming the
+keys and what is expected. Optimizer and scheduler keys are checked against the torch class's own signature."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from losslab.config.schema import OPTIMIZER_BASE, REQUIRED_DATA_KEYS, SCHEDULER_BASE
+from losslab.errors import LosslabError
+
+PRECISIONS = ("32", "16-mixed", "bf16-mixed")
+DETECTION_METRICS = ("mAP", "mAP50", "mAP75", "mAR100", "precision", "recall", "F1")
+
+# The modules whose classes a config may name as optimizer or scheduler: what a stored config or checkpoint
+# names is never imported from anywhere else.
+OPTIMIZER_MODULES = ("torch.optim", "lion_pytorch")
+SCHEDULER_MODULES = ("torch.optim.lr_scheduler",)
+
+
+def monitor_choices(arch: str, evaluates: bool = False) -> list[str]:
+    """The metrics.csv columns a run of `arch` logs every epoch, which `trainer.monitor` may name."""
+    from losslab.losses.catalogue import ARCH_COMPONENTS
+
+    names = ["loss", *ARCH_COMPONENTS[arch]]
+    columns = ["lr"] + [f"{prefix}{name}" for prefix in ("train/", "val/", "val/ref_") for name in names]
+    if evaluates:
+        columns += [f"val/{metric}" for metric in DETECTION_METRICS]
+        if arch == "mask_rcnn":
+            columns += [f"val/mask_{metric}" for metric in DETECTION_METRICS[:4]]
+    return columns
+
+
+def unset_data_keys(cfg: DictConfig) -> str | None:
+    """What `data=<name>` needs that is still unset (??? in the config), in one sentence; None when nothing is.
+
+    A COCO annotation file may instead come from split=predefined's split.files.
+    """
+    unset = [f"data.{key}" for key in cfg.data if OmegaConf.is_missing(cfg.data, key)]
+    if cfg.split.get("files") and cfg.split.files.get("train"):
+        unset = [key for key in unset if key != "data.annotations"]
+    if not unset:
+        return None
+    needs = REQUIRED_DATA_KEYS.get(cfg.data.name, " and ".join(unset))
+    return f"data={cfg.data.name} needs {needs}; not set: {', '.join(unset)}"
+
+
+def torch_class(section: str, target: Any, modules: tuple[str, ...], kind: type) -> type:
+    """The class `<section>._target_` names, imported only from `modules` and only if it is a `kind`."""
+    module_name, _, class_name = str(target).rpartition(".")
+    example = "AdamW" if section == "optimizer" else "StepLR"
+    expected = f"a class of {' or '.join(modules)} (e.g. {modules[0]}.{example})"
+    if module_name not in modules:
+        raise LosslabError(f"{section}._target_={target}: expected {expected}.")
+    try:
+        found = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as error:
+        raise LosslabError(f"{section}._target_={target}: no such class ({error}); expected {expected}.") from error
+    if not (inspect.isclass(found) and issubclass(found, kind)):
+        raise LosslabError(f"{section}._target_={target} is not a {kind.__name__}; expected {expected}.")
+    return found
+
+
+def argument_problems(section: str, options: dict, cls: type, own: dict, given: tuple[str, ...]) -> list[str]:
+    """Keys of `options` that `cls` does not take or whose type differs from its default's; required arguments
+    missing. `own` are losslab's keys beside them; `given` the arguments losslab passes itself."""
+    parameters = {name: p for name, p in inspect.signature(cls).parameters.items()
+                  if name not in given and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+    problems = []
+    for key, value in options.items():
+        if key == "_target_" or key in own:
+            continue
+        if key not in parameters:
+            problems.append(f"{section}.{key}: {options['_target_']} has no argument {key!r}; its "
+                            f"arguments are {', '.join(parameters)}")
+        elif not _fits(parameters[key].default, value):
+            problems.append(f"{section}.{key}={value!r}: expected a {type(parameters[key].default).__name__} like "
+                            f"its default {parameters[key].default!r}")
+    missing = [name for name, p in parameters.items() if p.default is p.empty and name not in options]
+    problems += [f"{section}.{name}: {cls.__name__} needs it; add ++{section}.{name}=VALUE" for name in missing]
+    return problems
+
+
+def _fits(default: Any, value: Any) -> bool:
+    """Whether `value` has the kind of `default` (numbers for numbers, pairs for tuples); anything fits None."""
+    if default is None or default is inspect.Parameter.empty:
+        return True
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, int | float):
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if isinstance(default, tuple | list):
+        return isinstance(value, tuple | list) and len(value) == len(default)
+    if isinstance(default, str):
+        return isinstance(value, str)
+    return True
+
+
+def optimizer_problems(options: dict) -> list[str]:
+    import torch
+
+    try:
+        cls = torch_class("optimizer", options.get("_target_"), OPTIMIZER_MODULES, torch.optim.Optimizer)
+    except LosslabError as error:
+        return [str(error).rstrip(".")]
+    problems = argument_problems("optimizer", options, cls, OPTIMIZER_BASE, given=("params",))
+    lr = options.get("lr")
+    if isinstance(lr, int | float) and not lr > 0:
+        problems.append(f"optimizer.lr={float(lr)}: expected a positive learning rate")
+    weight_decay = options.get("weight_decay", 0.0)
+    if isinstance(weight_decay, int | float) and weight_decay < 0:
+        problems.append(f"optimizer.weight_decay={weight_decay}: expected >= 0")
+    if not isinstance(options.get("exempt_norm_and_bias"), bool):
+        problems.append(f"optimizer.exempt_norm_and_bias={options.get('exempt_norm_and_bias')}: expected true or false")
+    return problems
+
+
+def scheduler_problems(options: dict) -> list[str]:
+    import torch
+
+    kinds = (torch.optim.lr_scheduler.LRScheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+    try:
+        cls = torch_class("scheduler", options.get("_target_"), SCHEDULER_MODULES, kinds)
+    except LosslabError as error:
+        return [str(error).rstrip(".")]
+    problems = argument_problems("scheduler", options, cls, SCHEDULER_BASE, given=("optimizer",))
+    warmup_epochs, warmup_factor = options.get("warmup_epochs"), options.get("warmup_factor")
+    if not (isinstance(warmup_epochs, int | float) and warmup_epochs >= 0):
+        problems.append(f"scheduler.warmup_epochs={warmup_epochs}: expected >= 0")
+    if not (isinstance(warmup_factor, int | float) and 0 < warmup_factor <= 1):
+        problems.append(f"scheduler.warmup_factor={warmup_factor}: expected a factor in (0, 1]")
+    if options.get("interval") not in ("epoch", "step"):
+        problems.append(f"scheduler.interval={options.get('interval')}: expected epoch or step")
+    return problems
+
+
+def validate(cfg: DictConfig) -> None:
+    """Checks beyond types: every problem found, in one LosslabError naming the keys and what is expected."""
+    from losslab.data.augment_options import validate_augment
+    from losslab.data.split import check_split_options
+    from losslab.modeling.detectors import ARCHS, BACKBONES
+    from losslab.reporting.loggers import LOGGERS
+
+    problems = []
+
+    def check(ok: bool, message: str) -> None:
+        if not ok:
+            problems.append(message)
+
+    check(cfg.trainer.max_epochs >= 1, f"trainer.max_epochs={cfg.trainer.max_epochs}: expected at least 1")
+    problems += optimizer_problems(OmegaConf.to_container(cfg.optimizer, resolve=True))
+    problems += scheduler_problems(OmegaConf.to_container(cfg.scheduler, resolve=True))
+    check(cfg.data.batch_size >= 1, f"data.batch_size={cfg.data.batch_size}: expected at least 1 image per step")
+    check(cfg.data.num_workers >= 0, f"data.num_workers={cfg.data.num_workers}: expected 0 or more")
+    check(0 < cfg.model.min_size <= cfg.model.max_size,
+          f"model.min_size={cfg.model.min_size}, model.max_size={cfg.model.max_size}: "
+          "expected 0 < min_size <= max_size")
+    problems += validate_augment(OmegaConf.to_container(cfg.augment))
+    for component, weight in cfg.loss.weights.items():
+        check(weight >= 0, f"loss.weights.{component}={weight}: expected >= 0")
+    check(cfg.model.arch in ARCHS, f"model.arch={cfg.model.arch}: expected one of {', '.join(ARCHS)}")
+    check(cfg.model.backbone in BACKBONES,
+          f"model.backbone={cfg.model.backbone}: expected one of {', '.join(BACKBONES)}")
+    try:
+        check_split_options(OmegaConf.to_container(cfg.split))
+    except LosslabError as error:
+        problems.append(str(error).removeprefix("split: ").rstrip("."))
+    unset = unset_data_keys(cfg)
+    check(unset is None, str(unset))
+    trainer, stopping = cfg.trainer, cfg.trainer.early_stopping
+    check(trainer.mode in ("min", "max"), f"trainer.mode={trainer.mode}: expected min or max")
+    check(stopping.mode in ("min", "max"), f"trainer.early_stopping.mode={stopping.mode}: expected min or max")
+    check(stopping.patience >= 0, f"trainer.early_stopping.patience={stopping.patience}: expected 0 or more epochs")
+    check(stopping.min_delta >= 0, f"trainer.early_stopping.min_delta={stopping.min_delta}: expected >= 0")
+    check(trainer.grad_clip_norm is None or trainer.grad_clip_norm > 0,
+          f"trainer.grad_clip_norm={trainer.grad_clip_norm}: expected a positive norm, or null for no clipping")
+    check(trainer.on_nonfinite in ("stop", "skip"),
+          f"trainer.on_nonfinite={trainer.on_nonfinite}: expected stop or skip")
+    check(trainer.precision in PRECISIONS,
+          f"trainer.precision={trainer.precision}: expected one of {', '.join(PRECISIONS)}")
+    check(trainer.max_skipped_batches >= 0,
+          f"trainer.max_skipped_batches={trainer.max_skipped_batches}: expected 0 or more")
+    unknown = [name for name in cfg.logger.backends if name not in LOGGERS]
+    check(not unknown, f"logger.backends has {unknown}: expected names among {', '.join(LOGGERS)}")
+    check(cfg.eval.every >= 0, f"eval.every={cfg.eval.every}: expected 0 (off) or a number of epochs")
+    check(0.0 <= cfg.eval.score_threshold <= 1.0,
+          f"eval.score_threshold={cfg.eval.score_threshold}: expected a score in [0, 1]")
+    if cfg.model.arch in ARCHS:
+        choices = monitor_choices(cfg.model.arch, evaluates=cfg.eval.every == 1)
+        monitors = (("trainer.monitor", trainer.monitor), ("trainer.early_stopping.monitor", stopping.monitor))
+        for key, monitor in monitors:
+            check(monitor in choices, f"{key}={monitor}: expected one of {', '.join(choices)}")
+    check(cfg.sweep.mode in (None, "min", "max"), f"sweep.mode={cfg.sweep.mode}: expected min, max or null")
+    if problems:
+        raise LosslabError("invalid configuration: " + "; ".join(problems) + ".")

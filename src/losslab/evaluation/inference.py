@@ -1,0 +1,53 @@
+"""Prediction over a loader in eval mode, and the detection metrics of a model on a split (shared by the per-epoch
+evaluation and `losslab evaluate`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from losslab.distributed import gather
+from losslab.evaluation.metrics import score_detections
+from losslab.modeling.runtime import autocast, eval_mode, to_device
+
+
+@torch.inference_mode()
+def predict(model: nn.Module, loader: Iterable, device: torch.device | None = None,
+            progress: bool = False, precision: str = "32") -> tuple[list[dict], list[dict], list[tuple[int, int]]]:
+    """Eval-mode detections for every image of `loader`, its targets and (height, width), on the CPU.
+
+    Restores every module's previous mode afterwards. Iterating a DataLoader draws a seed from the
+    global RNG, so this runs on a forked RNG: evaluating leaves the training's random stream
+    (shuffling, augmentation) exactly where it was.
+    """
+    device = device or next(model.parameters()).device
+    predictions, targets, sizes = [], [], []
+    cuda_devices = [device.index or 0] if device.type == "cuda" else []
+    with eval_mode(model), torch.random.fork_rng(devices=cuda_devices):
+        for images, batch_targets in tqdm(loader, desc="evaluation", leave=False, disable=not progress,
+                                          dynamic_ncols=True):
+            images, _ = to_device(images, [], device)
+            with autocast(device, precision):
+                outputs = model(images)
+            predictions += [{k: v.float().cpu() if v.is_floating_point() else v.cpu() for k, v in output.items()}
+                            for output in outputs]
+            targets.extend(batch_targets)
+            sizes.extend(tuple(image.shape[-2:]) for image in images)
+    return predictions, targets, sizes
+
+
+def detection_metrics(model: nn.Module, loader: Iterable, classes: Sequence[str], score_threshold: float = 0.5,
+                      device: torch.device | None = None, progress: bool = False,
+                      precision: str = "32") -> dict[str, float]:
+    """COCO box mAP, mAP50, mAP75, mAR@100 and AP per class (pycocotools), the same for masks
+    (`mask_` prefix) when the model predicts them, and precision, recall and F1 at
+    `score_threshold` and IoU 0.5. Data-parallel, each process predicts its share and every
+    process scores all of them."""
+    predictions, targets, sizes = predict(model, loader, device, progress, precision)
+    predictions, targets, sizes = gather(predictions), gather(targets), gather(sizes)
+    return score_detections(predictions, targets, sizes, classes, score_threshold)[0]
+
+

@@ -1,0 +1,104 @@
+"""A finished run's model ready for inference: config, weights and class names, without its training data."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from losslab.config.run_config import read_run_config
+from losslab.errors import LosslabError
+from losslab.losses.build import build_losses, loss_choices, needs_class_counts
+from losslab.modeling.detectors import build_detector
+from losslab.modeling.runtime import resolve_device
+from losslab.modeling.weights import read_checkpoint
+
+
+@dataclass
+class SavedModel:
+    """A run's detector in eval mode on `device`, with what inference needs to know about it."""
+
+    cfg: dict  # the run's config, resolved to plain values
+    model: nn.Module
+    classes: list[str]  # object class names; label k (1..K) is classes[k - 1]
+    category_ids: list[int]  # the dataset's category id of label k is category_ids[k - 1]
+    epoch: int
+    checkpoint: Path
+    device: torch.device
+
+
+def load_saved_model(run_dir: Path, checkpoint: str = "best", device: str = "auto") -> SavedModel:
+    """The model of `run_dir` with the weights of checkpoints/<checkpoint>.pt, in eval mode on `device`.
+
+    Class names come from the checkpoint (key "classes") or else from the run's summary.json, so the
+    training dataset is not needed.
+    """
+    run_dir = Path(run_dir)
+    cfg = read_run_config(run_dir)
+    path = checkpoint_path(run_dir, checkpoint)
+    state = read_checkpoint(path)
+    classes = class_names(run_dir, state)
+    model = build_detector(cfg["model"], inference_losses(cfg, len(classes)), len(classes))
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as error:  # the config and the weights describe different models
+        raise LosslabError(f"checkpoint {path} does not fit the model in {run_dir / '.hydra' / 'config.yaml'} "
+                           f"with {len(classes)} classes: {error}") from error
+    target = resolve_device(device, key="--device")
+    model = model.to(target).eval()
+    settle_roi_pool_scales(model, cfg["model"]["min_size"], target)
+    # Runs from before checkpoints kept category ids: their labels were the ids.
+    category_ids = [int(i) for i in state.get("category_ids") or range(1, len(classes) + 1)]
+    return SavedModel(cfg, model, classes, category_ids, int(state["epoch"]), path, target)
+
+
+def checkpoint_path(run_dir: Path, checkpoint: str) -> Path:
+    """checkpoints/<checkpoint>.pt of the run; a missing one is an error that lists those there are."""
+    path = run_dir / "checkpoints" / f"{checkpoint}.pt"
+    if not path.is_file():
+        there = sorted(p.stem for p in (run_dir / "checkpoints").glob("*.pt"))
+        found = f"it has {', '.join(there)}" if there else "it has none (trained with trainer.checkpoints=false?)"
+        raise LosslabError(f"checkpoint {path} does not exist; {found}.")
+    return path
+
+
+def class_names(run_dir: Path, state: dict) -> list[str]:
+    """The object class names, in label order: from the checkpoint, else from summary.json."""
+    if state.get("classes"):
+        return [str(name) for name in state["classes"]]
+    summary_path = run_dir / "summary.json"
+    try:
+        classes = json.loads(summary_path.read_text()).get("classes")
+    except (OSError, ValueError):
+        classes = None
+    if not classes:
+        raise LosslabError(f"no class names for {run_dir}: neither its checkpoint nor {summary_path} lists "
+                           "'classes' (a list of names, written by train when a run ends).")
+    return [str(name) for name in classes]
+
+
+def settle_roi_pool_scales(model: nn.Module, size: int, device: torch.device) -> None:
+    """Predict a blank `size` square image once, so that the R-CNN RoI pools fix their feature-map scales on it.
+
+    torchvision's MultiScaleRoIAlign infers those scales from the first images it sees and keeps them. A first image
+    much wider than tall (resized height far below the padded height) gives wrong ones, and every later prediction
+    would depend on which image came first; an exported model would carry them too.
+    """
+    if not hasattr(model, "roi_heads"):
+        return  # RetinaNet pools nothing
+    with torch.inference_mode():
+        model([torch.zeros(3, size, size, device=device)])
+
+
+def inference_losses(cfg: dict, num_classes: int):
+    """The run's training losses, which the detector's heads hold but inference never calls.
+
+    loss/cls=weighted_ce with automatic weights needs the train split's class counts to be built: placeholder
+    ones stand in for them, as losses cannot change a prediction.
+    """
+    choices, weights = loss_choices(cfg["loss"])
+    counts = [1] * num_classes if needs_class_counts([choices]) else None
+    return build_losses(cfg["model"]["arch"], choices, weights, counts)

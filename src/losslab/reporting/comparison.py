@@ -1,0 +1,144 @@
+"""Finished runs read back (summary.json, overrides, config) and tabled: the rows of `losslab compare` (runs or
+whole sweeps side by side) and `losslab runs` (what is in an outputs folder). No figures: those are in curves."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime
+from pathlib import Path
+
+import yaml
+
+from losslab.errors import LosslabError
+from losslab.reporting.history import read_metrics
+
+COMPARE_COLUMNS = ("rank", "run", "overrides", "status", "metric", "best", "best_epoch", "epochs_run", "run_dir")
+RUNS_COLUMNS = ("date", "status", "model", "loss", "best_val_loss", "epochs_run", "run_dir")
+
+
+def expand_runs(paths: list[Path]) -> list[Path]:
+    """Run folders named directly (holding metrics.csv) or found one level below a sweep folder."""
+    runs: list[Path] = []
+    for path in paths:
+        if (path / "metrics.csv").is_file():
+            runs.append(path)
+            continue
+        jobs = sorted((p.parent for p in path.glob("*/metrics.csv")), key=job_order)
+        if not jobs:
+            raise LosslabError(f"{path} holds no losslab run: expected a run folder with metrics.csv, or a sweep "
+                               "folder whose job folders hold one (multirun/DATE/TIME).")
+        runs.extend(jobs)
+    return runs
+
+
+def job_order(path: Path) -> tuple:
+    """Sort key for job folders: Hydra's numbered jobs in numeric order, then any others by name."""
+    return (str(path.parent), not path.name.isdigit(), int(path.name) if path.name.isdigit() else 0, path.name)
+
+
+def overrides_of(run_dir: Path) -> list[str]:
+    path = run_dir / ".hydra" / "overrides.yaml"
+    return list(yaml.safe_load(path.read_text()) or []) if path.is_file() else []
+
+
+def distinguishing(overrides: list[list[str]]) -> list[list[str]]:
+    """Each run's overrides without those every run shares (all of them when there is one run)."""
+    if len(overrides) < 2:
+        return overrides
+    shared = set.intersection(*map(set, overrides))
+    return [[o for o in run if o not in shared] for run in overrides]
+
+
+def default_mode(metric: str) -> str:
+    """Losses are better low; mAP, AP, AR, precision, recall and F1 high."""
+    name = metric.rsplit("/", 1)[-1].lower()
+    return "max" if name.startswith(("map", "ap", "ar", "mar", "precision", "recall", "f1")) else "min"
+
+
+def compare_runs(paths: list[Path], metric: str = "val/loss", mode: str | None = None) -> list[dict]:
+    """One row per run: its best `metric` over the epochs, ranked best first (runs without it last)."""
+    mode = mode or default_mode(metric)
+    runs = expand_runs(paths)
+    labels = distinguishing([overrides_of(run) for run in runs])
+    rows = []
+    for run, label in zip(runs, labels, strict=True):
+        history = read_metrics(run / "metrics.csv")
+        best = best_of(history, metric, mode)
+        status = read_summary(run).get("status", "unknown")
+        rows.append({"run": run.name, "overrides": " ".join(label), "status": status,
+                     "metric": metric, "best": best[0], "best_epoch": best[1], "epochs_run": len(history),
+                     "run_dir": str(run), "history": history})
+    if not any(row["best"] is not None for row in rows):
+        columns = sorted({key for row in rows for r in row["history"] for key in r if key != "epoch"})
+        raise LosslabError(f"--metric {metric} is in no run's metrics.csv; expected one of {', '.join(columns)}.")
+    return ranked(rows, mode)
+
+
+def best_of(history: list[dict], metric: str, mode: str) -> tuple[float | None, int | None]:
+    """The best finite value of `metric` over a run's epochs and the epoch it came from; (None, None) if none."""
+    values = [(r[metric], r["epoch"]) for r in history if isinstance(r.get(metric), float) and math.isfinite(r[metric])]
+    if not values:
+        return None, None
+    return min(values) if mode == "min" else max(values, key=lambda value: (value[0], -value[1]))
+
+
+def ranked(rows: list[dict], mode: str) -> list[dict]:
+    """`rows` sorted by their "best" value (rows without one last), each given its "rank"."""
+    sign = 1 if mode == "min" else -1
+    rows = sorted(rows, key=lambda row: (row["best"] is None, sign * (row["best"] or 0.0)))
+    for rank, row in enumerate(rows, start=1):
+        row["rank"] = rank
+    return rows
+
+
+def list_runs(root: Path) -> list[dict]:
+    """Every run below `root` (folders with summary.json), newest first."""
+    if not root.is_dir():
+        raise LosslabError(f"{root} is not a folder; expected where runs are written (outputs or multirun).")
+    rows = []
+    for summary_path in root.glob("**/summary.json"):
+        run = summary_path.parent
+        summary = read_summary(run)
+        config_path = run / ".hydra" / "config.yaml"
+        config = yaml.safe_load(config_path.read_text()) if config_path.is_file() else {}
+        title = run_title(config)
+        rows.append({
+            "date": datetime.fromtimestamp(summary_path.stat().st_mtime).strftime("%Y-%m-%d %H:%M"),
+            "status": summary.get("status"),
+            "model": title.split(", loss: ")[0],
+            "loss": title.split(", loss: ")[-1],
+            "best_val_loss": (summary.get("best") or {}).get("val/loss"),
+            "epochs_run": summary.get("epochs_run"),
+            "run_dir": str(run),
+        })
+    return sorted(rows, key=lambda row: row["date"], reverse=True)
+
+
+def format_table(rows: list[dict], columns: tuple[str, ...]) -> str:
+    """A plain fixed-width console table."""
+    cells = [[_cell(row.get(column)) for column in columns] for row in rows]
+    widths = [max([len(column)] + [len(r[i]) for r in cells]) for i, column in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in cells]
+    return "\n".join(lines)
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def read_summary(run: Path) -> dict:
+    """A run's summary.json, or {} when it never wrote one (killed, or failed before it could)."""
+    path = run / "summary.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def run_title(config: dict) -> str:
+    """'<arch> (<backbone>), loss: <non-default choices>' from a run's plain config."""
+    model, loss = config.get("model", {}), config.get("loss", {})
+    choices = [f"{key}={loss[key]['name']}" for key in ("cls", "box", "objectness", "mask")
+               if loss.get(key, {}).get("name", "default") != "default"]
+    return f"{model.get('arch', '?')} ({model.get('backbone', '?')}), loss: {', '.join(choices) or 'default'}"

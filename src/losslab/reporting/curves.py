@@ -1,0 +1,133 @@
+"""Loss-curve figures: one run's train/val curves per component, and a sweep's runs overlaid."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never needs a display
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+from losslab.losses.catalogue import COMPONENTS  # noqa: E402
+
+TRAIN_STYLE = {"color": "tab:blue", "marker": "o", "markersize": 3}
+VAL_STYLE = {"color": "tab:orange", "marker": "o", "markersize": 3}
+METRIC_LINES = ("val/mAP", "val/mAP50", "val/mask_mAP", "val/F1")
+REF_STYLE = {"color": "tab:gray", "linestyle": "--", "marker": ".", "markersize": 3}
+SWEEP_TITLES = {"val/loss": "val/loss (each run's training objective)",
+                "val/ref_loss": "val/ref_loss (loss=default: comparable across runs)"}
+
+
+def _series(rows: list[dict], column: str) -> tuple[list[int], list[float]]:
+    """Epochs and finite values of `column` (non-finite values break the line instead of the axes)."""
+    points = [(r["epoch"], r[column]) for r in rows if isinstance(r.get(column), float)]
+    return [e for e, _ in points], [v if math.isfinite(v) else math.nan for _, v in points]
+
+
+def plot_loss_curves(rows: list[dict], path: Path, title: str = "", best_epoch: int | None = None) -> Path:
+    """Save loss_curves_figure(...) to `path`."""
+    return _save(loss_curves_figure(rows, title, best_epoch), path)
+
+
+def loss_curves_figure(rows: list[dict], title: str = "", best_epoch: int | None = None) -> Figure:
+    """Total train vs val loss, then one panel per component present, then the learning rate."""
+    panels = ["loss"] + [c for c in COMPONENTS if any(f"train/{c}" in r or f"val/{c}" in r for r in rows)]
+    metrics = [m for m in METRIC_LINES if any(m in r for r in rows)]
+    if metrics:
+        panels.append("metrics")
+    has_lr = any("lr" in r for r in rows)
+    ncols = min(3, len(panels))
+    nrows = math.ceil(len(panels) / ncols) + (1 if has_lr else 0)
+    heights = [3] * math.ceil(len(panels) / ncols) + ([1.3] if has_lr else [])
+    fig = plt.figure(figsize=(4.2 * ncols, sum(heights) + 0.6), layout="constrained")
+    grid = fig.add_gridspec(nrows, ncols, height_ratios=heights)
+    for i, name in enumerate(panels):
+        ax = fig.add_subplot(grid[i // ncols, i % ncols])
+        if name == "metrics":
+            for metric in metrics:
+                ax.plot(*_series(rows, metric), marker="o", markersize=3, label=metric.removeprefix("val/"))
+            ax.set_title("val detection metrics")
+            ax.legend(fontsize=7)
+            _epoch_axis(ax)
+            continue
+        for split, style in (("train", TRAIN_STYLE), ("val", VAL_STYLE)):
+            epochs, values = _series(rows, f"{split}/{name}")
+            if epochs:
+                ax.plot(epochs, values, label=split, **style)
+        if name == "loss" and any(r.get("val/ref_loss") != r.get("val/loss") for r in rows):
+            ax.plot(*_series(rows, "val/ref_loss"), label="val, loss=default", **REF_STYLE)
+        _shade_phases(ax, rows)
+        if best_epoch is not None:
+            ax.axvline(best_epoch, color="gray", linestyle=":", linewidth=1, label=f"best (epoch {best_epoch})")
+        ax.set_title("total loss" if name == "loss" else name.replace("_", " "))
+        _epoch_axis(ax)
+        ax.grid(alpha=0.3)
+        if i == 0:
+            ax.legend(fontsize=8)
+    if has_lr:
+        ax = fig.add_subplot(grid[-1, :])
+        epochs, values = _series(rows, "lr")
+        ax.plot(epochs, values, color="tab:green", marker=".", drawstyle="steps-post")
+        ax.set_ylabel("lr")
+        _epoch_axis(ax)
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_sweep_curves(runs: list[tuple[str, list[dict]]], path: Path, columns=("val/loss", "train/loss")) -> Path:
+    """Save sweep_figure(...) to `path`."""
+    return _save(sweep_figure(runs, columns), path)
+
+
+def sweep_figure(runs: list[tuple[str, list[dict]]], columns=("val/loss", "train/loss")) -> Figure:
+    """Each run's `columns` over epochs, one panel per column, one line per (label, rows) run."""
+    fig, axes = plt.subplots(1, len(columns), figsize=(6 * len(columns), 4.5), layout="constrained", squeeze=False)
+    for ax, column in zip(axes[0], columns, strict=True):
+        for label, rows in runs:
+            epochs, values = _series(rows, column)
+            if epochs:
+                ax.plot(epochs, values, marker="o", markersize=3, label=label)
+        ax.set_title(SWEEP_TITLES.get(column, column))
+        _epoch_axis(ax)
+        ax.grid(alpha=0.3)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="outside lower center", fontsize=8, ncols=min(3, len(labels)))
+    return fig
+
+
+def _shade_phases(ax, rows: list[dict]) -> None:
+    """Shade every other loss phase and name each one at the top of the panel."""
+    segments: list[list] = []  # [phase, first epoch, last epoch]
+    for row in rows:
+        if "phase" not in row:
+            return
+        if segments and segments[-1][0] == row["phase"]:
+            segments[-1][2] = row["epoch"]
+        else:
+            segments.append([row["phase"], row["epoch"], row["epoch"]])
+    for i, (phase, first, last) in enumerate(segments):
+        if i % 2 == 0:
+            ax.axvspan(first - 0.5, last + 0.5, color="tab:purple", alpha=0.08, linewidth=0)
+        ax.text((first + last) / 2, 1.0, f"phase {phase:g}", transform=ax.get_xaxis_transform(), ha="center",
+                va="top", fontsize=7, color="tab:purple")
+
+
+def _epoch_axis(ax) -> None:
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    """Write the figure as PNG atomically (a reader never sees half a file), then free it."""
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    tmp.replace(path)
+    return path

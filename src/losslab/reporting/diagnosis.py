@@ -1,0 +1,56 @@
+"""What the loss curves say: diverging, overfitting, underfitting, plateau or learning."""
+
+from __future__ import annotations
+
+import math
+
+
+def diagnose(rows: list[dict], rise_tolerance: float = 0.1, overfit_tolerance: float = 0.05,
+             underfit_tolerance: float = 0.1, plateau_tolerance: float = 0.01) -> dict:
+    """What the curves say, checked in this order:
+
+    - diverging: a loss went non-finite, or the train loss ended more than `rise_tolerance`
+      (relative) above its minimum: the optimisation itself is going the wrong way.
+    - overfitting: val loss ended more than `overfit_tolerance` above its minimum while the train
+      loss kept falling after that epoch.
+    - underfitting: over at least 3 epochs the train loss fell by less than `underfit_tolerance`
+      of its first value: the model does not fit even the training data (capacity, lr).
+    - plateau: the last third of the epochs (at least 2) brought no val loss more than
+      `plateau_tolerance` below the best before them.
+    - learning: otherwise.
+    """
+    if not rows:
+        return {"state": "not started", "since_epoch": None, "text": "no epoch finished"}
+    epochs = [r["epoch"] for r in rows]
+    train = [r.get("train/loss", math.nan) for r in rows]
+    val = [r.get("val/loss", math.nan) for r in rows]
+    bad = [e for e, t, v in zip(epochs, train, val, strict=True) if not (math.isfinite(t) and math.isfinite(v))]
+    if bad:
+        return _verdict("diverging", bad[0], f"the loss became non-finite at epoch {bad[0]}")
+    low = _argmin(train)
+    if train[-1] > train[low] * (1 + rise_tolerance):
+        return _verdict("diverging", epochs[low + 1], f"train loss rose from {train[low]:.4g} at epoch "
+                        f"{epochs[low]} to {train[-1]:.4g}")
+    best = _argmin(val)
+    if val[-1] > val[best] * (1 + overfit_tolerance) and train[-1] < train[best]:
+        return _verdict("overfitting", epochs[best + 1], f"val loss is up from {val[best]:.4g} at epoch "
+                        f"{epochs[best]} to {val[-1]:.4g} while train loss kept falling")
+    if len(train) >= 3 and train[0] - train[-1] < underfit_tolerance * abs(train[0]):
+        return _verdict("underfitting", epochs[0], f"train loss fell only from {train[0]:.4g} to {train[-1]:.4g} "
+                        f"in {len(train)} epochs")
+    window = max(2, len(val) // 3)
+    if len(val) > window:
+        before = _argmin(val[:-window])
+        if min(val[-window:]) > val[before] * (1 - plateau_tolerance):
+            return _verdict("plateau", epochs[before + 1], f"no val loss more than {plateau_tolerance:.0%} "
+                            f"below {val[before]:.4g} (epoch {epochs[before]}) in the last {window} epochs")
+    return _verdict("learning", None, f"val loss fell from {val[0]:.4g} to {val[-1]:.4g}")
+
+
+def _argmin(values: list[float]) -> int:
+    return min(range(len(values)), key=values.__getitem__)
+
+
+def _verdict(state: str, since: int | None, reason: str) -> dict:
+    text = state if since is None or state == "diverging" else f"{state} since epoch {since}"
+    return {"state": state, "since_epoch": since, "text": f"{text}: {reason}"}

@@ -1,0 +1,43 @@
+"""Resuming a run in its own folder: its config comes from its checkpoint, and the command line may change only
+how long and where it trains."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from losslab.config.validation import validate
+from losslab.errors import LosslabError
+from losslab.modeling.weights import read_checkpoint
+
+# What a resumed run may change: how long it trains and where, never what it trains.
+RESUMABLE_KEYS = ("trainer.max_epochs", "trainer.progress", "trainer.device", "data.num_workers")
+
+
+def open_checkpoint(run_dir: Path) -> dict:
+    """The last checkpoint of the run in `run_dir`, or a LosslabError saying why there is none."""
+    path = run_dir / "checkpoints" / "last.pt"
+    if not path.is_file():
+        raise LosslabError(f"resume={run_dir}: there is no checkpoints/last.pt in that folder; expected the "
+                           "folder of a losslab run that finished at least one epoch (outputs/DATE/TIME).")
+    return read_checkpoint(path)
+
+
+def resumed_config(checkpoint: dict, overrides: list[str], run_dir: Path) -> DictConfig:
+    """The run's own config from its checkpoint, with the allowed command-line overrides applied."""
+    cfg = OmegaConf.create(checkpoint["config"])
+    changes = [o for o in overrides if not o.startswith(("resume=", "hydra.", "hydra/"))]
+    refused = [o for o in changes if o.split("=", 1)[0].lstrip("+~") not in RESUMABLE_KEYS]
+    if refused:
+        raise LosslabError(f"resume={run_dir} continues that run with its own config; {', '.join(refused)} would "
+                           f"change what it trains. Only {', '.join(RESUMABLE_KEYS)} may be given when resuming; "
+                           "start a new run for other changes.")
+    cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(changes))
+    cfg.resume = str(run_dir)
+    validate(cfg)
+    if checkpoint["epoch"] >= cfg.trainer.max_epochs:
+        raise LosslabError(f"the run in {run_dir} already finished epoch {checkpoint['epoch']} of "
+                           f"trainer.max_epochs={cfg.trainer.max_epochs}; to train longer, resume with a larger "
+                           "trainer.max_epochs.")
+    return cfg

@@ -1,0 +1,114 @@
+"""Everything a run trains with, built from its config once: data and loaders, the model and its losses for
+every loss phase, the optimizer and schedule, and the training controls."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import DataLoader
+
+from losslab.data.datasets import DetectionData, count_classes
+from losslab.data.split import write_split
+from losslab.distributed import World
+from losslab.losses.build import ComponentLosses, build_losses, class_weights, loss_choices, needs_class_counts
+from losslab.losses.schedule import LossSchedule, Phase
+from losslab.modeling.runtime import resolve_device
+from losslab.training.builders import build_data, build_dataloaders, build_model
+from losslab.training.loop import SkipBudget
+from losslab.training.optim import Schedulers, build_optimizer, build_schedulers
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Session:
+    """What a run trains with, built from the config."""
+
+    world: World
+    device: torch.device
+    data: DetectionData
+    loaders: dict[str, DataLoader]
+    model: torch.nn.Module  # the detector itself: validation, evaluation and checkpoints use it
+    trained: torch.nn.Module  # what the training step calls: the detector, or its DDP wrapper
+    precision: str
+    scaler: torch.amp.GradScaler | None  # float16 mixed precision only
+    optimizer: torch.optim.Optimizer
+    schedulers: Schedulers
+    schedule: LossSchedule
+    phase_losses: dict[int, ComponentLosses]  # by phase number
+    reference_losses: ComponentLosses | None  # loss=default, when training uses anything else
+    monitor: str  # the metrics.csv column a plateau scheduler watches
+    grad_clip_norm: float | None
+    skip_budget: SkipBudget | None  # trainer.on_nonfinite=skip
+    eval_every: int  # detection metrics every N epochs (0: never)
+    score_threshold: float
+    class_weights: list[float] | None = None  # weighted_ce with automatic weights
+    phase: Phase | None = None  # the phase in force
+
+
+def setup(cfg: DictConfig, run_dir: Path, world: World) -> Session:
+    """Seed, build data (writing split.json), model, optimizer, schedulers and every loss phase."""
+    device = resolve_device(cfg.trainer.device, world)
+    torch.manual_seed(cfg.trainer.seed)
+    data = build_data(cfg)
+    if world.main:
+        write_split(run_dir / "split.json", data.split_ids, cfg.split.seed)
+    loaders = build_dataloaders(cfg, data, world)
+    arch = cfg.model.arch
+    choices, weights = loss_choices(OmegaConf.to_container(cfg.loss, resolve=True))
+    schedule = LossSchedule(choices, OmegaConf.to_container(cfg.loss.schedule.phases, resolve=True),
+                            cycle=cfg.loss.schedule.cycle)
+    every_choice = [choices] + [phase.choices for phase in schedule.phases]
+    counts = count_classes(data.train, len(data.classes)) if needs_class_counts(every_choice) else None
+    model = build_model(cfg, num_classes=len(data.classes), class_counts=counts).to(device)
+    trained = prepare_for_speed(model, cfg.trainer, device, world)
+    # Build every phase's losses now so that a bad choice fails before any training.
+    phase_losses = {phase.number: build_losses(arch, phase.choices, weights, counts) for phase in schedule.phases}
+    trains_default = not schedule.phases and _is_default(choices, weights)
+    reference = None if trains_default else build_losses(arch, {}, {})
+    optimizer = build_optimizer(OmegaConf.to_container(cfg.optimizer, resolve=True), model)
+    schedulers = build_schedulers(OmegaConf.to_container(cfg.scheduler, resolve=True), optimizer,
+                                  steps_per_epoch=len(loaders["train"]))
+    log.info("run folder %s | %s/%s, %s, %d train / %d val / %d test images, device %s", run_dir, arch,
+             cfg.model.backbone, _count(len(data.classes), "class", "classes"), len(data.train), len(data.val),
+             len(data.test), device)
+    auto_weights = None
+    if counts is not None:
+        auto_weights = class_weights("auto", counts).tolist()
+        per_class = zip(data.classes, counts, auto_weights[1:], strict=True)
+        log.info("weighted_ce weights (auto, from train class counts): background 1, %s",
+                 ", ".join(f"{name} {weight:.3g} ({count} objects)" for name, count, weight in per_class))
+    skip_budget = SkipBudget(cfg.trainer.max_skipped_batches) if cfg.trainer.on_nonfinite == "skip" else None
+    scaler = torch.amp.GradScaler(device.type) if cfg.trainer.precision == "16-mixed" else None
+    return Session(world, device, data, loaders, model, trained, cfg.trainer.precision, scaler, optimizer,
+                   schedulers, schedule, phase_losses, reference, monitor=cfg.trainer.monitor,
+                   grad_clip_norm=cfg.trainer.grad_clip_norm, skip_budget=skip_budget, eval_every=cfg.eval.every,
+                   score_threshold=cfg.eval.score_threshold, class_weights=auto_weights)
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
+def prepare_for_speed(model: torch.nn.Module, trainer: DictConfig, device: torch.device, world: World
+                      ) -> torch.nn.Module:
+    """Apply the trainer's speed options to `model` in place; return what the training step should call
+    (a DistributedDataParallel wrapper under torchrun, else the model)."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = trainer.cudnn_benchmark
+    if trainer.channels_last:
+        model.to(memory_format=torch.channels_last)
+    if trainer.compile:
+        model.backbone.compile()  # in place: state_dict keys stay those of the plain model
+    if not world.distributed:
+        return model
+    device_ids = [device.index] if device.type == "cuda" else None
+    return torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+
+
+def _is_default(choices: dict[str, dict], weights: dict[str, float]) -> bool:
+    return all(c.get("name") == "default" for c in choices.values()) and all(w == 1.0 for w in weights.values())

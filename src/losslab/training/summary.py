@@ -1,0 +1,60 @@
+"""summary.json's contents and the closing console line of a run."""
+
+from __future__ import annotations
+
+import logging
+import platform
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import torch
+import torchvision
+
+from losslab.reporting.diagnosis import diagnose
+from losslab.reporting.history import History
+
+log = logging.getLogger(__name__)
+
+
+def run_summary(history: History, status: str, error: str | None, wall_time: float, device: torch.device | None,
+                classes: list[str] | None, class_weights: list[float] | None, run_dir: Path) -> dict:
+    """What summary.json holds: status, best and last rows, diagnosis, wall time, device, classes, versions."""
+    return {
+        "status": status,
+        "error": error,
+        "epochs_run": len(history.rows),
+        "stopped_epoch": history.rows[-1]["epoch"] if status == "stopped_early" else None,
+        "monitor": history.monitor,
+        "best_epoch": history.best_epoch,
+        "best": history.best or {},
+        "last": history.rows[-1] if history.rows else {},
+        "best_mAP": max((row["val/mAP"] for row in history.rows if "val/mAP" in row), default=None),
+        "diagnosis": diagnose(history.rows),
+        "wall_time_s": round(wall_time, 2),
+        "device": None if device is None else torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "classes": classes,
+        "class_weights": class_weights,
+        "run_dir": str(run_dir),
+        "versions": {"python": platform.python_version(), "torch": torch.__version__,
+                     "torchvision": torchvision.__version__, "losslab": _version()},
+    }
+
+
+def report(summary: dict, run_dir: Path) -> None:
+    """The closing console line; a failure is reported by whoever handles the exception."""
+    if summary["status"] == "failed":
+        return
+    best = summary["best"]
+    log.info("%s after %d epochs | best epoch %s, val loss %s%s | %s | curves: %s",
+             summary["status"], summary["epochs_run"], summary["best_epoch"],
+             f"{best['val/loss']:.4f}" if "val/loss" in best else "n/a",
+             f", mAP {best['val/mAP']:.3f}" if "val/mAP" in best else
+             f", best mAP {summary['best_mAP']:.3f}" if summary["best_mAP"] is not None else "",
+             summary["diagnosis"]["text"], run_dir / "loss_curves.png")
+
+
+def _version() -> str:
+    try:
+        return version("losslab")
+    except PackageNotFoundError:
+        return "unknown"

@@ -1,0 +1,153 @@
+"""Composition: defaults, group options, schema validation, and the CLI's errors for bad input."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+from hydra.errors import ConfigCompositionException
+
+from losslab import compose_config
+from losslab.config.compose import config_dir
+from losslab.losses.catalogue import CATALOGUE
+
+GROUPS = ["model", "loss", "data", "split", "augment", "optimizer", "scheduler", "trainer", "logger"]
+
+
+def test_defaults_name_every_group_and_are_small_and_from_scratch():
+    cfg = compose_config()
+    assert all(group in cfg for group in GROUPS)
+    assert cfg.model.arch == "faster_rcnn"
+    assert cfg.model.backbone == "resnet18_fpn"
+    assert cfg.model.pretrained is False
+    assert cfg.data.name == "shapes"
+    assert cfg.loss.cls.name == "default"
+    assert cfg.optimizer._target_ == "torch.optim.AdamW"
+
+
+def test_train_yaml_defaults_list_is_a_commented_table_of_contents():
+    text = (config_dir() / "train.yaml").read_text()
+    defaults = re.search(r"defaults:\n((?:  - .*\n)+)", text).group(1).splitlines()
+    groups = [m.group(1) for line in defaults if (m := re.match(r"\s+- (\w+): ", line))]
+    assert groups == [*GROUPS, "experiment", "hparams_search"]
+    assert "experiment: null" in text
+    keys = [line for line in text.splitlines() if re.match(r"^\s*[\w]+:\s*\S", line)]
+    assert keys and all("#" in line for line in keys), [line for line in keys if "#" not in line]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "path", "expected"),
+    [
+        (["model=retinanet"], "model.arch", "retinanet"),
+        (["model=mask_rcnn", "model.backbone=mobilenet_v3_fpn"], "model.backbone", "mobilenet_v3_fpn"),
+        (["loss=focal"], "loss.cls.name", "focal"),
+        (["loss=focal", "loss.cls.gamma=3"], "loss.cls.gamma", 3.0),
+        (["optimizer=sgd", "optimizer.lr=0.005"], "optimizer.lr", 0.005),
+        (["scheduler=step", "scheduler.step_size=2"], "scheduler.step_size", 2),
+        (["experiment=quickstart"], "trainer.max_epochs", 12),
+    ],
+)
+def test_group_options_and_overrides(overrides, path, expected):
+    from omegaconf import OmegaConf
+
+    assert OmegaConf.select(compose_config(overrides), path) == expected
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("model.min_size=abc", "abc"),
+        ("model.no_such_key=1", "no_such_key"),
+        ("loss.cls.gamma=2", "gamma"),  # the default classification loss has no gamma
+        ("trainer.max_epochs=1.5", "max_epochs"),
+    ],
+)
+def test_wrong_type_or_unknown_key_fails_at_composition(override, message):
+    with pytest.raises(ConfigCompositionException) as error:
+        compose_config([override])
+    assert message in str(error.value) + str(error.value.__cause__)
+
+
+def _train_cli(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "losslab", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=120)
+
+
+def test_cli_unknown_model_lists_the_choices_without_traceback(tmp_path):
+    result = _train_cli("model=nope", cwd=tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "nope" in output
+    assert all(name in output for name in ("faster_rcnn", "mask_rcnn", "retinanet"))
+    assert "Traceback" not in output
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_cli_bad_type_names_value_and_type_without_traceback(tmp_path):
+    result = _train_cli("trainer.max_epochs=abc", cwd=tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "trainer.max_epochs=abc" in output and "Integer" in output
+    assert "Traceback" not in output
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["optimizer.lr=abc"], "optimizer.lr='abc': expected a float like its default"),
+        (["++optimizer.momentum=0.9"], "optimizer.momentum: torch.optim.AdamW has no argument 'momentum'; its "
+                                       "arguments are lr, betas"),
+        (["optimizer=sgd", "++optimizer.nesterov=1"], "optimizer.nesterov=1: expected a bool"),
+        (["optimizer._target_=os.system"], "optimizer._target_=os.system: expected a class of torch.optim"),
+        (["scheduler=step", "++scheduler.gama=0.5"], "scheduler.gama: torch.optim.lr_scheduler.StepLR has no argument"),
+        (["scheduler=step", "~scheduler.step_size"], "scheduler.step_size: StepLR needs it"),
+    ],
+)
+def test_optimizer_and_scheduler_keys_are_checked_against_torch_signatures(overrides, message):
+    from losslab.config.validation import validate
+    from losslab.errors import LosslabError
+
+    with pytest.raises(LosslabError, match=re.escape(message)):
+        validate(compose_config(overrides))
+
+
+def test_any_torch_argument_can_be_set_and_reaches_the_optimizer():
+    import torch
+
+    from losslab.training.optim import build_optimizer
+
+    cfg = compose_config(["optimizer=sgd", "++optimizer.nesterov=true", "optimizer.momentum=0.5"])
+    optimizer = build_optimizer(dict(cfg.optimizer), torch.nn.Linear(2, 2))
+    assert optimizer.param_groups[0]["nesterov"] is True and optimizer.param_groups[0]["momentum"] == 0.5
+
+
+def test_cli_unknown_backbone_lists_the_choices_without_traceback(tmp_path):
+    result = _train_cli("model.backbone=vgg16", cwd=tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1
+    assert "model.backbone=vgg16: expected one of resnet18_fpn, resnet50_fpn, mobilenet_v3_fpn" in output
+    assert "Traceback" not in output
+
+
+def test_cli_user_error_at_run_time_is_one_clear_line(tmp_path):
+    result = _train_cli("split.val=0.0", "split.train=0.75", cwd=tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1
+    assert "split.val" in output and "empty" in output
+    assert "Traceback" not in output
+
+
+def test_help_lists_every_option_of_every_group(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "losslab", "--help"], capture_output=True, text=True, cwd=tmp_path,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    lines = {line.split()[0]: line for line in result.stdout.splitlines() if line.strip()}
+    groups = {d.name: [p.stem for p in d.glob("*.yaml")] for d in config_dir().glob("*/") if d.name != "hydra"}
+    groups |= {f"loss/{key}": ["default", *losses] for key, losses in CATALOGUE.items()}
+    for group, options in groups.items():
+        assert group in lines, group
+        listed = set(re.findall(r"[\w/]+", lines[group]))
+        assert set(options) <= listed, (group, set(options) - listed)
+    assert "resume=outputs/DATE/TIME" in result.stdout and "install=bash" in result.stdout

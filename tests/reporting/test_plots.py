@@ -1,0 +1,80 @@
+"""Curves hold the logged numbers; `losslab plot` re-draws them; sweep figures overlay every job."""
+
+from __future__ import annotations
+
+import matplotlib.image
+import pytest
+
+from losslab.cli import main as losslab_main
+from losslab.reporting.curves import loss_curves_figure, plot_loss_curves, sweep_figure
+from losslab.reporting.history import write_metrics
+
+ROWS = [
+    {"epoch": 1, "lr": 0.01, "train/loss": 3.0, "train/classification": 2.0, "train/box_regression": 1.0,
+     "val/loss": 2.5, "val/classification": 1.5, "val/box_regression": 1.0, "time_s": 1.0},
+    {"epoch": 2, "lr": 0.001, "train/loss": 2.0, "train/classification": 1.2, "train/box_regression": 0.8,
+     "val/loss": 2.2, "val/classification": 1.3, "val/box_regression": 0.9, "time_s": 1.0},
+]
+
+
+def _lines(ax):
+    return {line.get_label(): (list(line.get_xdata()), list(line.get_ydata())) for line in ax.get_lines()}
+
+
+def test_loss_curves_have_total_component_and_lr_panels_holding_the_data():
+    fig = loss_curves_figure(ROWS, title="t", best_epoch=2)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles[:3] == ["total loss", "classification", "box regression"]
+    total = _lines(fig.axes[0])
+    assert total["train"] == ([1, 2], [3.0, 2.0]) and total["val"] == ([1, 2], [2.5, 2.2])
+    assert "best (epoch 2)" in total
+    assert _lines(fig.axes[1])["val"] == ([1, 2], [1.5, 1.3])
+    lr_line = fig.axes[-1].get_lines()[0]
+    assert list(lr_line.get_ydata()) == [0.01, 0.001]
+
+
+def test_png_is_written_atomically(tmp_path):
+    path = plot_loss_curves(ROWS, tmp_path / "loss_curves.png")
+    image = matplotlib.image.imread(path)
+    assert image.shape[0] > 200 and image.shape[1] > 400
+    assert [p.name for p in tmp_path.iterdir()] == ["loss_curves.png"]
+
+
+def test_non_finite_values_do_not_break_the_figure():
+    rows = [dict(ROWS[0]), {**ROWS[1], "train/loss": float("inf"), "val/loss": float("nan")}]
+    total = _lines(loss_curves_figure(rows).axes[0])
+    assert total["train"][1][0] == 3.0 and total["train"][1][1] != total["train"][1][1]  # NaN gap
+
+
+def test_sweep_figure_overlays_every_run():
+    other = [{**r, "val/loss": r["val/loss"] + 1} for r in ROWS]
+    fig = sweep_figure([("loss=focal", ROWS), ("loss=default", other)])
+    val = _lines(fig.axes[0])
+    assert fig.axes[0].get_title().startswith("val/loss")
+    assert val["loss=focal"][1] == [2.5, 2.2] and val["loss=default"][1] == [3.5, 3.2]
+
+
+def test_losslab_plot_redraws_from_metrics_csv(tmp_path, capsys):
+    write_metrics(tmp_path / "metrics.csv", ROWS)
+    assert losslab_main(["plot", str(tmp_path)]) == 0
+    assert (tmp_path / "loss_curves.png").stat().st_size > 1000
+    assert str(tmp_path / "loss_curves.png") in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("setup", ["missing", "empty"])
+def test_losslab_plot_explains_a_folder_that_is_not_a_run(tmp_path, capsys, setup):
+    run_dir = tmp_path / "run"
+    if setup == "empty":
+        run_dir.mkdir()
+        (run_dir / "metrics.csv").write_text("")
+    assert losslab_main(["plot", str(run_dir)]) == 1
+    err = capsys.readouterr().err
+    assert "losslab plot: error:" in err and str(run_dir / "metrics.csv") in err
+
+
+def test_loss_phases_are_shaded_and_named_and_the_reference_loss_drawn():
+    rows = [{**ROWS[0], "phase": 1, "val/ref_loss": 2.0}, {**ROWS[1], "phase": 2, "val/ref_loss": 1.8}]
+    ax = loss_curves_figure(rows).axes[0]
+    assert [t.get_text() for t in ax.texts] == ["phase 1", "phase 2"]
+    assert len(ax.patches) == 1  # every other phase is shaded
+    assert _lines(ax)["val, loss=default"] == ([1, 2], [2.0, 1.8])

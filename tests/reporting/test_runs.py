@@ -1,0 +1,95 @@
+"""`losslab compare` and `losslab runs` on finished run folders (made up here, no training)."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from losslab.cli import main as losslab_main
+from losslab.errors import LosslabError
+from losslab.reporting.comparison import compare_runs, default_mode, list_runs
+from losslab.reporting.history import write_metrics
+from losslab.reporting.sweep import summarize_sweep
+
+
+def _fake_run(path, overrides, val_losses, status="completed", arch="retinanet", cls="default"):
+    (path / ".hydra").mkdir(parents=True)
+    (path / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
+    (path / ".hydra" / "config.yaml").write_text(
+        f"model:\n  arch: {arch}\n  backbone: resnet18_fpn\nloss:\n  cls:\n    name: {cls}\n")
+    rows = [{"epoch": i + 1, "train/loss": 2.0, "val/loss": v, "val/ref_loss": v + 1, "val/mAP": 0.1 * i + 0.5 / v}
+            for i, v in enumerate(val_losses)]
+    write_metrics(path / "metrics.csv", rows)
+    best = min(rows, key=lambda r: r["val/loss"])
+    (path / "summary.json").write_text(json.dumps({"status": status, "best": best, "epochs_run": len(rows)}))
+
+
+@pytest.fixture
+def sweep(tmp_path):
+    _fake_run(tmp_path / "sweep" / "0", ["loss=focal", "trainer.max_epochs=3"], [2.0, 1.5, 1.7], cls="focal")
+    _fake_run(tmp_path / "sweep" / "1", ["loss=default", "trainer.max_epochs=3"], [2.0, 1.2, 1.3])
+    _fake_run(tmp_path / "sweep" / "2", ["loss=giou", "trainer.max_epochs=3"], [2.5, 1.9, float("nan")],
+              status="diverged")
+    return tmp_path / "sweep"
+
+
+def test_compare_ranks_the_jobs_of_a_sweep_by_their_best_value(sweep):
+    rows = compare_runs([sweep], "val/loss")
+    assert [(r["rank"], r["overrides"], r["best"], r["best_epoch"]) for r in rows] == [
+        (1, "loss=default", 1.2, 2), (2, "loss=focal", 1.5, 2), (3, "loss=giou", 1.9, 2)]
+    assert rows[2]["status"] == "diverged"
+    assert [r["run"] for r in compare_runs([sweep / "0", sweep / "2"], "val/loss", mode="max")] == ["2", "0"]
+
+
+def test_compare_command_writes_table_and_figure_and_prints_the_ranking(sweep, capsys):
+    assert losslab_main(["compare", str(sweep), "--metric", "val/ref_loss"]) == 0
+    out = capsys.readouterr().out
+    assert out.index("loss=default") < out.index("loss=focal") < out.index("loss=giou")
+    with (sweep / "comparison.csv").open() as f:
+        table = list(csv.DictReader(f))
+    assert [row["overrides"] for row in table] == ["loss=default", "loss=focal", "loss=giou"]
+    assert float(table[0]["best"]) == pytest.approx(2.2)
+    assert (sweep / "comparison.png").stat().st_size > 1000
+
+
+def test_compare_explains_unknown_folders_and_columns(sweep, tmp_path, capsys):
+    assert losslab_main(["compare", str(tmp_path / "nothing")]) == 1
+    assert "holds no losslab run" in capsys.readouterr().err
+    with pytest.raises(LosslabError, match="--metric val/mAP90 is in no run's metrics.csv; expected one of"):
+        compare_runs([sweep], "val/mAP90")
+
+
+def test_better_is_lower_for_losses_and_higher_for_detection_metrics():
+    assert default_mode("val/loss") == "min" and default_mode("val/ref_classification") == "min"
+    assert default_mode("val/mAP") == "max" and default_mode("val/mAR@100") == "max"
+
+
+def test_runs_lists_every_run_with_model_loss_and_status(sweep, capsys):
+    rows = list_runs(sweep.parent)
+    assert len(rows) == 3
+    by_dir = {row["run_dir"]: row for row in rows}
+    assert by_dir[str(sweep / "0")]["loss"] == "cls=focal"
+    assert by_dir[str(sweep / "0")]["model"] == "retinanet (resnet18_fpn)"
+    assert by_dir[str(sweep / "2")]["status"] == "diverged"
+    assert losslab_main(["runs", str(sweep.parent)]) == 0
+    assert capsys.readouterr().out.count("retinanet") == 3
+    assert losslab_main(["runs", str(sweep / "missing")]) == 1
+
+
+def test_sweep_summary_ranks_jobs_by_any_logged_column(sweep):
+    by_loss = summarize_sweep(sweep)
+    assert [(r["rank"], r["job"], r["best"], r["best_epoch"]) for r in by_loss] == [
+        (1, "1", 1.2, 2), (2, "0", 1.5, 2), (3, "2", 1.9, 2)]
+    # mAP: 0.1 * (epoch - 1) + 0.5 / val_loss, best is the highest (NaN epochs never count).
+    by_map = summarize_sweep(sweep, "val/mAP")
+    assert [r["job"] for r in by_map] == ["1", "0", "2"]
+    assert by_map[0]["best"] == pytest.approx(0.2 + 0.5 / 1.3) and by_map[0]["best_epoch"] == 3
+    assert by_map[2]["best"] == pytest.approx(0.1 + 0.5 / 1.9)
+    with (sweep / "sweep_summary.csv").open() as f:
+        written = list(csv.DictReader(f))
+    assert [(r["rank"], r["job"], r["rank_by"]) for r in written] == [("1", "1", "val/mAP"), ("2", "0", "val/mAP"),
+                                                                      ("3", "2", "val/mAP")]
+    assert float(written[0]["best_val_loss"]) == 1.2 and written[2]["status"] == "diverged"
+    assert [r["job"] for r in summarize_sweep(sweep, "val/loss", mode="max")] == ["2", "0", "1"]

@@ -1,0 +1,51 @@
+"""Data-parallel training with torchrun: two CPU processes (gloo) give the epoch averages of one process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import TINY, tiny_config
+from losslab import run
+from losslab.reporting.history import read_metrics
+
+# RetinaNet computes each image's loss on its own (no proposal sampling, per-image normalisation) and
+# batch size 1 keeps BatchNorm statistics per image, so the per-image losses do not depend on how the
+# images are shared between processes. A vanishing learning rate keeps the weights those of the start,
+# so the order the images come in does not matter either: both runs must average the same numbers.
+SAME_PER_IMAGE_LOSSES = ["model=retinanet", "data.num_images=12", "data.batch_size=1", "optimizer=sgd",
+                         "optimizer.lr=1e-12", "scheduler=none", "augment=none", "eval.every=1"]
+
+
+def test_two_gloo_processes_average_like_one_process(tmp_path):
+    single = run(tiny_config(*SAME_PER_IMAGE_LOSSES, run_dir=tmp_path / "single")).history[0]
+
+    ddp_dir = tmp_path / "ddp"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+               "-m", "losslab", *TINY, *SAME_PER_IMAGE_LOSSES, f"run_dir={ddp_dir}"]
+    scratch = tmp_path.parent / f"{tmp_path.name}-tmp"  # the processes' temporary directory
+    scratch.mkdir()
+    completed = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=280,
+                               env={**os.environ, "TMPDIR": str(scratch)})
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+
+    (ddp,) = read_metrics(ddp_dir / "metrics.csv")
+    trained = [key for key in single if key.startswith("train/")]
+    assert {"train/loss", "train/classification", "train/box_regression"} <= set(trained)
+    for key in trained:
+        assert ddp[key] == pytest.approx(single[key], rel=1e-6), key
+    # Validation holds BatchNorm in eval mode, on running statistics that each process gathered from its own
+    # share of the training images (DDP keeps rank 0's, as torchvision's reference does without SyncBatchNorm):
+    # the weights match, those statistics only nearly.
+    validated = [key for key in single if key.startswith("val/")]
+    assert {"val/loss", "val/classification", "val/mAP50"} <= set(validated)
+    for key in validated:
+        assert ddp[key] == pytest.approx(single[key], rel=1e-3, abs=1e-3), key
+    # Only the main process writes: one run folder, nothing from the second process in the working directory.
+    assert (ddp_dir / "checkpoints" / "last.pt").is_file() and (ddp_dir / "split.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ddp", "single"]
+    # The second process's Hydra files went to a scratch folder, removed when the run ended.
+    assert not list(scratch.glob("losslab-rank*"))
