@@ -160,15 +160,15 @@ def test_mask_rcnn_predictions_carry_masks_and_draw_them(tmp_path, images):
     assert all(r["segmentation"]["size"] == [64, 64] for r in results)
 
     image = torch.zeros(3, 60, 80)
-    boxes = {"boxes": torch.tensor([[30.0, 20.0, 40.0, 30.0]]), "labels": torch.tensor([1]),
+    boxes = {"boxes": torch.tensor([[10.0, 10.0, 70.0, 40.0]]), "labels": torch.tensor([1]),
              "scores": torch.tensor([0.9])}
-    mask = torch.zeros(1, 1, 60, 80)
-    mask[..., 45:55, 60:75] = 0.8  # away from the box and its label: only the mask can colour it
-    with_mask = draw_detections(image, {**boxes, "masks": mask}, CLASSES)
+    crops = torch.full((1, 28, 28), 0.8)  # the mask head's map of the box: the object fills it
+    with_mask = draw_detections(image, {**boxes, "mask_crops": crops}, CLASSES)
     without = draw_detections(image, boxes, CLASSES)
     assert with_mask.shape == without.shape == (3, 60, 80)
-    assert with_mask[:, 45:55, 60:75].any() and not without[:, 45:55, 60:75].any()
-    assert torch.equal(with_mask[:, :, :58], without[:, :, :58])  # the mask changes nothing else
+    inside = (slice(None), slice(25, 36), slice(15, 65))  # within the box, below its label, off its outline
+    assert with_mask[inside].any() and not without[inside].any()
+    assert torch.equal(with_mask[:, 44:], without[:, 44:])  # the mask changes nothing outside its box
 
 
 def test_predict_explains_bad_requests(trained, images, tmp_path, capsys):

@@ -14,6 +14,7 @@ from pycocotools.cocoeval import COCOeval
 
 from losslab.evaluation.metrics import (
     coco_ground_truth,
+    coco_image_ids,
     coco_metrics,
     coco_results,
     confusion_matrix,
@@ -196,3 +197,38 @@ def test_coco_dicts_are_json_and_xywh():
                           "segmentation": results[0]["segmentation"]}
     assert all(type(v) is float for v in results[0]["bbox"])
     assert isinstance(results[0]["segmentation"]["counts"], str)
+
+
+@pytest.mark.parametrize("iou_type", ["bbox", "segm"])
+def test_faster_coco_eval_gives_pycocotools_numbers(iou_type):
+    """eval.backend=faster_coco_eval computes the same metrics as pycocotools on the same ground truth and results
+    (boxes and masks, several classes, crowd-free, detections of every quality)."""
+
+    generator = torch.Generator().manual_seed(7)
+    targets, predictions = [], []
+    for index in range(12):
+        corners = torch.rand(4, 2, generator=generator) * 40
+        boxes = torch.cat([corners, corners + torch.rand(4, 2, generator=generator) * 20 + 4], dim=1)
+        labels = torch.randint(1, 4, (4,), generator=generator)
+        masks = torch.zeros(4, 64, 64, dtype=torch.uint8)
+        for k, (x0, y0, x1, y1) in enumerate(boxes.round().int().tolist()):
+            masks[k, y0:y1, x0:x1] = 1
+        targets.append({"boxes": boxes, "labels": labels, "masks": masks, "image_id": index})
+        jitter = torch.randn(6, 4, generator=generator) * 1.5
+        predicted = (boxes.repeat(2, 1)[:6] + jitter).clamp(0, 64)
+        predicted[:, 2:] = torch.maximum(predicted[:, 2:], predicted[:, :2] + 1)
+        probs = torch.zeros(6, 1, 64, 64)
+        for k, (x0, y0, x1, y1) in enumerate(predicted.round().int().tolist()):
+            probs[k, 0, y0:y1, x0:x1] = 0.9
+        predictions.append({"boxes": predicted, "scores": torch.rand(6, generator=generator),
+                            "labels": labels.repeat(2)[:6], "masks": probs})
+    ground_truth = coco_ground_truth(targets, [(64, 64)] * 12, ("a", "b", "c"), with_masks=True)
+    results = coco_results(predictions, coco_image_ids(targets), with_masks=True)
+    reference = coco_metrics(ground_truth, results, iou_type, with_pr=True)
+    faster = coco_metrics(ground_truth, results, iou_type, with_pr=True, backend="faster_coco_eval")
+    assert 0.05 < reference["mAP"] < 0.95
+    faster_pr, reference_pr = faster.pop("pr"), reference.pop("pr")
+    assert faster_pr.keys() == reference_pr.keys()
+    for name, (recall, precision) in reference_pr.items():
+        assert faster_pr[name][0] == pytest.approx(recall) and faster_pr[name][1] == pytest.approx(precision)
+    assert faster == pytest.approx(reference, abs=1e-12)

@@ -130,6 +130,7 @@ def test_divergence_stops_the_run_and_keeps_what_was_written(tmp_path):
         (["trainer.early_stopping.patience=-1"], "trainer.early_stopping.patience=-1: expected 0 or more"),
         (["model.backbone=vgg16"], "model.backbone=vgg16: expected one of resnet18_fpn"),
         (["logger.backends=[wandb]"], "logger.backends has \\['wandb'\\]: expected names among tensorboard, mlflow"),
+        (["eval.backend=cocoapi"], "eval.backend=cocoapi: expected one of pycocotools, faster_coco_eval"),
     ],
 )
 def test_bad_configuration_is_refused_before_anything_is_written(tmp_path, overrides, message):

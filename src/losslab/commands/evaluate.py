@@ -39,7 +39,8 @@ def evaluate_run(run_dir: Path, split: str = "val", checkpoint: str = "best", sc
     predictions, targets, sizes = predict(trained.model, loader, trained.device, progress)
 
     metrics, ground_truth, results = score_detections(predictions, targets, sizes, data.classes, threshold,
-                                                      with_pr=True, category_ids=data.category_ids)
+                                                      with_pr=True, category_ids=data.category_ids,
+                                                      backend=cfg["eval"]["backend"])
     curves = metrics.pop("pr")
     matrix = confusion_matrix(predictions, targets, len(data.classes), threshold)
 

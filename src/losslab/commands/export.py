@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from losslab.errors import LosslabError
 from losslab.evaluation.saved_model import SavedModel, load_saved_model
-from losslab.modeling.heads import with_stock_heads
+from losslab.modeling.heads import set_score_threshold, with_stock_heads
 
 FORMATS = {"torchscript": "model.pt", "onnx": "model.onnx"}
 ONNX_OPSET = 17
@@ -106,14 +106,6 @@ def sample_images(trained: SavedModel) -> list[Tensor]:
     size = trained.cfg["model"]["min_size"]
     generator = torch.Generator().manual_seed(0)
     return [torch.rand(3, size, size, generator=generator), torch.rand(3, size, size * 3 // 2, generator=generator)]
-
-
-def set_score_threshold(model: nn.Module, value: float) -> None:
-    """Set the score at or below which the model drops detections."""
-    if hasattr(model, "roi_heads"):
-        model.roi_heads.score_thresh = value
-    else:
-        model.score_thresh = value
 
 
 def max_detections(model: nn.Module) -> int:

@@ -19,8 +19,11 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from losslab.data.images import decode_pixels
 from losslab.errors import LosslabError
+from losslab.evaluation.inference import detect
+from losslab.evaluation.masks import paste_masks
 from losslab.evaluation.metrics import coco_results
 from losslab.evaluation.saved_model import load_saved_model
+from losslab.modeling.heads import scores_at_least
 from losslab.modeling.runtime import eval_mode
 from losslab.reporting.drawing import draw_objects
 
@@ -28,7 +31,6 @@ log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 BATCH_SIZE = 4  # images per forward pass
-MASK_THRESHOLD = 0.5  # mask probabilities above this are the object, as in the COCO results
 
 
 @dataclass
@@ -68,13 +70,15 @@ def predict_images(run_dir: Path, sources: Sequence[str | Path], checkpoint: str
     with (eval_mode(trained.model), torch.inference_mode(), logging_redirect_tqdm(),  # warnings above the bar
           tqdm(total=len(files), desc="predict", unit="image", disable=not progress, dynamic_ncols=True) as bar):
         for batch in batches(files, batch_size, result.skipped):
-            outputs = trained.model([image.to(trained.device) for _, _, image in batch])
+            with scores_at_least(trained.model, threshold):
+                outputs = detect(trained.model, [image.to(trained.device) for _, _, image in batch])
             for (index, path, image), output in zip(batch, outputs, strict=True):
                 kept = above_threshold({k: v.cpu() for k, v in output.items()}, threshold)
                 write_png(draw_detections(image, kept, trained.classes), str(out / drawn_names[index]))
                 results += [{**r, "file_name": str(path)}
-                            for r in coco_results([kept], [index], with_masks="masks" in kept,
-                                                      category_ids=trained.category_ids)]
+                            for r in coco_results([kept], [index], with_masks="mask_crops" in kept,
+                                                  category_ids=trained.category_ids,
+                                                  image_sizes=[tuple(image.shape[-2:])])]
             result.predicted += len(batch)
             bar.update(batch[-1][0] + 1 - bar.n)  # files done so far, skipped ones included
         bar.update(len(files) - bar.n)  # unreadable files after the last batch
@@ -161,7 +165,9 @@ def draw_detections(image: Tensor, prediction: dict[str, Tensor], classes: Seque
     labels = prediction["labels"].tolist()
     names = [f"{classes[label - 1]} {score:.2f}" for label, score in zip(labels, prediction["scores"].tolist(),
                                                                             strict=True)]
-    masks = prediction["masks"][:, 0] > MASK_THRESHOLD if "masks" in prediction else None
+    height, width = image.shape[-2:]
+    masks = paste_masks(prediction["mask_crops"], prediction["boxes"], height, width) \
+        if "mask_crops" in prediction else None
     return draw_objects(to_dtype(image.cpu(), torch.uint8, scale=True), prediction["boxes"], labels, names, masks)
 
 

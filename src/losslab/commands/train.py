@@ -15,7 +15,6 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from losslab.config.compose import config_dir, register
-from losslab.distributed import launched_world
 from losslab.errors import LosslabError
 
 log = logging.getLogger("losslab")
@@ -32,7 +31,7 @@ def _train_app(cfg: DictConfig) -> float | None:
     In a multirun a failing job is logged and recorded (summary.json says failed) but does not
     stop the sweep; a single run exits non-zero.
     """
-    from losslab.distributed import shutdown
+    from losslab.distributed import launched_world, shutdown  # torch: imported only once a run starts
     from losslab.training.run import run
 
     hydra_config = HydraConfig.get()

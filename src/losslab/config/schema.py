@@ -191,6 +191,7 @@ class TrainerConfig:
 class EvalConfig:
     every: int = MISSING
     score_threshold: float = MISSING
+    backend: str = MISSING
 
 
 @dataclass

@@ -13,6 +13,7 @@ from losslab.config.schema import OPTIMIZER_BASE, REQUIRED_DATA_KEYS, SCHEDULER_
 from losslab.errors import LosslabError
 
 PRECISIONS = ("32", "16-mixed", "bf16-mixed")
+EVAL_BACKENDS = ("pycocotools", "faster_coco_eval")  # losslab.evaluation.metrics.BACKENDS
 DETECTION_METRICS = ("mAP", "mAP50", "mAP75", "mAR100", "precision", "recall", "F1")
 
 # The modules whose classes a config may name as optimizer or scheduler: what a stored config or checkpoint
@@ -186,6 +187,8 @@ def validate(cfg: DictConfig) -> None:
     unknown = [name for name in cfg.logger.backends if name not in LOGGERS]
     check(not unknown, f"logger.backends has {unknown}: expected names among {', '.join(LOGGERS)}")
     check(cfg.eval.every >= 0, f"eval.every={cfg.eval.every}: expected 0 (off) or a number of epochs")
+    check(cfg.eval.backend in EVAL_BACKENDS,
+          f"eval.backend={cfg.eval.backend}: expected one of {', '.join(EVAL_BACKENDS)}")
     check(0.0 <= cfg.eval.score_threshold <= 1.0,
           f"eval.score_threshold={cfg.eval.score_threshold}: expected a score in [0, 1]")
     if cfg.model.arch in ARCHS:

@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 import torch
-from torch import nn
+from torch import Tensor, nn
+from torchvision.models.detection.transform import resize_boxes
 from tqdm.auto import tqdm
 
 from losslab.distributed import gather
@@ -31,7 +32,7 @@ def predict(model: nn.Module, loader: Iterable, device: torch.device | None = No
                                           dynamic_ncols=True):
             images, _ = to_device(images, [], device)
             with autocast(device, precision):
-                outputs = model(images)
+                outputs = detect(model, images)
             predictions += [{k: v.float().cpu() if v.is_floating_point() else v.cpu() for k, v in output.items()}
                             for output in outputs]
             targets.extend(batch_targets)
@@ -39,15 +40,35 @@ def predict(model: nn.Module, loader: Iterable, device: torch.device | None = No
     return predictions, targets, sizes
 
 
+def detect(model: nn.Module, images: list[Tensor]) -> list[dict[str, Tensor]]:
+    """What the eval-mode `model(images)` returns, but for Mask R-CNN the masks stay each detection's probability
+    map of its box: "mask_crops" [N, 28, 28] instead of torchvision's full-size "masks" [N, 1, H, W]
+    (losslab.evaluation.masks places them in the image, as torchvision would, where they are needed).
+
+    The steps are torchvision's GeneralizedRCNN.forward in eval mode, without pasting the masks.
+    """
+    if not getattr(getattr(model, "roi_heads", None), "has_mask", lambda: False)():
+        return model(images)
+    original_sizes = [tuple(image.shape[-2:]) for image in images]
+    batch, _ = model.transform(images)
+    features = model.backbone(batch.tensors)
+    proposals, _ = model.rpn(batch, features)
+    detections, _ = model.roi_heads(features, proposals, batch.image_sizes)
+    for detection, resized, original in zip(detections, batch.image_sizes, original_sizes, strict=True):
+        detection["boxes"] = resize_boxes(detection["boxes"], resized, original)
+        detection["mask_crops"] = detection.pop("masks")[:, 0]
+    return detections
+
+
 def detection_metrics(model: nn.Module, loader: Iterable, classes: Sequence[str], score_threshold: float = 0.5,
                       device: torch.device | None = None, progress: bool = False,
-                      precision: str = "32") -> dict[str, float]:
+                      precision: str = "32", backend: str = "pycocotools") -> dict[str, float]:
     """COCO box mAP, mAP50, mAP75, mAR@100 and AP per class (pycocotools), the same for masks
     (`mask_` prefix) when the model predicts them, and precision, recall and F1 at
     `score_threshold` and IoU 0.5. Data-parallel, each process predicts its share and every
     process scores all of them."""
     predictions, targets, sizes = predict(model, loader, device, progress, precision)
     predictions, targets, sizes = gather(predictions), gather(targets), gather(sizes)
-    return score_detections(predictions, targets, sizes, classes, score_threshold)[0]
+    return score_detections(predictions, targets, sizes, classes, score_threshold, backend=backend)[0]
 
 

@@ -13,11 +13,23 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from pycocotools import mask as mask_utils
-from pycocotools.coco import COCO
-from pycocotools.cocoeval import COCOeval
 from torchvision.ops import box_iou
 
+from losslab.evaluation.masks import MASK_THRESHOLD, mask_rles
+
 IOU_TYPES = ("bbox", "segm")
+# eval.backend -> the module holding its COCO and COCOeval classes, imported when first used. Both compute the
+# same numbers (tests compare them); faster_coco_eval's C++ evaluation is much faster on large validation sets.
+BACKENDS = {"pycocotools": ("pycocotools.coco", "pycocotools.cocoeval", "COCOeval"),
+            "faster_coco_eval": ("faster_coco_eval", "faster_coco_eval", "COCOeval_faster")}
+
+
+def coco_classes(backend: str) -> tuple[type, type]:
+    """The COCO and COCOeval classes of an eval.backend."""
+    import importlib
+
+    coco_module, eval_module, eval_class = BACKENDS[backend]
+    return importlib.import_module(coco_module).COCO, getattr(importlib.import_module(eval_module), eval_class)
 
 
 def _boxes(d: dict) -> torch.Tensor:
@@ -96,28 +108,42 @@ def _category_map(classes: Sequence[str], category_ids: Sequence[int] | None) ->
 
 
 def coco_results(predictions: list[dict], image_ids: list[int], with_masks: bool = False,
-                 category_ids: Sequence[int] | None = None) -> list[dict]:
+                 category_ids: Sequence[int] | None = None,
+                 image_sizes: list[tuple[int, int]] | None = None) -> list[dict]:
     """COCO results list (one dict per detection) from torchvision predictions; mask probabilities cut at 0.5.
-    Label k is reported as category `category_ids[k - 1]` when they are given."""
+    Label k is reported as category `category_ids[k - 1]` when they are given.
+
+    Masks come as torchvision's full-size probabilities ("masks" [N, 1, H, W]) or as each box's probability map
+    ("mask_crops" [N, M, M], see losslab.evaluation.masks), which needs the images' (height, width) `image_sizes`.
+    """
     category_of = None if category_ids is None else {k: int(c) for k, c in enumerate(category_ids, start=1)}
     if len(predictions) != len(image_ids):
         raise ValueError(f"{len(predictions)} predictions but {len(image_ids)} image ids")
     results = []
-    for prediction, image_id in zip(predictions, image_ids, strict=True):
+    for index, (prediction, image_id) in enumerate(zip(predictions, image_ids, strict=True)):
         boxes = _boxes(prediction).detach().cpu()
         scores = torch.as_tensor(prediction["scores"]).reshape(-1).tolist()
         labels = torch.as_tensor(prediction["labels"]).reshape(-1).tolist()
-        masks = None
-        if with_masks and len(scores):
-            probs = torch.as_tensor(prediction["masks"]).detach().cpu()
-            masks = (probs.reshape(len(scores), *probs.shape[-2:]) > 0.5).numpy()
+        rles = _mask_rles(prediction, boxes, image_sizes[index] if image_sizes else None) if with_masks else None
         for j, (bbox, score, label) in enumerate(zip(_xywh(boxes), scores, labels, strict=True)):
             category_id = int(label) if category_of is None else category_of[int(label)]
             result = {"image_id": int(image_id), "category_id": category_id, "bbox": bbox, "score": float(score)}
-            if masks is not None:
-                result["segmentation"] = _rle(masks[j])
+            if rles is not None:
+                result["segmentation"] = rles[j]
             results.append(result)
     return results
+
+
+def _mask_rles(prediction: dict, boxes: torch.Tensor, size: tuple[int, int] | None) -> list[dict]:
+    """The RLE of each detection's mask (probability > 0.5), from full-size masks or from box crops."""
+    if "mask_crops" in prediction:
+        if size is None:
+            raise ValueError("predictions with mask_crops need the image sizes")
+        return mask_rles(torch.as_tensor(prediction["mask_crops"]).cpu(), boxes, *size)
+    probs = torch.as_tensor(prediction["masks"]).detach().cpu()
+    if not len(probs):
+        return []
+    return [_rle(mask) for mask in (probs.reshape(len(probs), *probs.shape[-2:]) > MASK_THRESHOLD).numpy()]
 
 
 def _summary_keys(prefix: str) -> list[str]:
@@ -125,8 +151,9 @@ def _summary_keys(prefix: str) -> list[str]:
 
 
 def coco_metrics(ground_truth: dict, results: list[dict], iou_type: str = "bbox", prefix: str = "",
-                 with_pr: bool = False) -> dict:
-    """COCOeval mAP, mAP50, mAP75, mAR100 and per-class AP@[.5:.95] ("AP/<name>") for `iou_type` "bbox" or "segm".
+                 with_pr: bool = False, backend: str = "pycocotools") -> dict:
+    """COCOeval mAP, mAP50, mAP75, mAR100 and per-class AP@[.5:.95] ("AP/<name>") for `iou_type` "bbox" or "segm",
+    computed by `backend` (a key of BACKENDS).
 
     Classes without ground truth are left out of the per-class APs. With `with_pr`, key "pr" holds
     {class name: (recall thresholds, precision at IoU 0.5, area all, maxDets 100)} for classes with ground truth.
@@ -149,6 +176,7 @@ def coco_metrics(ground_truth: dict, results: list[dict], iou_type: str = "bbox"
         # Without a bbox, loadRes takes the area (used for COCO's area ranges) from the mask rather than the box.
         for r in results:
             r.pop("bbox", None)
+    COCO, COCOeval = coco_classes(backend)  # noqa: N806 (the libraries' class names)
     with contextlib.redirect_stdout(io.StringIO()):  # COCO, loadRes and COCOeval print progress
         coco_gt = COCO()
         coco_gt.dataset = copy.deepcopy(ground_truth)
@@ -245,15 +273,17 @@ def confusion_matrix(predictions: list[dict], targets: list[dict], num_classes: 
 
 def score_detections(predictions: list[dict], targets: list[dict], image_sizes: list[tuple[int, int]],
                      classes: Sequence[str], score_threshold: float, with_pr: bool = False,
-                     category_ids: Sequence[int] | None = None) -> tuple[dict, dict, list[dict]]:
+                     category_ids: Sequence[int] | None = None,
+                     backend: str = "pycocotools") -> tuple[dict, dict, list[dict]]:
     """Box metrics, mask metrics (`mask_` prefix) when the predictions have masks, and precision,
     recall and F1 at `score_threshold`; with the COCO ground truth and results they were computed on,
-    in the dataset's own category ids when `category_ids` gives them."""
-    with_masks = any("masks" in p for p in predictions)
+    in the dataset's own category ids when `category_ids` gives them. `backend` computes the COCO metrics."""
+    with_masks = any("masks" in p or "mask_crops" in p for p in predictions)
     ground_truth = coco_ground_truth(targets, image_sizes, classes, with_masks=with_masks, category_ids=category_ids)
-    results = coco_results(predictions, coco_image_ids(targets), with_masks=with_masks, category_ids=category_ids)
-    metrics = coco_metrics(ground_truth, results, "bbox", with_pr=with_pr)
+    results = coco_results(predictions, coco_image_ids(targets), with_masks=with_masks, category_ids=category_ids,
+                           image_sizes=image_sizes)
+    metrics = coco_metrics(ground_truth, results, "bbox", with_pr=with_pr, backend=backend)
     if with_masks:
-        metrics |= coco_metrics(ground_truth, results, "segm", prefix="mask_")
+        metrics |= coco_metrics(ground_truth, results, "segm", prefix="mask_", backend=backend)
     metrics |= precision_recall_f1(predictions, targets, score_threshold)
     return metrics, ground_truth, results

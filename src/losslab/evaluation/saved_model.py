@@ -81,16 +81,21 @@ def class_names(run_dir: Path, state: dict) -> list[str]:
 
 
 def settle_roi_pool_scales(model: nn.Module, size: int, device: torch.device) -> None:
-    """Predict a blank `size` square image once, so that the R-CNN RoI pools fix their feature-map scales on it.
+    """Fix the R-CNN RoI pools' feature-map scales on a blank `size` square image.
 
     torchvision's MultiScaleRoIAlign infers those scales from the first images it sees and keeps them. A first image
     much wider than tall (resized height far below the padded height) gives wrong ones, and every later prediction
-    would depend on which image came first; an exported model would carry them too.
+    would depend on which image came first; an exported model would carry them too. Only the backbone runs here.
     """
     if not hasattr(model, "roi_heads"):
         return  # RetinaNet pools nothing
     with torch.inference_mode():
-        model([torch.zeros(3, size, size, device=device)])
+        batch, _ = model.transform([torch.zeros(3, size, size, device=device)])
+        features = model.backbone(batch.tensors)
+        no_boxes = [torch.zeros(0, 4, device=device)]
+        for pool in (model.roi_heads.box_roi_pool, model.roi_heads.mask_roi_pool):
+            if pool is not None:
+                pool(features, no_boxes, batch.image_sizes)
 
 
 def inference_losses(cfg: dict, num_classes: int):

@@ -6,6 +6,10 @@ is patched: each subclass is built from the stock head it replaces.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torchvision.models.detection import RetinaNet
@@ -170,3 +174,25 @@ def roi_heads_arguments(roi: RoIHeads) -> dict:
                 bbox_reg_weights=roi.box_coder.weights, score_thresh=roi.score_thresh, nms_thresh=roi.nms_thresh,
                 detections_per_img=roi.detections_per_img,
                 mask_roi_pool=roi.mask_roi_pool, mask_head=roi.mask_head, mask_predictor=roi.mask_predictor)
+
+
+def set_score_threshold(model: nn.Module, value: float) -> None:
+    """Set the score at or below which the model drops detections."""
+    if hasattr(model, "roi_heads"):
+        model.roi_heads.score_thresh = value
+    else:
+        model.score_thresh = value
+
+
+@contextlib.contextmanager
+def scores_at_least(model: nn.Module, value: float) -> Iterator[None]:
+    """Detections scoring below `value` dropped inside the model, before NMS and the mask head, then the model's
+    own threshold back. The detections at or above `value` are exactly those of the model's own threshold: NMS
+    only suppresses a box for a higher-scoring one, and the top detections above `value` stay the top ones."""
+    previous = model.roi_heads.score_thresh if hasattr(model, "roi_heads") else model.score_thresh
+    # The model keeps float32 scores strictly above its threshold; `value` itself must stay.
+    set_score_threshold(model, max(previous, float(np.nextafter(np.float32(value), np.float32(-np.inf)))))
+    try:
+        yield
+    finally:
+        set_score_threshold(model, previous)

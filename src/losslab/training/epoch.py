@@ -59,7 +59,8 @@ def run_epoch(session: Session, epoch: int, seed: int, progress: bool) -> dict:
            "time_s": round(time.monotonic() - start, 3)}
     if session.eval_every and epoch % session.eval_every == 0:
         metrics = detection_metrics(session.model, session.loaders["val"], session.data.classes,
-                                    session.score_threshold, session.device, progress, session.precision)
+                                    session.score_threshold, session.device, progress, session.precision,
+                                    session.eval_backend)
         row |= {f"val/{name}": value for name, value in metrics.items()}
         row["time_s"] = round(time.monotonic() - start, 3)
     session.schedulers.end_epoch(row[session.monitor])

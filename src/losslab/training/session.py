@@ -46,6 +46,7 @@ class Session:
     skip_budget: SkipBudget | None  # trainer.on_nonfinite=skip
     eval_every: int  # detection metrics every N epochs (0: never)
     score_threshold: float
+    eval_backend: str
     class_weights: list[float] | None = None  # weighted_ce with automatic weights
     phase: Phase | None = None  # the phase in force
 
@@ -87,7 +88,8 @@ def setup(cfg: DictConfig, run_dir: Path, world: World) -> Session:
     return Session(world, device, data, loaders, model, trained, cfg.trainer.precision, scaler, optimizer,
                    schedulers, schedule, phase_losses, reference, monitor=cfg.trainer.monitor,
                    grad_clip_norm=cfg.trainer.grad_clip_norm, skip_budget=skip_budget, eval_every=cfg.eval.every,
-                   score_threshold=cfg.eval.score_threshold, class_weights=auto_weights)
+                   score_threshold=cfg.eval.score_threshold, eval_backend=cfg.eval.backend,
+                   class_weights=auto_weights)
 
 
 def _count(n: int, one: str, many: str) -> str:
