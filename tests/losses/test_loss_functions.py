@@ -226,8 +226,8 @@ def test_dice_hand_computed():
     assert math.isclose(DICE, 0.3)
     _close(L.dice(MASK_LOGITS[:1], MASK_TARGETS[:1]), 0.4)
     _close(L.dice(MASK_LOGITS, MASK_TARGETS), DICE)
-    # smooth = 0: instance 0 is 1 - 2/4.
-    _close(L.dice(MASK_LOGITS[:1], MASK_TARGETS[:1], smooth=0.0), 0.5)
+    # smooth = 0.5: instance 0 is 1 - (2 + 0.5) / (4 + 0.5) = 4/9.
+    _close(L.dice(MASK_LOGITS[:1], MASK_TARGETS[:1], smooth=0.5), 4 / 9)
 
 
 def test_jaccard_hand_computed():

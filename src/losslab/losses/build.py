@@ -83,6 +83,11 @@ def _loss_function(family: str, key: str, spec: dict, class_counts: list[int] | 
                            f"{['default', *options]}.")
     loss = options[name]
     params = {**loss.defaults, **spec}
+    if "smooth" in params:  # refused now rather than at the first batch
+        try:
+            fn.check_smooth(params["smooth"])
+        except ValueError as error:
+            raise LosslabError(f"loss.{key}.smooth={params['smooth']} ({name}): {error}.") from None
     if name == "weighted_ce":
         params["weight"] = class_weights(params.pop("weights"), class_counts)
     function_name = loss.retinanet_function if family == "retinanet" and loss.retinanet_function else loss.function

@@ -50,8 +50,8 @@ class Loss:
 SMOOTHING = Param(0.0, "spread this much target mass evenly over all classes (0 = none)")
 ALPHA = Param(0.25, "weight of positive terms, negatives get 1 - alpha; -1 turns weighting off")
 GAMMA = Param(2.0, "focusing exponent; 0 gives (alpha-weighted) cross-entropy")
-EPS = Param(1e-7, "added to denominators for numerical stability")
-SMOOTH = Param(1.0, "added to numerator and denominator; keeps empty masks finite")
+EPS = Param(1e-7, "added to denominators for numerical stability (ciou: also to widths and heights)")
+SMOOTH = Param(1.0, "added to numerator and denominator, > 0; keeps empty masks finite")
 
 CATALOGUE: dict[str, dict[str, Loss]] = {
     "cls": {
