@@ -123,6 +123,11 @@ def test_overlap_losses_of_a_confident_empty_prediction_of_an_empty_mask_are_zer
     assert value.item() < 1e-9 and torch.isfinite(gradient).all()
 
 
+def test_auto_class_weights_of_a_class_without_train_objects_are_neutral():
+    weights = class_weights("auto", [10, 0, 30])
+    assert weights.tolist() == pytest.approx([1.0, 2.0, 1.0, 2 / 3])  # not the largest weight, as before
+
+
 # --------------------------------------------------------------------------- the property test, every loss
 
 

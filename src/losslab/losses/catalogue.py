@@ -56,10 +56,10 @@ SMOOTH = Param(1.0, "added to numerator and denominator, > 0; keeps empty masks 
 CATALOGUE: dict[str, dict[str, Loss]] = {
     "cls": {
         "ce": Loss("cross_entropy", "softmax cross-entropy", {"label_smoothing": SMOOTHING}),
-        "weighted_ce": Loss("cross_entropy", "cross-entropy with per-class weights (a list, or auto: inverse train "
-                            "frequency)",
-                            {"weights": Param("auto", "auto (inverse class frequency in the train split) or a list "
-                                                      "with one weight per class"),
+        "weighted_ce": Loss("cross_entropy", "cross-entropy with per-class weights (a list, or auto: balanced "
+                            "inverse train frequency)",
+                            {"weights": Param("auto", "auto (scikit-learn's balanced n / (K n_k) over the train "
+                                                      "split's objects) or a list with one weight per class"),
                              "label_smoothing": SMOOTHING}),
         "bce": Loss("binary_cross_entropy", "sigmoid binary cross-entropy per class"),
         "focal": Loss("softmax_focal", "focal loss: softmax form (R-CNN), sigmoid form (RetinaNet)",

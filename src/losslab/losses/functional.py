@@ -26,6 +26,7 @@ from torchvision.models.detection._utils import BoxCoder
 from torchvision.ops import distance_box_iou_loss, generalized_box_iou_loss
 
 __all__ = [
+    "balanced_class_weights",
     "bce_dice",
     "binary_cross_entropy",
     "ce_iou",
@@ -36,7 +37,6 @@ __all__ = [
     "diou",
     "giou",
     "huber",
-    "inverse_frequency_weights",
     "iou",
     "jaccard",
     "l1",
@@ -364,12 +364,14 @@ def objectness_focal(logits: Tensor, labels: Tensor, *, alpha: float = 0.25, gam
 # ------------------------------------------------------------------------------------------------ class weights
 
 
-def inverse_frequency_weights(counts: list[int] | Tensor) -> Tensor:
-    """Per class k with count n_k > 0: w_k = (1 / n_k) / mean_j(1 / n_j), the mean over classes present, so the
-    present classes' weights average 1 (e.g. [10, 30, 60] -> [2, 2/3, 1/3]).
+def balanced_class_weights(counts: list[int] | Tensor) -> Tensor:
+    """scikit-learn's "balanced" weights: w_k = n / (K n_k) for each class k with n_k > 0 objects, n the objects
+    of all classes and K the number of classes that have any (e.g. [10, 30, 60] -> [10/3, 10/9, 5/9]).
 
-    A class with count 0 gets the largest weight among the present classes rather than 0 or infinity, so it is
-    neither ignored nor allowed to dominate. With no class present every weight is 1. Returns float32 [K].
+    Every class then carries the same total weight n / K, and the weights average 1 per object, so objects as a whole
+    weigh what they do unweighted (the background's weight, 1, keeps its balance with them). A class with no objects
+    (which scikit-learn refuses) gets 1: it is never a training target, so its weight only scales its objects'
+    terms in a validation loss; the caller says so. With no objects at all every weight is 1. Returns float32 [K].
     """
     counts = torch.as_tensor(counts, dtype=torch.float64).flatten()
     if (counts < 0).any():
@@ -377,7 +379,5 @@ def inverse_frequency_weights(counts: list[int] | Tensor) -> Tensor:
     present = counts > 0
     if not present.any():
         return torch.ones(counts.numel(), dtype=torch.float32)
-    inverse = torch.where(present, 1 / counts.clamp(min=1), torch.zeros_like(counts))
-    weights = inverse / inverse[present].mean()
-    weights[~present] = weights[present].max()
-    return weights.to(torch.float32)
+    balanced = counts.sum() / (present.sum() * counts.clamp(min=1))
+    return torch.where(present, balanced, 1.0).to(torch.float32)
