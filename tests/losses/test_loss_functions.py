@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -226,8 +227,8 @@ def test_dice_hand_computed():
     assert math.isclose(DICE, 0.3)
     _close(L.dice(MASK_LOGITS[:1], MASK_TARGETS[:1]), 0.4)
     _close(L.dice(MASK_LOGITS, MASK_TARGETS), DICE)
-    # smooth = 0: instance 0 is 1 - 2/4.
-    _close(L.dice(MASK_LOGITS[:1], MASK_TARGETS[:1], smooth=0.0), 0.5)
+    # smooth = 0.5: instance 0 is 1 - (2 + 0.5) / (4 + 0.5) = 4/9.
+    _close(L.dice(MASK_LOGITS[:1], MASK_TARGETS[:1], smooth=0.5), 4 / 9)
 
 
 def test_jaccard_hand_computed():
@@ -328,17 +329,28 @@ def test_empty_classification_with_weight_or_smoothing(reduction):
 # --------------------------------------------------------------------------------------------- class weights
 
 
-def test_inverse_frequency_weights_hand_computed():
-    # 1/n = 1/10, 1/30, 1/60 -> mean 9/180 = 1/20 -> weights 2, 2/3, 1/3 (mean 1).
-    weights = L.inverse_frequency_weights([10, 30, 60])
+def test_balanced_class_weights_hand_computed():
+    # n = 100 objects in K = 3 classes: w_k = 100 / (3 n_k) -> 10/3, 10/9, 5/9; they average 1 per object.
+    counts = [10, 30, 60]
+    weights = L.balanced_class_weights(counts)
     assert weights.dtype == torch.float32
-    _close(weights, [2.0, 2 / 3, 1 / 3])
-    _close(L.inverse_frequency_weights(torch.tensor([10, 30, 60])), [2.0, 2 / 3, 1 / 3])
+    _close(weights, [10 / 3, 10 / 9, 5 / 9])
+    _close(L.balanced_class_weights(torch.tensor(counts)), [10 / 3, 10 / 9, 5 / 9])
+    _close((weights * torch.tensor(counts)).sum() / sum(counts), 1.0)
 
 
-def test_inverse_frequency_weights_zero_count_gets_the_largest_weight():
-    # Present: 1/10, 1/30 -> mean 1/15 -> 3/2, 1/2; the missing class takes max = 3/2.
-    _close(L.inverse_frequency_weights([10, 0, 30]), [1.5, 1.5, 0.5])
-    _close(L.inverse_frequency_weights([0, 0]), [1.0, 1.0])
+def test_balanced_class_weights_are_scikit_learns_balanced_weights():
+    class_weight = pytest.importorskip("sklearn.utils.class_weight")
+    counts = [10, 30, 60, 1, 7]
+    labels = np.repeat(np.arange(len(counts)), counts)
+    expected = class_weight.compute_class_weight("balanced", classes=np.arange(len(counts)), y=labels)
+    _close(L.balanced_class_weights(counts), expected, rtol=1e-6)
+
+
+def test_balanced_class_weights_give_a_class_without_objects_weight_one():
+    # Present: 10 and 30 objects, n = 40, K = 2 -> 40/20 = 2 and 40/60 = 2/3; the class without objects gets 1
+    # (issue 19: it used to get the largest weight).
+    _close(L.balanced_class_weights([10, 0, 30]), [2.0, 1.0, 2 / 3])
+    _close(L.balanced_class_weights([0, 0]), [1.0, 1.0])
     with pytest.raises(ValueError):
-        L.inverse_frequency_weights([3, -1])
+        L.balanced_class_weights([3, -1])

@@ -80,7 +80,7 @@ def test_two_models_with_different_losses_do_not_interfere():
     assert get_losses(plain).classification.func.__name__ == "cross_entropy"
 
 
-def test_auto_weights_are_the_train_splits_inverse_class_frequencies():
+def test_auto_weights_are_the_train_splits_balanced_inverse_class_frequencies():
     cfg = tiny_config("loss=weighted_ce")
     data = build_data(cfg)
     counts = count_classes(data.train, 3)
@@ -90,11 +90,10 @@ def test_auto_weights_are_the_train_splits_inverse_class_frequencies():
         for label in unaugmented.dataset[image_index][1]["labels"].tolist():
             expected[label - 1] += 1
     assert counts == expected and sum(counts) > 0
-    inverse = torch.tensor([1 / c if c else 0.0 for c in counts])
+    assert all(counts)  # every class has train objects: each weighs n / (K n_k)
     weights = class_weights("auto", counts)
     assert weights[0] == 1.0  # background
-    present = inverse > 0
-    assert torch.allclose(weights[1:][present], inverse[present] / inverse[present].mean())
+    assert torch.allclose(weights[1:], sum(counts) / (3 * torch.tensor(counts, dtype=torch.float32)))
     model = build_model(cfg, class_counts=counts)
     assert torch.equal(get_losses(model).classification.keywords["weight"], weights)
     # The documented Python API counts them itself when not given.
@@ -124,6 +123,13 @@ def test_class_counts_come_from_the_annotations_without_decoding_an_image(tmp_pa
     expected = [sum(i % 2 for i in train_ids), sum(2 if i % 2 else 1 for i in train_ids)]  # a: odd ids; b: all
     monkeypatch.setattr(image_files, "decode_pixels", lambda *args: pytest.fail("an image was decoded"))
     assert count_classes(data.train, 2) == expected and sum(expected) > 0
+
+
+def test_auto_weights_keep_background_at_one_and_objects_at_one_on_average():
+    # Issue 19: counts [1, 1000] gave [1, 1.998, 0.002]; balanced: n = 1001, K = 2 -> 1001/2 and 1001/2000.
+    weights = class_weights("auto", [1, 1000])
+    assert torch.allclose(weights, torch.tensor([1.0, 500.5, 0.5005]))
+    assert torch.isclose((weights[1:] * torch.tensor([1.0, 1000.0])).sum() / 1001, torch.tensor(1.0))
 
 
 def test_explicit_class_weights_need_one_per_class():

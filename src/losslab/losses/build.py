@@ -83,6 +83,11 @@ def _loss_function(family: str, key: str, spec: dict, class_counts: list[int] | 
                            f"{['default', *options]}.")
     loss = options[name]
     params = {**loss.defaults, **spec}
+    if "smooth" in params:  # refused now rather than at the first batch
+        try:
+            fn.check_smooth(params["smooth"])
+        except ValueError as error:
+            raise LosslabError(f"loss.{key}.smooth={params['smooth']} ({name}): {error}.") from None
     if name == "weighted_ce":
         params["weight"] = class_weights(params.pop("weights"), class_counts)
     function_name = loss.retinanet_function if family == "retinanet" and loss.retinanet_function else loss.function
@@ -95,12 +100,13 @@ def _loss_function(family: str, key: str, spec: dict, class_counts: list[int] | 
 
 
 def class_weights(weights: Any, class_counts: list[int] | None) -> torch.Tensor:
-    """Cross-entropy weights over [background, class 1..K]: background 1, classes as given or, for
-    `auto`, the inverse of their frequency in the train split."""
+    """Cross-entropy weights over [background, class 1..K]: background 1, classes as given or, for `auto`,
+    scikit-learn's "balanced" weights of their train split counts (`functional.balanced_class_weights`: they average
+    1 per object, so the balance between background and objects stays that of plain cross-entropy)."""
     if weights == "auto":
         if class_counts is None:
             raise LosslabError("loss.cls.weights=auto needs the train split's class counts; pass class_counts.")
-        per_class = fn.inverse_frequency_weights(class_counts)
+        per_class = fn.balanced_class_weights(class_counts)
     else:
         per_class = torch.as_tensor(list(weights), dtype=torch.float32)
         if class_counts is not None and len(per_class) != len(class_counts):

@@ -50,16 +50,16 @@ class Loss:
 SMOOTHING = Param(0.0, "spread this much target mass evenly over all classes (0 = none)")
 ALPHA = Param(0.25, "weight of positive terms, negatives get 1 - alpha; -1 turns weighting off")
 GAMMA = Param(2.0, "focusing exponent; 0 gives (alpha-weighted) cross-entropy")
-EPS = Param(1e-7, "added to denominators for numerical stability")
-SMOOTH = Param(1.0, "added to numerator and denominator; keeps empty masks finite")
+EPS = Param(1e-7, "added to denominators for numerical stability (ciou: also to widths and heights)")
+SMOOTH = Param(1.0, "added to numerator and denominator, > 0; keeps empty masks finite")
 
 CATALOGUE: dict[str, dict[str, Loss]] = {
     "cls": {
         "ce": Loss("cross_entropy", "softmax cross-entropy", {"label_smoothing": SMOOTHING}),
-        "weighted_ce": Loss("cross_entropy", "cross-entropy with per-class weights (a list, or auto: inverse train "
-                            "frequency)",
-                            {"weights": Param("auto", "auto (inverse class frequency in the train split) or a list "
-                                                      "with one weight per class"),
+        "weighted_ce": Loss("cross_entropy", "cross-entropy with per-class weights (a list, or auto: balanced "
+                            "inverse train frequency)",
+                            {"weights": Param("auto", "auto (scikit-learn's balanced n / (K n_k) over the train "
+                                                      "split's objects) or a list with one weight per class"),
                              "label_smoothing": SMOOTHING}),
         "bce": Loss("binary_cross_entropy", "sigmoid binary cross-entropy per class"),
         "focal": Loss("softmax_focal", "focal loss: softmax form (R-CNN), sigmoid form (RetinaNet)",

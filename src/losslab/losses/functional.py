@@ -1,5 +1,5 @@
 """Loss functions, each in the form its component calls it; every one is checked against a reference or a
-hand-computed value in tests/test_loss_functions.py.
+hand-computed value in tests/losses/test_loss_functions.py.
 
 Forms (all return a scalar tensor):
 
@@ -11,33 +11,32 @@ Forms (all return a scalar tensor):
 - objectness: `fn(logits [S], labels [S] float 0/1, **params)`, mean over the S sampled anchors.
 
 Empty inputs give `x.sum() * 0`: a zero that stays on the autograd graph, so `backward()` yields zero gradients
-instead of the NaN a mean over nothing would.
+instead of the NaN a mean over nothing would. Every loss keeps a finite value and gradient at its edges too (saturated
+logits, zero-size decoded boxes, empty masks): tests/losses/test_loss_edges.py checks each one.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torchvision.models.detection._utils import BoxCoder
-from torchvision.ops import (
-    complete_box_iou_loss,
-    distance_box_iou_loss,
-    generalized_box_iou_loss,
-    sigmoid_focal_loss,
-)
+from torchvision.ops import distance_box_iou_loss, generalized_box_iou_loss
 
 __all__ = [
+    "balanced_class_weights",
     "bce_dice",
     "binary_cross_entropy",
     "ce_iou",
+    "check_smooth",
     "ciou",
     "cross_entropy",
     "dice",
     "diou",
     "giou",
     "huber",
-    "inverse_frequency_weights",
     "iou",
     "jaccard",
     "l1",
@@ -65,6 +64,33 @@ def _check_reduction(reduction: str) -> None:
     # Checked before the empty-input shortcut so a typo fails on every batch, not only on non-empty ones.
     if reduction not in ("mean", "sum"):
         raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
+
+
+def _focusing_factor(one_minus_p_t: Tensor, gamma: float) -> Tensor:
+    """(1 - p_t)^gamma, with a finite gradient where p_t is 1.
+
+    The derivative gamma (1 - p_t)^(gamma - 1) is infinite at p_t = 1 when gamma < 1, and autograd multiplies it by
+    the zero derivative of a saturated sigmoid or softmax: NaN. There the factor is the constant 0^gamma (0, or 1 for
+    gamma = 0: its value is unchanged), so no gradient flows through it; elsewhere the value and gradient are
+    exactly those of `(1 - p_t) ** gamma`, so torchvision's RetinaNet loss stays bit-for-bit the same.
+    """
+    saturated = one_minus_p_t <= 0
+    factor = torch.where(saturated, 1.0, one_minus_p_t) ** gamma
+    return torch.where(saturated, float(gamma == 0), factor)
+
+
+def _sigmoid_focal_terms(logits: Tensor, targets: Tensor, alpha: float, gamma: float) -> Tensor:
+    """Elementwise -a_t (1 - p_t)^gamma log p_t: `torchvision.ops.sigmoid_focal_loss` with reduction "none", the
+    same operations in the same order, but a finite gradient at p_t = 1 for gamma < 1 (`_focusing_factor`)."""
+    if not (0 <= alpha <= 1 or alpha == -1):
+        raise ValueError(f"alpha must be in [0, 1], or -1 to turn the weighting off; got {alpha}")
+    p = torch.sigmoid(logits)
+    ce_loss = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+    p_t = p * targets + (1 - p) * (1 - targets)
+    loss = ce_loss * _focusing_factor(1 - p_t, gamma)
+    if alpha >= 0:
+        loss = (alpha * targets + (1 - alpha) * (1 - targets)) * loss
+    return loss
 
 
 def _foreground_one_hot(logits: Tensor, labels: Tensor) -> Tensor:
@@ -113,7 +139,7 @@ def sigmoid_focal(
     if labels.numel() == 0:
         return logits.sum() * 0
     targets = _foreground_one_hot(logits, labels)
-    per_row = sigmoid_focal_loss(logits, targets, alpha=alpha, gamma=gamma, reduction="none").sum(dim=1)
+    per_row = _sigmoid_focal_terms(logits, targets, alpha, gamma).sum(dim=1)
     return _reduce(per_row, reduction)
 
 
@@ -130,7 +156,7 @@ def softmax_focal(
         return logits.sum() * 0
     # log_softmax rather than log(softmax) keeps very confident rows finite.
     log_p = F.log_softmax(logits, dim=1).gather(1, labels[:, None]).squeeze(1)
-    per_row = -((1 - log_p.exp()) ** gamma) * log_p
+    per_row = -_focusing_factor(1 - log_p.exp(), gamma) * log_p
     if alpha >= 0:
         per_row = per_row * torch.where(labels > 0, alpha, 1 - alpha)
     return _reduce(per_row, reduction)
@@ -185,6 +211,17 @@ def _decode_pair(
     return box_coder.decode_single(pred_deltas, anchors), box_coder.decode_single(target_deltas, anchors)
 
 
+def _pairwise_iou(pred: Tensor, target: Tensor, eps: float) -> Tensor:
+    """Per matched pair of XYXY boxes |A n B| / (|A u B| + eps); elementwise, as box_iou's diagonal would cost
+    O(P^2)."""
+    top_left = torch.maximum(pred[:, :2], target[:, :2])
+    bottom_right = torch.minimum(pred[:, 2:], target[:, 2:])
+    inter = (bottom_right - top_left).clamp(min=0).prod(dim=1)
+    area_pred = (pred[:, 2:] - pred[:, :2]).clamp(min=0).prod(dim=1)
+    area_target = (target[:, 2:] - target[:, :2]).clamp(min=0).prod(dim=1)
+    return inter / (area_pred + area_target - inter + eps)
+
+
 def iou(
     pred_deltas: Tensor, target_deltas: Tensor, anchors: Tensor, box_coder: BoxCoder, *, eps: float = 1e-7
 ) -> Tensor:
@@ -192,14 +229,7 @@ def iou(
     if pred_deltas.numel() == 0:
         return pred_deltas.sum() * 0
     pred, target = _decode_pair(pred_deltas, target_deltas, anchors, box_coder)
-    # Elementwise over pairs: box_iou's diagonal would cost O(P^2).
-    top_left = torch.maximum(pred[:, :2], target[:, :2])
-    bottom_right = torch.minimum(pred[:, 2:], target[:, 2:])
-    inter = (bottom_right - top_left).clamp(min=0).prod(dim=1)
-    area_pred = (pred[:, 2:] - pred[:, :2]).clamp(min=0).prod(dim=1)
-    area_target = (target[:, 2:] - target[:, :2]).clamp(min=0).prod(dim=1)
-    union = area_pred + area_target - inter
-    return (1 - inter / (union + eps)).sum()
+    return (1 - _pairwise_iou(pred, target, eps)).sum()
 
 
 def giou(
@@ -219,8 +249,22 @@ def diou(
 def ciou(
     pred_deltas: Tensor, target_deltas: Tensor, anchors: Tensor, box_coder: BoxCoder, *, eps: float = 1e-7
 ) -> Tensor:
-    """Sum of 1 - IoU + rho^2 / c^2 + a v on the decoded boxes (`torchvision.ops.complete_box_iou_loss`)."""
-    return _decoded_boxes_loss(complete_box_iou_loss, pred_deltas, target_deltas, anchors, box_coder, eps)
+    """Sum of 1 - IoU + rho^2 / c^2 + a v on the decoded boxes (`torchvision.ops.complete_box_iou_loss`), with
+    v = 4 / pi^2 (atan(w_t / h_t) - atan(w / h))^2 and a = v / (1 - IoU + v + eps) held constant.
+
+    eps enters every denominator (torchvision's uses it in a only) and every width and height of the aspect term, as
+    MMDetection adds it to the heights: a box decoded with zero width or height (in float32, dh <= -16 on a 20 px
+    anchor) keeps a finite value and gradient, where torchvision's atan(w / h) gives NaN.
+    """
+    if pred_deltas.numel() == 0:
+        return pred_deltas.sum() * 0
+    pred, target = _decode_pair(pred_deltas, target_deltas, anchors, box_coder)
+    w_pred, h_pred = (pred[:, 2:] - pred[:, :2] + eps).unbind(dim=1)
+    w_target, h_target = (target[:, 2:] - target[:, :2] + eps).unbind(dim=1)
+    v = (4 / math.pi**2) * (torch.atan(w_target / h_target) - torch.atan(w_pred / h_pred)) ** 2
+    with torch.no_grad():  # as in the paper and torchvision: a weighs v, no gradient flows through it
+        alpha = v / (1 - _pairwise_iou(pred, target, eps) + v + eps)
+    return (distance_box_iou_loss(pred, target, reduction="none", eps=eps) + alpha * v).sum()
 
 
 def _decoded_boxes_loss(box_loss, pred_deltas: Tensor, target_deltas: Tensor, anchors: Tensor, box_coder: BoxCoder,
@@ -242,6 +286,15 @@ def mask_bce(mask_logits: Tensor, targets: Tensor) -> Tensor:
     return F.binary_cross_entropy_with_logits(mask_logits, targets.to(mask_logits.dtype))
 
 
+def check_smooth(smooth: float) -> None:
+    """Raise ValueError unless smooth > 0, for the overlap losses (Dice, Jaccard and their mixes); the message says
+    why."""
+    if not smooth > 0:
+        raise ValueError(f"smooth must be > 0, got {smooth}: with smooth = 0 an empty target mask gives 0/0 (NaN) "
+                         "for an empty prediction and the largest loss, 1, for any other; a small value such as 1e-6 "
+                         "keeps the loss close to exact Dice / IoU on the other instances")
+
+
 def _soft_overlaps(mask_logits: Tensor, targets: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Per instance (sum p t, sum p, sum t) with p = sigmoid(logits)."""
     probs = mask_logits.sigmoid().flatten(1)
@@ -250,7 +303,9 @@ def _soft_overlaps(mask_logits: Tensor, targets: Tensor) -> tuple[Tensor, Tensor
 
 
 def dice(mask_logits: Tensor, targets: Tensor, *, smooth: float = 1.0) -> Tensor:
-    """Mean over instances of 1 - (2 sum p t + smooth) / (sum p + sum t + smooth), p = sigmoid(logits)."""
+    """Mean over instances of 1 - (2 sum p t + smooth) / (sum p + sum t + smooth), p = sigmoid(logits);
+    smooth > 0 (`check_smooth`), so an empty target with a confident empty prediction gives about 0."""
+    check_smooth(smooth)
     if mask_logits.numel() == 0:
         return mask_logits.sum() * 0
     inter, sum_p, sum_t = _soft_overlaps(mask_logits, targets)
@@ -259,6 +314,7 @@ def dice(mask_logits: Tensor, targets: Tensor, *, smooth: float = 1.0) -> Tensor
 
 def jaccard(mask_logits: Tensor, targets: Tensor, *, smooth: float = 1.0) -> Tensor:
     """Soft IoU loss: mean over instances of 1 - (sum p t + smooth) / (sum p + sum t - sum p t + smooth)."""
+    check_smooth(smooth)
     if mask_logits.numel() == 0:
         return mask_logits.sum() * 0
     inter, sum_p, sum_t = _soft_overlaps(mask_logits, targets)
@@ -267,6 +323,7 @@ def jaccard(mask_logits: Tensor, targets: Tensor, *, smooth: float = 1.0) -> Ten
 
 def bce_dice(mask_logits: Tensor, targets: Tensor, *, bce_weight: float = 0.5, smooth: float = 1.0) -> Tensor:
     """bce_weight * mask_bce + (1 - bce_weight) * dice."""
+    check_smooth(smooth)
     if mask_logits.numel() == 0:
         return mask_logits.sum() * 0
     return bce_weight * mask_bce(mask_logits, targets) + (1 - bce_weight) * dice(mask_logits, targets, smooth=smooth)
@@ -274,6 +331,7 @@ def bce_dice(mask_logits: Tensor, targets: Tensor, *, bce_weight: float = 0.5, s
 
 def ce_iou(mask_logits: Tensor, targets: Tensor, *, smooth: float = 1.0) -> Tensor:
     """CrossEntropyIoULoss2D: the average of the two, 0.5 * mask_bce + 0.5 * jaccard."""
+    check_smooth(smooth)
     if mask_logits.numel() == 0:
         return mask_logits.sum() * 0
     return 0.5 * mask_bce(mask_logits, targets) + 0.5 * jaccard(mask_logits, targets, smooth=smooth)
@@ -283,7 +341,7 @@ def mask_focal(mask_logits: Tensor, targets: Tensor, *, alpha: float = 0.25, gam
     """Mean over all pixels of -a_t (1 - p_t)^gamma log p_t (`torchvision.ops.sigmoid_focal_loss`)."""
     if mask_logits.numel() == 0:
         return mask_logits.sum() * 0
-    return sigmoid_focal_loss(mask_logits, targets.to(mask_logits.dtype), alpha=alpha, gamma=gamma, reduction="mean")
+    return _sigmoid_focal_terms(mask_logits, targets.to(mask_logits.dtype), alpha, gamma).mean()
 
 
 # --------------------------------------------------------------------------------------------------- objectness
@@ -300,18 +358,20 @@ def objectness_focal(logits: Tensor, labels: Tensor, *, alpha: float = 0.25, gam
     """Mean of -a_t (1 - p_t)^gamma log p_t over the sampled anchors (`torchvision.ops.sigmoid_focal_loss`)."""
     if logits.numel() == 0:
         return logits.sum() * 0
-    return sigmoid_focal_loss(logits, labels.to(logits.dtype), alpha=alpha, gamma=gamma, reduction="mean")
+    return _sigmoid_focal_terms(logits, labels.to(logits.dtype), alpha, gamma).mean()
 
 
 # ------------------------------------------------------------------------------------------------ class weights
 
 
-def inverse_frequency_weights(counts: list[int] | Tensor) -> Tensor:
-    """Per class k with count n_k > 0: w_k = (1 / n_k) / mean_j(1 / n_j), the mean over classes present, so the
-    present classes' weights average 1 (e.g. [10, 30, 60] -> [2, 2/3, 1/3]).
+def balanced_class_weights(counts: list[int] | Tensor) -> Tensor:
+    """scikit-learn's "balanced" weights: w_k = n / (K n_k) for each class k with n_k > 0 objects, n the objects
+    of all classes and K the number of classes that have any (e.g. [10, 30, 60] -> [10/3, 10/9, 5/9]).
 
-    A class with count 0 gets the largest weight among the present classes rather than 0 or infinity, so it is
-    neither ignored nor allowed to dominate. With no class present every weight is 1. Returns float32 [K].
+    Every class then carries the same total weight n / K, and the weights average 1 per object, so objects as a whole
+    weigh what they do unweighted (the background's weight, 1, keeps its balance with them). A class with no objects
+    (which scikit-learn refuses) gets 1: it is never a training target, so its weight only scales its objects'
+    terms in a validation loss; the caller says so. With no objects at all every weight is 1. Returns float32 [K].
     """
     counts = torch.as_tensor(counts, dtype=torch.float64).flatten()
     if (counts < 0).any():
@@ -319,7 +379,5 @@ def inverse_frequency_weights(counts: list[int] | Tensor) -> Tensor:
     present = counts > 0
     if not present.any():
         return torch.ones(counts.numel(), dtype=torch.float32)
-    inverse = torch.where(present, 1 / counts.clamp(min=1), torch.zeros_like(counts))
-    weights = inverse / inverse[present].mean()
-    weights[~present] = weights[present].max()
-    return weights.to(torch.float32)
+    balanced = counts.sum() / (present.sum() * counts.clamp(min=1))
+    return torch.where(present, balanced, 1.0).to(torch.float32)

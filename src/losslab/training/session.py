@@ -80,9 +80,7 @@ def setup(cfg: DictConfig, run_dir: Path, world: World) -> Session:
     auto_weights = None
     if counts is not None:
         auto_weights = class_weights("auto", counts).tolist()
-        per_class = zip(data.classes, counts, auto_weights[1:], strict=True)
-        log.info("weighted_ce weights (auto, from train class counts): background 1, %s",
-                 ", ".join(f"{name} {weight:.3g} ({count} objects)" for name, count, weight in per_class))
+        _log_class_weights(data.classes, counts, auto_weights)
     skip_budget = SkipBudget(cfg.trainer.max_skipped_batches) if cfg.trainer.on_nonfinite == "skip" else None
     scaler = torch.amp.GradScaler(device.type) if cfg.trainer.precision == "16-mixed" else None
     return Session(world, device, data, loaders, model, trained, cfg.trainer.precision, scaler, optimizer,
@@ -90,6 +88,20 @@ def setup(cfg: DictConfig, run_dir: Path, world: World) -> Session:
                    grad_clip_norm=cfg.trainer.grad_clip_norm, skip_budget=skip_budget, eval_every=cfg.eval.every,
                    score_threshold=cfg.eval.score_threshold, eval_backend=cfg.eval.backend,
                    class_weights=auto_weights)
+
+
+def _log_class_weights(classes: list[str], counts: list[int], weights: list[float]) -> None:
+    """Log weighted_ce's automatic weights ([background, class 1..K]) with the train counts they come from, and warn
+    about classes the train split has no object of."""
+    per_class = zip(classes, counts, weights[1:], strict=True)
+    log.info("weighted_ce weights (auto: scikit-learn's balanced n / (K n_k) over the train split's objects): "
+             "background %.3g, %s", weights[0],
+             ", ".join(f"{name} {weight:.3g} ({count} objects)" for name, count, weight in per_class))
+    absent = [name for name, count in zip(classes, counts, strict=True) if count == 0]
+    if absent:
+        log.warning("weighted_ce weights=auto: the train split has no object of %s; weight 1, which only scales "
+                    "their terms in the validation loss (they are never a training target). Give loss.cls.weights "
+                    "as a list to choose it.", ", ".join(absent))
 
 
 def _count(n: int, one: str, many: str) -> str:

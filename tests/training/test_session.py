@@ -1,0 +1,27 @@
+"""What a run's set-up reports about the losses it built."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from conftest import tiny_config
+from losslab.data.datasets import count_classes
+from losslab.distributed import SINGLE_PROCESS
+from losslab.training.session import setup
+
+
+def test_auto_class_weights_are_logged_and_a_class_without_train_objects_is_warned_about(tmp_path, caplog):
+    # 8 images split with seed 1 leave no square in the train split.
+    cfg = tiny_config("loss=weighted_ce", "data.num_images=8", "split.seed=1", run_dir=tmp_path)
+    with caplog.at_level(logging.INFO, logger="losslab.training.session"):
+        session = setup(cfg, tmp_path, SINGLE_PROCESS)
+    assert session.data.classes == ("circle", "square", "triangle")
+    assert count_classes(session.data.train, 3) == [2, 0, 4]
+    # n = 6 objects in K = 2 classes: 6 / (2 * 2) and 6 / (2 * 4); background 1; square, never a training target, 1.
+    assert session.class_weights == pytest.approx([1.0, 1.5, 1.0, 0.75])
+    info = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO and "weighted_ce" in r.getMessage()]
+    assert info and "background 1, circle 1.5 (2 objects), square 1 (0 objects), triangle 0.75 (4 objects)" in info[0]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "no object of square; weight 1" in warnings[0]
