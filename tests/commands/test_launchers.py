@@ -49,3 +49,20 @@ def test_an_optuna_search_returns_the_monitored_metric_and_ranks_by_it(tmp_path)
     assert set(study["best_params"]) == {"loss.cls.gamma", "loss.cls.alpha", "optimizer.lr"}
     # The value Optuna optimised is what each run returned: its best val/mAP, the top of the summary.
     assert study["best_value"] == pytest.approx(float(rows[0]["best"]))
+
+
+def test_a_study_storage_that_cannot_work_here_is_refused_before_anything_runs(tmp_path):
+    """In the README's environment (Optuna 2.x beside SQLAlchemy 2) a database storage fails inside Optuna with a bare
+    AssertionError; train refuses it first, saying why and what to do."""
+    from importlib.metadata import version
+
+    if int(version("optuna").split(".")[0]) >= 3 or int(version("sqlalchemy").split(".")[0]) < 2:
+        pytest.skip("this environment's Optuna and SQLAlchemy work together")
+    result = subprocess.run([sys.executable, "-m", "losslab", "hparams_search=lr",
+                             "hydra.sweeper.storage=sqlite:///optuna.db"], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=120)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1
+    assert "hydra.sweeper.storage=sqlite:///optuna.db" in output and "sqlalchemy<2" in output
+    assert "Traceback" not in output and "AssertionError" not in output
+    assert list(tmp_path.iterdir()) == []  # no database, no multirun folder

@@ -194,7 +194,8 @@ def test_a_loss_the_architecture_cannot_use_fails_before_training(tmp_path):
 
 
 def test_detection_metrics_are_logged_every_epoch_and_can_pick_the_best(tmp_path):
-    result = run(tiny_config("model=retinanet", "trainer.max_epochs=2", "eval.every=1", "trainer.monitor=val/mAP",
+    # eval.every=2 as by default: monitoring val/mAP evaluates every epoch anyway (the README's command).
+    result = run(tiny_config("model=retinanet", "trainer.max_epochs=2", "eval.every=2", "trainer.monitor=val/mAP",
                              "trainer.mode=max", "trainer.checkpoints=false", run_dir=tmp_path))
     rows = read_metrics(tmp_path / "metrics.csv")
     for column in ("val/mAP", "val/mAP50", "val/mAP75", "val/mAR100", "val/AP/circle", "val/precision",
@@ -205,8 +206,18 @@ def test_detection_metrics_are_logged_every_epoch_and_can_pick_the_best(tmp_path
     assert result.summary["best_mAP"] == best["val/mAP"]
 
 
-def test_evaluation_can_be_off_and_monitoring_map_then_needs_it(tmp_path):
+def test_evaluation_can_be_off_and_monitoring_map_turns_it_on_every_epoch(tmp_path):
+    from losslab.config.validation import evaluation_interval, validate
+
     result = run(tiny_config("model=retinanet", "eval.every=0", "trainer.checkpoints=false", run_dir=tmp_path / "a"))
     assert not any(key.startswith("val/mAP") for key in result.history[0])
-    with pytest.raises(LosslabError, match="trainer.monitor=val/mAP: expected one of"):
-        run(tiny_config("eval.every=2", "trainer.monitor=val/mAP", run_dir=tmp_path / "b"))
+    for every in ("0", "2"):
+        cfg = tiny_config(f"eval.every={every}", "trainer.monitor=val/mAP", "trainer.mode=max")
+        validate(cfg)
+        assert evaluation_interval(cfg) == 1
+        stopping = tiny_config(f"eval.every={every}", "trainer.early_stopping.enabled=true",
+                               "trainer.early_stopping.monitor=val/F1", "trainer.early_stopping.mode=max")
+        assert evaluation_interval(stopping) == 1
+    assert evaluation_interval(tiny_config("eval.every=3", "trainer.monitor=val/ref_loss")) == 3
+    with pytest.raises(LosslabError, match="trainer.monitor=val/mAPP: expected one of .*val/mAP"):
+        validate(tiny_config("trainer.monitor=val/mAPP"))

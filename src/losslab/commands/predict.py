@@ -96,7 +96,7 @@ def expand_sources(sources: Sequence[str | Path]) -> list[Path]:
         found = source_files(Path(source))
         if not found:
             empty.append(source)
-        files |= {path.resolve(): path.absolute() for path in found if path.resolve() not in files}
+        files |= {path.resolve(): path for path in found if path.resolve() not in files}  # reported as given
     if not files:
         raise LosslabError(f"no images found in {', '.join(map(str, sources))}; expected image files, folders "
                            f"holding images or glob patterns matching them ({', '.join(IMAGE_EXTENSIONS)}).")

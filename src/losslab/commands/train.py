@@ -62,11 +62,39 @@ def _train_app(cfg: DictConfig) -> float | None:
 def main() -> None:
     """`train [overrides]`: see `train --help` for the config groups."""
     try:
+        check_study_storage(sys.argv[1:])
+    except LosslabError as error:
+        log.error("%s", error)
+        sys.exit(1)
+    try:
         _train_app()
     except KeyboardInterrupt:
         # run() has already written summary.json (status interrupted) and the last checkpoint.
         log.warning("interrupted")
         sys.exit(130)
+
+
+def check_study_storage(overrides: list[str]) -> None:
+    """Refuse `hydra.sweeper.storage=URL` where it cannot work, before Optuna fails with a bare AssertionError.
+
+    Hydra's Optuna sweeper supports Optuna 2.x only, and Optuna 2.x's database storage fails with SQLAlchemy 2
+    (which MLflow, installed with losslab[dev], requires).
+    """
+    from importlib.metadata import PackageNotFoundError, version
+
+    storage = next((o.split("=", 1)[1] for o in overrides if o.lstrip("+").startswith("hydra.sweeper.storage=")), None)
+    if storage in (None, "", "null", "None"):
+        return
+    try:
+        optuna, sqlalchemy = version("optuna"), version("sqlalchemy")
+    except PackageNotFoundError:
+        return  # Hydra reports a missing sweeper itself
+    if int(optuna.split(".")[0]) < 3 and int(sqlalchemy.split(".")[0]) >= 2:
+        raise LosslabError(
+            f"hydra.sweeper.storage={storage}: Hydra's Optuna sweeper runs on Optuna {optuna}, whose database storage "
+            f"does not work with SQLAlchemy {sqlalchemy} (installed here; MLflow needs it). Keep the study in memory "
+            "(leave hydra.sweeper.storage out), or resume studies from an environment with "
+            "pip install \"sqlalchemy<2\" \"alembic<1.14\" and without MLflow (docs/scale.md).")
 
 
 class SweepSummaryCallback(Callback):

@@ -35,6 +35,15 @@ def monitor_choices(arch: str, evaluates: bool = False) -> list[str]:
     return columns
 
 
+def evaluation_interval(cfg: DictConfig) -> int:
+    """How often a run evaluates: eval.every, or every epoch when trainer.monitor or an enabled early stopping
+    watches an evaluated metric (val/mAP, ...), which must then have a value every epoch."""
+    evaluated = set(monitor_choices(cfg.model.arch, evaluates=True)) - set(monitor_choices(cfg.model.arch))
+    stopping = cfg.trainer.early_stopping
+    monitors = [cfg.trainer.monitor] + ([stopping.monitor] if stopping.enabled else [])
+    return 1 if any(monitor in evaluated for monitor in monitors) else cfg.eval.every
+
+
 def unset_data_keys(cfg: DictConfig) -> str | None:
     """What `data=<name>` needs that is still unset (??? in the config), in one sentence; None when nothing is.
 
@@ -192,7 +201,7 @@ def validate(cfg: DictConfig) -> None:
     check(0.0 <= cfg.eval.score_threshold <= 1.0,
           f"eval.score_threshold={cfg.eval.score_threshold}: expected a score in [0, 1]")
     if cfg.model.arch in ARCHS:
-        choices = monitor_choices(cfg.model.arch, evaluates=cfg.eval.every == 1)
+        choices = monitor_choices(cfg.model.arch, evaluates=True)  # watching one evaluates every epoch
         monitors = (("trainer.monitor", trainer.monitor), ("trainer.early_stopping.monitor", stopping.monitor))
         for key, monitor in monitors:
             check(monitor in choices, f"{key}={monitor}: expected one of {', '.join(choices)}")

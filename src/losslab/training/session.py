@@ -11,6 +11,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
+from losslab.config.validation import evaluation_interval
 from losslab.data.datasets import DetectionData, count_classes
 from losslab.data.split import write_split
 from losslab.distributed import World
@@ -85,7 +86,8 @@ def setup(cfg: DictConfig, run_dir: Path, world: World) -> Session:
     scaler = torch.amp.GradScaler(device.type) if cfg.trainer.precision == "16-mixed" else None
     return Session(world, device, data, loaders, model, trained, cfg.trainer.precision, scaler, optimizer,
                    schedulers, schedule, phase_losses, reference, monitor=cfg.trainer.monitor,
-                   grad_clip_norm=cfg.trainer.grad_clip_norm, skip_budget=skip_budget, eval_every=cfg.eval.every,
+                   grad_clip_norm=cfg.trainer.grad_clip_norm, skip_budget=skip_budget,
+                   eval_every=_evaluation_interval(cfg),
                    score_threshold=cfg.eval.score_threshold, eval_backend=cfg.eval.backend,
                    class_weights=auto_weights)
 
@@ -102,6 +104,14 @@ def _log_class_weights(classes: list[str], counts: list[int], weights: list[floa
         log.warning("weighted_ce weights=auto: the train split has no object of %s; weight 1, which only scales "
                     "their terms in the validation loss (they are never a training target). Give loss.cls.weights "
                     "as a list to choose it.", ", ".join(absent))
+
+
+def _evaluation_interval(cfg: DictConfig) -> int:
+    every = evaluation_interval(cfg)
+    if every != cfg.eval.every:
+        log.info("an evaluated metric (%s) is monitored: evaluating every epoch, not every %d (eval.every)",
+                 cfg.trainer.monitor, cfg.eval.every)
+    return every
 
 
 def _count(n: int, one: str, many: str) -> str:
