@@ -1,0 +1,242 @@
+"""What the documented commands need to run as a user would type them, on tiny settings: the code blocks of the
+docs (parsed by Sybil), the rewriting of each command (tiny settings, placeholders filled) and the data and runs
+they refer to.
+
+A documented command is run unchanged but for:
+- `train` (and `torchrun -m losslab`): tiny settings for the keys they do not set (tiny data, one epoch, CPU), keys
+  they set that only make a run longer (epochs, trials, processes) lowered, and `resume=` runs extended by one epoch;
+- placeholders: `outputs/DATE/TIME` (or a dated folder such as outputs/2026-11-23/10-00-00) is the newest run in
+  the working folder, `multirun/DATE/TIME[/N]` the newest sweep (its job N, or its last), `/data/...` the tiny
+  datasets made here (COCO under /data/pets, Pascal VOC under /data/VOCdevkit/VOC2012, a VOC-format export with
+  classes bolt and nut under /data/parts), `photos/`, `more/**/*.jpg` and `street.png` images made here;
+- Python snippets: `compose_config([...])` gets the tiny settings, relative paths resolve in the working folder,
+  where the newest run's export/ is linked.
+Commands that need what a 2-core CPU machine without network cannot give carry one of CANNOT_RUN_HERE as their
+comment in the docs, and are not run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from sybil import Sybil
+from sybil.parsers.markdown import CodeBlockParser
+
+ROOT = Path(__file__).parents[2]
+DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+BIN = Path(sys.executable).parent
+
+# The explicit list of what documented commands may need that cannot be had here; each such command says so in
+# its comment (a comment line above a block's commands applies to all of them).
+CANNOT_RUN_HERE = ("needs a GPU", "needs a cluster", "needs sqlalchemy<2", "CI runs it")
+
+TINY = {
+    "data.num_images": "8", "data.image_size": "64", "data.max_objects": "2", "data.batch_size": "2",
+    "data.num_workers": "0", "model.min_size": "64", "model.max_size": "64", "model.box_batch_size_per_image": "16",
+    "trainer.max_epochs": "1", "trainer.progress": "false", "trainer.device": "cpu",
+}
+SHAPES_ONLY = ("data.num_images", "data.image_size", "data.max_objects")
+SHORTER = {"hydra.sweeper.n_trials": "2", "hydra.launcher.n_jobs": "2", "trainer.max_epochs": "1"}
+RESUMABLE = ("trainer.max_epochs", "trainer.progress", "trainer.device", "data.num_workers")
+RUN_FOLDER = re.compile(r"outputs/(?:DATE/TIME|\d{4}-\d\d-\d\d/\d\d-\d\d-\d\d)")
+SWEEP_FOLDER = re.compile(r"multirun/(?:DATE/TIME|\d{4}-\d\d-\d\d/\d\d-\d\d-\d\d)(?:/(\d+))?")
+
+
+@dataclass
+class Block:
+    """One fenced code block of a document."""
+
+    document: Path
+    line: int
+    language: str
+    text: str
+
+    @property
+    def where(self) -> str:
+        return f"{self.document.relative_to(ROOT)}:{self.line}"
+
+
+def code_blocks(document: Path) -> list[Block]:
+    """The bash and python blocks of a document, in the order they come."""
+    blocks = [Block(document, example.line, language, str(example.parsed))
+              for language in ("bash", "python")
+              for example in Sybil(parsers=[CodeBlockParser(language=language)]).parse(document)]
+    return sorted(blocks, key=lambda block: block.line)
+
+
+@dataclass
+class Command:
+    text: str  # as documented (continuations joined)
+    cannot_run_here: str | None  # the CANNOT_RUN_HERE mark it carries
+
+
+def shell_commands(block: Block) -> list[Command]:
+    """The commands of a bash block, with the mark each carries (its comment, or a comment line above them)."""
+    commands, block_mark = [], None
+    for line in block.text.replace("\\\n", " ").splitlines():
+        line = line.strip()
+        mark = next((m for m in CANNOT_RUN_HERE if m in line), None)
+        if not line or line.startswith("#"):
+            block_mark = mark or block_mark
+            continue
+        commands.append(Command(line, mark or block_mark))
+    return commands
+
+
+class World:
+    """The tiny data and the folder the commands of one document run in."""
+
+    def __init__(self, assets: Path, folder: Path):
+        self.assets, self.folder = assets, folder
+
+    def newest(self, pattern: str) -> Path | None:
+        found = sorted(self.folder.glob(pattern), key=lambda path: path.stat().st_mtime)
+        return found[-1] if found else None
+
+    def fill(self, token: str) -> str:
+        """A documented argument with its placeholders filled."""
+        token = token.replace("/data/", f"{self.assets}/data/")
+        if token.startswith(("data.images=...", "data.annotations=...")):
+            key = token.split("=")[0]
+            token = f"{key}={self.assets}/data/pets/{'images' if key == 'data.images' else 'instances.json'}"
+        token = RUN_FOLDER.sub(lambda m: str(self.newest("outputs/*/*")), token)
+
+        def sweep(match: re.Match) -> str:
+            folder = self.newest("multirun/*/*")
+            jobs = sorted((p for p in folder.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
+            if match.group(1) is None:
+                return str(folder)
+            wanted = folder / match.group(1)
+            return str(wanted if wanted.is_dir() else jobs[-1])
+
+        return SWEEP_FOLDER.sub(sweep, token)
+
+    def argv(self, command: Command) -> list[str]:
+        """The command as it runs here: placeholders filled and tiny settings for train runs."""
+        tokens = [self.fill(token) for token in shlex.split(command.text, comments=True)]
+        program, args = tokens[0], tokens[1:]
+        if program == "train":
+            return [str(BIN / "train"), *self.tiny(args)]
+        if program == "losslab":
+            if args and args[0] == "train":
+                return [str(BIN / "losslab"), "train", *self.tiny(args[1:])]
+            return [str(BIN / "losslab"), *args]
+        if program == "torchrun":
+            split = args.index("-m")
+            launcher = [arg if not arg.startswith("--nproc_per_node") else "--nproc_per_node=2" for arg in args[:split]]
+            return [str(BIN / "torchrun"), "--standalone", *launcher, *args[split:split + 2],
+                    *self.tiny(args[split + 2:])]
+        if program == "python":
+            return [sys.executable, *args]
+        raise AssertionError(f"{command.text}: the docs harness does not know how to run {program!r}")
+
+    def tiny(self, args: list[str]) -> list[str]:
+        """Overrides of a train command made tiny: tiny settings for what it leaves unset, shorter runs."""
+        if "--help" in args or any(arg.startswith("-sc") for arg in args):
+            return args
+        keys = {arg.split("=", 1)[0].lstrip("+~"): arg for arg in args if "=" in arg}
+        if "resume" in keys:  # one epoch more than the run has, whatever the docs extend it to
+            epochs = self.epochs(Path(keys["resume"].split("=", 1)[1])) + 1
+            extra = {"trainer.max_epochs": str(epochs), "trainer.progress": "false", "trainer.device": "cpu"}
+            kept = [arg for arg in args if arg.split("=", 1)[0] not in RESUMABLE]
+            return kept + [f"{key}={value}" for key, value in extra.items()]
+        shapes = "data" not in keys or keys["data"] == "data=shapes"
+        made = [f"{arg.split('=', 1)[0]}={SHORTER[arg.split('=', 1)[0]]}" if arg.split("=", 1)[0] in SHORTER else arg
+                for arg in args]
+        made += [f"{key}={value}" for key, value in TINY.items()
+                 if key not in keys and (shapes or key not in SHAPES_ONLY)]
+        if "hparams_search" in keys and "hydra.sweeper.n_trials" not in keys:
+            made.append(f"hydra.sweeper.n_trials={SHORTER['hydra.sweeper.n_trials']}")
+        return made
+
+    @staticmethod
+    def epochs(run_dir: Path) -> int:
+        return int(json.loads((run_dir / "summary.json").read_text())["epochs_run"])
+
+    def python_source(self, text: str) -> str:
+        """A Python snippet with the tiny settings added to its composed configs."""
+        tiny = [f"{key}={value}" for key, value in TINY.items()]
+        return text.replace("compose_config([", f"compose_config({tiny!r} + [")
+
+    def link_export(self) -> None:
+        """Link the newest run's export/ folder (written by `losslab export`) into the working folder."""
+        run_dir = self.newest("outputs/*/*")
+        if run_dir is not None and (run_dir / "export").is_dir() and not (self.folder / "export").exists():
+            (self.folder / "export").symlink_to(run_dir / "export")
+
+
+def environment() -> dict[str, str]:
+    return {**os.environ, "COMP_LINE": "train model=", "COMP_POINT": "12"}
+
+
+# ---------------------------------------------------------------------------------------------- the data
+
+
+def shape_images(count: int, size: int, seed: int):
+    from losslab.data.shapes import ShapesDataset
+
+    dataset = ShapesDataset(num_images=count, image_size=size, min_objects=1, max_objects=2, seed=seed)
+    for index in range(count):
+        image, target = dataset[index]
+        yield (image.permute(1, 2, 0).numpy() * 255).astype(np.uint8), target
+
+
+def make_assets(assets: Path) -> None:
+    """Tiny COCO (with polygons) and VOC data under assets/data, as the docs' /data paths name them."""
+    pets = assets / "data" / "pets"
+    (pets / "images").mkdir(parents=True)
+    coco = {"images": [], "annotations": [], "categories": [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}]}
+    for index, (pixels, target) in enumerate(shape_images(8, 64, seed=1)):
+        Image.fromarray(pixels).save(pets / "images" / f"{index}.jpg")
+        coco["images"].append({"id": index + 1, "file_name": f"{index}.jpg", "width": 64, "height": 64})
+        for box, label in zip(target["boxes"].tolist(), target["labels"].tolist(), strict=True):
+            x0, y0, x1, y1 = box
+            coco["annotations"].append({
+                "id": len(coco["annotations"]) + 1, "image_id": index + 1, "category_id": 1 + label % 2,
+                "bbox": [x0, y0, x1 - x0, y1 - y0], "area": (x1 - x0) * (y1 - y0), "iscrowd": 0,
+                "segmentation": [[x0, y0, x1, y0, x1, y1, x0, y1]]})
+    (pets / "instances.json").write_text(json.dumps(coco))
+    write_voc(assets / "data" / "VOCdevkit" / "VOC2012", ("dog", "cat"), image_sets=True)
+    write_voc(assets / "data" / "parts", ("bolt", "nut"), image_sets=False)
+
+
+def write_voc(root: Path, names: tuple[str, str], image_sets: bool) -> None:
+    (root / "JPEGImages").mkdir(parents=True)
+    (root / "Annotations").mkdir()
+    stems = []
+    for index, (pixels, target) in enumerate(shape_images(8, 64, seed=2)):
+        stem = f"img{index}"
+        stems.append(stem)
+        Image.fromarray(pixels).save(root / "JPEGImages" / f"{stem}.jpg")
+        objects = "".join(
+            f"<object><name>{names[label % 2]}</name><difficult>0</difficult><bndbox><xmin>{int(x0) + 1}</xmin>"
+            f"<ymin>{int(y0) + 1}</ymin><xmax>{int(x1)}</xmax><ymax>{int(y1)}</ymax></bndbox></object>"
+            for (x0, y0, x1, y1), label in zip(target["boxes"].tolist(), target["labels"].tolist(), strict=True))
+        (root / "Annotations" / f"{stem}.xml").write_text(
+            f"<annotation><size><width>64</width><height>64</height></size>{objects}</annotation>")
+    if image_sets:
+        (root / "ImageSets" / "Main").mkdir(parents=True)
+        (root / "ImageSets" / "Main" / "trainval.txt").write_text("\n".join(stems) + "\n")
+
+
+def seed_folder(folder: Path, run_dir: Path, sweep_dir: Path) -> None:
+    """The working folder of a document: a finished run and sweep (placeholders' fallback) and images to predict."""
+    for source, target in ((run_dir, folder / "outputs" / "2026-11-23" / "10-00-00"),
+                           (sweep_dir, folder / "multirun" / "2026-11-23" / "10-00-00")):
+        # Checkpoints are hard links: runs replace them atomically, never in place.
+        shutil.copytree(source, target, copy_function=lambda s, d: os.link(s, d) if s.endswith(".pt")
+                        else shutil.copy2(s, d))
+    (folder / "photos").mkdir()
+    (folder / "more" / "day").mkdir(parents=True)
+    for index, (pixels, _) in enumerate(shape_images(3, 96, seed=3)):
+        Image.fromarray(pixels).save([folder / "photos" / "a.jpg", folder / "more" / "day" / "b.jpg",
+                                      folder / "street.png"][index])
