@@ -56,7 +56,9 @@ def test_compare_command_writes_table_and_figure_and_prints_the_ranking(sweep, c
 def test_compare_explains_unknown_folders_and_columns(sweep, tmp_path, capsys):
     assert losslab_main(["compare", str(tmp_path / "nothing")]) == 1
     assert "holds no losslab run" in capsys.readouterr().err
-    with pytest.raises(LosslabError, match="--metric val/mAP90 is in no run's metrics.csv; expected one of"):
+    with pytest.raises(LosslabError, match=r"val/mAP90 \(--metric=val/mAP90\) is in no run's metrics.csv; "
+                                           r"expected --metric with one of train/loss, val/loss, val/mAP, "
+                                           r"val/ref_loss\."):
         _compare([sweep], "val/mAP90")
 
 

@@ -104,8 +104,8 @@ def compare_runs(runs: list[FinishedRun], ranking: Ranking) -> list[dict]:
                      "rank_reason": ranking.reason, "run_dir": str(run.path), "history": run.history})
     if not any(row["best"] is not None for row in rows):
         columns = sorted({key for row in rows for r in row["history"] for key in r if key != "epoch"})
-        raise LosslabError(f"--metric {ranking.metric} is in no run's metrics.csv; expected one of "
-                           f"{', '.join(columns)}.")
+        raise LosslabError(f"{ranking.metric} ({ranking.reason}) is in no run's metrics.csv; expected --metric "
+                           f"with one of {', '.join(columns)}.")
     return ranked(rows, ranking.mode)
 
 
