@@ -7,6 +7,9 @@ import json
 import subprocess
 import sys
 
+import pytest
+from scipy import stats
+
 from conftest import TINY
 
 
@@ -29,25 +32,54 @@ def test_train_writes_a_hydra_run_folder(tmp_path):
     assert (run_dir / "train.log").read_text().count("epoch 1/1") == 1  # Hydra's log file gets the lines too
 
 
-def test_sweep_summarises_every_job_even_when_one_fails(tmp_path):
+def _csv(path):
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+def test_a_sweep_with_repeated_seeds_is_ranked_grouped_and_tested_even_when_jobs_fail(tmp_path):
     sweep = tmp_path / "sweep"
     # split.val=0 leaves the val split empty: those jobs fail, the others still run.
-    result, output = _train("loss=focal,default", "split.val=0.25,0.0", "trainer.checkpoints=false",
+    result, output = _train("loss=default,focal", "split.val=0.25,0.0", "trainer.seed=0,1", "trainer.checkpoints=false",
                             f"hydra.sweep.dir={sweep}", cwd=tmp_path, multirun=True)
     assert result.returncode == 0, output
-    with (sweep / "sweep_summary.csv").open() as f:
-        rows = list(csv.DictReader(f))
-    assert len(rows) == 4
+    rows = _csv(sweep / "sweep_summary.csv")
+    assert sorted(int(row["job"]) for row in rows) == list(range(8))
+    assert [row["rank"] for row in rows] == [str(rank) for rank in range(1, 9)]
+    assert {row["status"] for row in rows[:4]} == {"completed"} and {row["status"] for row in rows[4:]} == {"failed"}
+    # The jobs differ in their loss: ranked by the reference loss, and the summary says why.
+    assert {row["rank_by"] for row in rows} == {"val/ref_loss"}
+    assert "ranked by val/ref_loss: the runs differ in loss.cls.name" in output
     by_overrides = {row["overrides"]: row for row in rows}
-    assert by_overrides["loss=focal split.val=0.25"]["status"] == "completed"
-    assert by_overrides["loss=default split.val=0.0"]["status"] == "failed"
-    assert sorted(row["job"] for row in rows) == ["0", "1", "2", "3"]
-    assert [row["rank"] for row in rows] == ["1", "2", "3", "4"]
-    assert {row["status"] for row in rows[2:]} == {"failed"}  # jobs without a val/loss rank last
-    completed = by_overrides["loss=default split.val=0.25"]
-    assert float(completed["best_val_loss"]) > 0 and completed["epochs_run"] == "1"
+    completed = by_overrides["loss=default split.val=0.25 trainer.seed=0"]
     assert completed["val_ref_loss"] == completed["best_val_loss"]  # loss=default is its own reference
-    focal = by_overrides["loss=focal split.val=0.25"]
+    focal = by_overrides["loss=focal split.val=0.25 trainer.seed=0"]
     assert float(focal["val_ref_loss"]) != float(focal["best_val_loss"])
-    assert (sweep / "sweep_curves.png").stat().st_size > 1000
-    assert "split.val" in output  # the failing job's reason is in the log
+    assert "split.val" in output  # the failing jobs' reason is in the log
+
+    # Seeds vary the training, never the split.
+    jobs = {row["overrides"]: sweep / row["job"] for row in rows}
+    seed0, seed1 = jobs["loss=focal split.val=0.25 trainer.seed=0"], jobs["loss=focal split.val=0.25 trainer.seed=1"]
+    assert (seed0 / "split.json").read_text() == (seed1 / "split.json").read_text()
+    assert _csv(seed0 / "metrics.csv")[0]["val/loss"] != _csv(seed1 / "metrics.csv")[0]["val/loss"]
+
+    def best_ref(loss):
+        return [min(float(r["val/ref_loss"]) for r in _csv(jobs[f"loss={loss} split.val=0.25 trainer.seed={seed}"]
+                                                           / "metrics.csv")) for seed in (0, 1)]
+
+    groups = {row["group"]: row for row in _csv(sweep / "sweep_stats.csv")}
+    base, other = groups["loss=default split.val=0.25"], groups["loss=focal split.val=0.25"]
+    assert (base["baseline"], base["n"], base["repeats"]) == ("yes", "2", "0 1")
+    assert float(base["mean"]) == pytest.approx(sum(best_ref("default")) / 2)
+    assert (other["test"], other["n"]) == ("paired t", "2")
+    assert float(other["p_value"]) == pytest.approx(stats.ttest_rel(best_ref("focal"), best_ref("default")).pvalue)
+    failed = groups["loss=focal split.val=0.0"]
+    assert (failed["jobs"], failed["n"], failed["statuses"]) == ("2", "0", "failed 2")
+    assert failed["verdict"] == "too few runs" and int(failed["rank"]) > 2
+    # The console table, best group first (the lower mean reference loss), with the verdicts.
+    table = output[output.index("rank  group"):]
+    first, second = sorted((base, other), key=lambda row: int(row["rank"]))
+    assert float(first["mean"]) <= float(second["mean"]) and table.index(first["group"]) < table.index(second["group"])
+    assert "baseline" in table and other["verdict"] in table and "too few runs" in table
+    for name in ("sweep_curves.png", "sweep_stats.png"):
+        assert (sweep / name).stat().st_size > 1000, name

@@ -48,7 +48,7 @@ def test_non_finite_values_do_not_break_the_figure():
 
 def test_sweep_figure_overlays_every_run():
     other = [{**r, "val/loss": r["val/loss"] + 1} for r in ROWS]
-    fig = sweep_figure([("loss=focal", ROWS), ("loss=default", other)])
+    fig = sweep_figure([("loss=focal", [ROWS]), ("loss=default", [other])])
     val = _lines(fig.axes[0])
     assert fig.axes[0].get_title().startswith("val/loss")
     assert val["loss=focal"][1] == [2.5, 2.2] and val["loss=default"][1] == [3.5, 3.2]

@@ -3,27 +3,21 @@
 from __future__ import annotations
 
 import csv
-import json
 
 import pytest
 
+from conftest import fake_run
 from losslab.cli import main as losslab_main
 from losslab.errors import LosslabError
-from losslab.reporting.comparison import compare_runs, default_mode, list_runs
-from losslab.reporting.history import write_metrics
+from losslab.reporting.comparison import compare_runs, list_runs, load_runs, run_ranking
+from losslab.reporting.ranking import default_mode
 from losslab.reporting.sweep import summarize_sweep
 
 
-def _fake_run(path, overrides, val_losses, status="completed", arch="retinanet", cls="default"):
-    (path / ".hydra").mkdir(parents=True)
-    (path / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
-    (path / ".hydra" / "config.yaml").write_text(
-        f"model:\n  arch: {arch}\n  backbone: resnet18_fpn\nloss:\n  cls:\n    name: {cls}\n")
+def _fake_run(path, overrides, val_losses, status="completed", cls="default"):
     rows = [{"epoch": i + 1, "train/loss": 2.0, "val/loss": v, "val/ref_loss": v + 1, "val/mAP": 0.1 * i + 0.5 / v}
             for i, v in enumerate(val_losses)]
-    write_metrics(path / "metrics.csv", rows)
-    best = min(rows, key=lambda r: r["val/loss"])
-    (path / "summary.json").write_text(json.dumps({"status": status, "best": best, "epochs_run": len(rows)}))
+    fake_run(path, overrides, rows, status, loss={"cls": {"name": cls}})
 
 
 @pytest.fixture
@@ -35,12 +29,17 @@ def sweep(tmp_path):
     return tmp_path / "sweep"
 
 
+def _compare(paths, metric, mode=None):
+    runs = load_runs(paths)
+    return compare_runs(runs, run_ranking(runs, metric, mode, "--metric"))
+
+
 def test_compare_ranks_the_jobs_of_a_sweep_by_their_best_value(sweep):
-    rows = compare_runs([sweep], "val/loss")
+    rows = _compare([sweep], "val/loss")
     assert [(r["rank"], r["overrides"], r["best"], r["best_epoch"]) for r in rows] == [
         (1, "loss=default", 1.2, 2), (2, "loss=focal", 1.5, 2), (3, "loss=giou", 1.9, 2)]
     assert rows[2]["status"] == "diverged"
-    assert [r["run"] for r in compare_runs([sweep / "0", sweep / "2"], "val/loss", mode="max")] == ["2", "0"]
+    assert [r["run"] for r in _compare([sweep / "0", sweep / "2"], "val/loss", mode="max")] == ["2", "0"]
 
 
 def test_compare_command_writes_table_and_figure_and_prints_the_ranking(sweep, capsys):
@@ -57,8 +56,10 @@ def test_compare_command_writes_table_and_figure_and_prints_the_ranking(sweep, c
 def test_compare_explains_unknown_folders_and_columns(sweep, tmp_path, capsys):
     assert losslab_main(["compare", str(tmp_path / "nothing")]) == 1
     assert "holds no losslab run" in capsys.readouterr().err
-    with pytest.raises(LosslabError, match="--metric val/mAP90 is in no run's metrics.csv; expected one of"):
-        compare_runs([sweep], "val/mAP90")
+    with pytest.raises(LosslabError, match=r"val/mAP90 \(--metric=val/mAP90\) is in no run's metrics.csv; "
+                                           r"expected --metric with one of train/loss, val/loss, val/mAP, "
+                                           r"val/ref_loss\."):
+        _compare([sweep], "val/mAP90")
 
 
 def test_better_is_lower_for_losses_and_higher_for_detection_metrics():
@@ -79,11 +80,11 @@ def test_runs_lists_every_run_with_model_loss_and_status(sweep, capsys):
 
 
 def test_sweep_summary_ranks_jobs_by_any_logged_column(sweep):
-    by_loss = summarize_sweep(sweep)
+    by_loss = summarize_sweep(sweep, "val/loss").jobs
     assert [(r["rank"], r["job"], r["best"], r["best_epoch"]) for r in by_loss] == [
         (1, "1", 1.2, 2), (2, "0", 1.5, 2), (3, "2", 1.9, 2)]
     # mAP: 0.1 * (epoch - 1) + 0.5 / val_loss, best is the highest (NaN epochs never count).
-    by_map = summarize_sweep(sweep, "val/mAP")
+    by_map = summarize_sweep(sweep, "val/mAP").jobs
     assert [r["job"] for r in by_map] == ["1", "0", "2"]
     assert by_map[0]["best"] == pytest.approx(0.2 + 0.5 / 1.3) and by_map[0]["best_epoch"] == 3
     assert by_map[2]["best"] == pytest.approx(0.1 + 0.5 / 1.9)
@@ -91,5 +92,7 @@ def test_sweep_summary_ranks_jobs_by_any_logged_column(sweep):
         written = list(csv.DictReader(f))
     assert [(r["rank"], r["job"], r["rank_by"]) for r in written] == [("1", "1", "val/mAP"), ("2", "0", "val/mAP"),
                                                                       ("3", "2", "val/mAP")]
+    assert {r["rank_reason"] for r in written} == {"sweep.rank_by=val/mAP"}
     assert float(written[0]["best_val_loss"]) == 1.2 and written[2]["status"] == "diverged"
-    assert [r["job"] for r in summarize_sweep(sweep, "val/loss", mode="max")] == ["2", "0", "1"]
+    assert [r["job"] for r in summarize_sweep(sweep, "val/loss", mode="max").jobs] == ["2", "0", "1"]
+    assert not (sweep / "sweep_stats.csv").exists()  # no job repeats another

@@ -1,42 +1,56 @@
-"""`losslab compare DIR [DIR ...]`: runs, or the jobs of whole sweeps, ranked by a metrics.csv column."""
+"""`losslab compare DIR [DIR ...]`: runs, or the jobs of whole sweeps, ranked by a metrics.csv column; with
+`--group-by KEY` runs that differ only in KEY (seeds) are grouped: mean, interval and a verdict against a baseline."""
 
 from __future__ import annotations
 
 import argparse
-import csv
 from pathlib import Path
 
-from losslab.reporting.comparison import COMPARE_COLUMNS, compare_runs, format_table
-from losslab.reporting.curves import plot_sweep_curves
+from losslab.errors import LosslabError
+from losslab.reporting import comparison
+from losslab.reporting.curves import plot_group_statistics, plot_sweep_curves, sweep_columns
+from losslab.reporting.repeats import STATS_COLUMNS, format_statistics, group_curves, group_runs, group_statistics
+
+SHOWN_COLUMNS = tuple(c for c in comparison.COMPARE_COLUMNS if c not in ("rank_reason", "run_dir"))  # why: printed once
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dirs", type=Path, nargs="+", metavar="DIR", help="run folders or sweep folders")
-    parser.add_argument("--metric", default="val/loss", help="the column to rank by (default val/loss; "
-                        "val/ref_loss compares runs trained with different losses fairly)")
+    parser.add_argument("--metric", help="the column to rank by (default: the runs' trainer.monitor, but val/mAP "
+                        "when evaluated, else val/ref_loss, when the runs differ in a loss setting)")
     parser.add_argument("--mode", choices=["min", "max"], help="better is lower or higher (default: min for "
                         "losses, max for mAP/AP/AR/precision/recall/F1)")
+    parser.add_argument("--group-by", metavar="KEY", help="group runs that differ only in KEY (trainer.seed; seed "
+                        "takes every *.seed key): comparison_stats.csv, mean, 95%% interval, verdict per group")
+    parser.add_argument("--baseline", metavar="OVERRIDES", help="with --group-by: the group the others are tested "
+                        "against, by its overrides (e.g. loss=focal; default: the loss=default group, else the first)")
     parser.add_argument("--out", type=Path, help="where to write comparison.csv and comparison.png "
                         "(default: the folder given, or the current folder for several)")
 
 
 def main(args: argparse.Namespace) -> int:
-    rows = compare_runs(args.dirs, args.metric, args.mode)
+    if args.baseline is not None and args.group_by is None:
+        raise LosslabError(f"--baseline {args.baseline} names a group of runs; expected --group-by KEY with it "
+                           "(e.g. --group-by trainer.seed), which groups runs that differ only in KEY.")
+    runs = comparison.load_runs(args.dirs)
+    ranking = comparison.run_ranking(runs, args.metric, args.mode, "--metric")
+    rows = comparison.compare_runs(runs, ranking)
     out = args.out or (args.dirs[0] if len(args.dirs) == 1 else Path.cwd())
-    table, figure = write_comparison(rows, out)
-    print(format_table(rows, COMPARE_COLUMNS[:-1]))
-    print(f"table: {table}\nfigure: {figure}")
+    out.mkdir(parents=True, exist_ok=True)
+    table = comparison.write_table(out / "comparison.csv", rows, comparison.COMPARE_COLUMNS)
+    print(f"ranked by {ranking.metric}: {ranking.reason}")
+    print(comparison.format_table(rows, SHOWN_COLUMNS))
+    if args.group_by is None:
+        curves = [(row["overrides"] or row["run_dir"], [row["history"]]) for row in rows]
+        figure = plot_sweep_curves(curves, out / "comparison.png", columns=sweep_columns(ranking.metric))
+        print(f"table: {table}\nfigure: {figure}")
+        return 0
+    groups = group_runs(runs, args.group_by)
+    statistics = group_statistics(groups, ranking, args.baseline, "--baseline")
+    figure = plot_sweep_curves(group_curves(groups), out / "comparison.png", columns=sweep_columns(ranking.metric))
+    stats_table = comparison.write_table(out / "comparison_stats.csv", statistics, STATS_COLUMNS)
+    stats_figure = plot_group_statistics(statistics, ranking.mode, out / "comparison_stats.png")
+    print(f"\nruns differing only in {args.group_by}, grouped (better or worse than the baseline: p < 0.05):")
+    print(format_statistics(statistics))
+    print(f"tables: {table}, {stats_table}\nfigures: {figure}, {stats_figure}")
     return 0
-
-
-def write_comparison(rows: list[dict], out_dir: Path) -> tuple[Path, Path]:
-    """comparison.csv (the rows, best first) and comparison.png (the metric of every run over epochs)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    table = out_dir / "comparison.csv"
-    with table.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COMPARE_COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-    figure = plot_sweep_curves([(row["overrides"] or row["run_dir"], row["history"]) for row in rows],
-                               out_dir / "comparison.png", columns=(rows[0]["metric"],))
-    return table, figure

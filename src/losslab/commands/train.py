@@ -98,15 +98,43 @@ def check_study_storage(overrides: list[str]) -> None:
 
 
 class SweepSummaryCallback(Callback):
-    """Writes sweep_summary.csv and sweep_curves.png into the sweep folder when a multirun ends."""
+    """Ends a multirun with sweep_summary.csv and sweep_curves.png in the sweep folder, and with repeated seeds
+    sweep_stats.csv and sweep_stats.png; logs the ranking, and the group table best first with its verdicts."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        """Warn when an optimising sweeper searches loss settings by each trial's own loss."""
+        from losslab.reporting.ranking import own_objective
+
+        sweeper = config.hydra.sweeper
+        searched = [key for key in (sweeper.get("params") or {}) if key.lstrip("+~").startswith("loss")]
+        # An optimising sweeper (Optuna's has a `direction`) optimises what every job returns: its trainer.monitor.
+        if "direction" in sweeper and searched and own_objective(config.trainer.monitor):
+            log.warning("the search varies %s but optimises trainer.monitor=%s, each trial's own loss, whose values "
+                        "are on different scales across losses; set trainer.monitor=val/mAP (with eval.every=1) or "
+                        "val/ref_loss", ", ".join(searched), config.trainer.monitor)
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
-        from losslab.reporting.sweep import summarize_sweep
+        from losslab.reporting.repeats import format_statistics
+        from losslab.reporting.sweep import summarize_repeats, summarize_sweep
 
         sweep_dir = Path(config.hydra.sweep.dir)
-        rank_by = config.sweep.rank_by
-        rows = summarize_sweep(sweep_dir, rank_by, config.sweep.mode)
-        for row in rows:
+        options = config.sweep
+        report = summarize_sweep(sweep_dir, options.rank_by, options.mode, config.trainer.monitor,
+                                 options.repeat_key)
+        metric = report.ranking.metric
+        log.info("ranked by %s: %s", metric, report.ranking.reason)
+        for row in report.jobs:
             log.info("#%d job %s [%s]: %s, best %s %s", row["rank"], row["job"], row["overrides"], row["status"],
-                     rank_by, "n/a" if row["best"] is None else f"{row['best']:.4f}")
+                     metric, "n/a" if row["best"] is None else f"{row['best']:.4f}")
         log.info("sweep summary: %s, curves: %s", sweep_dir / "sweep_summary.csv", sweep_dir / "sweep_curves.png")
+        if not report.repeated:
+            return
+        try:
+            groups = summarize_repeats(sweep_dir, report, options.baseline)
+        except LosslabError as error:
+            log.error("no sweep_stats.csv: %s", error)
+            return
+        log.info("jobs differing only in %s, grouped: best %s of each job, mean and 95%% interval per group, each "
+                 "against the baseline (better or worse: p < 0.05)\n%s", options.repeat_key, metric,
+                 format_statistics(groups))
+        log.info("statistics: %s, figure: %s", sweep_dir / "sweep_stats.csv", sweep_dir / "sweep_stats.png")

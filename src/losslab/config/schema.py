@@ -196,8 +196,10 @@ class EvalConfig:
 
 @dataclass
 class SweepConfig:
-    rank_by: str = MISSING
+    rank_by: str | None = MISSING
     mode: str | None = MISSING
+    repeat_key: str = MISSING
+    baseline: str | None = MISSING
 
 
 @dataclass

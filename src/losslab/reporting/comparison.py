@@ -1,10 +1,12 @@
-"""Finished runs read back (summary.json, overrides, config) and tabled: the rows of `losslab compare` (runs or
-whole sweeps side by side) and `losslab runs` (what is in an outputs folder). No figures: those are in curves."""
+"""Finished runs read back (metrics.csv, summary.json, overrides, config) and tabled: the rows of `losslab compare`
+(runs or whole sweeps side by side) and `losslab runs` (what is in an outputs folder). No figures: those are in
+curves."""
 
 from __future__ import annotations
 
+import csv
 import json
-import math
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -12,24 +14,53 @@ import yaml
 
 from losslab.errors import LosslabError
 from losslab.reporting.history import read_metrics
+from losslab.reporting.ranking import MAP, Ranking, best_of, choose_ranking, ranked
 
-COMPARE_COLUMNS = ("rank", "run", "overrides", "status", "metric", "best", "best_epoch", "epochs_run", "run_dir")
+COMPARE_COLUMNS = ("rank", "run", "overrides", "status", "metric", "best", "best_epoch", "epochs_run", "rank_reason",
+                   "run_dir")
 RUNS_COLUMNS = ("date", "status", "model", "loss", "best_val_loss", "epochs_run", "run_dir")
 
 
-def expand_runs(paths: list[Path]) -> list[Path]:
-    """Run folders named directly (holding metrics.csv) or found one level below a sweep folder."""
+@dataclass
+class FinishedRun:
+    """What a run folder holds; each part empty when its file is missing."""
+
+    path: Path
+    overrides: list[str]  # the command-line overrides Hydra recorded
+    config: dict  # .hydra/config.yaml as written (interpolations unresolved)
+    history: list[dict]  # metrics.csv rows
+    summary: dict  # summary.json
+    status: str
+
+
+def read_run(path: Path, unfinished: str = "unknown") -> FinishedRun:
+    """The run in `path`; `unfinished` is the status of a run without summary.json (still running, or killed)."""
+    config_path = path / ".hydra" / "config.yaml"
+    summary = read_summary(path)
+    return FinishedRun(path=path, overrides=overrides_of(path),
+                       config=(yaml.safe_load(config_path.read_text()) or {}) if config_path.is_file() else {},
+                       history=read_metrics(path / "metrics.csv") if (path / "metrics.csv").is_file() else [],
+                       summary=summary, status=summary.get("status", unfinished))
+
+
+def load_runs(paths: list[Path]) -> list[FinishedRun]:
+    """The runs in run folders named directly or one level below a sweep folder: folders holding metrics.csv, or
+    summary.json alone (a run that failed before its first epoch)."""
     runs: list[Path] = []
     for path in paths:
-        if (path / "metrics.csv").is_file():
+        if _is_run(path):
             runs.append(path)
             continue
-        jobs = sorted((p.parent for p in path.glob("*/metrics.csv")), key=job_order)
+        jobs = sorted((p for p in path.glob("*/") if _is_run(p)), key=job_order)
         if not jobs:
             raise LosslabError(f"{path} holds no losslab run: expected a run folder with metrics.csv, or a sweep "
                                "folder whose job folders hold one (multirun/DATE/TIME).")
         runs.extend(jobs)
-    return runs
+    return [read_run(run) for run in runs]
+
+
+def _is_run(path: Path) -> bool:
+    return (path / "metrics.csv").is_file() or (path / "summary.json").is_file()
 
 
 def job_order(path: Path) -> tuple:
@@ -50,46 +81,32 @@ def distinguishing(overrides: list[list[str]]) -> list[list[str]]:
     return [[o for o in run if o not in shared] for run in overrides]
 
 
-def default_mode(metric: str) -> str:
-    """Losses are better low; mAP, AP, AR, precision, recall and F1 high."""
-    name = metric.rsplit("/", 1)[-1].lower()
-    return "max" if name.startswith(("map", "ap", "ar", "mar", "precision", "recall", "f1")) else "min"
+def run_ranking(runs: list[FinishedRun], requested: str | None, mode: str | None, source: str,
+                monitor: str | None = None) -> Ranking:
+    """How `runs` are ranked (see losslab.reporting.ranking): by `requested` (named by `source`), else by their
+    `monitor` or a common yardstick. `monitor` None: the trainer.monitor the runs share, else val/loss."""
+    configs = [run.config for run in runs if run.config]
+    monitors = {config.get("trainer", {}).get("monitor") for config in configs}
+    monitor = monitor or (monitors.pop() if len(monitors) == 1 and None not in monitors else "val/loss")
+    evaluated = all(best_of(run.history, MAP, "max")[0] is not None for run in runs if run.history)
+    return choose_ranking(requested, mode, monitor, [config["loss"] for config in configs if "loss" in config],
+                          evaluated, source)
 
 
-def compare_runs(paths: list[Path], metric: str = "val/loss", mode: str | None = None) -> list[dict]:
-    """One row per run: its best `metric` over the epochs, ranked best first (runs without it last)."""
-    mode = mode or default_mode(metric)
-    runs = expand_runs(paths)
-    labels = distinguishing([overrides_of(run) for run in runs])
+def compare_runs(runs: list[FinishedRun], ranking: Ranking) -> list[dict]:
+    """One row per run: its best ranking metric over the epochs, ranked best first (runs without it last)."""
+    labels = distinguishing([run.overrides for run in runs])
     rows = []
     for run, label in zip(runs, labels, strict=True):
-        history = read_metrics(run / "metrics.csv")
-        best = best_of(history, metric, mode)
-        status = read_summary(run).get("status", "unknown")
-        rows.append({"run": run.name, "overrides": " ".join(label), "status": status,
-                     "metric": metric, "best": best[0], "best_epoch": best[1], "epochs_run": len(history),
-                     "run_dir": str(run), "history": history})
+        best, best_epoch = best_of(run.history, ranking.metric, ranking.mode)
+        rows.append({"run": run.path.name, "overrides": " ".join(label), "status": run.status,
+                     "metric": ranking.metric, "best": best, "best_epoch": best_epoch, "epochs_run": len(run.history),
+                     "rank_reason": ranking.reason, "run_dir": str(run.path), "history": run.history})
     if not any(row["best"] is not None for row in rows):
         columns = sorted({key for row in rows for r in row["history"] for key in r if key != "epoch"})
-        raise LosslabError(f"--metric {metric} is in no run's metrics.csv; expected one of {', '.join(columns)}.")
-    return ranked(rows, mode)
-
-
-def best_of(history: list[dict], metric: str, mode: str) -> tuple[float | None, int | None]:
-    """The best finite value of `metric` over a run's epochs and the epoch it came from; (None, None) if none."""
-    values = [(r[metric], r["epoch"]) for r in history if isinstance(r.get(metric), float) and math.isfinite(r[metric])]
-    if not values:
-        return None, None
-    return min(values) if mode == "min" else max(values, key=lambda value: (value[0], -value[1]))
-
-
-def ranked(rows: list[dict], mode: str) -> list[dict]:
-    """`rows` sorted by their "best" value (rows without one last), each given its "rank"."""
-    sign = 1 if mode == "min" else -1
-    rows = sorted(rows, key=lambda row: (row["best"] is None, sign * (row["best"] or 0.0)))
-    for rank, row in enumerate(rows, start=1):
-        row["rank"] = rank
-    return rows
+        raise LosslabError(f"{ranking.metric} ({ranking.reason}) is in no run's metrics.csv; expected --metric "
+                           f"with one of {', '.join(columns)}.")
+    return ranked(rows, ranking.mode)
 
 
 def list_runs(root: Path) -> list[dict]:
@@ -113,6 +130,15 @@ def list_runs(root: Path) -> list[dict]:
             "run_dir": str(run),
         })
     return sorted(rows, key=lambda row: row["date"], reverse=True)
+
+
+def write_table(path: Path, rows: list[dict], columns: tuple[str, ...]) -> Path:
+    """`rows` as a CSV file with `columns` (other keys of the rows left out)."""
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
 
 
 def format_table(rows: list[dict], columns: tuple[str, ...]) -> str:

@@ -1,4 +1,5 @@
-"""Loss-curve figures: one run's train/val curves per component, and a sweep's runs overlaid."""
+"""Loss-curve figures: one run's train/val curves per component, a sweep's runs (or groups of repeated runs)
+overlaid, and the groups' statistics."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from losslab.losses.catalogue import COMPONENTS  # noqa: E402
@@ -80,25 +82,82 @@ def loss_curves_figure(rows: list[dict], title: str = "", best_epoch: int | None
     return fig
 
 
-def plot_sweep_curves(runs: list[tuple[str, list[dict]]], path: Path, columns=("val/loss", "train/loss")) -> Path:
+def sweep_columns(rank_by: str) -> tuple[str, ...]:
+    """The panels of a sweep's figure: each run's own val loss, the reference loss and the ranking metric
+    (train loss when the ranking metric is one of the first two)."""
+    return ("val/loss", "val/ref_loss", rank_by if rank_by not in ("val/loss", "val/ref_loss") else "train/loss")
+
+
+def plot_sweep_curves(groups: list[tuple[str, list[list[dict]]]], path: Path,
+                      columns=("val/loss", "train/loss")) -> Path:
     """Save sweep_figure(...) to `path`."""
-    return _save(sweep_figure(runs, columns), path)
+    return _save(sweep_figure(groups, columns), path)
 
 
-def sweep_figure(runs: list[tuple[str, list[dict]]], columns=("val/loss", "train/loss")) -> Figure:
-    """Each run's `columns` over epochs, one panel per column, one line per (label, rows) run."""
+def sweep_figure(groups: list[tuple[str, list[list[dict]]]], columns=("val/loss", "train/loss")) -> Figure:
+    """`columns` over epochs, one panel per column, one line per (label, runs' rows) group: a single run's
+    values, or the mean over the group's runs with their min-max range shaded."""
     fig, axes = plt.subplots(1, len(columns), figsize=(6 * len(columns), 4.5), layout="constrained", squeeze=False)
     for ax, column in zip(axes[0], columns, strict=True):
-        for label, rows in runs:
-            epochs, values = _series(rows, column)
-            if epochs:
-                ax.plot(epochs, values, marker="o", markersize=3, label=label)
+        for label, runs in groups:
+            epochs, mean, low, high = _band(runs, column)
+            if not epochs:
+                continue
+            line, = ax.plot(epochs, mean, marker="o", markersize=3,
+                            label=label if len(runs) == 1 else f"{label} (mean of {len(runs)})")
+            if len(runs) > 1:
+                ax.fill_between(epochs, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
         ax.set_title(SWEEP_TITLES.get(column, column))
         _epoch_axis(ax)
         ax.grid(alpha=0.3)
     handles, labels = axes[0][0].get_legend_handles_labels()
+    if any(len(runs) > 1 for _, runs in groups):
+        handles.append(Patch(color="gray", alpha=0.2, label="shaded: min-max over the group's runs"))
+        labels.append(handles[-1].get_label())
     if handles:
         fig.legend(handles, labels, loc="outside lower center", fontsize=8, ncols=min(3, len(labels)))
+    return fig
+
+
+def _band(runs: list[list[dict]], column: str) -> tuple[list[int], list[float], list[float], list[float]]:
+    """Epochs where some run has a finite `column`, and the mean, min and max over those runs' values."""
+    by_epoch: dict[int, list[float]] = {}
+    for rows in runs:
+        for epoch, value in zip(*_series(rows, column), strict=True):
+            if math.isfinite(value):
+                by_epoch.setdefault(epoch, []).append(value)
+    epochs = sorted(by_epoch)
+    return (epochs, [sum(by_epoch[e]) / len(by_epoch[e]) for e in epochs], [min(by_epoch[e]) for e in epochs],
+            [max(by_epoch[e]) for e in epochs])
+
+
+def plot_group_statistics(rows: list[dict], mode: str, path: Path) -> Path:
+    """Save statistics_figure(...) to `path`."""
+    return _save(statistics_figure(rows, mode), path)
+
+
+def statistics_figure(rows: list[dict], mode: str) -> Figure:
+    """Each group's mean ranking metric with its 95% interval (best group on top), each run's value as a dot,
+    the baseline in black with its mean as a dashed line, each verdict on the right. `rows` are
+    losslab.reporting.repeats' group rows."""
+    metric = rows[0]["rank_by"]
+    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.5 * len(rows)), layout="constrained")
+    for y, row in enumerate(reversed(rows)):
+        color = "black" if row["baseline"] else "tab:blue"
+        ax.plot(row["values"], [y] * len(row["values"]), "o", color=color, alpha=0.35, markersize=5)
+        if row["mean"] is None:
+            continue
+        interval = None if row["ci_low"] is None else [[row["mean"] - row["ci_low"]], [row["ci_high"] - row["mean"]]]
+        ax.errorbar(row["mean"], y, xerr=interval, fmt="D", color=color, capsize=4, markersize=6)
+        if row["baseline"]:
+            ax.axvline(row["mean"], color="black", linestyle="--", linewidth=1)
+        shown = row["verdict"] if row.get("p_value") is None else f"{row['verdict']} (p={row['p_value']:.2g})"
+        ax.text(1.01, y, shown, transform=ax.get_yaxis_transform(), va="center", fontsize=8, color=color)
+    ax.set_yticks(range(len(rows)), [f"{row['group']} (baseline)" if row["baseline"] else row["group"]
+                                     for row in reversed(rows)])
+    ax.set_xlabel(f"best {metric} of each run ({'lower' if mode == 'min' else 'higher'} is better)")
+    ax.set_title(f"{metric}: mean and 95% interval per group (dots: runs)")
+    ax.grid(alpha=0.3, axis="x")
     return fig
 
 

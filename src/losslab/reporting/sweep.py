@@ -1,27 +1,33 @@
-"""Summaries of a multirun folder: sweep_summary.csv and sweep_curves.png across its jobs."""
+"""Summaries of a multirun folder when it ends: sweep_summary.csv (every job ranked) and sweep_curves.png; with
+repeated seeds also sweep_stats.csv and sweep_stats.png (groups of repeats, their statistics and verdicts)."""
 
 from __future__ import annotations
 
-import csv
-import logging
+from dataclasses import dataclass
 from pathlib import Path
 
-from losslab.reporting.comparison import (
-    best_of,
-    default_mode,
-    distinguishing,
-    job_order,
-    overrides_of,
-    ranked,
-    read_summary,
-)
-from losslab.reporting.curves import plot_sweep_curves
-from losslab.reporting.history import read_metrics
-
-log = logging.getLogger(__name__)
+from losslab.reporting.comparison import FinishedRun, distinguishing, job_order, read_run, run_ranking, write_table
+from losslab.reporting.curves import plot_group_statistics, plot_sweep_curves, sweep_columns
+from losslab.reporting.ranking import Ranking, best_of, ranked
+from losslab.reporting.repeats import STATS_COLUMNS, Group, group_curves, group_runs, group_statistics, has_repeats
 
 SUMMARY_COLUMNS = ("rank", "job", "overrides", "status", "rank_by", "best", "best_epoch", "best_val_loss",
-                   "best_val_mAP", "val_ref_loss", "epochs_run", "diagnosis", "error", "run_dir", "all_overrides")
+                   "best_val_mAP", "val_ref_loss", "epochs_run", "diagnosis", "error", "rank_reason", "run_dir",
+                   "all_overrides")
+
+
+@dataclass
+class SweepReport:
+    """A finished sweep: how its jobs were ranked, their sweep_summary.csv rows (best first) and the jobs grouped
+    by everything but the repeat key (a group per job when nothing was repeated)."""
+
+    ranking: Ranking
+    jobs: list[dict]
+    groups: list[Group]
+
+    @property
+    def repeated(self) -> bool:
+        return has_repeats(self.groups)
 
 
 def job_dirs(sweep_dir: Path) -> list[Path]:
@@ -29,50 +35,56 @@ def job_dirs(sweep_dir: Path) -> list[Path]:
     return sorted((p.parent.parent for p in sweep_dir.glob("*/.hydra/overrides.yaml")), key=job_order)
 
 
-def job_summary(job_dir: Path, history: list[dict], label: list[str], overrides: list[str], rank_by: str,
-                mode: str) -> dict:
-    """One sweep_summary.csv row; a job without summary.json (killed, or never started) is 'failed'.
-
-    `history` is the job's metrics.csv rows; `label` is the part of the job's `overrides` that sets it
-    apart from the other jobs; "best" is the job's best `rank_by` value over its epochs and
-    "best_epoch" the epoch it came from.
-    """
-    summary = read_summary(job_dir) or {"status": "failed"}
-    best, best_epoch = best_of(history, rank_by, mode)
+def job_summary(run: FinishedRun, label: list[str], ranking: Ranking) -> dict:
+    """One sweep_summary.csv row; `label` is the part of the job's overrides that sets it apart from the other
+    jobs; "best" is the job's best ranking value over its epochs and "best_epoch" the epoch it came from."""
+    best, best_epoch = best_of(run.history, ranking.metric, ranking.mode)
     return {
-        "job": job_dir.name,
+        "job": run.path.name,
         "overrides": " ".join(label),
-        "status": summary.get("status"),
-        "rank_by": rank_by,
+        "status": run.status,
+        "rank_by": ranking.metric,
         "best": best,
         "best_epoch": best_epoch,
-        "best_val_loss": best_of(history, "val/loss", "min")[0],
-        "best_val_mAP": best_of(history, "val/mAP", "max")[0],
-        "val_ref_loss": (summary.get("best") or {}).get("val/ref_loss"),
-        "epochs_run": summary.get("epochs_run"),
-        "diagnosis": (summary.get("diagnosis") or {}).get("text"),
-        "error": summary.get("error"),
-        "run_dir": str(job_dir),
-        "all_overrides": " ".join(overrides),
+        "best_val_loss": best_of(run.history, "val/loss", "min")[0],
+        "best_val_mAP": best_of(run.history, "val/mAP", "max")[0],
+        "val_ref_loss": (run.summary.get("best") or {}).get("val/ref_loss"),
+        "epochs_run": run.summary.get("epochs_run"),
+        "diagnosis": (run.summary.get("diagnosis") or {}).get("text"),
+        "error": run.summary.get("error"),
+        "rank_reason": ranking.reason,
+        "run_dir": str(run.path),
+        "all_overrides": " ".join(run.overrides),
     }
 
 
-def summarize_sweep(sweep_dir: Path, rank_by: str = "val/loss", mode: str | None = None) -> list[dict]:
-    """Write sweep_summary.csv (jobs ranked by their best `rank_by`, any metrics.csv column; `mode`
-    min or max, by default chosen from the column's name) and sweep_curves.png into `sweep_dir`;
-    return the summary rows, best first."""
-    mode = mode or default_mode(rank_by)
-    jobs = job_dirs(sweep_dir)
-    histories = [read_metrics(job / "metrics.csv") if (job / "metrics.csv").is_file() else [] for job in jobs]
-    overrides = [overrides_of(job) for job in jobs]
-    rows = [job_summary(job, history, label, job_overrides, rank_by, mode) for job, history, label, job_overrides
-            in zip(jobs, histories, distinguishing(overrides), overrides, strict=True)]
-    best_first = ranked(rows, mode)  # `rows` stay in job order (for the curves), each given its rank
-    with (sweep_dir / "sweep_summary.csv").open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=SUMMARY_COLUMNS)
-        writer.writeheader()
-        writer.writerows(best_first)
-    curves = [(row["overrides"] or row["job"], history) for row, history, job in zip(rows, histories, jobs, strict=True)
-              if (job / "metrics.csv").is_file()]
-    plot_sweep_curves(curves, sweep_dir / "sweep_curves.png", columns=("val/loss", "val/ref_loss", "train/loss"))
-    return best_first
+def summarize_sweep(sweep_dir: Path, rank_by: str | None = None, mode: str | None = None, monitor: str = "val/loss",
+                    repeat_key: str = "trainer.seed") -> SweepReport:
+    """Write sweep_summary.csv (jobs ranked by their best `rank_by`, by default chosen by
+    losslab.reporting.ranking from `monitor` and the jobs' losses; `mode` min or max, by default from the
+    column's name) and sweep_curves.png (a line per job, or per group of jobs differing only in `repeat_key`:
+    their mean and range) into `sweep_dir`. A job without summary.json (killed, or never started) is 'failed'."""
+    runs = [read_run(job, unfinished="failed") for job in job_dirs(sweep_dir)]
+    ranking = run_ranking(runs, rank_by, mode, "sweep.rank_by", monitor)
+    rows = [job_summary(run, label, ranking) for run, label in
+            zip(runs, distinguishing([run.overrides for run in runs]), strict=True)]
+    jobs = ranked(rows, ranking.mode)  # `rows` stay in job order (for the curves), each given its rank
+    write_table(sweep_dir / "sweep_summary.csv", jobs, SUMMARY_COLUMNS)
+    groups = group_runs(runs, repeat_key)
+    if has_repeats(groups):
+        curves = group_curves(groups)
+    else:  # every job, whatever its status: a diverged job's curve shows where it went wrong
+        curves = [(row["overrides"] or row["job"], [run.history]) for row, run in zip(rows, runs, strict=True)
+                  if run.history]
+    plot_sweep_curves(curves, sweep_dir / "sweep_curves.png", columns=sweep_columns(ranking.metric))
+    return SweepReport(ranking, jobs, groups)
+
+
+def summarize_repeats(sweep_dir: Path, report: SweepReport, baseline: str | None) -> list[dict]:
+    """Write sweep_stats.csv (per group of repeats: n, mean, sd, 95% interval, the difference from the `baseline`
+    group with its interval, p-value and verdict; see losslab.reporting.repeats) and sweep_stats.png; return the
+    rows, best group first. A `baseline` that names no single group is a LosslabError."""
+    rows = group_statistics(report.groups, report.ranking, baseline, "sweep.baseline")
+    write_table(sweep_dir / "sweep_stats.csv", rows, STATS_COLUMNS)
+    plot_group_statistics(rows, report.ranking.mode, sweep_dir / "sweep_stats.png")
+    return rows

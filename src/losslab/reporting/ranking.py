@@ -1,0 +1,109 @@
+"""Which metrics.csv column ranks a set of runs, and why; each run's best value of it; runs sorted best first.
+
+Each run's `val/loss` is its own training objective: a focal loss is smaller than cross-entropy on the same
+predictions, so runs trained with different losses cannot be ranked by it. When they differ in any `loss`
+setting the default is a common yardstick instead: val/mAP when every run evaluated it, else val/ref_loss
+(every run scored with loss=default).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+from losslab.losses.catalogue import COMPONENTS
+
+log = logging.getLogger(__name__)
+
+MAP, REF_LOSS = "val/mAP", "val/ref_loss"
+SHOWN_DIFFERENCES = 3  # loss keys named in a reason; the rest are counted
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """The column runs are ranked by, min or max, and the sentence saying why (for tables and the console)."""
+
+    metric: str
+    mode: str
+    reason: str
+
+
+def default_mode(metric: str) -> str:
+    """Losses are better low; mAP, AP, AR, precision, recall and F1 high."""
+    name = metric.rsplit("/", 1)[-1].lower()
+    return "max" if name.startswith(("map", "ap", "ar", "mar", "precision", "recall", "f1")) else "min"
+
+
+def own_objective(metric: str) -> bool:
+    """Whether `metric` is a value of the run's own training loss (train/ or val/ total or component)."""
+    split, _, name = metric.partition("/")
+    return split in ("train", "val") and name in ("loss", *COMPONENTS)
+
+
+def loss_differences(loss_sections: list[dict]) -> list[str]:
+    """The dotted `loss` keys (loss.cls.name, loss.weights.mask, ...) whose values are not the same in every run,
+    the loss names first."""
+    flat = [_flatten(section, "loss") for section in loss_sections]
+    keys = dict.fromkeys(key for run in flat for key in run)
+    differing = [key for key in keys if len({repr(run.get(key)) for run in flat}) > 1]
+    return sorted(differing, key=lambda key: not key.endswith(".name"))
+
+
+def choose_ranking(requested: str | None, mode: str | None, monitor: str, loss_sections: list[dict],
+                   evaluated_map: bool, source: str) -> Ranking:
+    """The ranking of runs whose configs hold `loss_sections` and which all logged val/mAP when `evaluated_map`.
+
+    `requested` is the metric the user named (by `source`: "sweep.rank_by" or "--metric"), None for the
+    default: `monitor` (the runs' trainer.monitor) unless the runs differ in a loss setting and `monitor` is
+    each run's own objective; then val/mAP when evaluated, else val/ref_loss. A requested own-objective
+    metric across different losses is used as asked, with a warning. `mode` None: from the column's name.
+    """
+    differing = loss_differences(loss_sections)
+    named = _named(differing)
+    if requested is not None:
+        metric, reason = requested, f"{source}={requested}"
+        if differing and own_objective(requested):
+            log.warning("%s is each run's own training loss and the runs differ in %s: its values are on different "
+                        "scales; %s or %s compare them", requested, named, MAP, REF_LOSS)
+    elif differing and own_objective(monitor):
+        metric = MAP if evaluated_map else REF_LOSS
+        yardstick = "every run evaluated it" if evaluated_map else "every run's val loss under loss=default"
+        reason = (f"the runs differ in {named}, so each run's own {monitor} is on its own scale; "
+                  f"{metric} is comparable ({yardstick})")
+    else:
+        metric = monitor
+        reason = (f"trainer.monitor={monitor}, comparable across the runs' losses" if differing
+                  else f"trainer.monitor={monitor}; the runs share their loss settings")
+    return Ranking(metric, mode or default_mode(metric), reason)
+
+
+def best_of(history: list[dict], metric: str, mode: str) -> tuple[float | None, int | None]:
+    """The best finite value of `metric` over a run's epochs and the epoch it came from; (None, None) if none."""
+    values = [(r[metric], r["epoch"]) for r in history if isinstance(r.get(metric), float) and math.isfinite(r[metric])]
+    if not values:
+        return None, None
+    return min(values) if mode == "min" else max(values, key=lambda value: (value[0], -value[1]))
+
+
+def ranked(rows: list[dict], mode: str, value: str = "best") -> list[dict]:
+    """`rows` sorted by their `value` (rows without one last), each given its "rank"."""
+    sign = 1 if mode == "min" else -1
+    rows = sorted(rows, key=lambda row: (row[value] is None, sign * (row[value] or 0.0)))
+    for rank, row in enumerate(rows, start=1):
+        row["rank"] = rank
+    return rows
+
+
+def _named(keys: list[str]) -> str:
+    shown = ", ".join(keys[:SHOWN_DIFFERENCES])
+    return shown + (f" and {len(keys) - SHOWN_DIFFERENCES} more" if len(keys) > SHOWN_DIFFERENCES else "")
+
+
+def _flatten(node, prefix: str) -> dict:
+    if not isinstance(node, dict):
+        return {prefix: node}
+    flat = {}
+    for key, value in node.items():
+        flat |= _flatten(value, f"{prefix}.{key}")
+    return flat

@@ -1,0 +1,172 @@
+"""Repeated seeds: per group n, mean, sd and 95% t interval, and against the baseline the difference, its interval,
+a paired or Welch t-test and a verdict, exactly as scipy computes them from made-up runs; their files and figures."""
+
+from __future__ import annotations
+
+import csv
+import statistics
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from conftest import fake_run
+from losslab.cli import main as losslab_main
+from losslab.errors import LosslabError
+from losslab.reporting.comparison import read_run
+from losslab.reporting.curves import statistics_figure, sweep_figure
+from losslab.reporting.repeats import group_runs, is_repeat
+from losslab.reporting.statistics import describe, verdict, versus
+from losslab.reporting.sweep import summarize_repeats, summarize_sweep
+
+# Each run's best val/mAP (higher is better) and best val/ref_loss, by loss and seed; giou's seed 2 failed.
+MAPS = {"default": [0.30, 0.34, 0.32], "focal": [0.35, 0.38, 0.38], "giou": [0.20, 0.24, None]}
+REFS = {"default": [1.50, 1.40, 1.45], "focal": [1.30, 1.35, 1.20], "giou": [1.70, 1.60, None]}
+
+
+@pytest.fixture
+def seeds(tmp_path):
+    """A sweep folder as `train -m loss=default,focal,giou trainer.seed=0,1,2` leaves it (jobs 0..8)."""
+    sweep, job = tmp_path / "sweep", 0
+    for loss in MAPS:
+        for seed, (best_map, best_ref) in enumerate(zip(MAPS[loss], REFS[loss], strict=True)):
+            rows = [] if best_map is None else [  # the second epoch holds the best values
+                {"epoch": 1, "val/loss": 2.0, "val/ref_loss": best_ref + 0.3, "val/mAP": best_map / 2},
+                {"epoch": 2, "val/loss": 1.5, "val/ref_loss": best_ref, "val/mAP": best_map}]
+            fake_run(sweep / str(job), [f"loss={loss}", f"trainer.seed={seed}", "trainer.max_epochs=2"], rows,
+                     "completed" if rows else "failed", loss={"cls": {"name": loss}})
+            job += 1
+    return sweep
+
+
+def _read(path):
+    with path.open() as f:
+        return {row["group"]: row for row in csv.DictReader(f)}
+
+
+def test_sweep_stats_hold_scipys_statistics_of_each_group_and_against_the_baseline(seeds):
+    report = summarize_sweep(seeds, monitor="val/loss")
+    assert report.repeated and report.ranking.metric == "val/mAP"
+    rows = summarize_repeats(seeds, report, baseline=None)
+    assert [row["group"] for row in rows] == ["loss=focal", "loss=default", "loss=giou"]  # best mean first
+    written = _read(seeds / "sweep_stats.csv")
+    assert set(written) == {"loss=focal", "loss=default", "loss=giou"}
+
+    default, focal, giou = MAPS["default"], MAPS["focal"], MAPS["giou"][:2]
+    base = written["loss=default"]
+    assert (base["baseline"], base["verdict"], base["n"], base["diff"]) == ("yes", "baseline", "3", "")
+    assert float(base["mean"]) == pytest.approx(0.32) and float(base["sd"]) == pytest.approx(0.02)
+    low, high = stats.t.interval(0.95, 2, loc=np.mean(default), scale=stats.sem(default))
+    assert (float(base["ci_low"]), float(base["ci_high"])) == (pytest.approx(low), pytest.approx(high))
+    assert float(base["ref_loss_mean"]) == pytest.approx(1.45) and float(base["ref_loss_sd"]) == pytest.approx(0.05)
+
+    # focal ran the same seeds as the baseline: a paired t-test, seed against seed.
+    row = written["loss=focal"]
+    paired = stats.ttest_rel(focal, default)
+    assert (row["test"], row["rank"], row["repeats"]) == ("paired t", "1", "0 1 2")
+    assert float(row["diff"]) == pytest.approx(statistics.mean(focal) - 0.32)
+    assert float(row["p_value"]) == pytest.approx(paired.pvalue) and paired.pvalue < 0.05
+    interval = paired.confidence_interval(0.95)
+    assert (float(row["diff_ci_low"]), float(row["diff_ci_high"])) == (pytest.approx(interval.low),
+                                                                           pytest.approx(interval.high))
+    assert row["verdict"] == "better"
+
+    # giou's failed seed is counted, never averaged in; its seeds no longer pair up: Welch's t-test.
+    row = written["loss=giou"]
+    assert (row["jobs"], row["n"], row["statuses"], row["epochs"]) == ("3", "2", "completed 2, failed 1", "2 2 0")
+    assert float(row["mean"]) == pytest.approx(0.22) and float(row["sd"]) == pytest.approx(statistics.stdev(giou))
+    welch = stats.ttest_ind(giou, default, equal_var=False)
+    assert row["test"] == "Welch t" and float(row["p_value"]) == pytest.approx(welch.pvalue)
+    assert float(row["diff_ci_low"]) == pytest.approx(welch.confidence_interval(0.95).low)
+    assert welch.pvalue > 0.05 and row["verdict"] == "no clear difference"
+    assert (seeds / "sweep_stats.png").stat().st_size > 1000
+
+
+def test_an_explicit_baseline_is_tested_against_and_a_wrong_one_is_explained(seeds):
+    report = summarize_sweep(seeds, monitor="val/loss")
+    rows = {row["group"]: row for row in summarize_repeats(seeds, report, baseline="loss=focal")}
+    assert rows["loss=focal"]["verdict"] == "baseline" and rows["loss=default"]["verdict"] == "worse"
+    assert rows["loss=default"]["diff"] == pytest.approx(0.32 - statistics.mean(MAPS["focal"]))
+    with pytest.raises(LosslabError, match=r"sweep.baseline=loss=dice matches 0 groups of runs; expected overrides "
+                                           r"that name exactly one of: loss=default; loss=focal; loss=giou"):
+        summarize_repeats(seeds, report, baseline="loss=dice")
+    with pytest.raises(LosslabError, match="sweep.baseline=trainer.max_epochs=2 matches 3 groups"):
+        summarize_repeats(seeds, report, baseline="trainer.max_epochs=2")
+
+
+def test_the_first_group_is_the_baseline_without_loss_default(tmp_path):
+    for job, (lr, seed, value) in enumerate([(0.1, 0, 1.0), (0.1, 1, 1.2), (0.01, 0, 0.8), (0.01, 1, 0.9)]):
+        fake_run(tmp_path / str(job), [f"optimizer.lr={lr}", f"trainer.seed={seed}"],
+                 [{"epoch": 1, "val/loss": value, "val/ref_loss": value}])
+    report = summarize_sweep(tmp_path, monitor="val/loss")
+    rows = summarize_repeats(tmp_path, report, baseline=None)
+    assert report.ranking.metric == "val/loss"
+    assert [(row["group"], row["baseline"], row["n"]) for row in rows] == [
+        ("optimizer.lr=0.01", "", 2), ("optimizer.lr=0.1", "yes", 2)]
+    assert rows[0]["p_value"] == pytest.approx(stats.ttest_rel([0.8, 0.9], [1.0, 1.2]).pvalue)
+
+
+def test_the_curves_of_repeated_seeds_are_their_mean_and_range(seeds):
+    report = summarize_sweep(seeds, monitor="val/loss")
+    assert (seeds / "sweep_curves.png").stat().st_size > 1000
+    groups = {group.label: group for group in report.groups}
+    assert groups["loss=giou"].repeats == ["0", "1", "2"] and len(groups["loss=giou"].runs) == 3
+    fig = sweep_figure([("loss=focal", [run.history for run in groups["loss=focal"].runs])], ("val/mAP",))
+    ax = fig.axes[0]
+    [line] = ax.get_lines()
+    assert line.get_label() == "loss=focal (mean of 3)"
+    assert list(line.get_ydata()) == pytest.approx([np.mean(MAPS["focal"]) / 2, np.mean(MAPS["focal"])])
+    [band] = ax.collections
+    ys = band.get_paths()[0].vertices[:, 1]
+    assert min(ys) == pytest.approx(0.35 / 2) and max(ys) == pytest.approx(0.38)
+    assert "shaded: min-max over the group's runs" in [text.get_text() for text in fig.legends[0].get_texts()]
+
+
+def test_the_statistics_figure_shows_each_groups_mean_interval_and_runs(seeds):
+    rows = summarize_repeats(seeds, summarize_sweep(seeds, monitor="val/loss"), baseline=None)
+    ax = statistics_figure(rows, "max").axes[0]
+    labels = [label.get_text() for label in ax.get_yticklabels()]
+    assert labels == ["loss=giou", "loss=default (baseline)", "loss=focal"]  # best on top
+    means = [line.get_xdata()[0] for line in ax.get_lines() if line.get_marker() == "D"]
+    assert means == pytest.approx([0.22, 0.32, np.mean(MAPS["focal"])])
+    assert "better (p=" in " ".join(text.get_text() for text in ax.texts)
+
+
+def test_compare_groups_runs_from_several_folders_by_seed(seeds, tmp_path, capsys):
+    folders = [str(seeds / str(job)) for job in range(6)]  # default and focal, as single runs
+    out = tmp_path / "out"
+    assert losslab_main(["compare", *folders, "--group-by", "seed", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.index("loss=focal    3/3") < printed.index("loss=default  3/3")
+    assert "paired t  better" in printed
+    written = _read(out / "comparison_stats.csv")
+    assert float(written["loss=focal"]["p_value"]) == pytest.approx(
+        stats.ttest_rel(MAPS["focal"], MAPS["default"]).pvalue)
+    for name in ("comparison.csv", "comparison.png", "comparison_stats.png"):
+        assert (out / name).stat().st_size > 100, name
+    assert losslab_main(["compare", *folders, "--baseline", "loss=focal"]) == 1
+    assert "expected --group-by KEY with it" in capsys.readouterr().err
+
+
+def test_a_repeat_key_names_a_key_or_every_key_ending_in_it():
+    assert is_repeat("trainer.seed=1", "trainer.seed") and is_repeat("split.seed=1", "seed")
+    assert is_repeat("+trainer.seed=1", "seed") and not is_repeat("split.seed=1", "trainer.seed")
+    assert not is_repeat("data.seeds=1", "seed")
+
+
+def test_groups_pool_every_value_of_the_repeat_key_and_ignore_the_run_folder(tmp_path):
+    runs = [fake_run(tmp_path / str(i), overrides, []) for i, overrides in enumerate(
+        [["loss=focal", "run_dir=a"], ["loss=focal", "trainer.seed=1", "run_dir=b"], ["loss=default"]])]
+    groups = group_runs([read_run(run) for run in runs], "trainer.seed")
+    assert [(g.label, g.repeats) for g in groups] == [("loss=focal", ["default", "1"]), ("loss=default", ["default"])]
+
+
+def test_statistics_of_too_few_or_identical_values():
+    assert describe([0.5]) == {"n": 1, "mean": 0.5, "sd": None, "ci_low": None, "ci_high": None}
+    assert describe([0.5, 0.5])["ci_low"] == 0.5 and describe([0.5, 0.5])["sd"] == 0.0
+    alone = versus([0.5], [0.4, 0.6], paired=False)
+    assert alone["diff"] == pytest.approx(0.0) and alone["p_value"] is None
+    assert verdict(alone["diff"], alone["p_value"], "min") == "too few runs"
+    assert verdict(0.0, float("nan"), "min") == "no clear difference"
+    assert verdict(-0.1, 0.01, "min") == "better" and verdict(-0.1, 0.01, "max") == "worse"
+    assert verdict(-0.1, 0.2, "min") == "no clear difference"
