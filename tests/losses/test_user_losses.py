@@ -85,6 +85,19 @@ def test_the_sections_other_keys_are_the_functions_or_the_classs_keyword_argumen
     assert zero.item() == 0 and zero.requires_grad
 
 
+def test_under_mixed_precision_a_user_loss_gets_float32_and_runs_outside_autocast(user_folder):
+    # Under autocast the product below would be bfloat16.
+    (user_folder / "dtypes.py").write_text("import torch\n\n\ndef seen(logits, labels):\n"
+                                           "    assert logits.dtype == torch.float32, logits.dtype\n"
+                                           "    return (logits @ logits.T).mean()\n")
+    logits, labels = synthetic_batch("cls", "rcnn", 3, CPU)
+    loss = user_loss("cls", "rcnn", custom("dtypes.seen"))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        value = loss(logits.bfloat16(), labels)
+    assert value.dtype == torch.float32
+    assert value.item() == pytest.approx((logits.bfloat16().float() @ logits.bfloat16().float().T).mean().item())
+
+
 def test_the_working_folder_is_importable_under_any_entry_point(user_folder, monkeypatch):
     here = os.getcwd()
     monkeypatch.setattr(sys, "path", [p for p in sys.path if os.path.abspath(p or os.curdir) != here])
