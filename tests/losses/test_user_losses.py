@@ -110,8 +110,11 @@ def test_the_check_before_training_leaves_the_random_streams_as_they_were(user_f
                                           "    return F.cross_entropy(logits + torch.rand(1), labels)\n")
     torch.manual_seed(0)
     state = torch.get_rng_state()
-    (checked,) = check_user_losses("faster_rcnn", {"cls": custom("noisy.ce"), "box": {"name": "default"}}, 3, CPU)
-    assert checked.target == "noisy.ce" and torch.equal(torch.get_rng_state(), state)
+    base = {"cls": custom("noisy.ce"), "box": {"name": "default"}}
+    phase = {**base, "box": custom("userloss.smooth_l1")}  # a loss phase: the base's cls, its own box loss
+    checked = check_user_losses("faster_rcnn", [base, phase], 3, CPU)
+    assert [loss.target for loss in checked] == ["noisy.ce", "userloss.smooth_l1"]  # each checked once
+    assert torch.equal(torch.get_rng_state(), state)
 
 
 BROKEN = '''
@@ -202,7 +205,7 @@ def test_each_mistake_in_a_user_loss_is_one_error_naming_component_target_and_pr
     (user_folder / "broken.py").write_text(BROKEN)
     (user_folder / "failing_import.py").write_text("raise RuntimeError('no GPU here')\n")
     with pytest.raises(LosslabError) as raised:
-        check_user_losses("faster_rcnn", {"cls": custom(target, **params)}, 3, CPU)
+        check_user_losses("faster_rcnn", [{"cls": custom(target, **params)}], 3, CPU)
     text = str(raised.value)
     assert text.startswith(f"loss.cls._target_={target} (classification loss): "), text
     assert "\n" not in text and 'docs/losses.md, "Your own loss"' in text

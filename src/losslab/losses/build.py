@@ -69,14 +69,18 @@ def needs_class_counts(choices: list[dict[str, dict]]) -> bool:
                for c in choices)
 
 
-def check_user_losses(arch: str, choices: dict[str, dict], num_classes: int, device: torch.device
+def check_user_losses(arch: str, every_choice: list[dict[str, dict]], num_classes: int, device: torch.device
                       ) -> list[UserLoss]:
-    """Import every user loss (`custom`) among `choices` and call it on a synthetic batch of its component's
-    shapes for `num_classes` object classes on `device`; the losses checked. A LosslabError naming the component
-    and target if one fails."""
-    checked = []
-    for key, spec in choices.items():
-        if spec.get("name") == "custom" and CONFIG_KEYS[key] in ARCH_COMPONENTS[arch]:
+    """Import every distinct user loss (`custom`) among these choices (one set per loss phase) and call it on a
+    synthetic batch of its component's shapes for `num_classes` object classes on `device`; the losses checked.
+    A LosslabError naming the component and target if one fails."""
+    checked: list[UserLoss] = []
+    seen: list[tuple[str, dict]] = []
+    for choices in every_choice:
+        for key, spec in choices.items():
+            if spec.get("name") != "custom" or CONFIG_KEYS[key] not in ARCH_COMPONENTS[arch] or (key, spec) in seen:
+                continue
+            seen.append((key, spec))
             loss = user_loss(key, family(arch), spec)
             check_user_loss(loss, num_classes, device)
             checked.append(loss)

@@ -1,5 +1,8 @@
 """Loss functions, each in the form its component calls it; every one is checked against a reference or a
-hand-computed value in tests/test_loss_functions.py.
+hand-computed value in tests/losses/test_loss_functions.py.
+
+A user's own loss (loss/<key>=custom) is called in the same forms, so any of these is a starting point; the
+contract, with the shapes, units and normalisation the heads use, is docs/losses.md, "Your own loss".
 
 Forms (all return a scalar tensor):
 

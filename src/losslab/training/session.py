@@ -71,10 +71,9 @@ def setup(cfg: DictConfig, run_dir: Path, world: World) -> Session:
     counts = count_classes(data.train, len(data.classes)) if needs_class_counts(every_choice) else None
     # Every phase's losses are built, and user losses tried on a synthetic batch, before anything is written:
     # a bad choice fails at once, leaving only the failed run's summary.
-    for phase_choices in every_choice:
-        for checked in check_user_losses(arch, phase_choices, len(data.classes), device):
-            log.info("user loss loss.%s._target_=%s (%s): imported, and called on a synthetic batch", checked.key,
-                     checked.target, checked.origin)
+    for checked in check_user_losses(arch, every_choice, len(data.classes), device):
+        log.info("user loss loss.%s._target_=%s (%s): imported, and called on a synthetic batch", checked.key,
+                 checked.target, checked.origin)
     losses = build_losses(arch, choices, weights, counts)
     phase_losses = {phase.number: build_losses(arch, phase.choices, weights, counts) for phase in schedule.phases}
     if world.main:
