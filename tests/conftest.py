@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -50,3 +52,75 @@ def fake_run(path, overrides, rows, status="completed", loss=None, monitor="val/
     best = min(rows, key=lambda r: r["val/loss"]) if rows else None
     (path / "summary.json").write_text(json.dumps({"status": status, "best": best, "epochs_run": len(rows)}))
     return path
+# A user's own module (userloss.py in the working folder, not in the package): each function or class is written
+# the way a user would write the built-in default it copies, against the contract of docs/losses.md.
+USER_LOSSES = """
+import torch
+import torch.nn.functional as F
+from torchvision.ops import sigmoid_focal_loss
+
+
+def ce(logits, labels):
+    \"\"\"R-CNN classification: cross-entropy averaged over the sampled RoIs.\"\"\"
+    return F.cross_entropy(logits, labels)
+
+
+def scaled_ce(logits, labels, *, scale):
+    return scale * F.cross_entropy(logits, labels)
+
+
+def sigmoid_focal(logits, labels, *, reduction, alpha=0.25, gamma=2.0):
+    \"\"\"RetinaNet classification: a sigmoid focal loss per class, background (label 0) a negative everywhere.\"\"\"
+    targets = F.one_hot(labels, logits.shape[1]).to(logits.dtype)
+    targets[:, 0] = 0
+    per_anchor = sigmoid_focal_loss(logits, targets, alpha=alpha, gamma=gamma, reduction="none").sum(dim=1)
+    return per_anchor.sum() if reduction == "sum" else per_anchor.mean()
+
+
+def sigmoid_focal_mean(logits, labels):
+    \"\"\"The same without `reduction`: the mean over the anchors, which losslab turns into RetinaNet's sum.\"\"\"
+    return sigmoid_focal(logits, labels, reduction="mean")
+
+
+def smooth_l1(pred_deltas, target_deltas, anchors, box_coder, beta=1 / 9):
+    return F.smooth_l1_loss(pred_deltas, target_deltas, beta=beta, reduction="sum")
+
+
+def decoded_l1(pred_deltas, target_deltas, anchors, box_coder):
+    \"\"\"L1 on the deltas, by way of the boxes they decode to: RetinaNet's box coder has weights 1, so
+    the width and height terms are log-ratios of the decoded sizes.\"\"\"
+    pred = box_coder.decode_single(pred_deltas, anchors)
+    target = box_coder.decode_single(target_deltas, anchors)
+    centre = lambda b: (b[:, :2] + b[:, 2:]) / 2  # noqa: E731
+    size = lambda b: b[:, 2:] - b[:, :2]  # noqa: E731
+    anchor_size = size(anchors)
+    return ((centre(pred) - centre(target)) / anchor_size).abs().sum() + (size(pred) / size(target)).log().abs().sum()
+
+
+def objectness_bce(logits, labels):
+    return F.binary_cross_entropy_with_logits(logits, labels)
+
+
+class MaskBCE(torch.nn.Module):
+    \"\"\"Mask R-CNN's mask loss as a module whose instance is called: the mean per-pixel BCE.\"\"\"
+
+    def __init__(self, weight=1.0):
+        super().__init__()
+        self.register_buffer("weight", torch.tensor(weight))
+
+    def forward(self, mask_logits, targets):
+        return self.weight * F.binary_cross_entropy_with_logits(mask_logits, targets)
+"""
+
+
+@pytest.fixture
+def user_folder(tmp_path, monkeypatch):
+    """An empty working folder holding userloss.py (USER_LOSSES), as a user's would. sys.path and the modules
+    imported from the folder are put back afterwards."""
+    (tmp_path / "userloss.py").write_text(USER_LOSSES)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    yield tmp_path
+    for name, module in list(sys.modules.items()):
+        if Path(getattr(module, "__file__", None) or "/").is_relative_to(tmp_path):
+            del sys.modules[name]

@@ -5,13 +5,14 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from hydra.errors import ConfigCompositionException
 
 from losslab import compose_config
 from losslab.config.compose import config_dir
-from losslab.losses.catalogue import CATALOGUE
+from losslab.config.schema import loss_options
 
 GROUPS = ["model", "loss", "data", "split", "augment", "optimizer", "scheduler", "trainer", "logger"]
 
@@ -68,6 +69,55 @@ def test_wrong_type_or_unknown_key_fails_at_composition(override, message):
     with pytest.raises(ConfigCompositionException) as error:
         compose_config([override])
     assert message in str(error.value) + str(error.value.__cause__)
+
+
+EXAMPLE_CONF = Path(__file__).parents[2] / "examples" / "polyloss" / "conf"
+
+
+def test_a_custom_loss_takes_a_target_and_any_parameters():
+    from omegaconf import OmegaConf
+
+    cfg = compose_config(["loss/box=custom", "loss.box._target_=myloss.box_loss", "+loss.box.eps=0.1",
+                          "+loss.box.weights=[1,2]"])
+    assert OmegaConf.to_container(cfg.loss.box) == {"name": "custom", "_target_": "myloss.box_loss", "eps": 0.1,
+                                                    "weights": [1, 2]}
+    with pytest.raises(ConfigCompositionException, match=re.escape("+loss.box.eps=0.1")):
+        compose_config(["loss/box=custom", "loss.box._target_=myloss.box_loss", "loss.box.eps=0.1"])
+
+
+def test_a_config_dir_holds_the_users_loss_options_and_presets():
+    from omegaconf import OmegaConf
+
+    search = f"hydra.searchpath=[file://{EXAMPLE_CONF}]"  # what `train --config-dir DIR` adds
+    cfg = compose_config([search, "loss=poly1_giou", "loss.cls.epsilon=2.0"])
+    assert OmegaConf.to_container(cfg.loss.cls) == {"name": "custom", "_target_": "polyloss.poly1_cross_entropy",
+                                                    "epsilon": 2.0}
+    assert cfg.loss.box.name == "giou" and cfg.loss.objectness.name == "default"
+    focal = compose_config([search, "model=retinanet", "loss/cls=poly1_focal"]).loss.cls
+    assert OmegaConf.to_container(focal) == {"name": "custom", "_target_": "polyloss.poly1_focal", "epsilon": 1.0,
+                                             "alpha": 0.25, "gamma": 2.0}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["loss/cls=custom"], "loss.cls: a custom loss needs loss.cls._target_=MODULE.NAME, your loss function or "
+                              "class"),
+        (["loss/box=giou", "+loss.box._target_=myloss.box_loss"],
+         "loss.box._target_=myloss.box_loss: only loss/box=custom takes a _target_"),
+        (["+loss.schedule.phases=[{epochs: 1, losses: {mask: {name: custom}}}]"],
+         "loss.schedule.phases[0].losses.mask: a custom loss needs loss.schedule.phases[0].losses.mask._target_"),
+        (["+loss.schedule.phases=[{epochs: 1, losses: {cls: {name: poly1}}}]"],
+         "loss.schedule.phases[0].losses.cls.name=poly1: expected one of default, ce, weighted_ce, bce, focal, "
+         "hinge, custom"),
+    ],
+)
+def test_a_loss_choice_that_names_no_loss_is_a_configuration_error(overrides, message):
+    from losslab.config.validation import validate
+    from losslab.errors import LosslabError
+
+    with pytest.raises(LosslabError, match=re.escape(message)):
+        validate(compose_config(overrides))
 
 
 def _train_cli(*args, cwd):
@@ -145,9 +195,10 @@ def test_help_lists_every_option_of_every_group(tmp_path):
     assert result.returncode == 0, result.stderr
     lines = {line.split()[0]: line for line in result.stdout.splitlines() if line.strip()}
     groups = {d.name: [p.stem for p in d.glob("*.yaml")] for d in config_dir().glob("*/") if d.name != "hydra"}
-    groups |= {f"loss/{key}": ["default", *losses] for key, losses in CATALOGUE.items()}
+    groups |= {f"loss/{key}": list(options) for key, options in loss_options().items()}
     for group, options in groups.items():
         assert group in lines, group
         listed = set(re.findall(r"[\w/]+", lines[group]))
         assert set(options) <= listed, (group, set(options) - listed)
     assert "resume=outputs/DATE/TIME" in result.stdout and "install=bash" in result.stdout
+    assert "loss/cls=custom loss.cls._target_=" in result.stdout and "--config-dir myconf" in result.stdout

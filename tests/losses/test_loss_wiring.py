@@ -174,3 +174,11 @@ def test_schedule_phases_cycle_and_override_only_what_they_name():
 
     with pytest.raises(LosslabError, match=r"phases\[0\].losses names \['classification'\]"):
         LossSchedule(base, [{"epochs": 1, "losses": {"classification": {"name": "ce"}}}])
+
+
+def test_a_parameter_a_built_in_loss_does_not_have_is_an_error_naming_its_parameters():
+    from losslab.errors import LosslabError
+
+    # `+loss.cls.gama=1` composes (a `+` adds any key), so the loss is checked when it is built.
+    with pytest.raises(LosslabError, match=r"loss.cls=focal has no parameter gama; its parameters are alpha, gamma"):
+        build_losses("faster_rcnn", {"cls": {"name": "focal", "gama": 1.0}}, {})

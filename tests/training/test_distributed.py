@@ -1,4 +1,5 @@
-"""Data-parallel training with torchrun: two CPU processes (gloo) give the epoch averages of one process."""
+"""Data-parallel training with torchrun: two CPU processes (gloo) give the epoch averages of one process, the user
+loss they train with imported by each."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import sys
 
 import pytest
 
-from conftest import TINY, tiny_config
+from conftest import TINY, USER_LOSSES, tiny_config
 from losslab import run
 from losslab.reporting.history import read_metrics
 
@@ -20,17 +21,25 @@ SAME_PER_IMAGE_LOSSES = ["model=retinanet", "data.num_images=12", "data.batch_si
                          "optimizer.lr=1e-12", "scheduler=none", "augment=none", "eval.every=1"]
 
 
+# RetinaNet's default classification loss as a user's own (conftest's USER_LOSSES): every process imports it from
+# the working folder, and it trains exactly as the built-in one does.
+USER_FOCAL = ["loss/cls=custom", "loss.cls._target_=userloss.sigmoid_focal"]
+
+
 def test_two_gloo_processes_average_like_one_process(tmp_path):
     single = run(tiny_config(*SAME_PER_IMAGE_LOSSES, run_dir=tmp_path / "single")).history[0]
 
     ddp_dir = tmp_path / "ddp"
+    (tmp_path / "userloss.py").write_text(USER_LOSSES)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-               "-m", "losslab", *TINY, *SAME_PER_IMAGE_LOSSES, f"run_dir={ddp_dir}"]
+               "-m", "losslab", *TINY, *SAME_PER_IMAGE_LOSSES, *USER_FOCAL, f"run_dir={ddp_dir}"]
     scratch = tmp_path.parent / f"{tmp_path.name}-tmp"  # the processes' temporary directory
     scratch.mkdir()
     completed = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=280,
-                               env={**os.environ, "TMPDIR": str(scratch)})
+                               env={**os.environ, "TMPDIR": str(scratch), "PYTHONDONTWRITEBYTECODE": "1"})
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    output = completed.stdout + completed.stderr
+    assert output.count("user loss loss.cls._target_=userloss.sigmoid_focal") == 1  # rank 0 logs it
 
     (ddp,) = read_metrics(ddp_dir / "metrics.csv")
     trained = [key for key in single if key.startswith("train/")]
@@ -46,6 +55,6 @@ def test_two_gloo_processes_average_like_one_process(tmp_path):
         assert ddp[key] == pytest.approx(single[key], rel=1e-3, abs=1e-3), key
     # Only the main process writes: one run folder, nothing from the second process in the working directory.
     assert (ddp_dir / "checkpoints" / "last.pt").is_file() and (ddp_dir / "split.json").is_file()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ddp", "single"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ddp", "single", "userloss.py"]
     # The second process's Hydra files went to a scratch folder, removed when the run ended.
     assert not list(scratch.glob("losslab-rank*"))

@@ -4,7 +4,8 @@ with Hydra's own message naming it).
 Each default is written once:
 - in the YAML option under conf/ that chooses it (the schemas below hold types only, `MISSING`);
 - loss parameters in the loss catalogue (losslab.losses.catalogue), from which the `loss/<key>/<name>`
-  options and their schemas are generated here;
+  options and their schemas are generated here (and `loss/<key>/custom`, a user's own loss: `_target_` and any
+  keys, whose defaults are its function's);
 - augmentation parameters in their dataclasses (losslab.data.augment_options);
 - optimizer and scheduler arguments in torch's own signatures: their YAML sets `_target_` and what losslab
   chooses, `++optimizer.NAME=VALUE` sets any other argument, and validation checks names and types against
@@ -41,9 +42,16 @@ class LossComponentConfig:
     name: str = MISSING
 
 
-def loss_options() -> dict[str, dict[str, type]]:
-    """Every `loss/<key>` group's options generated from the catalogue: {key: {name: schema with the defaults}}."""
-    options: dict[str, dict[str, type]] = {}
+# `loss/<key>=custom`, a user's own loss: `_target_` names it, any other key is its keyword argument, so the node
+# is a plain (open) one rather than a dataclass. Keys added on the command line take a `+` (Hydra's rule for keys
+# a config does not have yet); the user's own option files (--config-dir) may add any.
+CUSTOM_LOSS = {"name": "custom", "_target_": MISSING}
+
+
+def loss_options() -> dict[str, dict[str, Any]]:
+    """Every `loss/<key>` group's options: the catalogue's, generated with their defaults, and `custom`.
+    {key: {name: schema}}."""
+    options: dict[str, dict[str, Any]] = {}
     for key, losses in CATALOGUE.items():
         options[key] = {"default": make_dataclass(f"{key}_default_loss", [("name", str, field(default="default"))],
                                                   bases=(LossComponentConfig,))}
@@ -52,6 +60,7 @@ def loss_options() -> dict[str, dict[str, type]]:
             fields += [(param, Any if param == "weights" else type(value), field(default=value))
                        for param, value in loss.defaults.items()]
             options[key][name] = make_dataclass(f"{key}_{name}_loss", fields, bases=(LossComponentConfig,))
+        options[key]["custom"] = dict(CUSTOM_LOSS)
     return options
 
 
@@ -79,10 +88,12 @@ class LossWeights:
 
 @dataclass
 class LossConfig:
-    cls: LossComponentConfig = MISSING
-    box: LossComponentConfig = MISSING
-    objectness: LossComponentConfig = MISSING
-    mask: LossComponentConfig = MISSING
+    # Any, not LossComponentConfig: a `custom` option carries keys no dataclass can list. The catalogue's options
+    # stay typed dataclasses (an unknown parameter or a wrong type fails at composition).
+    cls: Any = MISSING
+    box: Any = MISSING
+    objectness: Any = MISSING
+    mask: Any = MISSING
     weights: LossWeights = field(default_factory=LossWeights)
     schedule: LossSchedule = field(default_factory=LossSchedule)
 

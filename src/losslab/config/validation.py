@@ -147,6 +147,39 @@ def scheduler_problems(options: dict) -> list[str]:
     return problems
 
 
+def loss_sections(loss: dict) -> list[tuple[str, dict]]:
+    """Every component choice of a plain `loss` section, the run's and each schedule phase's, with its key
+    ("loss.cls", "loss.schedule.phases[0].losses.mask", ...)."""
+    from losslab.losses.catalogue import CATALOGUE
+
+    sections = [(f"loss.{key}", loss[key]) for key in CATALOGUE]
+    for number, phase in enumerate(loss["schedule"]["phases"]):
+        sections += [(f"loss.schedule.phases[{number}].losses.{key}", choice)
+                     for key, choice in (phase.get("losses") or {}).items() if key in CATALOGUE]
+    return sections
+
+
+def loss_problems(loss: dict) -> list[str]:
+    """Loss choices (the run's and each schedule phase's) that name no loss: an unknown name, `custom` without a
+    `_target_`, or a `_target_` beside a built-in loss. A user loss's own checks come when it is built."""
+    from losslab.losses.catalogue import CATALOGUE
+
+    problems = []
+    for where, choice in loss_sections(loss):
+        key, name = where.rsplit(".", 1)[-1], choice.get("name")
+        names = ["default", *CATALOGUE[key], "custom"]
+        target = choice.get("_target_")
+        if name not in names:
+            problems.append(f"{where}.name={name}: expected one of {', '.join(names)}")
+        elif name == "custom" and target in (None, "", "???"):
+            problems.append(f"{where}: a custom loss needs {where}._target_=MODULE.NAME, your loss function or "
+                            "class (e.g. myloss.poly1_ce for poly1_ce in ./myloss.py)")
+        elif name != "custom" and target is not None:
+            problems.append(f"{where}._target_={target}: only loss/{key}=custom takes a _target_; "
+                            f"choose loss/{key}=custom for a loss of your own")
+    return problems
+
+
 def validate(cfg: DictConfig) -> None:
     """Checks beyond types: every problem found, in one LosslabError naming the keys and what is expected."""
     from losslab.data.augment_options import validate_augment
@@ -169,6 +202,7 @@ def validate(cfg: DictConfig) -> None:
           f"model.min_size={cfg.model.min_size}, model.max_size={cfg.model.max_size}: "
           "expected 0 < min_size <= max_size")
     problems += validate_augment(OmegaConf.to_container(cfg.augment))
+    problems += loss_problems(OmegaConf.to_container(cfg.loss, resolve=True))
     for component, weight in cfg.loss.weights.items():
         check(weight >= 0, f"loss.weights.{component}={weight}: expected >= 0")
     check(cfg.model.arch in ARCHS, f"model.arch={cfg.model.arch}: expected one of {', '.join(ARCHS)}")

@@ -102,8 +102,11 @@ def inference_losses(cfg: dict, num_classes: int):
     """The run's training losses, which the detector's heads hold but inference never calls.
 
     loss/cls=weighted_ce with automatic weights needs the train split's class counts to be built: placeholder
-    ones stand in for them, as losses cannot change a prediction.
+    ones stand in for them, as losses cannot change a prediction. A user loss (`custom`) is never imported here:
+    the default stands in for it, so a run folder's config cannot choose what inference imports.
     """
     choices, weights = loss_choices(cfg["loss"])
+    choices = {key: {"name": "default"} if choice.get("name") == "custom" else choice
+               for key, choice in choices.items()}
     counts = [1] * num_classes if needs_class_counts([choices]) else None
     return build_losses(cfg["model"]["arch"], choices, weights, counts)

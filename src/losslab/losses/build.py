@@ -2,7 +2,8 @@
 
 Each component's loss is chosen under its config key (`loss.cls`, `loss.box`, `loss.mask`,
 `loss.objectness`) by name, with its parameters (losslab.losses.catalogue). `default` means
-torchvision's own loss for the architecture. Weights are applied here, so each logged component is
+torchvision's own loss for the architecture; `custom` the user's own, named by `_target_`
+(losslab.losses.user). Weights are applied here, so each logged component is
 the term it adds to the total (as MMDetection's `loss_weight` does).
 """
 
@@ -19,6 +20,7 @@ from losslab.errors import LosslabError
 from losslab.losses import functional as fn
 from losslab.losses.adapters import MaskLoss, RCNNBoxLoss, RetinaNetBoxLoss, rpn_smooth_l1
 from losslab.losses.catalogue import ARCH_COMPONENTS, CATALOGUE, CONFIG_KEYS, TORCHVISION_DEFAULTS, family
+from losslab.losses.user import UserLoss, check_user_loss, user_loss
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,24 @@ def needs_class_counts(choices: list[dict[str, dict]]) -> bool:
                for c in choices)
 
 
+def check_user_losses(arch: str, every_choice: list[dict[str, dict]], num_classes: int, device: torch.device
+                      ) -> list[UserLoss]:
+    """Import every distinct user loss (`custom`) among these choices (one set per loss phase) and call it on a
+    synthetic batch of its component's shapes for `num_classes` object classes on `device`; the losses checked.
+    A LosslabError naming the component and target if one fails."""
+    checked: list[UserLoss] = []
+    seen: list[tuple[str, dict]] = []
+    for choices in every_choice:
+        for key, spec in choices.items():
+            if spec.get("name") != "custom" or CONFIG_KEYS[key] not in ARCH_COMPONENTS[arch] or (key, spec) in seen:
+                continue
+            seen.append((key, spec))
+            loss = user_loss(key, family(arch), spec)
+            check_user_loss(loss, num_classes, device)
+            checked.append(loss)
+    return checked
+
+
 def loss_choices(loss: dict) -> tuple[dict[str, dict], dict[str, float]]:
     """A plain `loss` config section as ({config key: choice}, {component: weight})."""
     return {key: loss[key] for key in CONFIG_KEYS}, loss["weights"]
@@ -75,13 +95,19 @@ def loss_choices(loss: dict) -> tuple[dict[str, dict], dict[str, float]]:
 def _loss_function(family: str, key: str, spec: dict, class_counts: list[int] | None) -> Callable:
     """The pure loss `spec` names, its parameters bound (and `reduction` for classification)."""
     name = spec.pop("name", "default")
+    if name == "custom":
+        return user_loss(key, family, spec)
     if name == "default":
         name, spec = TORCHVISION_DEFAULTS[(family, key)]
     options = CATALOGUE[key]
     if name not in options:
         raise LosslabError(f"loss.{key}={name} is not a {CONFIG_KEYS[key]} loss; expected one of "
-                           f"{['default', *options]}.")
+                           f"{['default', *options, 'custom']}.")
     loss = options[name]
+    unknown = sorted(set(spec) - set(loss.defaults))
+    if unknown:
+        raise LosslabError(f"loss.{key}={name} has no parameter {', '.join(unknown)}; its parameters are "
+                           f"{', '.join(loss.defaults) or 'none'} (a loss of your own: loss/{key}=custom).")
     params = {**loss.defaults, **spec}
     if "smooth" in params:  # refused now rather than at the first batch
         try:

@@ -1,6 +1,9 @@
 """Loss functions, each in the form its component calls it; every one is checked against a reference or a
 hand-computed value in tests/losses/test_loss_functions.py.
 
+A user's own loss (loss/<key>=custom) is called in the same forms, so any of these is a starting point; the
+contract, with the shapes, units and normalisation the heads use, is docs/losses.md, "Your own loss".
+
 Forms (all return a scalar tensor):
 
 - classification: `fn(logits [N, C], labels [N] int64 with 0 = background, *, reduction="mean"|"sum", **params)`,

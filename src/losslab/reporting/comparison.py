@@ -164,7 +164,21 @@ def read_summary(run: Path) -> dict:
 
 def run_title(config: dict) -> str:
     """'<arch> (<backbone>), loss: <non-default choices>' from a run's plain config."""
-    model, loss = config.get("model", {}), config.get("loss", {})
-    choices = [f"{key}={loss[key]['name']}" for key in ("cls", "box", "objectness", "mask")
+    model = config.get("model", {})
+    return f"{model.get('arch', '?')} ({model.get('backbone', '?')}), loss: {loss_title(config.get('loss', {}))}"
+
+
+def loss_title(loss: dict) -> str:
+    """A `loss` config section's non-default choices, e.g. 'cls=focal, box=myloss.iou(eps=0.1)'; 'default' if none.
+    A user loss (`custom`) is named by its `_target_` and parameters."""
+    choices = [f"{key}={choice_title(loss[key])}" for key in ("cls", "box", "objectness", "mask")
                if loss.get(key, {}).get("name", "default") != "default"]
-    return f"{model.get('arch', '?')} ({model.get('backbone', '?')}), loss: {', '.join(choices) or 'default'}"
+    return ", ".join(choices) or "default"
+
+
+def choice_title(choice: dict) -> str:
+    """One component's choice: its name, or a user loss's `_target_(parameter=value, ...)`."""
+    if choice.get("name") != "custom":
+        return choice["name"]
+    params = ", ".join(f"{name}={value}" for name, value in choice.items() if name not in ("name", "_target_"))
+    return f"{choice.get('_target_')}({params})"

@@ -8,6 +8,7 @@ import time
 
 from losslab.evaluation.inference import detection_metrics
 from losslab.modeling.heads import get_losses, set_losses
+from losslab.reporting.comparison import loss_title
 from losslab.training.loop import train_one_epoch, validation_loss
 from losslab.training.session import Session
 
@@ -25,8 +26,7 @@ def enter_phase(session: Session, epoch: int) -> None:
     set_losses(session.model, session.phase_losses[phase.number])
     session.schedulers.set_phase_factor(phase.lr_factor)
     session.phase = phase
-    log.info("epoch %d: loss phase %d (%s), lr factor %g", epoch, phase.number,
-             ", ".join(f"{k}={v['name']}" for k, v in phase.choices.items() if v.get("name") != "default"),
+    log.info("epoch %d: loss phase %d (%s), lr factor %g", epoch, phase.number, loss_title(phase.choices),
              phase.lr_factor)
 
 

@@ -3,13 +3,16 @@ how long and where it trains."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from losslab.config.validation import validate
+from losslab.config.validation import loss_sections, validate
 from losslab.errors import LosslabError
 from losslab.modeling.weights import read_checkpoint
+
+log = logging.getLogger(__name__)
 
 # What a resumed run may change: how long it trains and where, never what it trains.
 RESUMABLE_KEYS = ("trainer.max_epochs", "trainer.progress", "trainer.device", "data.num_workers")
@@ -36,6 +39,11 @@ def resumed_config(checkpoint: dict, overrides: list[str], run_dir: Path) -> Dic
     cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(changes))
     cfg.resume = str(run_dir)
     validate(cfg)
+    # What a stored config names is imported only here: the user's own command asked to continue this run.
+    for where, choice in loss_sections(OmegaConf.to_container(cfg.loss, resolve=True)):
+        if choice.get("name") == "custom":
+            log.info("resume=%s: importing the user loss %s._target_=%s that the run's stored config names, because "
+                     "you asked to resume that run", run_dir, where, choice["_target_"])
     if checkpoint["epoch"] >= cfg.trainer.max_epochs:
         raise LosslabError(f"the run in {run_dir} already finished epoch {checkpoint['epoch']} of "
                            f"trainer.max_epochs={cfg.trainer.max_epochs}; to train longer, resume with a larger "

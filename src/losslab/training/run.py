@@ -14,7 +14,7 @@ from losslab.config.validation import validate
 from losslab.distributed import World, broadcast, init_world, launched_world
 from losslab.errors import LosslabError
 from losslab.modeling.runtime import resolve_device
-from losslab.reporting.comparison import run_title
+from losslab.reporting.comparison import loss_title, run_title
 from losslab.reporting.curves import plot_loss_curves
 from losslab.reporting.history import History, write_json, write_metrics
 from losslab.reporting.loggers import build_loggers
@@ -53,7 +53,8 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> RunResult:
     """
     world = init_world(resolve_device(cfg.trainer.device, launched_world()).type)
     cfg, run_dir, checkpoint = open_run(cfg, overrides or [], world)
-    title = run_title(OmegaConf.to_container(cfg, resolve=True))
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    title, loss = run_title(plain), loss_title(plain["loss"])
     history = History(cfg.trainer.monitor, cfg.trainer.mode)
     session: Session | None = None
     loggers: list = []
@@ -61,7 +62,7 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> RunResult:
     started = time.monotonic()
     try:
         if world.main:
-            loggers = build_loggers(list(cfg.logger.backends), run_dir, OmegaConf.to_container(cfg, resolve=True),
+            loggers = build_loggers(list(cfg.logger.backends), run_dir, plain,
                                     mlflow_uri=cfg.logger.mlflow_tracking_uri,
                                     experiment=cfg.logger.mlflow_experiment)
         session = setup(cfg, run_dir, world)
@@ -78,7 +79,7 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> RunResult:
         status, error = "failed", str(failure) if isinstance(failure, LosslabError) else repr(failure)
         raise
     finally:
-        summary = run_summary(history, status, error, time.monotonic() - started,
+        summary = run_summary(history, status, error, time.monotonic() - started, loss,
                               session.device if session else None,
                               list(session.data.classes) if session else None,
                               session.class_weights if session else None, run_dir)

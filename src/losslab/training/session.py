@@ -15,10 +15,18 @@ from losslab.config.validation import evaluation_interval
 from losslab.data.datasets import DetectionData, count_classes
 from losslab.data.split import write_split
 from losslab.distributed import World
-from losslab.losses.build import ComponentLosses, build_losses, class_weights, loss_choices, needs_class_counts
+from losslab.losses.build import (
+    ComponentLosses,
+    build_losses,
+    check_user_losses,
+    class_weights,
+    loss_choices,
+    needs_class_counts,
+)
 from losslab.losses.schedule import LossSchedule, Phase
+from losslab.modeling.detectors import build_detector
 from losslab.modeling.runtime import resolve_device
-from losslab.training.builders import build_data, build_dataloaders, build_model
+from losslab.training.builders import build_data, build_dataloaders
 from losslab.training.loop import SkipBudget
 from losslab.training.optim import Schedulers, build_optimizer, build_schedulers
 
@@ -57,19 +65,24 @@ def setup(cfg: DictConfig, run_dir: Path, world: World) -> Session:
     device = resolve_device(cfg.trainer.device, world)
     torch.manual_seed(cfg.trainer.seed)
     data = build_data(cfg)
-    if world.main:
-        write_split(run_dir / "split.json", data.split_ids, cfg.split.seed)
-    loaders = build_dataloaders(cfg, data, world)
     arch = cfg.model.arch
     choices, weights = loss_choices(OmegaConf.to_container(cfg.loss, resolve=True))
     schedule = LossSchedule(choices, OmegaConf.to_container(cfg.loss.schedule.phases, resolve=True),
                             cycle=cfg.loss.schedule.cycle)
     every_choice = [choices] + [phase.choices for phase in schedule.phases]
     counts = count_classes(data.train, len(data.classes)) if needs_class_counts(every_choice) else None
-    model = build_model(cfg, num_classes=len(data.classes), class_counts=counts).to(device)
-    trained = prepare_for_speed(model, cfg.trainer, device, world)
-    # Build every phase's losses now so that a bad choice fails before any training.
+    # Every phase's losses are built, and user losses tried on a synthetic batch, before anything is written:
+    # a bad choice fails at once, leaving only the failed run's summary.
+    for checked in check_user_losses(arch, every_choice, len(data.classes), device):
+        log.info("user loss loss.%s._target_=%s (%s): imported, and called on a synthetic batch", checked.key,
+                 checked.target, checked.origin)
+    losses = build_losses(arch, choices, weights, counts)
     phase_losses = {phase.number: build_losses(arch, phase.choices, weights, counts) for phase in schedule.phases}
+    if world.main:
+        write_split(run_dir / "split.json", data.split_ids, cfg.split.seed)
+    loaders = build_dataloaders(cfg, data, world)
+    model = build_detector(OmegaConf.to_container(cfg.model, resolve=True), losses, len(data.classes)).to(device)
+    trained = prepare_for_speed(model, cfg.trainer, device, world)
     trains_default = not schedule.phases and _is_default(choices, weights)
     reference = None if trains_default else build_losses(arch, {}, {})
     optimizer = build_optimizer(OmegaConf.to_container(cfg.optimizer, resolve=True), model)

@@ -16,12 +16,15 @@ from losslab.reporting.history import History
 log = logging.getLogger(__name__)
 
 
-def run_summary(history: History, status: str, error: str | None, wall_time: float, device: torch.device | None,
-                classes: list[str] | None, class_weights: list[float] | None, run_dir: Path) -> dict:
-    """What summary.json holds: status, best and last rows, diagnosis, wall time, device, classes, versions."""
+def run_summary(history: History, status: str, error: str | None, wall_time: float, loss: str,
+                device: torch.device | None, classes: list[str] | None, class_weights: list[float] | None,
+                run_dir: Path) -> dict:
+    """What summary.json holds: status, the losses trained with (`loss`, as losslab runs shows them), best and
+    last rows, diagnosis, wall time, device, classes, versions."""
     return {
         "status": status,
         "error": error,
+        "loss": loss,
         "epochs_run": len(history.rows),
         "stopped_epoch": history.rows[-1]["epoch"] if status == "stopped_early" else None,
         "monitor": history.monitor,
