@@ -74,7 +74,7 @@ def test_random_split_is_disjoint_complete_and_seeded():
     assert split == random_split(ids, train=0.6, val=0.2, test=0.2, seed=3)
     assert split != random_split(ids, train=0.6, val=0.2, test=0.2, seed=4)
     leftover = random_split(list(range(11)), train=0.5, val=0.25, test=0.25, seed=0)
-    assert [len(leftover[s]) for s in ("train", "val", "test")] == [7, 2, 2]  # rounding leftovers go to train
+    assert [len(leftover[s]) for s in ("train", "val", "test")] == [5, 3, 3]  # shares 5.5, 2.75, 2.75
 
 
 @pytest.mark.parametrize(

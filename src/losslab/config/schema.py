@@ -108,6 +108,7 @@ class CocoDataConfig(DataConfig):
     images: str = MISSING
     annotations: str = MISSING
     keep_empty: bool = MISSING
+    follow_outside_links: bool = MISSING
 
 
 @dataclass
@@ -116,6 +117,7 @@ class VocDataConfig(DataConfig):
     image_set: str | None = MISSING
     keep_difficult: bool = MISSING
     classes: list[str] = MISSING
+    follow_outside_links: bool = MISSING
 
 
 # What each dataset cannot do without (for the message when a key is unset).
