@@ -101,4 +101,4 @@ def inference_losses(cfg: dict, num_classes: int):
     """
     choices, weights = loss_choices(cfg["loss"])
     counts = [1] * num_classes if needs_class_counts([choices]) else None
-    return build_losses(cfg["model"]["arch"], choices, weights, counts)
+    return build_losses(cfg["model"]["arch"], choices, weights, counts, num_classes)

@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
 from losslab.data.datasets import DetectionData, count_classes
+from losslab.data.images import counted
 from losslab.data.split import write_split
 from losslab.distributed import World
 from losslab.losses.build import ComponentLosses, build_losses, class_weights, loss_choices, needs_class_counts
@@ -51,12 +52,11 @@ class Session:
 
 
 def setup(cfg: DictConfig, run_dir: Path, world: World) -> Session:
-    """Seed, build data (writing split.json), model, optimizer, schedulers and every loss phase."""
+    """Seed, build data, model, every loss phase, optimizer and schedulers, then write split.json (so that a bad
+    choice fails first)."""
     device = resolve_device(cfg.trainer.device, world)
     torch.manual_seed(cfg.trainer.seed)
     data = build_data(cfg)
-    if world.main:
-        write_split(run_dir / "split.json", data.split_ids, cfg.split.seed)
     loaders = build_dataloaders(cfg, data, world)
     arch = cfg.model.arch
     choices, weights = loss_choices(OmegaConf.to_container(cfg.loss, resolve=True))
@@ -67,14 +67,17 @@ def setup(cfg: DictConfig, run_dir: Path, world: World) -> Session:
     model = build_model(cfg, num_classes=len(data.classes), class_counts=counts).to(device)
     trained = prepare_for_speed(model, cfg.trainer, device, world)
     # Build every phase's losses now so that a bad choice fails before any training.
-    phase_losses = {phase.number: build_losses(arch, phase.choices, weights, counts) for phase in schedule.phases}
+    phase_losses = {phase.number: build_losses(arch, phase.choices, weights, counts, len(data.classes))
+                    for phase in schedule.phases}
     trains_default = not schedule.phases and _is_default(choices, weights)
     reference = None if trains_default else build_losses(arch, {}, {})
     optimizer = build_optimizer(OmegaConf.to_container(cfg.optimizer, resolve=True), model)
     schedulers = build_schedulers(OmegaConf.to_container(cfg.scheduler, resolve=True), optimizer,
                                   steps_per_epoch=len(loaders["train"]))
+    if world.main:
+        write_split(run_dir / "split.json", data.split_ids, cfg.split.seed)
     log.info("run folder %s | %s/%s, %s, %d train / %d val / %d test images, device %s", run_dir, arch,
-             cfg.model.backbone, _count(len(data.classes), "class", "classes"), len(data.train), len(data.val),
+             cfg.model.backbone, counted(len(data.classes), "class", "classes"), len(data.train), len(data.val),
              len(data.test), device)
     auto_weights = None
     if counts is not None:
@@ -88,10 +91,6 @@ def setup(cfg: DictConfig, run_dir: Path, world: World) -> Session:
                    schedulers, schedule, phase_losses, reference, monitor=cfg.trainer.monitor,
                    grad_clip_norm=cfg.trainer.grad_clip_norm, skip_budget=skip_budget, eval_every=cfg.eval.every,
                    score_threshold=cfg.eval.score_threshold, class_weights=auto_weights)
-
-
-def _count(n: int, one: str, many: str) -> str:
-    return f"{n} {one if n == 1 else many}"
 
 
 def prepare_for_speed(model: torch.nn.Module, trainer: DictConfig, device: torch.device, world: World
