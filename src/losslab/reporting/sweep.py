@@ -20,6 +20,7 @@ from losslab.reporting.history import read_metrics
 
 log = logging.getLogger(__name__)
 
+ERROR_MARK = "][ERROR] "  # how train.log's format ("[%(asctime)s][%(levelname)s] %(message)s") marks an error
 SUMMARY_COLUMNS = ("rank", "job", "overrides", "status", "rank_by", "best", "best_epoch", "best_val_loss",
                    "best_val_mAP", "val_ref_loss", "epochs_run", "diagnosis", "error", "run_dir", "all_overrides")
 
@@ -31,13 +32,15 @@ def job_dirs(sweep_dir: Path) -> list[Path]:
 
 def job_summary(job_dir: Path, history: list[dict], label: list[str], overrides: list[str], rank_by: str,
                 mode: str) -> dict:
-    """One sweep_summary.csv row; a job without summary.json (killed, or never started) is 'failed'.
+    """One sweep_summary.csv row; a job without summary.json (killed, or never started) is 'failed'; `error` is
+    why a job failed, in one line (`failure_reason`).
 
     `history` is the job's metrics.csv rows; `label` is the part of the job's `overrides` that sets it
     apart from the other jobs; "best" is the job's best `rank_by` value over its epochs and
     "best_epoch" the epoch it came from.
     """
-    summary = read_summary(job_dir) or {"status": "failed"}
+    written = read_summary(job_dir)  # {} when the job wrote none
+    summary = written or {"status": "failed"}
     best, best_epoch = best_of(history, rank_by, mode)
     return {
         "job": job_dir.name,
@@ -51,10 +54,23 @@ def job_summary(job_dir: Path, history: list[dict], label: list[str], overrides:
         "val_ref_loss": (summary.get("best") or {}).get("val/ref_loss"),
         "epochs_run": summary.get("epochs_run"),
         "diagnosis": (summary.get("diagnosis") or {}).get("text"),
-        "error": summary.get("error"),
+        "error": failure_reason(job_dir, written),
         "run_dir": str(job_dir),
         "all_overrides": " ".join(overrides),
     }
+
+
+def failure_reason(job_dir: Path, summary: dict) -> str | None:
+    """The first line of the job's summary.json `error`; without summary.json (a job refused before its run
+    began, e.g. by optimizer.lr=-1), the last error its train.log records: the exception's message, logged as
+    `[time][ERROR] message` (conf/train.yaml's log format). None when there is neither."""
+    if summary:
+        error = summary.get("error")
+        return str(error).strip().splitlines()[0] if error else None
+    log_file = job_dir / "train.log"
+    lines = log_file.read_text(errors="replace").splitlines() if log_file.is_file() else []
+    errors = [line.split(ERROR_MARK, 1)[1].strip() for line in lines if ERROR_MARK in line]
+    return errors[-1] if errors else None
 
 
 def summarize_sweep(sweep_dir: Path, rank_by: str = "val/loss", mode: str | None = None) -> list[dict]:
