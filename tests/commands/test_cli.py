@@ -24,30 +24,33 @@ def test_train_writes_a_hydra_run_folder(tmp_path):
     for name in (".hydra/config.yaml", ".hydra/overrides.yaml", "metrics.csv", "loss_curves.png",
                  "summary.json", "split.json", "checkpoints/best.pt"):
         assert (run_dir / name).is_file(), name
-    assert "epoch 1/1" in output and "completed after 1 epochs" in output
+    assert "epoch 1/1" in output and "completed after 1 epoch |" in output  # not "1 epochs"
+    assert "3 classes" in output and "too early: one epoch is too little to judge" in output
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "completed"
     assert (run_dir / "train.log").read_text().count("epoch 1/1") == 1  # Hydra's log file gets the lines too
 
 
 def test_sweep_summarises_every_job_even_when_one_fails(tmp_path):
     sweep = tmp_path / "sweep"
-    # split.val=0 leaves the val split empty: those jobs fail, the others still run.
-    result, output = _train("loss=focal,default", "split.val=0.25,0.0", "trainer.checkpoints=false",
+    # optimizer.lr=-1 is refused before the run begins (no summary.json): those jobs fail, the others still run.
+    result, output = _train("loss=focal,default", "optimizer.lr=0.0005,-1", "trainer.checkpoints=false",
                             f"hydra.sweep.dir={sweep}", cwd=tmp_path, multirun=True)
     assert result.returncode == 0, output
     with (sweep / "sweep_summary.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 4
     by_overrides = {row["overrides"]: row for row in rows}
-    assert by_overrides["loss=focal split.val=0.25"]["status"] == "completed"
-    assert by_overrides["loss=default split.val=0.0"]["status"] == "failed"
+    assert by_overrides["loss=focal optimizer.lr=0.0005"]["status"] == "completed"
+    refused = by_overrides["loss=default optimizer.lr=-1"]
+    assert refused["status"] == "failed"
+    assert refused["error"] == "invalid configuration: optimizer.lr=-1.0: expected a positive learning rate."
     assert sorted(row["job"] for row in rows) == ["0", "1", "2", "3"]
     assert [row["rank"] for row in rows] == ["1", "2", "3", "4"]
     assert {row["status"] for row in rows[2:]} == {"failed"}  # jobs without a val/loss rank last
-    completed = by_overrides["loss=default split.val=0.25"]
+    completed = by_overrides["loss=default optimizer.lr=0.0005"]
     assert float(completed["best_val_loss"]) > 0 and completed["epochs_run"] == "1"
     assert completed["val_ref_loss"] == completed["best_val_loss"]  # loss=default is its own reference
-    focal = by_overrides["loss=focal split.val=0.25"]
+    focal = by_overrides["loss=focal optimizer.lr=0.0005"]
     assert float(focal["val_ref_loss"]) != float(focal["best_val_loss"])
     assert (sweep / "sweep_curves.png").stat().st_size > 1000
-    assert "split.val" in output  # the failing job's reason is in the log
+    assert "optimizer.lr=-1.0: expected a positive learning rate" in output  # and in the log

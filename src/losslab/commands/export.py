@@ -15,6 +15,7 @@ import torch
 import torchvision
 from torch import Tensor, nn
 
+from losslab.data.images import counted
 from losslab.errors import LosslabError
 from losslab.evaluation.saved_model import SavedModel, load_saved_model
 from losslab.modeling.heads import with_stock_heads
@@ -325,5 +326,6 @@ def export_report(result: ExportResult) -> str:
     """The console lines closing `losslab export`."""
     found = result.differences
     return (f"model: {result.model_file}\nmetadata: {result.metadata_file}\n"
-            f"checked against the PyTorch model on {found.detections} detections of {len(SAMPLE_SIZES) + 1} sample "
-            f"images: boxes differ by up to {found.box:.2g} px of the model's input, scores by up to {found.score:.2g}")
+            f"checked against the PyTorch model on {counted(found.detections, 'detection')} of "
+            f"{counted(len(SAMPLE_SIZES) + 1, 'sample image')}: boxes differ by up to {found.box:.2g} px of the "
+            f"model's input, scores by up to {found.score:.2g}")

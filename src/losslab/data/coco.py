@@ -32,6 +32,7 @@ from pycocotools import mask as mask_utils
 from losslab.data.images import (
     AnnotatedImages,
     Record,
+    counted,
     existing_file,
     existing_folder,
     fit_boxes,
@@ -314,6 +315,6 @@ def _rle(segmentation: dict | list, height: int, width: int) -> dict:
 
 def _log_summary(path: Path, records: list[Record], left_out: int, dropped: int) -> None:
     negatives = sum(len(record.labels) == 0 for record in records)
-    log.info("%s: %d images (%d without objects)%s%s", path, len(records), negatives,
+    log.info("%s: %s (%d without objects)%s%s", path, counted(len(records), "image"), negatives,
              f", {left_out} without annotations left out (data.keep_empty=false)" if left_out else "",
              f", {dropped} whose every annotation is a crowd region or a degenerate box left out" if dropped else "")

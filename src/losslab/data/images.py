@@ -90,7 +90,8 @@ def resolve_files(folder: Path, names: list[str], source: str, follow_outside_li
     missing = [name for name, path in zip(names, paths, strict=True) if not path.is_file()]
     if missing:
         raise LosslabError(
-            f"{len(missing)} of the {len(names)} images that {source} lists are not in {folder}: {listing(missing)}. "
+            f"{len(missing)} of the {counted(len(names), 'image')} that {source} lists are not in {folder}: "
+            f"{listing(missing)}. "
             "Check the image folder, or remove those images from the annotations."
         )
     if not follow_outside_links:

@@ -66,6 +66,7 @@ def split_sizes(n: int, ratios: dict[str, float]) -> dict[str, int]:
     positive ratio gets at least one image, taken from the bin with the most to spare, as long as one can spare it.
     """
     shares = np.array([*ratios.values(), max(0.0, 1.0 - sum(ratios.values()))])
+    shares /= max(1.0, shares.sum())  # ratios may sum to a rounding error above 1
     quotas = shares * n
     sizes = np.floor(quotas + 1e-9).astype(int)
     by_remainder = np.argsort(-(quotas - sizes), kind="stable")

@@ -28,6 +28,7 @@ import numpy as np
 from losslab.data.images import (
     AnnotatedImages,
     Record,
+    counted,
     existing_file,
     existing_folder,
     fit_boxes,
@@ -78,7 +79,7 @@ class VocDataset(AnnotatedImages):
         if degenerate:
             log.warning("%s: dropped %d box(es) with zero or negative width or height after clipping to the image "
                         "(%s)", annotations, len(degenerate), listing(degenerate))
-        log.info("%s: %d images (%d without objects)%s", folder, len(records),
+        log.info("%s: %s (%d without objects)%s", folder, counted(len(records), "image"),
                  sum(len(r.labels) == 0 for r in records),
                  f", {dropped} whose every object is difficult or degenerate left out" if dropped else "")
 

@@ -84,7 +84,7 @@ def setup(cfg: DictConfig, run_dir: Path, world: World) -> Session:
         auto_weights = class_weights("auto", counts).tolist()
         per_class = zip(data.classes, counts, auto_weights[1:], strict=True)
         log.info("weighted_ce weights (auto, from train class counts): background 1, %s",
-                 ", ".join(f"{name} {weight:.3g} ({count} objects)" for name, count, weight in per_class))
+                 ", ".join(f"{name} {weight:.3g} ({counted(count, 'object')})" for name, count, weight in per_class))
     skip_budget = SkipBudget(cfg.trainer.max_skipped_batches) if cfg.trainer.on_nonfinite == "skip" else None
     scaler = torch.amp.GradScaler(device.type) if cfg.trainer.precision == "16-mixed" else None
     return Session(world, device, data, loaders, model, trained, cfg.trainer.precision, scaler, optimizer,
