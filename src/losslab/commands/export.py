@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import warnings
@@ -101,12 +102,15 @@ def export_run(run_dir: Path, format: str = "torchscript", checkpoint: str = "be
         os.replace(partial, path)
     except BaseException:
         partial.unlink(missing_ok=True)
-        for folder in created:  # deepest first; they hold nothing else
-            folder.rmdir()
+        for folder in created:  # deepest first
+            with contextlib.suppress(OSError):  # not empty: something else was put there meanwhile
+                folder.rmdir()
         raise
     metadata = path.with_name(path.name + ".json")
-    metadata.write_text(json.dumps(model_metadata(trained, model, format, path.name, names, samples, agreement,
-                                                  tolerance), indent=2))
+    partial = metadata.with_name(metadata.name + ".tmp")
+    partial.write_text(json.dumps(model_metadata(trained, model, format, path.name, names, samples, agreement,
+                                                 tolerance), indent=2))
+    os.replace(partial, metadata)
     return ExportResult(path, metadata, agreement)
 
 

@@ -102,8 +102,8 @@ def resolve_files(folder: Path, names: list[str], source: str, follow_outside_li
 def refuse_outside_links(folder: Path, paths: list[Path], source: str) -> None:
     """A LosslabError listing the `paths` (inside `folder`) that symbolic links lead out of it."""
     inside = folder.resolve()
-    leaving = [f"{path.relative_to(folder)} -> {path.resolve()}" for path in paths
-               if not path.resolve().is_relative_to(inside)]
+    real = [(path, path.resolve()) for path in paths]
+    leaving = [f"{path.relative_to(folder)} -> {target}" for path, target in real if not target.is_relative_to(inside)]
     if leaving:
         raise LosslabError(
             f"{len(leaving)} image file(s) that {source} lists are symbolic links (or lie in linked folders) leading "
