@@ -95,8 +95,7 @@ def check_not_empty(sizes: dict[str, int], ratios: dict[str, float], n: int) -> 
     for name in SPLITS:
         if sizes[name] == 0 and (ratios[name] > 0 or name != "test"):
             raise LosslabError(f"split: split.{name}={ratios[name]} of {counted(n, 'image')} leaves the {name} split "
-                               "empty; "
-                               f"{working_ratios(n, name, ratios)}")
+                               f"empty; {working_ratios(n, name, ratios)}")
 
 
 def working_ratios(n: int, empty: str, ratios: dict[str, float]) -> str:
