@@ -13,7 +13,7 @@ import yaml
 from losslab import compose_config
 from losslab.reporting.history import write_metrics
 
-# 64 px images, 10 images (6 train / 2 val / 2 test), one epoch, no progress bars.
+# 64 px images, 10 images (5 train / 3 val / 2 test), one epoch, no progress bars.
 TINY = [
     "data.num_images=10",
     "data.image_size=64",

@@ -27,7 +27,8 @@ def test_train_writes_a_hydra_run_folder(tmp_path):
     for name in (".hydra/config.yaml", ".hydra/overrides.yaml", "metrics.csv", "loss_curves.png",
                  "summary.json", "split.json", "checkpoints/best.pt"):
         assert (run_dir / name).is_file(), name
-    assert "epoch 1/1" in output and "completed after 1 epochs" in output
+    assert "epoch 1/1" in output and "completed after 1 epoch |" in output  # not "1 epochs"
+    assert "3 classes" in output and "too early: one epoch is too little to judge" in output
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "completed"
     assert (run_dir / "train.log").read_text().count("epoch 1/1") == 1  # Hydra's log file gets the lines too
 
@@ -83,3 +84,5 @@ def test_a_sweep_with_repeated_seeds_is_ranked_grouped_and_tested_even_when_jobs
     assert "baseline" in table and other["verdict"] in table and "too few runs" in table
     for name in ("sweep_curves.png", "sweep_stats.png"):
         assert (sweep / name).stat().st_size > 1000, name
+    # A failed job's error column holds its one-line reason.
+    assert all(row["error"].startswith("split: split.val=0.0") for row in rows if row["status"] == "failed")

@@ -1,5 +1,6 @@
-"""`losslab export RUN_DIR --format torchscript|onnx`: files that reproduce the PyTorch model without losslab,
-model.json, a check that refuses an unfaithful export, and clear errors."""
+"""`losslab export RUN_DIR --format torchscript|onnx`: files that reproduce the PyTorch model without losslab on
+photos of any size, one metadata file per format, a check of what a user keeps that refuses an unfaithful export
+and leaves nothing behind, and clear errors."""
 
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ from losslab.commands.export import export_run
 from losslab.errors import LosslabError
 from losslab.evaluation.saved_model import load_saved_model
 
-# An image of another shape than the export's own samples (64 x 64 and 64 x 96).
-IMAGE = torch.rand(3, 50, 70, generator=torch.Generator().manual_seed(7))
+# A photo the 64 px test models shrink, to a size (48 x 64) that torchvision's scripted resize misses (47 x 63).
+IMAGE = torch.rand(3, 600, 800, generator=torch.Generator().manual_seed(7))
 
 
 def reference(run_dir) -> dict:
@@ -46,30 +47,43 @@ def test_torchscript_export_reproduces_the_model_with_torch_alone(arch, tmp_path
     printed = capsys.readouterr().out
     out = run_dir / "export"
     assert str(out / "model.pt") in printed and "checked against the PyTorch model" in printed
-    assert sorted(p.name for p in out.iterdir()) == ["model.json", "model.pt"]
+    assert sorted(p.name for p in out.iterdir()) == ["model.pt", "model.pt.json"]
 
-    meta = json.loads((out / "model.json").read_text())
+    meta = json.loads((out / "model.pt.json").read_text())
     assert meta["format"] == "torchscript" and meta["arch"] == arch
     assert meta["classes"] == ["__background__", *CLASSES]
     assert meta["input"]["min_size"] == meta["input"]["max_size"] == 64
     assert meta["input"]["image_mean"] == pytest.approx([0.485, 0.456, 0.406])
     assert meta["input"]["image_std"] == pytest.approx([0.229, 0.224, 0.225])
     assert meta["score_threshold"] == 0.5 and meta["max_detections"] == (300 if arch == "retinanet" else 100)
-    assert meta["verification"]["detections_compared"] > 0 and meta["verification"]["box_tolerance_px"] == 0.05
+    check = meta["verification"]
+    assert check["sample_images"] == [[64, 64], [600, 800], [427, 640], [1080, 1920], [300, 100]]
+    assert check["detections_compared"] >= 50 and check["box_tolerance_px"] == 0.05
+    assert check["box_difference_px"] == check["score_difference"] == 0  # TorchScript is exact
 
     model = torch.jit.load(str(out / "model.pt"))  # what a program without losslab does
     _, detections = model([IMAGE])
-    assert_same_detections(reference(run_dir), detections[0])
+    expected = reference(run_dir)
+    assert_same_detections(expected, detections[0])
+    assert torch.equal(detections[0]["boxes"], expected["boxes"])
 
 
-def test_onnx_export_reproduces_the_model_with_onnxruntime(tmp_path):
+def test_onnx_export_reproduces_the_model_with_onnxruntime_beside_a_torchscript_export(tmp_path, monkeypatch):
     onnxruntime = pytest.importorskip("onnxruntime", reason="ONNX export needs onnxruntime (losslab[export])")
     run_dir = untrained_run(tmp_path / "run", "model=faster_rcnn")
-    result = export_run(run_dir, "onnx", out=tmp_path / "onnx")
-    assert result.model_file == tmp_path / "onnx" / "model.onnx" and result.differences.detections > 0
+    with monkeypatch.context() as pretend:  # a TorchScript export's files, quickly: one sample, a stand-in model
+        pretend.setattr(export, "save_torchscript", pretend_export(lambda detections: detections))
+        pretend.setattr(export, "SAMPLE_SIZES", ())
+        export_run(run_dir, "torchscript", out=tmp_path / "out")
+    result = export_run(run_dir, "onnx", out=tmp_path / "out")
+    assert result.model_file == tmp_path / "out" / "model.onnx" and result.differences.detections > 0
     assert result.differences.box <= export.BOX_TOLERANCE and result.differences.score <= export.SCORE_TOLERANCE
     meta = json.loads(result.metadata_file.read_text())
-    assert meta["format"] == "onnx" and meta["outputs"] == ["boxes", "labels", "scores"]
+    assert result.metadata_file.name == "model.onnx.json"
+    assert meta["format"] == "onnx" and meta["file"] == "model.onnx"
+    assert meta["outputs"] == ["boxes", "labels", "scores"]
+    torchscript = json.loads((tmp_path / "out" / "model.pt.json").read_text())  # each format keeps its own
+    assert torchscript["format"] == "torchscript" and torchscript["file"] == "model.pt"
 
     session = onnxruntime.InferenceSession(str(result.model_file), providers=["CPUExecutionProvider"])
     outputs = dict(zip(meta["outputs"], session.run(None, {"image": IMAGE.numpy()}), strict=True))
@@ -77,23 +91,89 @@ def test_onnx_export_reproduces_the_model_with_onnxruntime(tmp_path):
     assert_same_detections(reference(run_dir), detections)
 
 
-def test_an_unfaithful_export_is_refused_and_not_kept(tmp_path, monkeypatch):
-    run_dir = untrained_run(tmp_path / "run", "model=retinanet")
+def pretend_export(change):
+    """A save_torchscript stand-in: writes a placeholder file and predicts as the PyTorch model, with `change` applied
+    to the detections of every image."""
 
-    def shifted_export(model, path):
-        """Writes a file that predicts like the model, but with every box 1 px to the right."""
+    def save(model, path):
         path.write_bytes(b"a model")
 
         def predict(image):
             with torch.inference_mode():
-                detections = model([image])[0]
-            return {**detections, "boxes": detections["boxes"] + torch.tensor([1.0, 0.0, 1.0, 0.0])}
+                return change(model([image])[0])
         return predict
+    return save
 
-    monkeypatch.setattr(export, "save_torchscript", shifted_export)
-    with pytest.raises(LosslabError, match=r"boxes by up to 1 px \(tolerance 0.01\), scores by up to 0 "):
+
+def test_an_unfaithful_export_is_refused_and_leaves_nothing_behind(tmp_path, monkeypatch, capsys):
+    run_dir = untrained_run(tmp_path / "run", "model=retinanet")
+    monkeypatch.setattr(export, "SAMPLE_SIZES", ((600, 800),))  # the verdict is the point here, not the samples
+    shifted = pretend_export(lambda found: {**found, "boxes": found["boxes"] + torch.tensor([1.0, 0.0, 1.0, 0.0])})
+    monkeypatch.setattr(export, "save_torchscript", shifted)
+    # 1 px in the 64 x 64 sample, which the model takes as it is; 0.1 px of its input in the photo it shrinks.
+    with pytest.raises(LosslabError, match=r"boxes by up to 1 px of the model's input \(tolerance 0.01, --tolerance\), "
+                                           r"scores by up to 0 .* largest box difference is on sample image 64x64"):
         export_run(run_dir)
-    assert not any((run_dir / "export").iterdir())
+    assert not (run_dir / "export").exists()
+    assert losslab_main(["export", str(run_dir), "--out", str(tmp_path / "new" / "folders")]) == 1
+    assert "boxes by up to 1 px" in capsys.readouterr().err and not (tmp_path / "new").exists()
+    assert losslab_main(["export", str(run_dir), "--tolerance", "1.5"]) == 0  # --tolerance decides
+    assert "boxes differ by up to 1 px of the model's input" in capsys.readouterr().out
+
+
+def detections(boxes: list, labels: list, scores: list) -> dict:
+    return {"boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4), "labels": torch.tensor(labels),
+            "scores": torch.tensor(scores)}
+
+
+# What a trained model finds: two kept detections (threshold 0.5), one near the cut, a tail of low scores.
+FOUND = detections([[10, 10, 50, 50], [60, 5, 90, 40], [0, 0, 20, 20], [30, 30, 40, 40], [5, 50, 25, 60]],
+                   [1, 2, 2, 1, 3], [0.9, 0.7, 0.50002, 0.01, 1.2e-8])
+TOLERANCE = export.Differences(export.BOX_TOLERANCE, export.SCORE_TOLERANCE)
+IMAGE = torch.zeros(3, 600, 800)
+
+
+def check(found: dict, tolerance=TOLERANCE, scale: float = 1.0, threshold: float = 0.5):
+    return export.compare([IMAGE], [FOUND], [found], tolerance, threshold, [scale])
+
+
+def changed(rows: list[int] | None = None, **values) -> dict:
+    """FOUND without the detections not in `rows`, and with `values` (lists, one per kept row) in place."""
+    rows = list(range(len(FOUND["scores"]))) if rows is None else rows
+    return {**{name: value[rows] for name, value in FOUND.items()},
+            **{name: torch.tensor(value, dtype=FOUND[name].dtype) for name, value in values.items()}}
+
+
+def test_the_check_compares_what_a_user_keeps_and_lets_the_far_tail_differ(monkeypatch):
+    """RetinaNet's ONNX file once left out one of 127 detections, scoring 1.2e-8: not what a user keeps."""
+    monkeypatch.setattr(export, "ALWAYS_COMPARED", 2)
+    assert check(changed([0, 1, 2, 3])).detections == 3  # the 1.2e-8 one is gone: accepted
+    # 0.50002 here, 0.49998 there: kept on one side only, still paired (down to 0.5 minus the score tolerance).
+    assert check(changed(scores=[0.9, 0.7, 0.49998, 0.01, 1.2e-8])).score == pytest.approx(4e-5, abs=1e-6)
+    with pytest.raises(LosslabError, match=r"the exported model lacks a detection that the PyTorch model has on "
+                                           r"sample image 600x800 \(height x width\): label 2, score 0.7, box "
+                                           r"\[60.0, 5.0, 90.0, 40.0\]; the other has no detection of that label "
+                                           r"scoring at least 0.4999"):
+        check(changed([0, 2, 3, 4], labels=[1, 3, 1, 3]))
+    with pytest.raises(LosslabError, match="the exported model has a detection that the PyTorch model lacks on "
+                                           "sample image 600x800 .*: label 3, score 0.6"):
+        check(changed(scores=[0.9, 0.7, 0.50002, 0.6, 1.2e-8], labels=[1, 2, 2, 3, 3]))
+    # When fewer than ALWAYS_COMPARED detections reach the threshold, the best ones are compared all the same.
+    assert check(FOUND, threshold=0.95).detections == 2
+
+
+def test_box_differences_are_measured_in_the_models_input_pixels_against_the_tolerances():
+    shifted = changed(boxes=(FOUND["boxes"] + torch.tensor([0.5, 0.0, 0.5, 0.0])).tolist())
+    assert check(shifted, scale=0.01).box == pytest.approx(0.005)  # a 1920 px photo seen at 19 px: within 0.01
+    with pytest.raises(LosslabError, match=r"boxes by up to 0.05 px of the model's input \(tolerance 0.01, "
+                                           r"--tolerance\), scores by up to 0 \(tolerance 0.0001, --score-tolerance\); "
+                                           r"the largest box difference is on sample image 600x800 \(height x width\), "
+                                           r"at label 1, score 0.9"):
+        check(shifted, scale=0.1)
+    assert check(shifted, export.Differences(0.06, 1e-4), scale=0.1).box == pytest.approx(0.05)
+    lower = changed(scores=torch.where(FOUND["scores"] > 0.1, FOUND["scores"] - 5e-5, FOUND["scores"]).tolist())
+    with pytest.raises(LosslabError, match=r"scores by up to 5e-05 \(tolerance 1e-05, --score-tolerance\)"):
+        check(lower, export.Differences(0.01, 1e-5))
 
 
 def test_export_explains_bad_requests(tmp_path, capsys, monkeypatch):

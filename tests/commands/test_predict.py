@@ -132,7 +132,7 @@ def test_predict_command_reports_skipped_files_and_goes_on(trained, images, tmp_
                              "--out", str(out), "--score-threshold", "0.01", "--device", "cpu"])
     assert code == 0
     printed = capsys.readouterr().out
-    assert "predicted 1 images" in printed and "skipped 1 files" in printed and str(out) in printed
+    assert "predicted 1 image, " in printed and "skipped 1 file that" in printed and str(out) in printed
     # The skipped file is named as the user gave it, relative to the working folder.
     assert any(record.getMessage().startswith(f"skipped {images.name}/broken.jpg: ") for record in caplog.records)
     assert (out / "c.png").is_file() and (out / "predictions.json").is_file()

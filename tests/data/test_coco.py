@@ -15,7 +15,7 @@ from pycocotools import mask as mask_utils
 
 from conftest import TINY
 from losslab import compose_config, run
-from losslab.data.coco import CocoDataset
+from losslab.data.coco import CocoDataset, compressed_counts
 from losslab.data.datasets import build_datasets
 from losslab.errors import LosslabError
 
@@ -217,12 +217,103 @@ def test_unusable_segmentations_are_refused(tmp_path, segmentation, message):
         CocoDataset(str(folder), str(path))
 
 
+def wrong_total(rle: dict, pixels: int) -> dict:
+    """`rle` with its last run `pixels` longer (or shorter): counts that no longer cover the image."""
+    runs = rle["counts"] if isinstance(rle["counts"], list) else compressed_counts(rle["counts"])
+    runs = [*runs[:-1], runs[-1] + pixels]
+    if isinstance(rle["counts"], list):
+        return {**rle, "counts": runs}
+    return {**rle, "counts": mask_utils.frPyObjects({"size": rle["size"], "counts": runs}, *rle["size"])["counts"]
+            .decode("ascii")}
+
+
+@pytest.mark.parametrize("compressed", [True, False])
+@pytest.mark.parametrize("pixels", [10, -10])
+def test_rle_counts_that_do_not_cover_the_image_are_refused_up_front(tmp_path, compressed, pixels):
+    good = rectangle_rle(2, 2, 12, 10, compressed=compressed)
+    assert sum(good["counts"] if not compressed else compressed_counts(good["counts"])) == HEIGHT * WIDTH
+    segmentation = wrong_total(good, pixels)
+    folder, path = write_coco(tmp_path, [image(1)], [annotation(1, 1, 1, [2, 2, 10, 8], segmentation=good),
+                                                     annotation(7, 1, 1, [2, 2, 10, 8], segmentation=segmentation)])
+    with pytest.raises(LosslabError, match=rf"data.annotations={path}: .* 1 do not: annotation id 7: RLE counts cover "
+                                           rf"{HEIGHT * WIDTH + pixels} pixels, not the 40x48 = 1920 of its image"):
+        CocoDataset(str(folder), str(path))
+
+
+def test_compressed_rle_counts_are_read_as_pycocotools_writes_them():
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        height, width = rng.integers(1, 60, 2)
+        mask = np.asfortranarray(rng.random((height, width)) < rng.random(), dtype=np.uint8)
+        flat = mask.flatten(order="F")
+        changes = np.flatnonzero(np.diff(flat)) + 1
+        runs = ([0] if flat[0] else []) + np.diff([0, *changes, flat.size]).tolist()  # runs start with zeros
+        assert compressed_counts(mask_utils.encode(mask)["counts"].decode("ascii")) == runs
+
+
+@pytest.mark.parametrize("name", ["_background_", "background", "__background__"])
+def test_a_background_category_is_left_out_with_a_warning(tmp_path, caplog, name):
+    categories = [{"id": 0, "name": name}, *CATEGORIES]  # labelme's COCO converter writes _background_ first
+    annotations = [annotation(1, 1, 1, [2, 2, 10, 8]), annotation(2, 1, 0, [0, 0, 48, 40]),
+                   annotation(3, 2, 0, [0, 0, 48, 40])]
+    folder, path = write_coco(tmp_path, [image(1), image(2)], annotations, categories)
+    with caplog.at_level(logging.WARNING):
+        dataset = CocoDataset(str(folder), str(path))
+    assert dataset.classes == ("cat", "dog", "bird") and dataset.category_ids == [1, 3, 90]
+    assert dataset[0][1]["labels"].tolist() == [1]
+    assert dataset[1][1]["labels"].tolist() == []  # only the background was annotated: a negative image
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [f"{path}: category 0 '{name}' is the background (as labelme's COCO converter writes it), "
+                        "not an object class: left out, with its 2 annotation(s)"]
+
+    folder, path = write_coco(tmp_path, [image(1)], [], [{"id": 0, "name": name}, {"id": 1, "name": "person"}])
+    assert CocoDataset(str(folder), str(path)).classes == ("person",)
+    folder, path = write_coco(tmp_path, [image(1)], [], [{"id": 0, "name": "person"}, {"id": 1, "name": "car"}])
+    assert CocoDataset(str(folder), str(path)).classes == ("person", "car")  # id 0 of another name is a class
+    folder, path = write_coco(tmp_path, [image(1)], [], [{"id": 0, "name": name}])
+    with pytest.raises(LosslabError, match=f"has no category but the background \\(id 0, '{name}'\\)"):
+        CocoDataset(str(folder), str(path))
+
+
 @pytest.mark.parametrize("file_name", ["../outside.png", "sub/../../outside.png", "/etc/hostname"])
 def test_file_names_leaving_the_image_folder_are_refused(tmp_path, file_name):
     write_image(tmp_path / "outside.png")
     folder, path = write_coco(tmp_path, [image(1, file_name)], [], write_files=False)
     with pytest.raises(LosslabError, match="outside the image folder.*never reads files outside it"):
         CocoDataset(str(folder), str(path))
+
+
+def test_symbolic_links_leading_outside_the_image_folder_are_refused_unless_allowed(tmp_path):
+    folder, path = write_coco(tmp_path, [image(i) for i in range(1, 5)], [])
+    outside = tmp_path / "elsewhere"
+    write_image(outside / "photo.png", seed=9)
+    write_image(outside / "linked" / "img4.png", seed=4)
+    (outside / "secret.txt").write_text("not for reading")
+    (folder / "img1.png").unlink()
+    (folder / "img1.png").symlink_to(outside / "photo.png")
+    (folder / "img2.png").unlink()
+    (folder / "img2.png").symlink_to(outside / "secret.txt")  # never opened: refused by its path
+    (folder / "img3.png").rename(folder / "real3.png")
+    (folder / "img3.png").symlink_to("real3.png")  # a link inside the folder is fine
+    (folder / "img4.png").unlink()
+    images = [image(1), image(2), image(3), image(4, "sub/img4.png")]
+    path.write_text(json.dumps({"images": images, "annotations": [], "categories": CATEGORIES}))
+    (folder / "sub").symlink_to(outside / "linked")  # a linked folder leading out
+    message = (rf"3 image file\(s\) that {path} lists are symbolic links \(or lie in linked folders\) leading outside "
+               rf"{folder}: img1.png -> {outside / 'photo.png'}, img2.png -> {outside / 'secret.txt'}, sub/img4.png "
+               rf"-> {outside / 'linked' / 'img4.png'}\. .*data.follow_outside_links=true")
+    with pytest.raises(LosslabError, match=message):
+        CocoDataset(str(folder), str(path))
+
+    (folder / "img2.png").unlink()
+    write_image(folder / "img2.png", seed=2)
+    dataset = CocoDataset(str(folder), str(path), follow_outside_links=True)  # the user's opt-in
+    assert [record.file.path.name for record in dataset.records] == ["img1.png", "img2.png", "img3.png", "img4.png"]
+    assert torch.equal(dataset[0][0], torch.from_numpy(np.array(Image.open(outside / "photo.png"))).permute(2, 0, 1)
+                       .float() / 255)
+    cfg = compose_config(["data=coco", f"data.images={folder}", f"data.annotations={path}",
+                          "data.follow_outside_links=true"])
+    assert cfg.data.follow_outside_links is True and compose_config(["data=voc"]).data.follow_outside_links is False
 
 
 def test_missing_and_unreadable_images_are_listed(tmp_path):

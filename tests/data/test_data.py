@@ -10,6 +10,7 @@ import torch
 from conftest import tiny_config
 from losslab import build_dataloaders
 from losslab.data.datasets import build_datasets
+from losslab.data.images import counted
 from losslab.data.loaders import collate
 from losslab.data.shapes import ShapesDataset
 from losslab.data.split import random_split, write_split
@@ -66,6 +67,11 @@ def test_shapes_rejects_bad_sizes():
         ShapesDataset(num_images=4, image_size=64, min_objects=3, max_objects=2, seed=0)
 
 
+def test_counts_are_written_with_the_noun_in_the_number_they_need():
+    assert [counted(n, "image") for n in (0, 1, 2)] == ["0 images", "1 image", "2 images"]
+    assert counted(1, "class", "classes") == "1 class" and counted(3, "class", "classes") == "3 classes"
+
+
 def test_random_split_is_disjoint_complete_and_seeded():
     ids = list(range(50))
     split = random_split(ids, train=0.6, val=0.2, test=0.2, seed=3)
@@ -74,7 +80,7 @@ def test_random_split_is_disjoint_complete_and_seeded():
     assert split == random_split(ids, train=0.6, val=0.2, test=0.2, seed=3)
     assert split != random_split(ids, train=0.6, val=0.2, test=0.2, seed=4)
     leftover = random_split(list(range(11)), train=0.5, val=0.25, test=0.25, seed=0)
-    assert [len(leftover[s]) for s in ("train", "val", "test")] == [7, 2, 2]  # rounding leftovers go to train
+    assert [len(leftover[s]) for s in ("train", "val", "test")] == [5, 3, 3]  # shares 5.5, 2.75, 2.75
 
 
 @pytest.mark.parametrize(
@@ -82,7 +88,7 @@ def test_random_split_is_disjoint_complete_and_seeded():
     [
         ({"train": 0.7, "val": 0.2, "test": 0.2}, "sum to at most 1"),
         ({"train": 1.2, "val": -0.2, "test": 0.0}, "non-negative"),
-        ({"train": 0.9, "val": 0.05, "test": 0.05}, "split.val=0.05"),
+        ({"train": 1.0, "val": 0.0, "test": 0.0}, "split.val=0.0 of 10 images leaves the val split empty; raise"),
     ],
 )
 def test_bad_split_ratios_say_what_to_change(ratios, message):
@@ -132,7 +138,7 @@ def test_augmentation_applies_to_train_split_only():
 def test_build_dataloaders_yields_torchvision_batches():
     loaders = build_dataloaders(tiny_config())
     assert set(loaders) == {"train", "val", "test"}
-    assert [len(loaders[s].dataset) for s in ("train", "val", "test")] == [6, 2, 2]
+    assert [len(loaders[s].dataset) for s in ("train", "val", "test")] == [5, 3, 2]
     images, targets = next(iter(loaders["train"]))
     assert len(images) == len(targets) == 2
     assert images[0].shape == (3, 64, 64)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from conftest import tiny_config
 from losslab import compose_config, run
 from losslab.config.validation import validate
 from losslab.data.datasets import build_datasets
-from losslab.data.split import SPLITS, random_split, stratified_split, write_split
+from losslab.data.split import SPLITS, random_split, split_sizes, stratified_split, write_split
 from losslab.errors import LosslabError
 from losslab.training.builders import build_data
 
@@ -74,6 +75,38 @@ def test_a_split_that_would_be_empty_says_which_ratio_to_change():
         stratified_split({i: {1} for i in range(4)}, train=0.9, val=0.05, test=0.05, seed=0)
     with pytest.raises(LosslabError, match="split.train=0.0 of 24 images leaves the train split empty"):
         build_datasets(SHAPES, {"name": "random", "train": 0.0, "val": 0.5, "test": 0.5, "seed": 0})
+
+
+@pytest.mark.parametrize(
+    ("n", "ratios", "sizes"),
+    [
+        (3, (0.34, 0.33, 0.33), (1, 1, 1)),  # rounded down: 1, 0, 0 (val and test empty)
+        (10, (0.5, 0.25, 0.25), (5, 3, 2)),  # shares 5, 2.5, 2.5: the tie goes to the earlier split
+        (7, (0.6, 0.2, 0.2), (4, 2, 1)),  # shares 4.2, 1.4, 1.4
+        (20, (0.9, 0.03, 0.07), (18, 1, 1)),  # val's 0.6 image rounds to 1, test's 1.4 to 1
+        (10, (0.96, 0.02, 0.02), (8, 1, 1)),  # shares 9.6, 0.2, 0.2: a positive ratio still gets one image
+        (100, (0.3, 0.1, 0.0), (30, 10, 0)),  # the other 60 are left out
+        (10, (0.3, 0.04, 0.0), (3, 1, 0)),  # val's image comes from the left-out ones, not from train
+    ],
+)
+def test_split_sizes_follow_the_largest_remainders_and_give_every_split_an_image(n, ratios, sizes):
+    assert tuple(split_sizes(n, dict(zip(SPLITS, ratios, strict=True))).values()) == sizes
+    split = random_split(list(range(n)), *ratios, seed=0)
+    assert tuple(len(split[name]) for name in SPLITS) == sizes
+
+
+@pytest.mark.parametrize(
+    ("n", "ratios", "advice"),
+    [
+        (2, (0.34, 0.33, 0.33), "split.test=0.33 of 2 images leaves the test split empty; with 2 images there is no "
+                                "image left to test on: use split.train=0.5 split.val=0.5 split.test=0."),
+        (1, (0.5, 0.5, 0.0), "split.val=0.5 of 1 image leaves the val split empty; a run needs at least 2 images"),
+    ],
+)
+def test_impossible_ratios_are_refused_with_ratios_that_work(n, ratios, advice):
+    with pytest.raises(LosslabError, match=re.escape(advice)):
+        random_split(list(range(n)), *ratios, seed=0)
+    assert [len(part) for part in random_split([0, 1], 0.5, 0.5, 0.0, seed=0).values()] == [1, 1, 0]  # the advice
 
 
 def test_a_later_run_reuses_the_split_of_an_earlier_one(tmp_path):

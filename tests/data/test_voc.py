@@ -100,6 +100,18 @@ def test_bad_folders_are_refused_with_the_file_and_the_problem(tmp_path, change,
         VocDataset(str(tmp_path / "nowhere") if "nowhere" in message else str(root))
 
 
+def test_image_files_linked_from_outside_the_voc_folder_are_refused_unless_allowed(tmp_path):
+    root = small_voc(tmp_path / "voc")
+    image = root / "JPEGImages" / "2008_000002.jpg"
+    image.rename(tmp_path / "elsewhere.jpg")
+    image.symlink_to(tmp_path / "elsewhere.jpg")
+    message = (f"1 image file\\(s\\) that the VOC folder {root} lists are symbolic links .* leading outside {root}: "
+               f"JPEGImages/2008_000002.jpg -> {tmp_path / 'elsewhere.jpg'}")
+    with pytest.raises(LosslabError, match=message):
+        VocDataset(str(root))
+    assert len(VocDataset(str(root), follow_outside_links=True)) == 3
+
+
 def test_a_missing_image_set_lists_the_ones_there(tmp_path):
     root = small_voc(tmp_path)
     with pytest.raises(LosslabError, match=r"data.image_set=val: .*val.txt does not exist. Expected one of the "

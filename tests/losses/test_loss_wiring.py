@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from conftest import TINY, tiny_config
-from losslab import build_model, compose_config
+from losslab import build_model, compose_config, run
 from losslab.data.datasets import count_classes
+from losslab.errors import LosslabError
 from losslab.losses.build import build_losses, class_weights
 from losslab.losses.catalogue import ARCH_COMPONENTS, CATALOGUE, CONFIG_KEYS
 from losslab.losses.schedule import LossSchedule
@@ -132,12 +133,28 @@ def test_auto_weights_keep_background_at_one_and_objects_at_one_on_average():
     assert torch.isclose((weights[1:] * torch.tensor([1.0, 1000.0])).sum() / 1001, torch.tensor(1.0))
 
 
-def test_explicit_class_weights_need_one_per_class():
+def test_explicit_class_weights_need_one_per_class_and_none_negative():
     assert class_weights([1.0, 2.0, 3.0], [5, 5, 5]).tolist() == [1.0, 1.0, 2.0, 3.0]
-    from losslab.errors import LosslabError
-
-    with pytest.raises(LosslabError, match="one per class"):
+    assert class_weights([1.0, 0.0, 3.0], None, num_classes=3).tolist() == [1.0, 1.0, 0.0, 3.0]
+    with pytest.raises(LosslabError, match=r"has 2 values \(\[1.0, 2.0\]\); expected one per object class of the data "
+                                           r"\(3, background not counted\), or auto"):
         class_weights([1.0, 2.0], [5, 5, 5])
+    with pytest.raises(LosslabError, match=r"has 2 values .* \(3, background not counted\)"):
+        class_weights([1.0, 2.0], None, num_classes=3)  # explicit weights: no class counts are read
+    with pytest.raises(LosslabError, match=r"loss.cls.weights=\[1.0, -0.001, 1.0\]: expected weights >= 0"):
+        class_weights([1.0, -0.001, 1.0], None, num_classes=3)
+    with pytest.raises(LosslabError, match=r"loss.cls.weights=2.0: expected auto or a list of numbers, one per object "
+                                           r"class \(3\)"):
+        class_weights(2.0, None, num_classes=3)
+
+
+@pytest.mark.parametrize("weights", ["[1.0,2.0]", "[1.0,-0.001,1.0]"])
+def test_bad_class_weights_stop_a_run_before_it_writes_its_split(tmp_path, weights):
+    """Once, a wrong length ended in a RuntimeError at the first step and a negative weight trained."""
+    with pytest.raises(LosslabError, match=r"loss.cls.weights.*(3, background not counted|expected weights >= 0)"):
+        run(tiny_config("loss/cls=weighted_ce", f"loss.cls.weights={weights}", run_dir=tmp_path / "run"))
+    assert not (tmp_path / "run" / "split.json").exists()
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["status"] == "failed"
 
 
 @pytest.mark.parametrize(
@@ -170,8 +187,6 @@ def test_schedule_phases_cycle_and_override_only_what_they_name():
     assert cycling.phase_at(3).lr_factor == 0.1
     assert [LossSchedule(base, phases).phase_at(e).number for e in range(1, 6)] == [1, 1, 2, 2, 2]
     assert LossSchedule(base, []).phase_at(1) is None
-    from losslab.errors import LosslabError
-
     with pytest.raises(LosslabError, match=r"phases\[0\].losses names \['classification'\]"):
         LossSchedule(base, [{"epochs": 1, "losses": {"classification": {"name": "ce"}}}])
 

@@ -46,12 +46,17 @@ def test_best_row_ignores_non_finite_values_and_prefers_the_earliest_tie():
         ([2.0, 1.2, 1.1, 1.0, 1.1, 1.2], [2.2, 1.8, 1.4, 1.1, 1.3, 1.5], "diverging", 5),
         ([3.0, 2.0, 1.0, 5.0, 40.0, 900.0], [2.5, 2.0, 1.5, 6.0, 50.0, 1e3], "diverging", 4),
         ([3.0, 2.0, math.inf], [2.5, 2.0, math.nan], "diverging", 3),
+        ([6.5], [6.431], "too early", None),  # was "learning: val loss fell from 6.431 to 6.431"
+        ([math.nan], [6.431], "diverging", 1),
     ],
 )
 def test_diagnosis(train, val, state, since):
     verdict = diagnose(_rows(train, val))
     assert (verdict["state"], verdict["since_epoch"]) == (state, since)
     assert verdict["text"].startswith(state)
+    if state == "too early":
+        assert verdict["text"] == ("too early: one epoch is too little to judge the curves (val loss 6.431); train "
+                                   "for 2 or more")
 
 
 @pytest.mark.parametrize(
@@ -71,3 +76,10 @@ def test_early_stopping_follows_patience_and_min_delta(values, mode, patience, m
     rows = [{"epoch": i + 1, "val/loss": v} for i, v in enumerate(values)]
     stops = [len(rows[:n]) for n in range(1, len(rows) + 1) if stopping.should_stop(rows[:n])]
     assert (stops[0] if stops else None) == stop_after
+
+
+def test_early_stopping_says_how_long_it_waited_in_words():
+    from losslab.training.stopping import EarlyStopping
+
+    rows = [{"epoch": 1, "val/loss": 3.0}, {"epoch": 2, "val/loss": 3.5}]
+    assert EarlyStopping("val/loss", "min", 1, 0.0).reason(rows).endswith("for 1 epoch (patience 1)")

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import matplotlib.image
+import numpy as np
 import pytest
 
 from losslab.cli import main as losslab_main
 from losslab.reporting.curves import loss_curves_figure, plot_loss_curves, sweep_figure
+from losslab.reporting.evaluation_figures import confusion_matrix_figure
 from losslab.reporting.history import write_metrics
 
 ROWS = [
@@ -78,3 +80,32 @@ def test_loss_phases_are_shaded_and_named_and_the_reference_loss_drawn():
     assert [t.get_text() for t in ax.texts] == ["phase 1", "phase 2"]
     assert len(ax.patches) == 1  # every other phase is shaded
     assert _lines(ax)["val, loss=default"] == ([1, 2], [2.0, 1.8])
+
+
+def visible_ticks(ax) -> list[float]:
+    ax.figure.canvas.draw()
+    low, high = ax.get_xlim()
+    return [tick for tick in ax.get_xticks() if low <= tick <= high]
+
+
+@pytest.mark.parametrize("epochs", [1, 2, 3, 40, 300])
+def test_epoch_axes_have_whole_epoch_ticks_at_any_count(epochs):
+    rows = [{**ROWS[i % 2], "epoch": i + 1} for i in range(epochs)]
+    rows[-1]["val/mAP"] = 0.5  # one evaluation point: its panel still spans every epoch
+    figures = [loss_curves_figure(rows), sweep_figure([("a", rows), ("b", rows[:1])])]
+    for ax in [ax for figure in figures for ax in figure.axes]:
+        ticks = visible_ticks(ax)
+        assert ticks and all(tick == int(tick) for tick in ticks), (ax.get_title(), ticks)
+        assert len(ticks) <= 12 and ax.get_xlim()[0] <= 1 and ax.get_xlim()[1] >= epochs
+        if epochs <= 3:
+            assert ticks == list(range(1, epochs + 1))
+
+
+def test_confusion_matrix_numbers_are_white_on_dark_cells_and_black_on_light_ones():
+    fig = confusion_matrix_figure(np.array([[50, 0, 1], [3, 40, 0], [0, 2, 25]]), ["cat", "dog", "background"])
+    counts, rates = fig.axes
+    assert [text.get_text() for text in counts.texts[:3]] == ["50", "0", "1"]  # row by row
+    for ax in (counts, rates):
+        assert ax.texts[0].get_color() == "white"  # the largest count (rate 0.98): the darkest blue
+        assert ax.texts[1].get_color() == ax.texts[2].get_color() == "black"  # 0 and 1 (0.02): nearly white
+        assert ax.texts[4].get_color() == "white"  # 40 (0.93)

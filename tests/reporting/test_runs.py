@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 
 import pytest
 
@@ -32,6 +33,28 @@ def sweep(tmp_path):
 def _compare(paths, metric, mode=None):
     runs = load_runs(paths)
     return compare_runs(runs, run_ranking(runs, metric, mode, "--metric"))
+
+
+def test_a_failed_jobs_error_column_holds_its_one_line_reason(sweep):
+    failed = sweep / "3"
+    _fake_run(failed, ["loss=dice", "trainer.max_epochs=3"], [3.0], status="failed")
+    summary = json.loads((failed / "summary.json").read_text())
+    (failed / "summary.json").write_text(json.dumps({**summary, "error": "RuntimeError('shapes differ')\nmore"}))
+    refused = sweep / "4"  # refused before its run began: Hydra's files and train.log, no summary.json
+    (refused / ".hydra").mkdir(parents=True)
+    (refused / ".hydra" / "overrides.yaml").write_text("- optimizer.lr=-1\n")
+    (refused / "train.log").write_text("[2026-11-23 10:00:00,000][INFO] starting\n[2026-11-23 10:00:01,000][ERROR] "
+                                       "invalid configuration: optimizer.lr=-1.0: expected a positive learning rate.\n")
+    silent = sweep / "5"  # killed before it logged anything
+    (silent / ".hydra").mkdir(parents=True)
+    (silent / ".hydra" / "overrides.yaml").write_text("- optimizer.lr=2\n")
+    errors = {row["job"]: (row["status"], row["error"]) for row in summarize_sweep(sweep).jobs}
+    assert errors == {"0": ("completed", None), "1": ("completed", None), "2": ("diverged", None),
+                      "3": ("failed", "RuntimeError('shapes differ')"),
+                      "4": ("failed", "invalid configuration: optimizer.lr=-1.0: expected a positive learning rate."),
+                      "5": ("failed", None)}
+    with (sweep / "sweep_summary.csv").open() as f:
+        assert {row["job"]: row["error"] for row in csv.DictReader(f)}["4"].startswith("invalid configuration")
 
 
 def test_compare_ranks_the_jobs_of_a_sweep_by_their_best_value(sweep):

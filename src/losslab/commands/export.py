@@ -1,29 +1,36 @@
-"""`losslab export RUN_DIR --format torchscript|onnx`: a run's model as one self-contained file plus model.json,
-checked against the PyTorch model before it is kept."""
+"""`losslab export RUN_DIR --format torchscript|onnx`: a run's model as one self-contained file plus its metadata
+(`model.pt.json`, `model.onnx.json`), checked against the PyTorch model before it is kept."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
-import math
 import os
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 import torchvision
 from torch import Tensor, nn
 
+from losslab.data.images import counted
 from losslab.errors import LosslabError
 from losslab.evaluation.saved_model import SavedModel, load_saved_model
 from losslab.modeling.heads import set_score_threshold, with_stock_heads
+from losslab.modeling.resize import resize_scale, with_exact_resize
 
 FORMATS = {"torchscript": "model.pt", "onnx": "model.onnx"}
 ONNX_OPSET = 17
-BOX_TOLERANCE = 1e-2  # pixels; float32 reordering in another runtime moves boxes by about 1e-4 px
+# (height, width) of the check's random sample images besides the model's min_size square: photos the model
+# shrinks (4:3, an odd 3:2, 16:9) and a narrow portrait it enlarges. Their resize scales are ones that float32
+# arithmetic rounds to another output size than PyTorch's eager float64 does: what an inexact export gets wrong.
+SAMPLE_SIZES = ((600, 800), (427, 640), (1080, 1920), (300, 100))
+BOX_TOLERANCE = 1e-2  # pixels of the model's input (the resized image); onnxruntime differs by about 2e-3 there
 SCORE_TOLERANCE = 1e-4
+ALWAYS_COMPARED = 10  # each sample image's best detections are compared even below the score threshold
 
 Detections = dict[str, Tensor]
 
@@ -31,14 +38,16 @@ Detections = dict[str, Tensor]
 @dataclass
 class Differences:
     """Largest box and score differences between an exported and the PyTorch model over the detections compared
-    (or, as a tolerance, the largest allowed)."""
+    (or, as a tolerance, the largest allowed), and the sample image of the largest box difference."""
 
-    box: float = 0.0  # pixels
+    box: float = 0.0  # pixels of the model's input
     score: float = 0.0
-    detections: int = 0
+    detections: int = 0  # the PyTorch model's detections compared
+    where: str = ""  # the sample image and detection with the largest box difference
 
     def add(self, other: Differences) -> Differences:
-        return Differences(max(self.box, other.box), max(self.score, other.score), self.detections + other.detections)
+        worst = other if other.box > self.box else self
+        return Differences(worst.box, max(self.score, other.score), self.detections + other.detections, worst.where)
 
 
 @dataclass
@@ -52,28 +61,33 @@ class ExportResult:
 
 def export_run(run_dir: Path, format: str = "torchscript", checkpoint: str = "best", out: Path | None = None,
                box_tolerance: float = BOX_TOLERANCE, score_tolerance: float = SCORE_TOLERANCE) -> ExportResult:
-    """Write the run's model as `out`/model.pt (TorchScript) or `out`/model.onnx, with `out`/model.json (classes,
-    input, normalisation, outputs). Default `out`: RUN_DIR/export.
+    """Write the run's model as `out`/model.pt (TorchScript) or `out`/model.onnx, with its metadata beside it
+    (model.pt.json or model.onnx.json: classes, input, normalisation, outputs). Default `out`: RUN_DIR/export.
 
-    The exported model returns its top detections whatever their score; model.json's score_threshold says which
-    to keep. Before the file is kept, it predicts sample images and every detection must match the PyTorch
-    model's within `box_tolerance` pixels and `score_tolerance`; otherwise LosslabError, and nothing is written.
+    The exported model returns its top detections whatever their score; the metadata's score_threshold says which
+    to keep. Before the file is kept, it and the PyTorch model predict sample images of several sizes, and the
+    detections a user keeps must agree (see `compare`) within `box_tolerance` pixels of the model's input and
+    `score_tolerance`; otherwise LosslabError, and nothing is written (not even the `out` folder).
     """
     if format not in FORMATS:
         raise LosslabError(f"--format {format}: expected one of {', '.join(FORMATS)}.")
+    if min(box_tolerance, score_tolerance) < 0:
+        raise LosslabError(f"--tolerance {box_tolerance:g} and --score-tolerance {score_tolerance:g}: expected "
+                           "differences of 0 or more.")
     if format == "onnx":
         require_onnxruntime()
     trained = load_saved_model(run_dir, checkpoint, device="cpu")  # CPU: the file then loads anywhere
-    model = with_stock_heads(trained.model)
-    # No score cut inside the model: users cut at their own threshold, and the check compares every detection,
-    # even of a model that finds little in random images. Detections above torchvision's cut (0.05) stay the same.
+    model = with_exact_resize(with_stock_heads(trained.model))
+    # No score cut inside the model: users cut at their own threshold. Detections above torchvision's cut (0.05)
+    # stay the same.
     set_score_threshold(model, 0.0)
-    samples = sample_images(trained)
+    samples = sample_images(trained.cfg["model"]["min_size"])
     with torch.inference_mode():
         expected = [model([image])[0] for image in samples]
     names = list(expected[0])  # boxes, labels, scores (RetinaNet: boxes, scores, labels) and masks
     tolerance = Differences(box_tolerance, score_tolerance)
     out = Path(run_dir) / "export" if out is None else Path(out)
+    created = [folder for folder in (out, *out.parents) if not folder.exists()]  # removed again on failure
     out.mkdir(parents=True, exist_ok=True)
     path = out / FORMATS[format]
     partial = path.with_name(path.name + ".tmp")  # renamed to `path` once it passed the check
@@ -82,13 +96,21 @@ def export_run(run_dir: Path, format: str = "torchscript", checkpoint: str = "be
             exported = save_torchscript(model, partial)
         else:
             exported = save_onnx(model, partial, samples[0], names)
-        agreement = compare(expected, [exported(image) for image in samples], tolerance)
+        agreement = compare(samples, expected, [exported(image) for image in samples], tolerance,
+                            threshold=float(trained.cfg["eval"]["score_threshold"]),
+                            scales=[input_scale(image, model) for image in samples])
         os.replace(partial, path)
-    finally:
+    except BaseException:
         partial.unlink(missing_ok=True)
-    metadata = out / "model.json"
-    metadata.write_text(json.dumps(model_metadata(trained, model, format, path.name, names, agreement, tolerance),
-                                   indent=2))
+        for folder in created:  # deepest first
+            with contextlib.suppress(OSError):  # not empty: something else was put there meanwhile
+                folder.rmdir()
+        raise
+    metadata = path.with_name(path.name + ".json")
+    partial = metadata.with_name(metadata.name + ".tmp")
+    partial.write_text(json.dumps(model_metadata(trained, model, format, path.name, names, samples, agreement,
+                                                 tolerance), indent=2))
+    os.replace(partial, metadata)
     return ExportResult(path, metadata, agreement)
 
 
@@ -101,11 +123,17 @@ def require_onnxruntime() -> None:
             from error
 
 
-def sample_images(trained: SavedModel) -> list[Tensor]:
-    """Two fixed random RGB images: min_size square and 3:2 landscape (a shape the model must resize)."""
-    size = trained.cfg["model"]["min_size"]
+def sample_images(min_size: int) -> list[Tensor]:
+    """Fixed random RGB images: the model's min_size square, then one of each of SAMPLE_SIZES."""
     generator = torch.Generator().manual_seed(0)
-    return [torch.rand(3, size, size, generator=generator), torch.rand(3, size, size * 3 // 2, generator=generator)]
+    return [torch.rand(3, height, width, generator=generator)
+            for height, width in ((min_size, min_size), *SAMPLE_SIZES)]
+
+
+def input_scale(image: Tensor, model: nn.Module) -> float:
+    """The factor from `image`'s pixels to the pixels of the model's input (the image as it resizes it)."""
+    transform = model.transform
+    return resize_scale(*image.shape[-2:], transform.min_size[-1], transform.max_size)
 
 
 def max_detections(model: nn.Module) -> int:
@@ -147,47 +175,80 @@ def save_onnx(model: nn.Module, path: Path, image: Tensor, names: list[str]) -> 
                           for name, value in zip(names, session.run(None, {"image": image.numpy()}), strict=True)}
 
 
-def compare(expected: list[Detections], actual: list[Detections], tolerance: Differences) -> Differences:
-    """How closely the exported model's detections (`actual`) match the PyTorch model's, image by image;
-    LosslabError when one is missing or differs beyond `tolerance`."""
+def compare(samples: list[Tensor], expected: list[Detections], actual: list[Detections], tolerance: Differences,
+            threshold: float, scales: list[float]) -> Differences:
+    """How closely the exported model's detections (`actual`) match the PyTorch model's on each sample image;
+    LosslabError when a compared detection has no counterpart, or one beyond `tolerance`.
+
+    Compared is what a user keeps: the detections scoring at least `threshold`, on either side (and at least each
+    image's ALWAYS_COMPARED best, so that the check is never empty). Each needs a counterpart of the same label on
+    the other side among its detections down to the cut minus the score tolerance, so that one scoring just above
+    the cut on one side and just below it on the other is still paired. Far below the cut detections may come and
+    go (one scoring 1e-8 left out by another runtime's rounding). `scales` turn each image's pixels into the
+    model's input pixels, in which box differences are measured.
+    """
     agreement = Differences()
-    for index, (wanted, found) in enumerate(zip(expected, actual, strict=True)):
-        if len(wanted["boxes"]) != len(found["boxes"]):
-            raise LosslabError(f"the exported model found {len(found['boxes'])} detections in sample image {index}, "
-                               f"the PyTorch model {len(wanted['boxes'])}; the export is not faithful.")
-        agreement = agreement.add(differences(wanted, found, tolerance))
-    if math.isinf(agreement.box):
-        raise LosslabError("the exported model labels detections differently from the PyTorch model on sample "
-                           "images; the export is not faithful.")
+    for image, wanted, found, scale in zip(samples, expected, actual, scales, strict=True):
+        where = f"{image.shape[-2]}x{image.shape[-1]} (height x width)"
+        best = wanted["scores"].sort(descending=True).values[:ALWAYS_COMPARED]
+        cut = min(threshold, float(best[-1])) if len(best) else threshold
+        low = cut - tolerance.score
+        agreement = agreement.add(matched(scored(wanted, cut), scored(found, low), scale, tolerance, where,
+                                          "the exported model lacks a detection that the PyTorch model has", low))
+        reverse = matched(scored(found, cut), scored(wanted, low), scale, tolerance, where,
+                          "the exported model has a detection that the PyTorch model lacks", low)
+        agreement = agreement.add(replace(reverse, detections=0))  # counted once, from the PyTorch side
     if agreement.box > tolerance.box or agreement.score > tolerance.score:
         raise LosslabError(f"the exported model differs from the PyTorch model on sample images: boxes by up to "
-                           f"{agreement.box:.3g} px (tolerance {tolerance.box:g}), scores by up to "
-                           f"{agreement.score:.3g} (tolerance {tolerance.score:g}); the export is not faithful.")
+                           f"{agreement.box:.3g} px of the model's input (tolerance {tolerance.box:g}, --tolerance), "
+                           f"scores by up to {agreement.score:.3g} (tolerance {tolerance.score:g}, --score-tolerance); "
+                           f"the largest box difference is on sample image {agreement.where}. The export is not "
+                           "faithful.")
     return agreement
 
 
-def differences(expected: Detections, actual: Detections, tolerance: Differences) -> Differences:
-    """Largest box and score difference from each expected detection to the actual detection of the same label
-    nearest to it (distance in units of the tolerances); inf when one has no counterpart of its label.
+def scored(detections: Detections, cut: float) -> Detections:
+    """The detections scoring at least `cut`."""
+    keep = detections["scores"] >= cut
+    return {name: value[keep] for name, value in detections.items()}
+
+
+def matched(kept: Detections, pool: Detections, scale: float, tolerance: Differences, where: str, missing: str,
+            floor: float) -> Differences:
+    """Largest box and score difference from each detection of `kept` to the detection of `pool` (those scoring at
+    least `floor`) with the same label nearest to it (distance in units of the tolerances); LosslabError
+    (`missing` ...) for one with none.
 
     Pairs are found by distance, not position: detections with tied scores may come out in either order.
     """
-    if not len(expected["boxes"]):
-        return Differences()
-    boxes = (expected["boxes"].double()[:, None] - actual["boxes"].double()[None]).abs().amax(-1)
-    scores = (expected["scores"].double()[:, None] - actual["scores"].double()[None]).abs()
-    distance = boxes / tolerance.box + scores / tolerance.score
-    distance[expected["labels"][:, None] != actual["labels"][None]] = torch.inf
-    nearest = distance.argmin(1)
+    if not len(kept["boxes"]):
+        return Differences(where=where)
+    boxes = (kept["boxes"].double()[:, None] - pool["boxes"].double()[None]).abs().amax(-1) * scale
+    scores = (kept["scores"].double()[:, None] - pool["scores"].double()[None]).abs()
+    distance = boxes / max(tolerance.box, 1e-12) + scores / max(tolerance.score, 1e-12)
+    distance[kept["labels"][:, None] != pool["labels"][None].to(kept["labels"].dtype)] = torch.inf
+    distance = torch.cat([distance, torch.full((len(distance), 1), torch.inf, dtype=distance.dtype)], 1)
+    nearest = distance.argmin(1)  # the added last column: no counterpart
     rows = torch.arange(len(nearest))
-    if torch.isinf(distance[rows, nearest]).any():
-        return Differences(math.inf, math.inf, len(rows))
-    return Differences(float(boxes[rows, nearest].max()), float(scores[rows, nearest].max()), len(rows))
+    unpaired = torch.isinf(distance[rows, nearest]).nonzero().flatten()
+    if len(unpaired):
+        raise LosslabError(f"{missing} on sample image {where}: {described(kept, int(unpaired[0]))}; the other has no "
+                           f"detection of that label scoring at least {floor:.4g} (the lowest score compared minus "
+                           "--score-tolerance). The export is not faithful.")
+    box, score = boxes[rows, nearest], scores[rows, nearest]
+    worst = int(box.argmax())
+    return Differences(float(box[worst]), float(score.max()), len(rows), f"{where}, at {described(kept, worst)}")
+
+
+def described(detections: Detections, index: int) -> str:
+    box = [round(v, 1) for v in detections["boxes"][index].tolist()]
+    return f"label {int(detections['labels'][index])}, score {float(detections['scores'][index]):.4g}, box {box}"
 
 
 def model_metadata(trained: SavedModel, model: nn.Module, format: str, file_name: str, names: list[str],
-                   agreement: Differences, tolerance: Differences) -> dict:
-    """model.json: what a program needs to feed the exported model and read its output, without losslab."""
+                   samples: list[Tensor], agreement: Differences, tolerance: Differences) -> dict:
+    """The metadata file (model.pt.json, model.onnx.json): what a program needs to feed the exported model and read
+    its output, without losslab, and how it was checked."""
     transform = model.transform
     call = ("model([image, ...]) returns (losses, detections): losses an empty dict, detections one dict per image"
             if format == "torchscript" else
@@ -203,8 +264,8 @@ def model_metadata(trained: SavedModel, model: nn.Module, format: str, file_name
             "format": "RGB, float32 in [0, 1], shape [3, H, W], any H and W",
             "min_size": int(transform.min_size[0]),
             "max_size": int(transform.max_size),
-            "resize": "inside the model: shorter side to min_size, longer side at most max_size; boxes come back "
-                      "in the input's pixels",
+            "resize": "inside the model, to the same size as the PyTorch model: shorter side to min_size, longer "
+                      "side at most max_size; boxes come back in the input's pixels",
             "image_mean": [float(v) for v in transform.image_mean],
             "image_std": [float(v) for v in transform.image_std],
             "normalisation": "inside the model: (image - image_mean) / image_std per channel; pass [0, 1] values",
@@ -224,9 +285,15 @@ def model_metadata(trained: SavedModel, model: nn.Module, format: str, file_name
                                 "default of losslab predict)",
         "checkpoint": trained.checkpoint.name,
         "epoch": trained.epoch,
-        "verification": {"box_difference_px": agreement.box, "score_difference": agreement.score,
-                         "detections_compared": agreement.detections, "box_tolerance_px": tolerance.box,
-                         "score_tolerance": tolerance.score},
+        "verification": {
+            "sample_images": [list(image.shape[-2:]) for image in samples],  # [height, width]
+            "compared": f"detections scoring at least score_threshold, and each image's {ALWAYS_COMPARED} best",
+            "detections_compared": agreement.detections,
+            "box_difference_px": agreement.box,  # pixels of the model's input (the resized image)
+            "score_difference": agreement.score,
+            "box_tolerance_px": tolerance.box,
+            "score_tolerance": tolerance.score,
+        },
         "versions": {"torch": torch.__version__, "torchvision": torchvision.__version__,
                      **({"onnx_opset": ONNX_OPSET} if format == "onnx" else {})},
     }
@@ -238,12 +305,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "onnx needs pip install 'losslab[export]')")
     parser.add_argument("--checkpoint", default="best", choices=["best", "last"])
     parser.add_argument("--out", type=Path, help="output folder (default: RUN_DIR/export)")
-    parser.add_argument("--tolerance", type=float, default=BOX_TOLERANCE, help="largest box difference in pixels "
-                        f"allowed between the exported and the PyTorch model (default {BOX_TOLERANCE:g})")
+    parser.add_argument("--tolerance", type=float, default=BOX_TOLERANCE, help="largest box difference allowed "
+                        "between the exported and the PyTorch model, in pixels of the model's input (default "
+                        f"{BOX_TOLERANCE:g})")
+    parser.add_argument("--score-tolerance", type=float, default=SCORE_TOLERANCE, help="largest score difference "
+                        f"allowed (default {SCORE_TOLERANCE:g})")
 
 
 def main(args: argparse.Namespace) -> int:
-    print(export_report(export_run(args.run_dir, args.format, args.checkpoint, args.out, args.tolerance)))
+    print(export_report(export_run(args.run_dir, args.format, args.checkpoint, args.out, args.tolerance,
+                                   args.score_tolerance)))
     return 0
 
 
@@ -251,5 +322,6 @@ def export_report(result: ExportResult) -> str:
     """The console lines closing `losslab export`."""
     found = result.differences
     return (f"model: {result.model_file}\nmetadata: {result.metadata_file}\n"
-            f"checked against the PyTorch model on {found.detections} detections of sample images: boxes differ by "
-            f"up to {found.box:.2g} px, scores by up to {found.score:.2g}")
+            f"checked against the PyTorch model on {counted(found.detections, 'detection')} of "
+            f"{counted(len(SAMPLE_SIZES) + 1, 'sample image')}: boxes differ by up to {found.box:.2g} px of the "
+            f"model's input, scores by up to {found.score:.2g}")

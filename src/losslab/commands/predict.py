@@ -17,7 +17,7 @@ from torchvision.transforms.v2.functional import to_dtype
 from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from losslab.data.images import decode_pixels
+from losslab.data.images import counted, decode_pixels
 from losslab.errors import LosslabError
 from losslab.evaluation.inference import detect
 from losslab.evaluation.masks import paste_masks
@@ -192,8 +192,8 @@ def main(args: argparse.Namespace) -> int:
 
 def prediction_report(result: PredictResult) -> str:
     """The console lines closing `losslab predict`."""
-    lines = [f"predicted {result.predicted} images, {result.detections} detections: drawn images and "
-             f"predictions.json in {result.out_dir}"]
+    lines = [f"predicted {counted(result.predicted, 'image')}, {counted(result.detections, 'detection')}: drawn "
+             f"images and predictions.json in {result.out_dir}"]
     if result.skipped:
-        lines.append(f"skipped {len(result.skipped)} files that could not be read (see the warnings above)")
+        lines.append(f"skipped {counted(len(result.skipped), 'file')} that could not be read (see the warnings above)")
     return "\n".join(lines)

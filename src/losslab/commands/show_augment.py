@@ -61,8 +61,7 @@ def draw_sample(image: torch.Tensor, target: dict, classes: Sequence[str], cell_
     labels = target["labels"].tolist()
     names = [label_name(label, classes) for label in labels]
     masks = target["masks"].bool() if "masks" in target else None
-    canvas = draw_objects(F.to_dtype(image, torch.uint8, scale=True), target["boxes"], labels, names, masks,
-                          fill_labels=True)
+    canvas = draw_objects(F.to_dtype(image, torch.uint8, scale=True), target["boxes"], labels, names, masks)
     height, width = canvas.shape[-2:]
     return F.pad(canvas, [0, 0, cell_size - width, cell_size - height], fill=255)
 

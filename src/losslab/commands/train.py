@@ -46,10 +46,11 @@ def _train_app(cfg: DictConfig) -> float | None:
         if multirun:
             return None
         sys.exit(1)
-    except Exception:
+    except Exception as failure:
         if not multirun:
             raise
-        log.exception("this job failed; the sweep goes on")
+        # One line naming the failure (sweep_summary.csv's error column reads it), then the traceback.
+        log.exception("%s: %s (this job failed; the sweep goes on)", type(failure).__name__, failure)
         return None
     finally:
         if world.distributed:

@@ -119,6 +119,7 @@ class CocoDataConfig(DataConfig):
     images: str = MISSING
     annotations: str = MISSING
     keep_empty: bool = MISSING
+    follow_outside_links: bool = MISSING
 
 
 @dataclass
@@ -127,6 +128,7 @@ class VocDataConfig(DataConfig):
     image_set: str | None = MISSING
     keep_difficult: bool = MISSING
     classes: list[str] = MISSING
+    follow_outside_links: bool = MISSING
 
 
 # What each dataset cannot do without (for the message when a key is unset).

@@ -4,6 +4,8 @@ How the quirks of real COCO files are handled:
 
 - Category ids need not be contiguous (COCO itself uses 1..90 with gaps): labels are 1..K in the order of
   the ids, `category_ids[label - 1]` maps a label back and `classes` holds the category names.
+- A category with id 0 named `_background_`, `background` or `__background__` (labelme's COCO converter writes
+  one) is the background, which label 0 already is: it is left out, with its annotations, and one warning.
 - `iscrowd=1` regions (one region around many objects) are kept out of the targets, as torchvision's
   reference training does, and so out of the validation mAP's ground truth: a detection on a crowd counts
   as a false positive there, which makes such metrics slightly pessimistic.
@@ -30,6 +32,7 @@ from pycocotools import mask as mask_utils
 from losslab.data.images import (
     AnnotatedImages,
     Record,
+    counted,
     existing_file,
     existing_folder,
     fit_boxes,
@@ -43,19 +46,22 @@ log = logging.getLogger(__name__)
 
 
 class CocoDataset(AnnotatedImages):
-    """The images of `images` (a folder) that the COCO instances file `annotations` lists, with their objects."""
+    """The images of `images` (a folder) that the COCO instances file `annotations` lists, with their objects.
+    Symbolic links leading outside the folder are refused unless `follow_outside_links`."""
 
-    def __init__(self, images: str, annotations: str, keep_empty: bool = True):
+    def __init__(self, images: str, annotations: str, keep_empty: bool = True, follow_outside_links: bool = False):
         folder = existing_folder(images, "data.images", "the folder holding the images the annotations name")
         path = existing_file(annotations, "data.annotations", "a COCO instances file (JSON)")
         content = read_json(path)
         check_structure(content, path)
-        categories = sorted(content["categories"], key=lambda category: category["id"])
+        categories, annotations = without_background(content["categories"], content["annotations"], path)
+        categories = sorted(categories, key=lambda category: category["id"])
         by_image = defaultdict(list)
-        for annotation in content["annotations"]:
+        for annotation in annotations:
             by_image[annotation["image_id"]].append(annotation)
         images_used = [image for image in content["images"] if keep_empty or by_image[image["id"]]]
-        files = probe_images(resolve_files(folder, [image["file_name"] for image in images_used], str(path)),
+        names = [image["file_name"] for image in images_used]
+        files = probe_images(resolve_files(folder, names, str(path), follow_outside_links),
                              [_annotated_size(image) for image in images_used], str(path))
         label_of = {category["id"]: label for label, category in enumerate(categories, start=1)}
         dropped = _Dropped()
@@ -177,6 +183,26 @@ def _annotated_size(image: dict) -> tuple[int, int] | None:
     return None
 
 
+BACKGROUND_NAMES = ("_background_", "background", "__background__")
+
+
+def without_background(categories: list[dict], annotations: list[dict], path: Path) -> tuple[list[dict], list[dict]]:
+    """The categories and annotations without a background category (id 0, named as in BACKGROUND_NAMES), with one
+    warning when there was one; a LosslabError when no other category is left."""
+    background = [c for c in categories if c["id"] == 0 and c["name"].strip().lower() in BACKGROUND_NAMES]
+    if not background:
+        return categories, annotations
+    objects = [c for c in categories if c["id"] != 0]
+    if not objects:
+        raise LosslabError(f"data.annotations={path} has no category but the background (id 0, "
+                           f"'{background[0]['name']}'); expected at least one object class.")
+    kept = [a for a in annotations if a["category_id"] != 0]
+    dropped = f", with its {len(annotations) - len(kept)} annotation(s)" if len(kept) < len(annotations) else ""
+    log.warning("%s: category 0 '%s' is the background (as labelme's COCO converter writes it), not an object "
+                "class: left out%s", path, background[0]["name"], dropped)
+    return objects, kept
+
+
 # ---------------------------------------------------------------------------------------------- objects
 
 
@@ -246,11 +272,36 @@ def compact_segmentations(objects: list[tuple[dict, list[float]]], width: int, h
 def _rle_problems(name: str, rle: dict, height: int, width: int) -> list[str]:
     if list(rle.get("size", [])) != [height, width] or not isinstance(rle.get("counts"), list | str):
         return [f"{name}: RLE size {rle.get('size')} for a {height}x{width} (height x width) image"]
-    try:
-        mask_utils.area(_rle(rle, height, width))
-    except (ValueError, TypeError) as error:
-        return [f"{name}: RLE counts unreadable ({error})"]
+    counts = rle["counts"]
+    if isinstance(counts, list) and not all(isinstance(c, int) and not isinstance(c, bool) for c in counts):
+        return [f"{name}: RLE counts must be whole numbers"]
+    runs = counts if isinstance(counts, list) else compressed_counts(counts)
+    if sum(runs) != height * width or min(runs, default=0) < 0:
+        return [f"{name}: RLE counts cover {sum(runs)} pixels{' (some negative)' if min(runs, default=0) < 0 else ''}"
+                f", not the {height}x{width} = {height * width} of its image"]
     return []
+
+
+def compressed_counts(counts: str) -> list[int]:
+    """The run lengths a compressed RLE string encodes (COCO maskApi's rleFrString, without decoding the mask).
+
+    Each number is written in groups of 5 bits, one character (48 + group) each: bit 0x20 says that another
+    group follows, bit 0x10 of the last group is the sign. From the fourth number on, each is stored as its
+    difference to the number two before it.
+    """
+    runs: list[int] = []
+    value = shift = 0
+    for character in counts.encode("ascii", errors="replace"):
+        group = character - 48
+        value |= (group & 0x1F) << shift
+        shift += 5
+        if group & 0x20:
+            continue
+        if group & 0x10:
+            value |= -1 << shift
+        runs.append(value + runs[-2] if len(runs) > 2 else value)
+        value = shift = 0
+    return runs
 
 
 def _rle(segmentation: dict | list, height: int, width: int) -> dict:
@@ -264,6 +315,6 @@ def _rle(segmentation: dict | list, height: int, width: int) -> dict:
 
 def _log_summary(path: Path, records: list[Record], left_out: int, dropped: int) -> None:
     negatives = sum(len(record.labels) == 0 for record in records)
-    log.info("%s: %d images (%d without objects)%s%s", path, len(records), negatives,
+    log.info("%s: %s (%d without objects)%s%s", path, counted(len(records), "image"), negatives,
              f", {left_out} without annotations left out (data.keep_empty=false)" if left_out else "",
              f", {dropped} whose every annotation is a crowd region or a degenerate box left out" if dropped else "")

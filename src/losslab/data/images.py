@@ -2,7 +2,8 @@
 dataset class the COCO and VOC readers fill (`AnnotatedImages`).
 
 Every file is checked when the dataset loads, before any training: its name must stay inside the image
-folder (no absolute paths, no `..` climbing out), it must exist, and Pillow must be able to read its
+folder (no absolute paths, no `..` climbing out), it must exist, its real path (symbolic links resolved) must
+lie inside the image folder too, unless the user allows links that lead out, and Pillow must be able to read its
 header. The header gives the stored size and the EXIF orientation without decoding pixels.
 
 EXIF orientation: cameras store pixels as the sensor saw them and a tag saying how to turn them. The
@@ -47,6 +48,11 @@ def listing(items: list, limit: int = MAX_LISTED) -> str:
     return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
 
 
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """`n` and the noun in the number it needs: "1 image", "2 images", "1 class", "3 classes"."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
+
+
 def existing_folder(path: str, key: str, expected: str) -> Path:
     """`path` as a Path, or a LosslabError naming the config `key` when it is not a folder."""
     return _existing(path, key, expected, folder=True)
@@ -66,12 +72,12 @@ def _existing(path: str, key: str, expected: str, folder: bool) -> Path:
     return found
 
 
-def resolve_files(folder: Path, names: list[str], source: str) -> list[Path]:
+def resolve_files(folder: Path, names: list[str], source: str, follow_outside_links: bool = False) -> list[Path]:
     """The path of every image name inside `folder`, refusing names that would leave it and missing files.
 
     A name is used as given, relative to `folder`: an absolute name or one whose `..` climbs out is refused
-    (never read outside the folder). Symbolic links inside the folder are followed: the user put them there.
-    `source` names where the names come from (an annotation file) for the error message.
+    (never read outside the folder), and so is one that a symbolic link leads out of it, unless
+    `follow_outside_links`. `source` names where the names come from (an annotation file) for the error message.
     """
     unsafe = [name for name in names if _leaves_folder(name)]
     if unsafe:
@@ -84,10 +90,26 @@ def resolve_files(folder: Path, names: list[str], source: str) -> list[Path]:
     missing = [name for name, path in zip(names, paths, strict=True) if not path.is_file()]
     if missing:
         raise LosslabError(
-            f"{len(missing)} of the {len(names)} images that {source} lists are not in {folder}: {listing(missing)}. "
+            f"{len(missing)} of the {counted(len(names), 'image')} that {source} lists are not in {folder}: "
+            f"{listing(missing)}. "
             "Check the image folder, or remove those images from the annotations."
         )
+    if not follow_outside_links:
+        refuse_outside_links(folder, paths, source)
     return paths
+
+
+def refuse_outside_links(folder: Path, paths: list[Path], source: str) -> None:
+    """A LosslabError listing the `paths` (inside `folder`) that symbolic links lead out of it."""
+    inside = folder.resolve()
+    real = [(path, path.resolve()) for path in paths]
+    leaving = [f"{path.relative_to(folder)} -> {target}" for path, target in real if not target.is_relative_to(inside)]
+    if leaving:
+        raise LosslabError(
+            f"{len(leaving)} image file(s) that {source} lists are symbolic links (or lie in linked folders) leading "
+            f"outside {folder}: {listing(leaving)}. losslab reads only files inside the dataset's folder; move or "
+            "copy those files into it or, for a dataset made of links you trust, set data.follow_outside_links=true."
+        )
 
 
 def _leaves_folder(name: str) -> bool:

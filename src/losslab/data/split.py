@@ -11,11 +11,12 @@ Three kinds (`split.name`):
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
 
-from losslab.data.images import listing
+from losslab.data.images import counted, listing
 from losslab.errors import LosslabError
 
 SPLITS = ("train", "val", "test")
@@ -45,23 +46,38 @@ def check_split_options(options: dict) -> None:
 
 
 def random_split(image_ids: list, train: float, val: float, test: float, seed: int) -> dict[str, list]:
-    """Shuffle `image_ids` with `seed` and cut them by the ratios, which must sum to at most 1.
-
-    Sizes are rounded down; when the ratios sum to 1 the images left over by rounding go to train,
-    when they sum to less the rest of the images is left out (a quick run on part of the data).
-    Train and val must not come out empty; test may (ratio 0).
-    """
+    """Shuffle `image_ids` with `seed` and cut them into splits of `split_sizes`; the ratios must sum to at most 1
+    (when they sum to less, the rest of the images is left out: a quick run on part of the data)."""
     check_ratios(train, val, test)
     ratios = {"train": train, "val": val, "test": test}
     n = len(image_ids)
-    sizes = {name: int(n * ratio + 1e-9) for name, ratio in ratios.items()}
-    if abs(sum(ratios.values()) - 1.0) <= 1e-6:
-        sizes["train"] = n - sizes["val"] - sizes["test"]
+    sizes = split_sizes(n, ratios)
     check_not_empty(sizes, ratios, n)
     order = np.random.default_rng(seed).permutation(n)
     shuffled = [image_ids[i] for i in order]
     bounds = np.cumsum([0, sizes["train"], sizes["val"], sizes["test"]])
     return {name: shuffled[bounds[i] : bounds[i + 1]] for i, name in enumerate(SPLITS)}
+
+
+def split_sizes(n: int, ratios: dict[str, float]) -> dict[str, int]:
+    """How many of `n` images each split gets: the ratios' shares by largest remainder (Hamilton's method: every
+    split gets the whole part of its share, the images left go to the largest fractional parts, ties to the
+    earlier split), the part of 1 the ratios leave being a share of images left out. Then every split with a
+    positive ratio gets at least one image, taken from the bin with the most to spare, as long as one can spare it.
+    """
+    shares = np.array([*ratios.values(), max(0.0, 1.0 - sum(ratios.values()))])
+    shares /= max(1.0, shares.sum())  # ratios may sum to a rounding error above 1
+    quotas = shares * n
+    sizes = np.floor(quotas + 1e-9).astype(int)
+    by_remainder = np.argsort(-(quotas - sizes), kind="stable")
+    sizes[by_remainder[: n - sizes.sum()]] += 1
+    for index in np.flatnonzero((shares[:-1] > 0) & (sizes[:-1] == 0)):
+        spare = sizes - np.array([1, 1, 1, 0]) * (shares > 0)  # a split keeps one image; the left-out bin none
+        donor = int(spare.argmax())
+        if spare[donor] > 0:
+            sizes[donor] -= 1
+            sizes[index] += 1
+    return dict(zip(ratios, sizes.tolist(), strict=False))
 
 
 def check_ratios(train: float, val: float, test: float) -> None:
@@ -74,13 +90,26 @@ def check_ratios(train: float, val: float, test: float) -> None:
 
 
 def check_not_empty(sizes: dict[str, int], ratios: dict[str, float], n: int) -> None:
-    """Train and val must hold images (test may be empty); the error says which ratio to raise."""
-    for name in ("train", "val"):
-        if sizes[name] == 0:
-            raise LosslabError(
-                f"split: split.{name}={ratios[name]} of {n} images leaves the {name} split empty; "
-                f"raise split.{name} (lowering the others so they sum to at most 1) or use more images."
-            )
+    """Every split with a positive ratio must hold images, and train and val always; the error says which ratios
+    would work."""
+    for name in SPLITS:
+        if sizes[name] == 0 and (ratios[name] > 0 or name != "test"):
+            raise LosslabError(f"split: split.{name}={ratios[name]} of {counted(n, 'image')} leaves the {name} split "
+                               f"empty; {working_ratios(n, name, ratios)}")
+
+
+def working_ratios(n: int, empty: str, ratios: dict[str, float]) -> str:
+    """Advice for ratios under which no split comes out empty."""
+    if n < 2:
+        return f"a run needs at least 2 images (one to train on, one to validate on); the data has {n}."
+    if ratios[empty] == 0:
+        return (f"raise split.{empty} (lowering the others so they sum to at most 1), e.g. split.train=0.5 "
+                "split.val=0.25 split.test=0.25.")
+    if n < 3:  # a third split cannot have an image of its own
+        return f"with {n} images there is no image left to test on: use split.train=0.5 split.val=0.5 split.test=0."
+    share = math.ceil(100 / n) / 100  # the smallest ratio of two decimals worth one image
+    return (f"raise split.{empty} to at least {share:g} (one image), lowering the others so they sum to at most 1, "
+            "or use more images.")
 
 
 def stratified_split(image_labels: dict, train: float, val: float, test: float, seed: int) -> dict[str, list]:

@@ -28,11 +28,13 @@ import numpy as np
 from losslab.data.images import (
     AnnotatedImages,
     Record,
+    counted,
     existing_file,
     existing_folder,
     fit_boxes,
     listing,
     probe_images,
+    refuse_outside_links,
 )
 from losslab.errors import LosslabError
 
@@ -49,7 +51,7 @@ class VocDataset(AnnotatedImages):
     """The images of one VOC image set under `root`, with the boxes of the objects named in `classes`."""
 
     def __init__(self, root: str, image_set: str | None = "trainval", keep_difficult: bool = False,
-                 classes: list[str] | tuple[str, ...] = VOC_CLASSES):
+                 classes: list[str] | tuple[str, ...] = VOC_CLASSES, follow_outside_links: bool = False):
         folder = existing_folder(root, "data.root", "a Pascal VOC folder (with JPEGImages/ and Annotations/)")
         annotations = _subfolder(folder, "Annotations")
         stems = read_image_set(folder, image_set) if image_set is not None else _every_annotation(annotations)
@@ -58,6 +60,8 @@ class VocDataset(AnnotatedImages):
         parsed = [parse_annotation(annotations / f"{stem}.xml") for stem in _existing_xml(annotations, stems)]
         _check_names(parsed, classes)
         files = _image_files(_subfolder(folder, "JPEGImages"), stems)
+        if not follow_outside_links:
+            refuse_outside_links(folder, files, f"the VOC folder {folder}")
         probed = probe_images(files, [objects.size for objects in parsed], f"the VOC folder {folder}")
         label_of = {name: label for label, name in enumerate(classes, start=1)}
         records, degenerate, dropped = [], [], 0
@@ -75,7 +79,7 @@ class VocDataset(AnnotatedImages):
         if degenerate:
             log.warning("%s: dropped %d box(es) with zero or negative width or height after clipping to the image "
                         "(%s)", annotations, len(degenerate), listing(degenerate))
-        log.info("%s: %d images (%d without objects)%s", folder, len(records),
+        log.info("%s: %s (%d without objects)%s", folder, counted(len(records), "image"),
                  sum(len(r.labels) == 0 for r in records),
                  f", {dropped} whose every object is difficult or degenerate left out" if dropped else "")
 

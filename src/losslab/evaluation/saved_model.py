@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from losslab.config.run_config import read_run_config
+from losslab.data.images import counted
 from losslab.errors import LosslabError
 from losslab.losses.build import build_losses, loss_choices, needs_class_counts
 from losslab.modeling.detectors import build_detector
@@ -46,7 +47,7 @@ def load_saved_model(run_dir: Path, checkpoint: str = "best", device: str = "aut
         model.load_state_dict(state["model"])
     except RuntimeError as error:  # the config and the weights describe different models
         raise LosslabError(f"checkpoint {path} does not fit the model in {run_dir / '.hydra' / 'config.yaml'} "
-                           f"with {len(classes)} classes: {error}") from error
+                           f"with {counted(len(classes), 'class', 'classes')}: {error}") from error
     target = resolve_device(device, key="--device")
     model = model.to(target).eval()
     settle_roi_pool_scales(model, cfg["model"]["min_size"], target)
@@ -109,4 +110,4 @@ def inference_losses(cfg: dict, num_classes: int):
     choices = {key: {"name": "default"} if choice.get("name") == "custom" else choice
                for key, choice in choices.items()}
     counts = [1] * num_classes if needs_class_counts([choices]) else None
-    return build_losses(cfg["model"]["arch"], choices, weights, counts)
+    return build_losses(cfg["model"]["arch"], choices, weights, counts, num_classes)

@@ -9,6 +9,7 @@ the term it adds to the total (as MMDetection's `loss_weight` does).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -36,10 +37,11 @@ class ComponentLosses:
 
 
 def build_losses(arch: str, choices: dict[str, dict], weights: dict[str, float],
-                 class_counts: list[int] | None = None) -> ComponentLosses:
+                 class_counts: list[int] | None = None, num_classes: int | None = None) -> ComponentLosses:
     """The losses for `arch` from `choices` ({"cls": {"name": "focal", "alpha": ...}, ...}) and weights.
 
-    `class_counts` (objects per class in the train split) feeds `weighted_ce` with `weights: auto`.
+    `class_counts` (objects per class in the train split) feeds `weighted_ce` with `weights: auto`;
+    `num_classes` (object classes, background excluded) is what a list of weights is checked against.
     Choosing a non-default loss, or a weight other than 1, for a component the architecture does
     not have is an error: it would silently do nothing.
     """
@@ -56,7 +58,8 @@ def build_losses(arch: str, choices: dict[str, dict], weights: dict[str, float],
     built: dict[str, Callable] = {}
     for key, component in CONFIG_KEYS.items():
         if component in present:
-            loss = _loss_function(head_family, key, dict(choices.get(key) or {"name": "default"}), class_counts)
+            loss = _loss_function(head_family, key, dict(choices.get(key) or {"name": "default"}), class_counts,
+                                  num_classes)
             built[component] = _adapt(head_family, key, loss)
     if "rpn_box_regression" in present:
         built["rpn_box_regression"] = rpn_smooth_l1
@@ -92,7 +95,8 @@ def loss_choices(loss: dict) -> tuple[dict[str, dict], dict[str, float]]:
     return {key: loss[key] for key in CONFIG_KEYS}, loss["weights"]
 
 
-def _loss_function(family: str, key: str, spec: dict, class_counts: list[int] | None) -> Callable:
+def _loss_function(family: str, key: str, spec: dict, class_counts: list[int] | None,
+                   num_classes: int | None) -> Callable:
     """The pure loss `spec` names, its parameters bound (and `reduction` for classification)."""
     name = spec.pop("name", "default")
     if name == "custom":
@@ -115,7 +119,7 @@ def _loss_function(family: str, key: str, spec: dict, class_counts: list[int] | 
         except ValueError as error:
             raise LosslabError(f"loss.{key}.smooth={params['smooth']} ({name}): {error}.") from None
     if name == "weighted_ce":
-        params["weight"] = class_weights(params.pop("weights"), class_counts)
+        params["weight"] = class_weights(params.pop("weights"), class_counts, num_classes)
     function_name = loss.retinanet_function if family == "retinanet" and loss.retinanet_function else loss.function
     function = getattr(fn, function_name)
     if key == "cls":
@@ -125,20 +129,26 @@ def _loss_function(family: str, key: str, spec: dict, class_counts: list[int] | 
     return partial(function, **params)
 
 
-def class_weights(weights: Any, class_counts: list[int] | None) -> torch.Tensor:
+def class_weights(weights: Any, class_counts: list[int] | None, num_classes: int | None = None) -> torch.Tensor:
     """Cross-entropy weights over [background, class 1..K]: background 1, classes as given or, for `auto`,
     scikit-learn's "balanced" weights of their train split counts (`functional.balanced_class_weights`: they average
-    1 per object, so the balance between background and objects stays that of plain cross-entropy)."""
+    1 per object, so the balance between background and objects stays that of plain cross-entropy). A list must hold
+    one weight >= 0 per class (K: `num_classes`, or the length of `class_counts`), checked when K is known."""
     if weights == "auto":
         if class_counts is None:
             raise LosslabError("loss.cls.weights=auto needs the train split's class counts; pass class_counts.")
-        per_class = fn.balanced_class_weights(class_counts)
-    else:
-        per_class = torch.as_tensor(list(weights), dtype=torch.float32)
-        if class_counts is not None and len(per_class) != len(class_counts):
-            raise LosslabError(f"loss.cls.weights has {len(per_class)} values; expected one per class "
-                               f"({len(class_counts)}), or auto.")
-    return torch.cat([torch.ones(1), per_class])
+        return torch.cat([torch.ones(1), fn.balanced_class_weights(class_counts)])
+    expected = len(class_counts) if class_counts is not None else num_classes
+    if not isinstance(weights, list | tuple) or not all(isinstance(w, int | float) for w in weights):
+        raise LosslabError(f"loss.cls.weights={weights}: expected auto or a list of numbers, one per object class"
+                           f"{f' ({expected})' if expected is not None else ''}.")
+    if expected is not None and len(weights) != expected:
+        raise LosslabError(f"loss.cls.weights has {len(weights)} values ({list(weights)}); expected one per object "
+                           f"class of the data ({expected}, background not counted), or auto.")
+    if not all(math.isfinite(w) and w >= 0 for w in weights):
+        raise LosslabError(f"loss.cls.weights={list(weights)}: expected weights >= 0 (a negative weight rewards "
+                           "misclassifying that class), or auto.")
+    return torch.cat([torch.ones(1), torch.as_tensor(list(weights), dtype=torch.float32)])
 
 
 def _adapt(family: str, key: str, loss: Callable) -> Callable:

@@ -37,6 +37,7 @@ def plot_loss_curves(rows: list[dict], path: Path, title: str = "", best_epoch: 
 
 def loss_curves_figure(rows: list[dict], title: str = "", best_epoch: int | None = None) -> Figure:
     """Total train vs val loss, then one panel per component present, then the learning rate."""
+    epochs = [r["epoch"] for r in rows]
     panels = ["loss"] + [c for c in COMPONENTS if any(f"train/{c}" in r or f"val/{c}" in r for r in rows)]
     metrics = [m for m in METRIC_LINES if any(m in r for r in rows)]
     if metrics:
@@ -54,7 +55,7 @@ def loss_curves_figure(rows: list[dict], title: str = "", best_epoch: int | None
                 ax.plot(*_series(rows, metric), marker="o", markersize=3, label=metric.removeprefix("val/"))
             ax.set_title("val detection metrics")
             ax.legend(fontsize=7)
-            _epoch_axis(ax)
+            _epoch_axis(ax, epochs)
             continue
         for split, style in (("train", TRAIN_STYLE), ("val", VAL_STYLE)):
             epochs, values = _series(rows, f"{split}/{name}")
@@ -66,7 +67,7 @@ def loss_curves_figure(rows: list[dict], title: str = "", best_epoch: int | None
         if best_epoch is not None:
             ax.axvline(best_epoch, color="gray", linestyle=":", linewidth=1, label=f"best (epoch {best_epoch})")
         ax.set_title("total loss" if name == "loss" else name.replace("_", " "))
-        _epoch_axis(ax)
+        _epoch_axis(ax, epochs)
         ax.grid(alpha=0.3)
         if i == 0:
             ax.legend(fontsize=8)
@@ -75,7 +76,7 @@ def loss_curves_figure(rows: list[dict], title: str = "", best_epoch: int | None
         epochs, values = _series(rows, "lr")
         ax.plot(epochs, values, color="tab:green", marker=".", drawstyle="steps-post")
         ax.set_ylabel("lr")
-        _epoch_axis(ax)
+        _epoch_axis(ax, epochs)
         ax.grid(alpha=0.3)
     if title:
         fig.suptitle(title)
@@ -108,7 +109,7 @@ def sweep_figure(groups: list[tuple[str, list[list[dict]]]], columns=("val/loss"
             if len(runs) > 1:
                 ax.fill_between(epochs, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
         ax.set_title(SWEEP_TITLES.get(column, column))
-        _epoch_axis(ax)
+        _epoch_axis(ax, [row["epoch"] for _, rows in runs for row in rows])
         ax.grid(alpha=0.3)
     handles, labels = axes[0][0].get_legend_handles_labels()
     if any(len(runs) > 1 for _, runs in groups):
@@ -178,9 +179,16 @@ def _shade_phases(ax, rows: list[dict]) -> None:
                 va="top", fontsize=7, color="tab:purple")
 
 
-def _epoch_axis(ax) -> None:
+def _epoch_axis(ax, epochs: list[int]) -> None:
+    """An x axis of whole epochs spanning every epoch of the figure, whatever this panel plots (a metric evaluated
+    at one epoch of three included), at least half an epoch beyond the first and last, with integer ticks only
+    (matplotlib alone pads a single point to 0.945 ... 1.055 and ticks it in fractions)."""
     ax.set_xlabel("epoch")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if epochs:
+        first, last = min(epochs), max(epochs)
+        margin = max(0.5, 0.05 * (last - first))
+        ax.set_xlim(first - margin, last + margin)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
 
 
 def _save(fig: Figure, path: Path) -> Path:

@@ -18,6 +18,8 @@ def diagnose(rows: list[dict], rise_tolerance: float = 0.1, overfit_tolerance: f
     - plateau: the last third of the epochs (at least 2) brought no val loss more than
       `plateau_tolerance` below the best before them.
     - learning: otherwise.
+
+    One finished epoch is too little to judge: unless its loss is non-finite, the verdict is "too early".
     """
     if not rows:
         return {"state": "not started", "since_epoch": None, "text": "no epoch finished"}
@@ -27,6 +29,9 @@ def diagnose(rows: list[dict], rise_tolerance: float = 0.1, overfit_tolerance: f
     bad = [e for e, t, v in zip(epochs, train, val, strict=True) if not (math.isfinite(t) and math.isfinite(v))]
     if bad:
         return _verdict("diverging", bad[0], f"the loss became non-finite at epoch {bad[0]}")
+    if len(rows) == 1:
+        return _verdict("too early", None, f"one epoch is too little to judge the curves (val loss {val[0]:.4g}); "
+                        "train for 2 or more")
     low = _argmin(train)
     if train[-1] > train[low] * (1 + rise_tolerance):
         return _verdict("diverging", epochs[low + 1], f"train loss rose from {train[low]:.4g} at epoch "

@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from matplotlib.figure import Figure
 
 from losslab.reporting.curves import _save, plt
+from losslab.reporting.drawing import text_colour
 
 
 def plot_pr_curves(curves: dict[str, tuple[list[float], list[float]]], path: Path) -> Path:
@@ -27,16 +29,23 @@ def plot_pr_curves(curves: dict[str, tuple[list[float], list[float]]], path: Pat
 
 
 def plot_confusion_matrix(matrix, names: list[str], path: Path) -> Path:
-    """Counts and row-normalised rates (true class by predicted class, background included)."""
+    """Save confusion_matrix_figure(...) to `path`."""
+    return _save(confusion_matrix_figure(matrix, names), path)
+
+
+def confusion_matrix_figure(matrix, names: list[str]) -> Figure:
+    """Counts and row-normalised rates (true class by predicted class, background included); each number in
+    black or white, whichever reads on its cell."""
     fig, axes = plt.subplots(1, 2, figsize=(5 + 1.2 * len(names), 2.5 + 0.5 * len(names)), layout="constrained")
     totals = matrix.sum(axis=1, keepdims=True)
     normalised = matrix / totals.clip(min=1)
     for ax, values, title, fmt in ((axes[0], matrix, "counts", "d"), (axes[1], normalised, "normalised by true class",
                                                                         ".2f")):
-        ax.imshow(values, cmap="Blues")
+        cells = ax.imshow(values, cmap="Blues")
         for (row, column), value in np.ndenumerate(values):
-            ax.text(column, row, format(value, fmt), ha="center", va="center", fontsize=8)
+            ax.text(column, row, format(value, fmt), ha="center", va="center", fontsize=8,
+                    color=text_colour(cells.cmap(cells.norm(value))))
         ax.set(xticks=range(len(names)), yticks=range(len(names)), xlabel="predicted", ylabel="true", title=title)
         ax.set_xticklabels(names, rotation=45, ha="right")
         ax.set_yticklabels(names)
-    return _save(fig, path)
+    return fig

@@ -11,6 +11,7 @@ from losslab.reporting.curves import plot_group_statistics, plot_sweep_curves, s
 from losslab.reporting.ranking import Ranking, best_of, ranked
 from losslab.reporting.repeats import STATS_COLUMNS, Group, group_curves, group_runs, group_statistics, has_repeats
 
+ERROR_MARK = "][ERROR] "  # how train.log's format ("[%(asctime)s][%(levelname)s] %(message)s") marks an error
 SUMMARY_COLUMNS = ("rank", "job", "overrides", "status", "rank_by", "best", "best_epoch", "best_val_loss",
                    "best_val_mAP", "val_ref_loss", "epochs_run", "diagnosis", "error", "rank_reason", "run_dir",
                    "all_overrides")
@@ -51,11 +52,24 @@ def job_summary(run: FinishedRun, label: list[str], ranking: Ranking) -> dict:
         "val_ref_loss": (run.summary.get("best") or {}).get("val/ref_loss"),
         "epochs_run": run.summary.get("epochs_run"),
         "diagnosis": (run.summary.get("diagnosis") or {}).get("text"),
-        "error": run.summary.get("error"),
+        "error": failure_reason(run.path, run.summary),
         "rank_reason": ranking.reason,
         "run_dir": str(run.path),
         "all_overrides": " ".join(run.overrides),
     }
+
+
+def failure_reason(job_dir: Path, summary: dict) -> str | None:
+    """The first line of the job's summary.json `error`; without summary.json (a job refused before its run
+    began, e.g. by optimizer.lr=-1), the last error its train.log records: the exception's message, logged as
+    `[time][ERROR] message` (conf/train.yaml's log format). None when there is neither."""
+    if summary:
+        error = summary.get("error")
+        return str(error).strip().splitlines()[0] if error else None
+    log_file = job_dir / "train.log"
+    lines = log_file.read_text(errors="replace").splitlines() if log_file.is_file() else []
+    errors = [line.split(ERROR_MARK, 1)[1].strip() for line in lines if ERROR_MARK in line]
+    return errors[-1] if errors else None
 
 
 def summarize_sweep(sweep_dir: Path, rank_by: str | None = None, mode: str | None = None, monitor: str = "val/loss",

@@ -61,5 +61,5 @@ def build_model(cfg: DictConfig, num_classes: int | None = None, class_counts: l
         num_classes = len(data.classes)
         if needs_class_counts([choices]):
             class_counts = count_classes(data.train, num_classes)
-    losses = build_losses(cfg.model.arch, choices, weights, class_counts)
+    losses = build_losses(cfg.model.arch, choices, weights, class_counts, num_classes)
     return build_detector(OmegaConf.to_container(cfg.model, resolve=True), losses, num_classes)

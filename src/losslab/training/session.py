@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader
 
 from losslab.config.validation import evaluation_interval
 from losslab.data.datasets import DetectionData, count_classes
+from losslab.data.images import counted
 from losslab.data.split import write_split
 from losslab.distributed import World
 from losslab.losses.build import (
@@ -61,7 +62,8 @@ class Session:
 
 
 def setup(cfg: DictConfig, run_dir: Path, world: World) -> Session:
-    """Seed, build data (writing split.json), model, optimizer, schedulers and every loss phase."""
+    """Seed, build data, model, every loss phase, optimizer and schedulers, then write split.json (so that a bad
+    choice fails first)."""
     device = resolve_device(cfg.trainer.device, world)
     torch.manual_seed(cfg.trainer.seed)
     data = build_data(cfg)
@@ -76,10 +78,9 @@ def setup(cfg: DictConfig, run_dir: Path, world: World) -> Session:
     for checked in check_user_losses(arch, every_choice, len(data.classes), device):
         log.info("user loss loss.%s._target_=%s (%s): imported, and called on a synthetic batch", checked.key,
                  checked.target, checked.origin)
-    losses = build_losses(arch, choices, weights, counts)
-    phase_losses = {phase.number: build_losses(arch, phase.choices, weights, counts) for phase in schedule.phases}
-    if world.main:
-        write_split(run_dir / "split.json", data.split_ids, cfg.split.seed)
+    losses = build_losses(arch, choices, weights, counts, len(data.classes))
+    phase_losses = {phase.number: build_losses(arch, phase.choices, weights, counts, len(data.classes))
+                    for phase in schedule.phases}
     loaders = build_dataloaders(cfg, data, world)
     model = build_detector(OmegaConf.to_container(cfg.model, resolve=True), losses, len(data.classes)).to(device)
     trained = prepare_for_speed(model, cfg.trainer, device, world)
@@ -88,8 +89,10 @@ def setup(cfg: DictConfig, run_dir: Path, world: World) -> Session:
     optimizer = build_optimizer(OmegaConf.to_container(cfg.optimizer, resolve=True), model)
     schedulers = build_schedulers(OmegaConf.to_container(cfg.scheduler, resolve=True), optimizer,
                                   steps_per_epoch=len(loaders["train"]))
+    if world.main:
+        write_split(run_dir / "split.json", data.split_ids, cfg.split.seed)
     log.info("run folder %s | %s/%s, %s, %d train / %d val / %d test images, device %s", run_dir, arch,
-             cfg.model.backbone, _count(len(data.classes), "class", "classes"), len(data.train), len(data.val),
+             cfg.model.backbone, counted(len(data.classes), "class", "classes"), len(data.train), len(data.val),
              len(data.test), device)
     auto_weights = None
     if counts is not None:
@@ -111,7 +114,7 @@ def _log_class_weights(classes: list[str], counts: list[int], weights: list[floa
     per_class = zip(classes, counts, weights[1:], strict=True)
     log.info("weighted_ce weights (auto: scikit-learn's balanced n / (K n_k) over the train split's objects): "
              "background %.3g, %s", weights[0],
-             ", ".join(f"{name} {weight:.3g} ({count} objects)" for name, count, weight in per_class))
+             ", ".join(f"{name} {weight:.3g} ({counted(count, 'object')})" for name, count, weight in per_class))
     absent = [name for name, count in zip(classes, counts, strict=True) if count == 0]
     if absent:
         log.warning("weighted_ce weights=auto: the train split has no object of %s; weight 1, which only scales "
@@ -125,10 +128,6 @@ def _evaluation_interval(cfg: DictConfig) -> int:
         log.info("an evaluated metric (%s) is monitored: evaluating every epoch, not every %d (eval.every)",
                  cfg.trainer.monitor, cfg.eval.every)
     return every
-
-
-def _count(n: int, one: str, many: str) -> str:
-    return f"{n} {one if n == 1 else many}"
 
 
 def prepare_for_speed(model: torch.nn.Module, trainer: DictConfig, device: torch.device, world: World

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+from losslab.data.images import counted
+
 
 class EarlyStopping:
     """Stop when `monitor` has not improved by more than `min_delta` for `patience` epochs.
@@ -33,4 +35,4 @@ class EarlyStopping:
     def reason(self, rows: list[dict]) -> str:
         waited, best = self.epochs_without_improvement(rows)
         return (f"{self.monitor} has not improved on {best:.4g} by more than {self.min_delta:g} "
-                f"for {waited} epochs (patience {self.patience})")
+                f"for {counted(waited, 'epoch')} (patience {self.patience})")

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 import torchvision
 
+from losslab.data.images import counted
 from losslab.reporting.diagnosis import diagnose
 from losslab.reporting.history import History
 
@@ -48,8 +49,8 @@ def report(summary: dict, run_dir: Path) -> None:
     if summary["status"] == "failed":
         return
     best = summary["best"]
-    log.info("%s after %d epochs | best epoch %s, val loss %s%s | %s | curves: %s",
-             summary["status"], summary["epochs_run"], summary["best_epoch"],
+    log.info("%s after %s | best epoch %s, val loss %s%s | %s | curves: %s",
+             summary["status"], counted(summary["epochs_run"], "epoch"), summary["best_epoch"],
              f"{best['val/loss']:.4f}" if "val/loss" in best else "n/a",
              f", mAP {best['val/mAP']:.3f}" if "val/mAP" in best else
              f", best mAP {summary['best_mAP']:.3f}" if summary["best_mAP"] is not None else "",
