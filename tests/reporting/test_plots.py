@@ -92,7 +92,7 @@ def visible_ticks(ax) -> list[float]:
 def test_epoch_axes_have_whole_epoch_ticks_at_any_count(epochs):
     rows = [{**ROWS[i % 2], "epoch": i + 1} for i in range(epochs)]
     rows[-1]["val/mAP"] = 0.5  # one evaluation point: its panel still spans every epoch
-    figures = [loss_curves_figure(rows), sweep_figure([("a", rows), ("b", rows[:1])])]
+    figures = [loss_curves_figure(rows), sweep_figure([("a", [rows]), ("b", [rows[:1]])])]
     for ax in [ax for figure in figures for ax in figure.axes]:
         ticks = visible_ticks(ax)
         assert ticks and all(tick == int(tick) for tick in ticks), (ax.get_title(), ticks)

@@ -109,7 +109,7 @@ def sweep_figure(groups: list[tuple[str, list[list[dict]]]], columns=("val/loss"
             if len(runs) > 1:
                 ax.fill_between(epochs, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
         ax.set_title(SWEEP_TITLES.get(column, column))
-        _epoch_axis(ax, [row["epoch"] for _, rows in runs for row in rows])
+        _epoch_axis(ax, [row["epoch"] for _, runs in groups for rows in runs for row in rows])
         ax.grid(alpha=0.3)
     handles, labels = axes[0][0].get_legend_handles_labels()
     if any(len(runs) > 1 for _, runs in groups):
