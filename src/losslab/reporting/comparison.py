@@ -14,7 +14,7 @@ from losslab.errors import LosslabError
 from losslab.reporting.history import read_metrics
 
 COMPARE_COLUMNS = ("rank", "run", "overrides", "status", "metric", "best", "best_epoch", "epochs_run", "run_dir")
-RUNS_COLUMNS = ("date", "status", "model", "loss", "best_val_loss", "epochs_run", "run_dir")
+RUNS_COLUMNS = ("date", "status", "model", "loss", "start", "best_val_loss", "epochs_run", "run_dir")
 
 
 def expand_runs(paths: list[Path]) -> list[Path]:
@@ -108,6 +108,7 @@ def list_runs(root: Path) -> list[dict]:
             "status": summary.get("status"),
             "model": title.split(", loss: ")[0],
             "loss": title.split(", loss: ")[-1],
+            "start": start_of(config),
             "best_val_loss": (summary.get("best") or {}).get("val/loss"),
             "epochs_run": summary.get("epochs_run"),
             "run_dir": str(run),
@@ -137,8 +138,16 @@ def read_summary(run: Path) -> dict:
 
 
 def run_title(config: dict) -> str:
-    """'<arch> (<backbone>), loss: <non-default choices>' from a run's plain config."""
+    """'<arch> (<backbone>[, v2]), loss: <non-default choices>' from a run's plain config."""
     model, loss = config.get("model", {}), config.get("loss", {})
     choices = [f"{key}={loss[key]['name']}" for key in ("cls", "box", "objectness", "mask")
                if loss.get(key, {}).get("name", "default") != "default"]
-    return f"{model.get('arch', '?')} ({model.get('backbone', '?')}), loss: {', '.join(choices) or 'default'}"
+    variant = ", v2" if model.get("variant") == "v2" else ""
+    return f"{model.get('arch', '?')} ({model.get('backbone', '?')}{variant}), loss: {', '.join(choices) or 'default'}"
+
+
+def start_of(config: dict) -> str:
+    """What a run's weights started from: its model.weights (coco, a file, a run folder), imagenet (an ImageNet
+    backbone) or scratch."""
+    model = config.get("model", {})
+    return model.get("weights") or ("imagenet" if model.get("pretrained") else "scratch")

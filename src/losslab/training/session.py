@@ -17,6 +17,7 @@ from losslab.distributed import World
 from losslab.losses.build import ComponentLosses, build_losses, class_weights, loss_choices, needs_class_counts
 from losslab.losses.schedule import LossSchedule, Phase
 from losslab.modeling.runtime import resolve_device
+from losslab.modeling.start import load_start_weights, locate_start_weights
 from losslab.training.builders import build_data, build_dataloaders, build_model
 from losslab.training.loop import SkipBudget
 from losslab.training.optim import Schedulers, build_optimizer, build_schedulers
@@ -48,11 +49,17 @@ class Session:
     score_threshold: float
     class_weights: list[float] | None = None  # weighted_ce with automatic weights
     phase: Phase | None = None  # the phase in force
+    start: dict | None = None  # what the weights started from (losslab.modeling.start.load_start_weights)
 
 
-def setup(cfg: DictConfig, run_dir: Path, world: World) -> Session:
-    """Seed, build data (writing split.json), model, optimizer, schedulers and every loss phase."""
+def setup(cfg: DictConfig, run_dir: Path, world: World, resumed: dict | None = None) -> Session:
+    """Seed, build data (writing split.json), model with its start weights, optimizer, schedulers and every loss
+    phase. A resumed run (`resumed`: the checkpoint it continues from) does not load its start weights again: the
+    checkpoint's replace them, and the start it recorded is kept."""
     device = resolve_device(cfg.trainer.device, world)
+    model_options = OmegaConf.to_container(cfg.model, resolve=True)
+    # Found (or downloaded) first, so that a missing weights file fails before the run writes anything.
+    start_file = None if resumed else locate_start_weights(model_options)
     torch.manual_seed(cfg.trainer.seed)
     data = build_data(cfg)
     if world.main:
@@ -64,7 +71,9 @@ def setup(cfg: DictConfig, run_dir: Path, world: World) -> Session:
                             cycle=cfg.loss.schedule.cycle)
     every_choice = [choices] + [phase.choices for phase in schedule.phases]
     counts = count_classes(data.train, len(data.classes)) if needs_class_counts(every_choice) else None
-    model = build_model(cfg, num_classes=len(data.classes), class_counts=counts).to(device)
+    model = build_model(cfg, num_classes=len(data.classes), class_counts=counts, start=False)
+    start = resumed.get("start") if resumed else load_start_weights(model, start_file, model_options)
+    model = model.to(device)
     trained = prepare_for_speed(model, cfg.trainer, device, world)
     # Build every phase's losses now so that a bad choice fails before any training.
     phase_losses = {phase.number: build_losses(arch, phase.choices, weights, counts) for phase in schedule.phases}
@@ -87,7 +96,7 @@ def setup(cfg: DictConfig, run_dir: Path, world: World) -> Session:
     return Session(world, device, data, loaders, model, trained, cfg.trainer.precision, scaler, optimizer,
                    schedulers, schedule, phase_losses, reference, monitor=cfg.trainer.monitor,
                    grad_clip_norm=cfg.trainer.grad_clip_norm, skip_budget=skip_budget, eval_every=cfg.eval.every,
-                   score_threshold=cfg.eval.score_threshold, class_weights=auto_weights)
+                   score_threshold=cfg.eval.score_threshold, class_weights=auto_weights, start=start)
 
 
 def _count(n: int, one: str, many: str) -> str:
