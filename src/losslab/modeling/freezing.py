@@ -9,11 +9,11 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 FREEZABLE = {"backbone": "backbone.body", "fpn": "backbone.fpn", "rpn": "rpn"}
 
 
-def freeze_names(freeze: str | list[str] | None) -> list[str]:
+def freeze_names(freeze: str | list[str] | None) -> list:
     """model.freeze as a list of names: it may be one name (`model.freeze=backbone`) or a list."""
-    if freeze is None:
-        return []
-    return [freeze] if isinstance(freeze, str) else list(freeze)
+    if isinstance(freeze, list | tuple):
+        return list(freeze)
+    return [] if freeze is None else [freeze]
 
 
 def freeze(model: nn.Module, parts: list[str]) -> None:

@@ -40,7 +40,7 @@ def start_problems(model: dict) -> list[str]:
                         "replaces; set model.pretrained=false")
     names = freeze_names(model["freeze"])
     parts = [name for name in FREEZABLE if arch != "retinanet" or name != "rpn"]
-    if not (isinstance(names, list) and all(name in parts for name in names)):
+    if not all(name in parts for name in names):
         problems.append(f"model.freeze={model['freeze']}: expected one of {', '.join(parts)} or a list of them "
                         f"(model.freeze=[{','.join(parts[:2])}])")
     layers, most = model["trainable_backbone_layers"], MAX_TRAINABLE_LAYERS.get(backbone, 5)
@@ -79,13 +79,14 @@ def load_start_weights(detector: nn.Module, file: Path | None, model: dict) -> d
     if file is not None:
         state, trained_as = read_state_dict(file)
         built = describe(model)
-        start["tensors"] = fit_weights(detector, state, file, built, hint=origin_hint(file, trained_as))
+        start["tensors"] = fit_weights(detector, state, file, built, hint=origin_hint(file, trained_as, built))
         log.info("start: weights %s from %s into %s: %s", model["weights"], file, built, counts_line(start["tensors"]))
     elif model["pretrained"]:
         log.info("start: ImageNet backbone weights (model.pretrained=true), the rest random")
     start |= parameter_counts(detector)
-    log.info("%s of %s parameters train (model.freeze: %s, model.trainable_backbone_layers: %s)",
-             f"{start['trainable_parameters']:,}", f"{start['parameters']:,}", freeze_names(model["freeze"]),
+    log.info("%s of %s parameters train (model.freeze: %s; model.trainable_backbone_layers: %s)",
+             f"{start['trainable_parameters']:,}", f"{start['parameters']:,}",
+             ", ".join(freeze_names(model["freeze"])) or "none",
              "null" if model["trainable_backbone_layers"] is None else model["trainable_backbone_layers"])
     return start
 
@@ -96,10 +97,10 @@ def describe(model: dict) -> str:
             f"model.variant={model.get('variant', 'v1')}")
 
 
-def origin_hint(file: Path, trained_as: dict | None) -> str:
-    """What the weights in `file` were trained as, where known: a losslab run's model, or the detector whose
-    COCO weights torchvision names the file after."""
+def origin_hint(file: Path, trained_as: dict | None, built: str) -> str:
+    """What the weights in `file` were trained as, where known and other than `built`: a losslab run's model, or
+    the detector whose COCO weights torchvision names the file after."""
     if trained_as:
         return f" That run trained {describe(trained_as)}: start with the same model options."
     known = known_coco_file(file.name)
-    return f" {file.name} is torchvision's file for {known}." if known else ""
+    return f" {file.name} is torchvision's file for {known}." if known and known != built else ""
