@@ -190,3 +190,12 @@ def test_help_lists_every_option_of_every_group(tmp_path):
         listed = set(re.findall(r"[\w/]+", lines[group]))
         assert set(options) <= listed, (group, set(options) - listed)
     assert "resume=outputs/DATE/TIME" in result.stdout and "install=bash" in result.stdout
+
+
+@pytest.mark.parametrize("arch", ["faster_rcnn", "mask_rcnn", "retinanet"])
+def test_model_defaults_read_from_the_files_are_the_composed_ones(arch):
+    from omegaconf import OmegaConf
+
+    from losslab.config.run_config import model_defaults
+
+    assert model_defaults(arch) == OmegaConf.to_container(compose_config([f"model={arch}"]).model)

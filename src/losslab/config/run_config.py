@@ -6,7 +6,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from losslab.config.compose import compose_config
+from losslab.config.compose import config_dir
 from losslab.errors import LosslabError
 
 
@@ -23,7 +23,18 @@ def read_run_config(run_dir: Path) -> dict:
 def with_current_model_keys(cfg: DictConfig) -> DictConfig:
     """A stored run config with the model keys added to losslab since it was written (model.weights,
     model.variant, ...) set to the defaults of its model option, so that older runs keep loading and resuming."""
-    arch = cfg.get("model", {}).get("arch", "faster_rcnn")
-    current = compose_config([f"model={arch}"]).model
-    cfg.model = OmegaConf.merge(OmegaConf.to_container(current), cfg.model)
+    cfg.model = OmegaConf.merge(model_defaults(cfg.get("model", {}).get("arch", "faster_rcnn")), cfg.model)
     return cfg
+
+
+def model_defaults(arch: str) -> dict:
+    """The keys of conf/model/<arch>.yaml over those of faster_rcnn.yaml, which every model option starts from.
+
+    Read as files rather than composed: inside `train` (resuming a run) Hydra is initialised and cannot compose
+    a second config.
+    """
+    folder = config_dir() / "model"
+    options = OmegaConf.merge(OmegaConf.load(folder / "faster_rcnn.yaml"), OmegaConf.load(folder / f"{arch}.yaml"))
+    defaults = OmegaConf.to_container(options)
+    defaults.pop("defaults")
+    return defaults
