@@ -20,12 +20,12 @@ from torchvision.models.detection.retinanet import RetinaNetHead
 
 from losslab.data.shapes import ShapesDataset
 from losslab.losses.build import build_losses
-from losslab.modeling.detectors import anchor_generator, create_detector, feature_pyramid
+from losslab.modeling.detectors import SCRATCH, anchor_generator, create_detector, feature_pyramid
 
 
 def stock_detector(arch: str, backbone: str, num_classes: int, size: int, box_batch: int):
     """The same architecture built with torchvision's own heads and losses."""
-    features = feature_pyramid(backbone, False, None, for_retinanet=arch == "retinanet")
+    features = feature_pyramid(backbone, SCRATCH, None, for_retinanet=arch == "retinanet")
     anchors = anchor_generator(arch, backbone)
     if arch == "retinanet":
         head = RetinaNetHead(features.out_channels, anchors.num_anchors_per_location()[0], num_classes + 1)

@@ -50,7 +50,7 @@ def test_torchscript_export_reproduces_the_model_with_torch_alone(arch, tmp_path
     assert sorted(p.name for p in out.iterdir()) == ["model.pt", "model.pt.json"]
 
     meta = json.loads((out / "model.pt.json").read_text())
-    assert meta["format"] == "torchscript" and meta["arch"] == arch
+    assert meta["format"] == "torchscript" and meta["arch"] == arch and meta["variant"] == "v1"
     assert meta["classes"] == ["__background__", *CLASSES]
     assert meta["input"]["min_size"] == meta["input"]["max_size"] == 64
     assert meta["input"]["image_mean"] == pytest.approx([0.485, 0.456, 0.406])

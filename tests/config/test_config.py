@@ -173,6 +173,45 @@ def test_any_torch_argument_can_be_set_and_reaches_the_optimizer():
     assert optimizer.param_groups[0]["nesterov"] is True and optimizer.param_groups[0]["momentum"] == 0.5
 
 
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["model.weights=coco"], "model.weights=coco: torchvision has COCO weights for model=faster_rcnn with "
+                                 "model.backbone=resnet50_fpn (variant v1 or v2) or mobilenet_v3_fpn (variant v1), "
+                                 "not with resnet18_fpn (variant v1); add model.backbone=resnet50_fpn"),
+        (["model=retinanet", "model.backbone=mobilenet_v3_fpn", "model.weights=coco"],
+         "torchvision has COCO weights for model=retinanet with model.backbone=resnet50_fpn (variant v1 or v2), not"),
+        (["model.variant=v2"], "model.variant=v2 is torchvision's improved R50-FPN architecture; it needs "
+                               "model.backbone=resnet50_fpn, not resnet18_fpn"),
+        (["model.variant=v3"], "model.variant=v3: expected v1 or v2"),
+        (["model.backbone=resnet50_fpn", "model.weights=coco", "model.pretrained=true"],
+         "model.pretrained=true downloads ImageNet backbone weights that model.weights=coco replaces"),
+        (["model.freeze=head"], "model.freeze=head: expected one of backbone, fpn, rpn or a list of them"),
+        (["model.freeze=[backbone,rpn,heads]"], "model.freeze=['backbone', 'rpn', 'heads']: expected one of"),
+        (["model=retinanet", "model.freeze=rpn"], "model.freeze=rpn: expected one of backbone, fpn or a list"),
+        (["model.backbone=mobilenet_v3_fpn", "model.trainable_backbone_layers=7"],
+         "model.trainable_backbone_layers=7: expected 0 to 6 for mobilenet_v3_fpn, or null"),
+    ],
+)
+def test_start_keys_are_checked_before_anything_runs(overrides, message):
+    from losslab.config.validation import validate
+    from losslab.errors import LosslabError
+
+    with pytest.raises(LosslabError, match=re.escape(message)):
+        validate(compose_config(overrides))
+
+
+def test_cli_missing_coco_weights_offline_is_one_clear_error_before_the_run_writes(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    result = _train_cli("model.backbone=resnet50_fpn", "model.weights=coco", "model.download=false",
+                        "run_dir=run", cwd=tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1 and "Traceback" not in output
+    expected = tmp_path / "torch_home" / "hub" / "checkpoints" / "fasterrcnn_resnet50_fpn_coco-258fb6c6.pth"
+    assert f"copy it to {expected}" in output and "model.download=false forbids downloading it" in output
+    assert not (tmp_path / "run" / "split.json").exists()
+
+
 def test_cli_unknown_backbone_lists_the_choices_without_traceback(tmp_path):
     result = _train_cli("model.backbone=vgg16", cwd=tmp_path)
     output = result.stdout + result.stderr
@@ -202,3 +241,12 @@ def test_help_lists_every_option_of_every_group(tmp_path):
         assert set(options) <= listed, (group, set(options) - listed)
     assert "resume=outputs/DATE/TIME" in result.stdout and "install=bash" in result.stdout
     assert "loss/cls=custom loss.cls._target_=" in result.stdout and "--config-dir myconf" in result.stdout
+
+
+@pytest.mark.parametrize("arch", ["faster_rcnn", "mask_rcnn", "retinanet"])
+def test_model_defaults_read_from_the_files_are_the_composed_ones(arch):
+    from omegaconf import OmegaConf
+
+    from losslab.config.run_config import model_defaults
+
+    assert model_defaults(arch) == OmegaConf.to_container(compose_config([f"model={arch}"]).model)

@@ -12,7 +12,7 @@ from losslab import build_model
 from losslab.errors import LosslabError
 from losslab.losses import functional
 from losslab.losses.build import ComponentLosses, build_losses
-from losslab.modeling.detectors import anchor_generator, create_detector, feature_pyramid
+from losslab.modeling.detectors import SCRATCH, anchor_generator, create_detector, feature_pyramid
 from losslab.training.loop import named_losses
 
 
@@ -26,7 +26,7 @@ def _batch(size=64, seed=0):
 
 def _stock(arch: str, backbone: str = "resnet18_fpn", size: int = 64):
     """The same detector built with torchvision's own heads and losses."""
-    features = feature_pyramid(backbone, False, None, for_retinanet=arch == "retinanet")
+    features = feature_pyramid(backbone, SCRATCH, None, for_retinanet=arch == "retinanet")
     anchors = anchor_generator(arch, backbone)
     if arch == "retinanet":
         head = RetinaNetHead(features.out_channels, anchors.num_anchors_per_location()[0], 4)

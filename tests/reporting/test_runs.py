@@ -97,6 +97,7 @@ def test_runs_lists_every_run_with_model_loss_and_status(sweep, capsys):
     assert by_dir[str(sweep / "0")]["loss"] == "cls=focal"
     assert by_dir[str(sweep / "0")]["model"] == "retinanet (resnet18_fpn)"
     assert by_dir[str(sweep / "2")]["status"] == "diverged"
+    assert by_dir[str(sweep / "0")]["start"] == "scratch"
     assert losslab_main(["runs", str(sweep.parent)]) == 0
     assert capsys.readouterr().out.count("retinanet") == 3
     assert losslab_main(["runs", str(sweep / "missing")]) == 1

@@ -258,6 +258,7 @@ def model_metadata(trained: SavedModel, model: nn.Module, format: str, file_name
         "file": file_name,
         "arch": trained.cfg["model"]["arch"],
         "backbone": trained.cfg["model"]["backbone"],
+        "variant": trained.cfg["model"]["variant"],
         "classes": ["__background__", *trained.classes],
         "input": {
             "name": "image",

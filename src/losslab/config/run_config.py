@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import fields
 from pathlib import Path
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
-from losslab.config.compose import compose_config
-from losslab.config.schema import EvalConfig, ModelConfig
+from losslab.config.compose import config_dir
 from losslab.errors import LosslabError
 
 
@@ -19,13 +17,26 @@ def read_run_config(run_dir: Path) -> dict:
     if not config_path.is_file():
         raise LosslabError(f"{config_path} does not exist; expected a losslab run folder (outputs/DATE/TIME) "
                            f"holding .hydra/config.yaml and checkpoints/.")
-    cfg = OmegaConf.load(config_path)
-    completed = {"model": ModelConfig, "eval": EvalConfig}  # the sections inference reads
-    if any({field.name for field in fields(schema)} - set(cfg.get(section, {}))
-           for section, schema in completed.items()):
-        # Composing costs a second or two, so only runs from before a key existed pay for it.
-        arch = cfg.get("model", {}).get("arch", "faster_rcnn")
-        current = compose_config([f"model={arch}"])
-        for section in completed:
-            cfg[section] = OmegaConf.merge(OmegaConf.to_container(current[section]), cfg.get(section, {}))
-    return OmegaConf.to_container(cfg, resolve=True)
+    return OmegaConf.to_container(with_current_keys(OmegaConf.load(config_path)), resolve=True)
+
+
+def with_current_keys(cfg: DictConfig) -> DictConfig:
+    """A stored run config with the model and eval keys added to losslab since it was written (model.weights,
+    model.variant, eval.backend, ...) set to their defaults (those of its model option), so that older runs keep
+    loading and resuming."""
+    cfg.model = OmegaConf.merge(model_defaults(cfg.get("model", {}).get("arch", "faster_rcnn")), cfg.model)
+    cfg.eval = OmegaConf.merge(OmegaConf.load(config_dir() / "train.yaml").eval, cfg.get("eval", {}))
+    return cfg
+
+
+def model_defaults(arch: str) -> dict:
+    """The keys of conf/model/<arch>.yaml over those of faster_rcnn.yaml, which every model option starts from.
+
+    Read as files rather than composed: inside `train` (resuming a run) Hydra is initialised and cannot compose
+    a second config.
+    """
+    folder = config_dir() / "model"
+    options = OmegaConf.merge(OmegaConf.load(folder / "faster_rcnn.yaml"), OmegaConf.load(folder / f"{arch}.yaml"))
+    defaults = OmegaConf.to_container(options)
+    defaults.pop("defaults")
+    return defaults

@@ -29,7 +29,11 @@ from losslab.losses.catalogue import CATALOGUE
 class ModelConfig:
     arch: str = MISSING
     backbone: str = MISSING
+    variant: str = MISSING
+    weights: str | None = MISSING
+    download: bool = MISSING
     pretrained: bool = MISSING
+    freeze: Any = MISSING  # one part's name or a list of names
     trainable_backbone_layers: int | None = MISSING
     min_size: int = MISSING
     max_size: int = MISSING

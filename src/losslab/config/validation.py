@@ -185,6 +185,7 @@ def validate(cfg: DictConfig) -> None:
     from losslab.data.augment_options import validate_augment
     from losslab.data.split import check_split_options
     from losslab.modeling.detectors import ARCHS, BACKBONES
+    from losslab.modeling.start import start_problems
     from losslab.reporting.loggers import LOGGERS
 
     problems = []
@@ -208,6 +209,8 @@ def validate(cfg: DictConfig) -> None:
     check(cfg.model.arch in ARCHS, f"model.arch={cfg.model.arch}: expected one of {', '.join(ARCHS)}")
     check(cfg.model.backbone in BACKBONES,
           f"model.backbone={cfg.model.backbone}: expected one of {', '.join(BACKBONES)}")
+    if cfg.model.arch in ARCHS and cfg.model.backbone in BACKBONES:
+        problems += start_problems(OmegaConf.to_container(cfg.model, resolve=True))
     try:
         check_split_options(OmegaConf.to_container(cfg.split))
     except LosslabError as error:

@@ -2,40 +2,59 @@
 
 from __future__ import annotations
 
+from functools import partial
+
+import torchvision
 from torch import nn
 from torchvision.models.detection import FasterRCNN, MaskRCNN, RetinaNet
 from torchvision.models.detection.anchor_utils import AnchorGenerator
-from torchvision.models.detection.backbone_utils import (
-    BackboneWithFPN,
-    mobilenet_backbone,
-    resnet_fpn_backbone,
-)
+from torchvision.models.detection.backbone_utils import BackboneWithFPN, _resnet_fpn_extractor, mobilenet_backbone
+from torchvision.models.detection.faster_rcnn import FastRCNNConvFCHead, RPNHead
+from torchvision.models.detection.mask_rcnn import MaskRCNNHeads
 from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from losslab.losses.build import ComponentLosses
 from losslab.losses.catalogue import ARCH_COMPONENTS
+from losslab.modeling.freezing import freeze, freeze_names
 from losslab.modeling.heads import LossRetinaNetHead, LossRoIHeads, LossRPN
 
 ARCHS = tuple(ARCH_COMPONENTS)
 BACKBONES = ("resnet18_fpn", "resnet50_fpn", "mobilenet_v3_fpn")
+# torchvision's original R50-FPN detectors (v1) and the improved ones of Li et al. 2021 (v2: a two-conv RPN head,
+# conv box and mask heads with BatchNorm, an FPN with BatchNorm; RetinaNet: P6 from C5 and a GroupNorm head).
+VARIANTS = ("v1", "v2")
+# How a detector's weights start, which decides its BatchNorm and default trainable layers as torchvision does:
+# random (trainable BatchNorm, every layer trains), ImageNet backbone weights (downloaded by torchvision), or
+# trained weights losslab loads after building (model.weights: frozen BatchNorm, the last 3 layers train).
+SCRATCH, IMAGENET, WEIGHTS = "scratch", "imagenet", "weights"
 
 
 def build_detector(model: dict, losses: ComponentLosses, num_classes: int) -> nn.Module:
     """The detector a plain `model` config section describes ({"arch": ..., "backbone": ..., ...}), for
-    `num_classes` object classes (background excluded), using `losses`."""
-    return create_detector(
+    `num_classes` object classes (background excluded), using `losses`; its start weights are not loaded here."""
+    detector = create_detector(
         model["arch"],
         model["backbone"],
         num_classes,
         losses,
-        pretrained=model["pretrained"],
+        variant=model["variant"],
+        start=start_kind(model),
         trainable_backbone_layers=model["trainable_backbone_layers"],
         min_size=model["min_size"],
         max_size=model["max_size"],
         box_batch_size_per_image=model["box_batch_size_per_image"],
         rpn_post_nms_top_n_test=model["rpn_post_nms_top_n_test"],
     )
+    freeze(detector, freeze_names(model["freeze"]))
+    return detector
+
+
+def start_kind(model: dict) -> str:
+    """SCRATCH, IMAGENET or WEIGHTS: how the `model` section's detector starts."""
+    if model["weights"] is not None:
+        return WEIGHTS
+    return IMAGENET if model["pretrained"] else SCRATCH
 
 
 def create_detector(
@@ -44,27 +63,35 @@ def create_detector(
     num_classes: int,
     losses: ComponentLosses,
     *,
-    pretrained: bool = False,
+    variant: str = "v1",
+    start: str = SCRATCH,
     trainable_backbone_layers: int | None = None,
     min_size: int = 800,
     max_size: int = 1333,
     box_batch_size_per_image: int = 512,
     rpn_post_nms_top_n_test: int = 1000,
 ) -> nn.Module:
-    """A torchvision `arch` on an FPN `backbone` for `num_classes` object classes, using `losses`.
-
-    Without pretrained weights BatchNorm is trainable and every backbone layer trains; with them
-    (ImageNet weights, the only download losslab ever makes) torchvision's choices apply:
-    frozen BatchNorm and the last 3 layers trainable.
-    """
+    """A torchvision `arch` (`variant` v1 or v2) on an FPN `backbone` for `num_classes` object classes, using
+    `losses`, built for its `start` (SCRATCH, IMAGENET or WEIGHTS; see feature_pyramid)."""
     if arch not in ARCHS:
         raise ValueError(f"unknown architecture {arch!r}; expected one of {ARCHS}")
-    features = feature_pyramid(backbone, pretrained, trainable_backbone_layers, for_retinanet=arch == "retinanet")
+    v2 = variant == "v2"
+    features = feature_pyramid(backbone, start, trainable_backbone_layers, for_retinanet=arch == "retinanet",
+                               variant=variant)
     anchors = anchor_generator(arch, backbone)
+    num_anchors = anchors.num_anchors_per_location()[0]
     labels = num_classes + 1  # torchvision counts background as class 0
     if arch == "retinanet":
-        head = LossRetinaNetHead(features.out_channels, anchors.num_anchors_per_location()[0], labels, losses)
+        head = LossRetinaNetHead(features.out_channels, num_anchors, labels, losses,
+                                 norm_layer=partial(nn.GroupNorm, 32) if v2 else None)
         return RetinaNet(features, labels, min_size=min_size, max_size=max_size, anchor_generator=anchors, head=head)
+    heads = {}
+    if v2:  # torchvision's fasterrcnn_resnet50_fpn_v2 and maskrcnn_resnet50_fpn_v2 heads
+        heads["rpn_head"] = RPNHead(features.out_channels, num_anchors, conv_depth=2)
+        heads["box_head"] = FastRCNNConvFCHead((features.out_channels, 7, 7), [256] * 4, [1024],
+                                               norm_layer=nn.BatchNorm2d)
+        if arch == "mask_rcnn":
+            heads["mask_head"] = MaskRCNNHeads(features.out_channels, [256] * 4, 1, norm_layer=nn.BatchNorm2d)
     detector = FasterRCNN if arch == "faster_rcnn" else MaskRCNN
     model = detector(
         features,
@@ -74,6 +101,7 @@ def create_detector(
         rpn_anchor_generator=anchors,
         box_batch_size_per_image=box_batch_size_per_image,
         rpn_post_nms_top_n_test=rpn_post_nms_top_n_test,
+        **heads,
     )
     model.rpn = LossRPN(model.rpn, losses)
     model.roi_heads = LossRoIHeads(model.roi_heads, losses)
@@ -81,23 +109,34 @@ def create_detector(
 
 
 def feature_pyramid(
-    backbone: str, pretrained: bool, trainable_layers: int | None, *, for_retinanet: bool
+    backbone: str, start: str, trainable_layers: int | None, *, for_retinanet: bool, variant: str = "v1"
 ) -> BackboneWithFPN:
-    """The backbone with its FPN: P2-P6 for R-CNN, P3-P7 for RetinaNet (as torchvision builds them)."""
+    """The backbone with its FPN: P2-P6 for R-CNN, P3-P7 for RetinaNet (as torchvision builds them).
+
+    From scratch (SCRATCH) BatchNorm is trainable and every backbone layer trains. A backbone that starts from
+    trained weights (IMAGENET, downloaded by torchvision; WEIGHTS, loaded by losslab afterwards) gets
+    torchvision's choices for pretrained models: frozen BatchNorm and the last 3 layers trainable. (torchvision's
+    v2 builders keep the backbone's BatchNorm trainable; losslab freezes it as for v1, because batches of a few
+    images give poor statistics: the v2 FPN and heads keep their trainable BatchNorm.)
+    """
     if backbone not in BACKBONES:
         raise ValueError(f"unknown backbone {backbone!r}; expected one of {BACKBONES}")
-    weights = "DEFAULT" if pretrained else None
-    norm_layer = FrozenBatchNorm2d if pretrained else nn.BatchNorm2d
-    retinanet_levels = {"extra_blocks": LastLevelP6P7(256, 256)} if for_retinanet else {}
+    weights = "DEFAULT" if start == IMAGENET else None
+    norm_layer = nn.BatchNorm2d if start == SCRATCH else FrozenBatchNorm2d
+    v2 = variant == "v2"
+    # Created first, as torchvision does: the random initialisation of a seed stays the same.
+    retinanet_levels = {"extra_blocks": LastLevelP6P7(2048 if v2 else 256, 256)} if for_retinanet else {}
     if backbone == "mobilenet_v3_fpn":
-        layers = (3 if pretrained else 6) if trainable_layers is None else trainable_layers
+        layers = (6 if start == SCRATCH else 3) if trainable_layers is None else trainable_layers
         return mobilenet_backbone(backbone_name="mobilenet_v3_large", weights=weights, fpn=True,
                                   norm_layer=norm_layer, trainable_layers=layers, **retinanet_levels)
-    layers = (3 if pretrained else 5) if trainable_layers is None else trainable_layers
+    layers = (5 if start == SCRATCH else 3) if trainable_layers is None else trainable_layers
     if for_retinanet:
         retinanet_levels["returned_layers"] = [2, 3, 4]
-    return resnet_fpn_backbone(backbone_name=backbone.removesuffix("_fpn"), weights=weights,
-                               norm_layer=norm_layer, trainable_layers=layers, **retinanet_levels)
+    body = getattr(torchvision.models, backbone.removesuffix("_fpn"))(weights=weights, norm_layer=norm_layer)
+    # torchvision's own FPN extractor (what resnet_fpn_backbone calls), which also takes the v2 FPN's norm layer.
+    fpn_norm = nn.BatchNorm2d if v2 and not for_retinanet else None
+    return _resnet_fpn_extractor(body, layers, norm_layer=fpn_norm, **retinanet_levels)
 
 
 def anchor_generator(arch: str, backbone: str) -> AnchorGenerator:

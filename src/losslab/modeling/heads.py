@@ -7,7 +7,7 @@ is patched: each subclass is built from the stock head it replaces.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -91,8 +91,9 @@ class LossRetinaNetHead(RetinaNetHead):
     images) is torchvision's and is kept for every loss.
     """
 
-    def __init__(self, in_channels: int, num_anchors: int, num_classes: int, losses: ComponentLosses):
-        super().__init__(in_channels, num_anchors, num_classes)
+    def __init__(self, in_channels: int, num_anchors: int, num_classes: int, losses: ComponentLosses,
+                 norm_layer: Callable[[int], nn.Module] | None = None):
+        super().__init__(in_channels, num_anchors, num_classes, norm_layer=norm_layer)
         self.losses = losses
 
     def compute_loss(self, targets, head_outputs, anchors, matched_idxs):
@@ -145,7 +146,9 @@ def with_stock_heads(model: nn.Module) -> nn.Module:
     if isinstance(model, RetinaNet):
         head = RetinaNetHead(model.backbone.out_channels, model.anchor_generator.num_anchors_per_location()[0],
                              model.head.classification_head.num_classes)
-        head.load_state_dict(model.head.state_dict())
+        # Its two halves are the loss head's own, whatever their layers (v1 or v2's GroupNorm).
+        head.classification_head = model.head.classification_head
+        head.regression_head = model.head.regression_head
         model.head = head.train(model.training)
         return model
     model.rpn = RegionProposalNetwork(**rpn_arguments(model.rpn))

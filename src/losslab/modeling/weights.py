@@ -1,11 +1,14 @@
-"""Reading weights files safely: losslab checkpoints through `torch.load(weights_only=True)`, with a clear
-error for a missing, corrupt or foreign file."""
+"""Reading weights files safely, always through `torch.load(weights_only=True)`: losslab checkpoints, and the
+state dicts a run may start from (torchvision's, losslab's, anyone's), with a clear error for a missing, corrupt or
+foreign file."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import torch
+import yaml
+from torch import Tensor
 
 from losslab.errors import LosslabError
 
@@ -14,10 +17,36 @@ def read_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     """A checkpoint saved by losslab; a missing, corrupt or foreign file gives a LosslabError."""
     if not path.is_file():
         raise LosslabError(f"checkpoint {path} does not exist.")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as error:  # torch raises many types for corrupt or unsafe files
-        raise LosslabError(f"checkpoint {path} could not be read as a losslab checkpoint: {error}") from error
-    if not isinstance(state, dict) or "model" not in state or "epoch" not in state:
+    state = _load(path, map_location, "checkpoint", "a losslab checkpoint")
+    if not is_checkpoint(state):
         raise LosslabError(f"checkpoint {path} is not a losslab checkpoint (expected a dict with 'model' and 'epoch').")
     return state
+
+
+def is_checkpoint(state: object) -> bool:
+    return isinstance(state, dict) and "model" in state and "epoch" in state
+
+
+def read_state_dict(path: Path) -> tuple[dict[str, Tensor], dict | None]:
+    """The model weights in `path` and, for a losslab checkpoint, the `model` section of the config it was trained
+    with (else None). `path` may hold a state dict (what `torch.save(model.state_dict(), path)` writes, as
+    torchvision's weights files do), a losslab checkpoint, or a dict holding the state dict under "model" (as
+    torchvision's reference scripts save)."""
+    loaded = _load(path, "cpu", "weights file", "weights")
+    model_config = None
+    if is_checkpoint(loaded):
+        model_config = (yaml.safe_load(loaded.get("config") or "") or {}).get("model")
+    state = loaded.get("model", loaded) if isinstance(loaded, dict) else loaded
+    if not (isinstance(state, dict) and state and all(isinstance(v, Tensor) for v in state.values())):
+        raise LosslabError(f"weights file {path} holds {type(state).__name__}, not a state dict (a dict of tensor "
+                           "names to tensors): save weights with torch.save(model.state_dict(), path).")
+    return state, model_config
+
+
+def _load(path: Path, map_location: str | torch.device, name: str, kind: str):
+    """torch.load(weights_only=True): tensors and plain containers only, so a file cannot run code."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # torch raises many types for corrupt or unsafe files
+        raise LosslabError(f"{name} {path} could not be read as {kind} with torch.load(weights_only=True) (a corrupt "
+                           f"or truncated file, or a pickled object rather than tensors): {error}") from error

@@ -18,7 +18,7 @@ from losslab.reporting.ranking import MAP, Ranking, best_of, choose_ranking, ran
 
 COMPARE_COLUMNS = ("rank", "run", "overrides", "status", "metric", "best", "best_epoch", "epochs_run", "rank_reason",
                    "run_dir")
-RUNS_COLUMNS = ("date", "status", "model", "loss", "best_val_loss", "epochs_run", "run_dir")
+RUNS_COLUMNS = ("date", "status", "model", "loss", "start", "best_val_loss", "epochs_run", "run_dir")
 
 
 @dataclass
@@ -125,6 +125,7 @@ def list_runs(root: Path) -> list[dict]:
             "status": summary.get("status"),
             "model": title.split(", loss: ")[0],
             "loss": title.split(", loss: ")[-1],
+            "start": start_of(config),
             "best_val_loss": (summary.get("best") or {}).get("val/loss"),
             "epochs_run": summary.get("epochs_run"),
             "run_dir": str(run),
@@ -163,9 +164,11 @@ def read_summary(run: Path) -> dict:
 
 
 def run_title(config: dict) -> str:
-    """'<arch> (<backbone>), loss: <non-default choices>' from a run's plain config."""
+    """'<arch> (<backbone>[, v2]), loss: <non-default choices>' from a run's plain config."""
     model = config.get("model", {})
-    return f"{model.get('arch', '?')} ({model.get('backbone', '?')}), loss: {loss_title(config.get('loss', {}))}"
+    variant = ", v2" if model.get("variant") == "v2" else ""
+    loss = loss_title(config.get("loss", {}))
+    return f"{model.get('arch', '?')} ({model.get('backbone', '?')}{variant}), loss: {loss}"
 
 
 def loss_title(loss: dict) -> str:
@@ -182,3 +185,10 @@ def choice_title(choice: dict) -> str:
         return choice["name"]
     params = ", ".join(f"{name}={value}" for name, value in choice.items() if name not in ("name", "_target_"))
     return f"{choice.get('_target_')}({params})"
+
+
+def start_of(config: dict) -> str:
+    """What a run's weights started from: its model.weights (coco, a file, a run folder), imagenet (an ImageNet
+    backbone) or scratch."""
+    model = config.get("model", {})
+    return model.get("weights") or ("imagenet" if model.get("pretrained") else "scratch")

@@ -15,6 +15,7 @@ from losslab.errors import LosslabError
 from losslab.losses.build import build_losses, loss_choices, needs_class_counts
 from losslab.modeling.detectors import build_detector
 from losslab.modeling.runtime import resolve_device
+from losslab.modeling.start import load_start_weights, locate_start_weights
 
 
 def build_data(cfg: DictConfig) -> DetectionData:
@@ -48,8 +49,10 @@ def build_dataloaders(cfg: DictConfig, data: DetectionData | None = None, world:
                         pin_memory=device.type == "cuda", world=world)
 
 
-def build_model(cfg: DictConfig, num_classes: int | None = None, class_counts: list[int] | None = None) -> nn.Module:
-    """The detector `cfg.model` describes, with the losses of `cfg.loss` wired into its heads.
+def build_model(cfg: DictConfig, num_classes: int | None = None, class_counts: list[int] | None = None,
+                start: bool = True) -> nn.Module:
+    """The detector `cfg.model` describes, with the losses of `cfg.loss` wired into its heads and, with `start`,
+    the weights `cfg.model.weights` names loaded (head surgery fits them to the number of classes).
 
     `num_classes` counts object classes (background excluded) and `class_counts` the objects of each class in
     the train split (what loss/cls=weighted_ce's automatic weights need); both are read from the configured
@@ -62,4 +65,8 @@ def build_model(cfg: DictConfig, num_classes: int | None = None, class_counts: l
         if needs_class_counts([choices]):
             class_counts = count_classes(data.train, num_classes)
     losses = build_losses(cfg.model.arch, choices, weights, class_counts, num_classes)
-    return build_detector(OmegaConf.to_container(cfg.model, resolve=True), losses, num_classes)
+    model_options = OmegaConf.to_container(cfg.model, resolve=True)
+    model = build_detector(model_options, losses, num_classes)
+    if start:
+        load_start_weights(model, locate_start_weights(model_options), model_options)
+    return model

@@ -40,8 +40,8 @@ def mirror_checkpoint(source: Path, path: Path) -> None:
 
 
 def training_state(session: Session, rows: list[dict], cfg: DictConfig) -> dict:
-    """Everything a resume needs (weights, optimizer, schedule, random streams, history, config) and what
-    inference needs (class names, the dataset's category ids)."""
+    """Everything a resume needs (weights, optimizer, schedule, random streams, history, config, what the weights
+    started from) and what inference needs (class names, the dataset's category ids)."""
     return {
         "model": session.model.state_dict(),
         "optimizer": session.optimizer.state_dict(),
@@ -54,6 +54,7 @@ def training_state(session: Session, rows: list[dict], cfg: DictConfig) -> dict:
         "config": OmegaConf.to_yaml(cfg),
         "classes": list(session.data.classes),
         "category_ids": list(session.data.category_ids),
+        "start": session.start,
     }
 
 
@@ -84,5 +85,7 @@ def restore(session: Session, checkpoint: dict, history: History) -> int:
     session.phase = session.schedule.phase_at(epoch)
     if session.phase is not None:
         set_losses(session.model, session.phase_losses[session.phase.number])
-    log.info("resuming after epoch %d: metrics.csv keeps epochs 1-%d", epoch, epoch)
+    log.info("resuming after epoch %d: metrics.csv keeps epochs 1-%d; the weights are the checkpoint's%s", epoch, epoch,
+             f" (model.weights={session.start['weights']} is not loaded again)"
+             if session.start and session.start.get("weights") else "")
     return epoch

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from losslab.config.run_config import with_current_keys
 from losslab.config.validation import loss_sections, validate
 from losslab.errors import LosslabError
 from losslab.modeling.weights import read_checkpoint
@@ -28,8 +29,9 @@ def open_checkpoint(run_dir: Path) -> dict:
 
 
 def resumed_config(checkpoint: dict, overrides: list[str], run_dir: Path) -> DictConfig:
-    """The run's own config from its checkpoint, with the allowed command-line overrides applied."""
-    cfg = OmegaConf.create(checkpoint["config"])
+    """The run's own config from its checkpoint (with the model keys added since, at their defaults), with the
+    allowed command-line overrides applied."""
+    cfg = with_current_keys(OmegaConf.create(checkpoint["config"]))
     changes = [o for o in overrides if not o.startswith(("resume=", "hydra.", "hydra/"))]
     refused = [o for o in changes if o.split("=", 1)[0].lstrip("+~") not in RESUMABLE_KEYS]
     if refused:

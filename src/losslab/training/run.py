@@ -65,7 +65,7 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> RunResult:
             loggers = build_loggers(list(cfg.logger.backends), run_dir, plain,
                                     mlflow_uri=cfg.logger.mlflow_tracking_uri,
                                     experiment=cfg.logger.mlflow_experiment)
-        session = setup(cfg, run_dir, world)
+        session = setup(cfg, run_dir, world, resumed=checkpoint)
         first_epoch = 1 if checkpoint is None else restore(session, checkpoint, history) + 1
         if train_epochs(cfg, session, history, run_dir, title, loggers, first_epoch):
             status = "stopped_early"
@@ -82,7 +82,8 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> RunResult:
         summary = run_summary(history, status, error, time.monotonic() - started, loss,
                               session.device if session else None,
                               list(session.data.classes) if session else None,
-                              session.class_weights if session else None, run_dir)
+                              session.class_weights if session else None, session.start if session else None,
+                              run_dir)
         if world.main:
             finish_run_dir(run_dir, summary, history, title, loggers)
     return RunResult(history=history.rows, run_dir=run_dir, status=status, summary=summary)

@@ -27,6 +27,7 @@ from losslab.losses.build import (
 from losslab.losses.schedule import LossSchedule, Phase
 from losslab.modeling.detectors import build_detector
 from losslab.modeling.runtime import resolve_device
+from losslab.modeling.start import load_start_weights, locate_start_weights
 from losslab.training.builders import build_data, build_dataloaders
 from losslab.training.loop import SkipBudget
 from losslab.training.optim import Schedulers, build_optimizer, build_schedulers
@@ -59,12 +60,17 @@ class Session:
     eval_backend: str
     class_weights: list[float] | None = None  # weighted_ce with automatic weights
     phase: Phase | None = None  # the phase in force
+    start: dict | None = None  # what the weights started from (losslab.modeling.start.load_start_weights)
 
 
-def setup(cfg: DictConfig, run_dir: Path, world: World) -> Session:
-    """Seed, build data, model, every loss phase, optimizer and schedulers, then write split.json (so that a bad
-    choice fails first)."""
+def setup(cfg: DictConfig, run_dir: Path, world: World, resumed: dict | None = None) -> Session:
+    """Seed, build data (writing split.json), model with its start weights, optimizer, schedulers and every loss
+    phase. A resumed run (`resumed`: the checkpoint it continues from) does not load its start weights again: the
+    checkpoint's replace them, and the start it recorded is kept."""
     device = resolve_device(cfg.trainer.device, world)
+    model_options = OmegaConf.to_container(cfg.model, resolve=True)
+    # Found (or downloaded) first, so that a missing weights file fails before the run writes anything.
+    start_file = None if resumed else locate_start_weights(model_options)
     torch.manual_seed(cfg.trainer.seed)
     data = build_data(cfg)
     arch = cfg.model.arch
@@ -82,7 +88,9 @@ def setup(cfg: DictConfig, run_dir: Path, world: World) -> Session:
     phase_losses = {phase.number: build_losses(arch, phase.choices, weights, counts, len(data.classes))
                     for phase in schedule.phases}
     loaders = build_dataloaders(cfg, data, world)
-    model = build_detector(OmegaConf.to_container(cfg.model, resolve=True), losses, len(data.classes)).to(device)
+    model = build_detector(model_options, losses, len(data.classes))
+    start = resumed.get("start") if resumed else load_start_weights(model, start_file, model_options)
+    model = model.to(device)
     trained = prepare_for_speed(model, cfg.trainer, device, world)
     trains_default = not schedule.phases and _is_default(choices, weights)
     reference = None if trains_default else build_losses(arch, {}, {})
@@ -105,7 +113,7 @@ def setup(cfg: DictConfig, run_dir: Path, world: World) -> Session:
                    grad_clip_norm=cfg.trainer.grad_clip_norm, skip_budget=skip_budget,
                    eval_every=_evaluation_interval(cfg),
                    score_threshold=cfg.eval.score_threshold, eval_backend=cfg.eval.backend,
-                   class_weights=auto_weights)
+                   class_weights=auto_weights, start=start)
 
 
 def _log_class_weights(classes: list[str], counts: list[int], weights: list[float]) -> None:

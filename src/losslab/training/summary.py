@@ -19,9 +19,9 @@ log = logging.getLogger(__name__)
 
 def run_summary(history: History, status: str, error: str | None, wall_time: float, loss: str,
                 device: torch.device | None, classes: list[str] | None, class_weights: list[float] | None,
-                run_dir: Path) -> dict:
+                start: dict | None, run_dir: Path) -> dict:
     """What summary.json holds: status, the losses trained with (`loss`, as losslab runs shows them), best and
-    last rows, diagnosis, wall time, device, classes, versions."""
+    last rows, diagnosis, wall time, device, classes, what the weights started from, versions."""
     return {
         "status": status,
         "error": error,
@@ -38,6 +38,7 @@ def run_summary(history: History, status: str, error: str | None, wall_time: flo
         "device": None if device is None else torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "classes": classes,
         "class_weights": class_weights,
+        "start": start,
         "run_dir": str(run_dir),
         "versions": {"python": platform.python_version(), "torch": torch.__version__,
                      "torchvision": torchvision.__version__, "losslab": _version()},

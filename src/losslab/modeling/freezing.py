@@ -1,0 +1,42 @@
+"""`model.freeze`: named parts of a detector that do not train, and how many parameters do."""
+
+from __future__ import annotations
+
+from torch import nn
+from torchvision.ops.misc import FrozenBatchNorm2d
+
+# model.freeze names -> the module of a torchvision detector they freeze (BackboneWithFPN: body + fpn).
+FREEZABLE = {"backbone": "backbone.body", "fpn": "backbone.fpn", "rpn": "rpn"}
+
+
+def freeze_names(freeze: str | list[str] | None) -> list:
+    """model.freeze as a list of names: it may be one name (`model.freeze=backbone`) or a list."""
+    if isinstance(freeze, list | tuple):
+        return list(freeze)
+    return [] if freeze is None else [freeze]
+
+
+def freeze(model: nn.Module, parts: list[str]) -> None:
+    """Stop the named parts from training: their parameters get no gradient and their BatchNorm layers become
+    FrozenBatchNorm2d, so that no running statistics move either (train mode would update them)."""
+    for part in parts:
+        module = model.get_submodule(FREEZABLE[part])
+        module.requires_grad_(False)
+        freeze_batch_norm(module)
+
+
+def freeze_batch_norm(module: nn.Module) -> None:
+    """Replace every BatchNorm2d below `module` by a FrozenBatchNorm2d holding the same statistics and affine."""
+    for name, child in module.named_children():
+        if isinstance(child, nn.BatchNorm2d):
+            frozen = FrozenBatchNorm2d(child.num_features, eps=child.eps)
+            frozen.load_state_dict(child.state_dict())  # FrozenBatchNorm2d drops num_batches_tracked
+            setattr(module, name, frozen)
+        else:
+            freeze_batch_norm(child)
+
+
+def parameter_counts(model: nn.Module) -> dict[str, int]:
+    """{"parameters": all of them, "trainable_parameters": those the optimizer updates}."""
+    return {"parameters": sum(p.numel() for p in model.parameters()),
+            "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)}
