@@ -1,4 +1,5 @@
-"""What the loss curves say: diverging, overfitting, underfitting, plateau or learning."""
+"""What the loss curves say: diverging, overfitting, underfitting, plateau, not improving or learning. Each verdict's
+words follow from the numbers it quotes (tests/reporting/test_diagnosis.py checks it over made-up curves)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ def diagnose(rows: list[dict], rise_tolerance: float = 0.1, overfit_tolerance: f
       of its first value: the model does not fit even the training data (capacity, lr).
     - plateau: the last third of the epochs (at least 2) brought no val loss more than
       `plateau_tolerance` below the best before them.
-    - learning: otherwise.
+    - not improving: the val loss did not end more than `plateau_tolerance` below where it started.
+    - learning: otherwise (the val loss ended lower than it started).
 
     One finished epoch is too little to judge: unless its loss is non-finite, the verdict is "too early".
     """
@@ -41,7 +43,8 @@ def diagnose(rows: list[dict], rise_tolerance: float = 0.1, overfit_tolerance: f
         return _verdict("overfitting", epochs[best + 1], f"val loss is up from {val[best]:.4g} at epoch "
                         f"{epochs[best]} to {val[-1]:.4g} while train loss kept falling")
     if len(train) >= 3 and train[0] - train[-1] < underfit_tolerance * abs(train[0]):
-        return _verdict("underfitting", epochs[0], f"train loss fell only from {train[0]:.4g} to {train[-1]:.4g} "
+        went = "fell only" if _quoted(train[-1]) < _quoted(train[0]) else "did not fall:"
+        return _verdict("underfitting", epochs[0], f"train loss {went} from {train[0]:.4g} to {train[-1]:.4g} "
                         f"in {len(train)} epochs")
     window = max(2, len(val) // 3)
     if len(val) > window:
@@ -49,7 +52,16 @@ def diagnose(rows: list[dict], rise_tolerance: float = 0.1, overfit_tolerance: f
         if min(val[-window:]) > val[before] * (1 - plateau_tolerance):
             return _verdict("plateau", epochs[before + 1], f"no val loss more than {plateau_tolerance:.0%} "
                             f"below {val[before]:.4g} (epoch {epochs[before]}) in the last {window} epochs")
+    if val[-1] >= val[0] * (1 - plateau_tolerance):
+        went = "rose" if _quoted(val[-1]) > _quoted(val[0]) else "went"
+        return _verdict("not improving", None, f"val loss {went} from {val[0]:.4g} to {val[-1]:.4g} in {len(val)} "
+                        f"epochs (best {val[best]:.4g} at epoch {epochs[best]})")
     return _verdict("learning", None, f"val loss fell from {val[0]:.4g} to {val[-1]:.4g}")
+
+
+def _quoted(value: float) -> float:
+    """`value` as a verdict quotes it (4 significant digits), so that its words compare what the reader sees."""
+    return float(f"{value:.4g}")
 
 
 def _argmin(values: list[float]) -> int:
