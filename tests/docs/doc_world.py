@@ -5,10 +5,18 @@ they refer to.
 A documented command is run unchanged but for:
 - `train` (and `torchrun -m losslab`): tiny settings for the keys they do not set (tiny data, one epoch, CPU), keys
   they set that only make a run longer (epochs, trials, processes) lowered, and `resume=` runs extended by one epoch;
-- placeholders: `outputs/DATE/TIME` (or a dated folder such as outputs/2026-11-23/10-00-00) is the newest run in
-  the working folder, `multirun/DATE/TIME[/N]` the newest sweep (its job N, or its last), `/data/...` the tiny
-  datasets made here (COCO under /data/pets, Pascal VOC under /data/VOCdevkit/VOC2012, a VOC-format export with
-  classes bolt and nut under /data/parts), `photos/`, `more/**/*.jpg` and `street.png` images made here;
+- placeholders: `outputs/DATE/TIME` is the newest run in the working folder, a dated run folder that is not there
+  (outputs/2026-12-01/10-00-00) a finished default run (outputs/2026-11-23/10-00-00, which is there),
+  `multirun/DATE/TIME[/N]` the newest sweep (its job N, or its last), `/data/...` the tiny datasets made here
+  (COCO under /data/pets, Pascal VOC under /data/VOCdevkit/VOC2012, a VOC-format export with classes bolt and nut
+  under /data/parts), `photos/`, `more/**/*.jpg` and `street.png` images made here;
+- the rest of a command elided as `...`, `DIR` and `FILE.json`: `data=coco` gets the tiny COCO data and `data=voc`
+  the tiny VOC data for the keys elided or left unset, `/models/NAME.pth` is torchvision's file NAME;
+- shell globs (unquoted `*`) expand in the working folder, as a shell expands them;
+- COCO weights: random weights saved under torchvision's file names in a TORCH_HOME of the tiny data, made for
+  the architecture a command starts from (`model.weights=coco`, `experiment=finetune`); nothing is downloaded;
+- files the docs show: `./myloss.py` (a user loss, as the docs describe it), and every YAML block whose first
+  line names its file (`# myconf/loss/cls/poly1.yaml`) is written there in the working folder;
 - Python snippets: `compose_config([...])` gets the tiny settings, relative paths resolve in the working folder,
   where the newest run's export/ is linked.
 Commands that need what a 2-core CPU machine without network cannot give carry one of CANNOT_RUN_HERE as their
@@ -17,6 +25,7 @@ comment in the docs, and are not run.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import re
@@ -47,6 +56,9 @@ TINY = {
 SHAPES_ONLY = ("data.num_images", "data.image_size", "data.max_objects")
 SHORTER = {"hydra.sweeper.n_trials": "2", "hydra.launcher.n_jobs": "2", "trainer.max_epochs": "1"}
 RESUMABLE = ("trainer.max_epochs", "trainer.progress", "trainer.device", "data.num_workers")
+ELIDED = ("...", "DIR", "FILE.json")
+MODEL_FILE = re.compile(r"^/models/([\w.-]+\.pth)$")
+DEFAULT_RUN = "outputs/2026-11-23/10-00-00"  # seed_folder's finished default run
 RUN_FOLDER = re.compile(r"outputs/(?:DATE/TIME|\d{4}-\d\d-\d\d/\d\d-\d\d-\d\d)")
 SWEEP_FOLDER = re.compile(r"multirun/(?:DATE/TIME|\d{4}-\d\d-\d\d/\d\d-\d\d-\d\d)(?:/(\d+))?")
 
@@ -61,14 +73,18 @@ class Block:
     text: str
 
     @property
+    def first_line(self) -> str:
+        return self.text.split("\n", 1)[0]
+
+    @property
     def where(self) -> str:
         return f"{self.document.relative_to(ROOT)}:{self.line}"
 
 
-def code_blocks(document: Path) -> list[Block]:
-    """The bash and python blocks of a document, in the order they come."""
+def code_blocks(document: Path, languages=("bash", "python")) -> list[Block]:
+    """The blocks of a document in `languages`, in the order they come."""
     blocks = [Block(document, example.line, language, str(example.parsed))
-              for language in ("bash", "python")
+              for language in languages
               for example in Sybil(parsers=[CodeBlockParser(language=language)]).parse(document)]
     return sorted(blocks, key=lambda block: block.line)
 
@@ -102,13 +118,19 @@ class World:
         found = sorted(self.folder.glob(pattern), key=lambda path: path.stat().st_mtime)
         return found[-1] if found else None
 
+    @property
+    def torch_home(self) -> Path:
+        return self.assets / "torch_home"
+
     def fill(self, token: str) -> str:
         """A documented argument with its placeholders filled."""
         token = token.replace("/data/", f"{self.assets}/data/")
-        if token.startswith(("data.images=...", "data.annotations=...")):
-            key = token.split("=")[0]
-            token = f"{key}={self.assets}/data/pets/{'images' if key == 'data.images' else 'instances.json'}"
-        token = RUN_FOLDER.sub(lambda m: str(self.newest("outputs/*/*")), token)
+        key, _, value = token.partition("=")
+        if value in ELIDED and key in self.tiny_data("coco") | self.tiny_data("voc"):
+            token = f"{key}={(self.tiny_data('coco') | self.tiny_data('voc'))[key]}"
+        if MODEL_FILE.match(value):
+            token = f"{key}={self.coco_file(MODEL_FILE.match(value).group(1))}"
+        token = RUN_FOLDER.sub(self.run_folder, token)
 
         def sweep(match: re.Match) -> str:
             folder = self.newest("multirun/*/*")
@@ -120,9 +142,49 @@ class World:
 
         return SWEEP_FOLDER.sub(sweep, token)
 
+    def run_folder(self, match: re.Match) -> str:
+        if match.group(0) == "outputs/DATE/TIME":
+            return str(self.newest("outputs/*/*"))
+        named = self.folder / match.group(0)
+        return str(named if named.is_dir() else self.folder / DEFAULT_RUN)
+
+    def tiny_data(self, kind: str) -> dict[str, str]:
+        """The keys of the tiny dataset of `data=kind`."""
+        data = self.assets / "data"
+        return {"coco": {"data.images": f"{data}/pets/images", "data.annotations": f"{data}/pets/instances.json"},
+                "voc": {"data.root": f"{data}/VOCdevkit/VOC2012"}}.get(kind, {})
+
+    def coco_file(self, name: str) -> Path:
+        """torchvision's COCO weights file `name` in this world's TORCH_HOME: random weights of its architecture."""
+        import torch
+        from torchvision.models import detection, get_model_weights, list_models
+
+        path = self.torch_home / "hub" / "checkpoints" / name
+        if path.is_file():
+            return path
+        for model in list_models(module=detection):
+            if any(weights.url.rsplit("/", 1)[-1] == name for weights in get_model_weights(model)):
+                path.parent.mkdir(parents=True, exist_ok=True)
+                torch.manual_seed(0)
+                torch.save(getattr(detection, model)(weights=None, weights_backbone=None).state_dict(), path)
+                return path
+        raise AssertionError(f"/models/{name}: no torchvision detection weights have that file name")
+
+    def words(self, command: Command) -> list[str]:
+        """The command's words as a shell gives them to the program: comments dropped, unquoted globs expanded in
+        the working folder (a glob matching nothing stays as typed), quotes removed."""
+        lexer = shlex.shlex(command.text, posix=False, punctuation_chars=False)
+        lexer.whitespace_split, lexer.commenters = True, "#"
+        words = []
+        for raw in lexer:
+            quoted = raw[0] in "'\"" or "=" in raw and raw.split("=", 1)[1][:1] in "'\""
+            matches = sorted(glob.glob(raw, root_dir=self.folder)) if "*" in raw and not quoted else []
+            words += matches or shlex.split(raw)
+        return words
+
     def argv(self, command: Command) -> list[str]:
         """The command as it runs here: placeholders filled and tiny settings for train runs."""
-        tokens = [self.fill(token) for token in shlex.split(command.text, comments=True)]
+        tokens = [self.fill(token) for token in self.words(command) if token != "..."]
         program, args = tokens[0], tokens[1:]
         if program == "train":
             return [str(BIN / "train"), *self.tiny(args)]
@@ -150,6 +212,9 @@ class World:
             kept = [arg for arg in args if arg.split("=", 1)[0] not in RESUMABLE]
             return kept + [f"{key}={value}" for key, value in extra.items()]
         shapes = "data" not in keys or keys["data"] == "data=shapes"
+        kind = keys.get("data", "=shapes").split("=", 1)[1]
+        args = args + [f"{key}={value}" for key, value in self.tiny_data(kind).items() if key not in keys]
+        self.make_coco_weights(args)
         made = [f"{arg.split('=', 1)[0]}={SHORTER[arg.split('=', 1)[0]]}" if arg.split("=", 1)[0] in SHORTER else arg
                 for arg in args]
         made += [f"{key}={value}" for key, value in TINY.items()
@@ -157,6 +222,17 @@ class World:
         if "hparams_search" in keys and "hydra.sweeper.n_trials" not in keys:
             made.append(f"hydra.sweeper.n_trials={SHORTER['hydra.sweeper.n_trials']}")
         return made
+
+    def make_coco_weights(self, args: list[str]) -> None:
+        """The COCO weights file a train command starts from (model.weights=coco), made in this world's TORCH_HOME."""
+        if not any(arg.startswith(("model.weights=coco", "experiment=")) for arg in args):
+            return
+        from losslab import compose_config
+        from losslab.modeling.torchvision_weights import coco_weights
+
+        model = compose_config([arg for arg in args if not arg.startswith(("hydra", "-"))]).model
+        if model.weights == "coco":
+            self.coco_file(coco_weights(model.arch, model.backbone, model.variant).url.rsplit("/", 1)[-1])
 
     @staticmethod
     def epochs(run_dir: Path) -> int:
@@ -168,14 +244,14 @@ class World:
         return text.replace("compose_config([", f"compose_config({tiny!r} + [")
 
     def link_export(self) -> None:
-        """Link the newest run's export/ folder (written by `losslab export`) into the working folder."""
-        run_dir = self.newest("outputs/*/*")
-        if run_dir is not None and (run_dir / "export").is_dir() and not (self.folder / "export").exists():
-            (self.folder / "export").symlink_to(run_dir / "export")
+        """Link the newest export/ folder of a run (written by `losslab export`) into the working folder."""
+        export = self.newest("outputs/*/*/export")
+        if export is not None and not (self.folder / "export").exists():
+            (self.folder / "export").symlink_to(export)
 
 
-def environment() -> dict[str, str]:
-    return {**os.environ, "COMP_LINE": "train model=", "COMP_POINT": "12"}
+def environment(world: World) -> dict[str, str]:
+    return {**os.environ, "COMP_LINE": "train model=", "COMP_POINT": "12", "TORCH_HOME": str(world.torch_home)}
 
 
 # ---------------------------------------------------------------------------------------------- the data
@@ -228,13 +304,38 @@ def write_voc(root: Path, names: tuple[str, str], image_sets: bool) -> None:
         (root / "ImageSets" / "Main" / "trainval.txt").write_text("\n".join(stems) + "\n")
 
 
-def seed_folder(folder: Path, run_dir: Path, sweep_dir: Path) -> None:
-    """The working folder of a document: a finished run and sweep (placeholders' fallback) and images to predict."""
-    for source, target in ((run_dir, folder / "outputs" / "2026-11-23" / "10-00-00"),
-                           (sweep_dir, folder / "multirun" / "2026-11-23" / "10-00-00")):
+MYLOSS = '''"""The user loss the docs' commands name (docs/losses.md, "Your own loss")."""
+import torch.nn.functional as F
+
+
+def poly1_ce(logits, labels, epsilon=1.0):
+    """Poly-1 cross-entropy (Leng et al. 2022): cross-entropy + epsilon * (1 - p_t), the mean over the RoIs."""
+    p_t = F.softmax(logits, dim=-1).gather(1, labels[:, None]).squeeze(1)
+    return (F.cross_entropy(logits, labels, reduction="none") + epsilon * (1 - p_t)).mean()
+
+
+def other_ce(logits, labels):
+    return F.cross_entropy(logits, labels, label_smoothing=0.1)
+'''
+
+
+def seed_folder(folder: Path, run_dir: Path, sweep_dir: Path, document: Path) -> None:
+    """The working folder of a document: a finished run and sweep (placeholders' fallback; the sweep's jobs also as
+    runs of the same day), images to predict, and the files the docs show."""
+    jobs = sorted(p for p in sweep_dir.iterdir() if p.name.isdigit())
+    for source, target in ((sweep_dir, folder / "multirun" / "2026-11-23" / "10-00-00"),
+                           *((job, folder / "outputs" / "2026-11-23" / f"09-00-0{job.name}") for job in jobs),
+                           (run_dir, folder / DEFAULT_RUN)):
         # Checkpoints are hard links: runs replace them atomically, never in place.
         shutil.copytree(source, target, copy_function=lambda s, d: os.link(s, d) if s.endswith(".pt")
                         else shutil.copy2(s, d))
+        os.utime(target)  # in this order, newest last: the placeholders' fallback is the newest
+    (folder / "myloss.py").write_text(MYLOSS)
+    for block in code_blocks(document, languages=("yaml",)):
+        named = re.fullmatch(r"# ([\w./-]+\.yaml)\b.*", block.first_line)
+        if named and not (folder / named.group(1)).exists():
+            (folder / named.group(1)).parent.mkdir(parents=True, exist_ok=True)
+            (folder / named.group(1)).write_text(block.text)
     (folder / "photos").mkdir()
     (folder / "more" / "day").mkdir(parents=True)
     for index, (pixels, _) in enumerate(shape_images(3, 96, seed=3)):

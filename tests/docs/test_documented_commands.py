@@ -45,7 +45,7 @@ def shared(tmp_path_factory):
 @pytest.mark.parametrize("document", DOCUMENTS, ids=lambda path: str(path.relative_to(ROOT)))
 def test_every_documented_command_runs(document, shared, tmp_path):
     assets, run_dir, sweep = shared
-    seed_folder(tmp_path, run_dir, sweep)
+    seed_folder(tmp_path, run_dir, sweep, document)
     world = World(assets, tmp_path)
     ran = 0
     for block in code_blocks(document):
@@ -61,7 +61,7 @@ def test_every_documented_command_runs(document, shared, tmp_path):
                 continue
             argv = world.argv(command)
             result = subprocess.run(argv, capture_output=True, text=True, cwd=tmp_path, timeout=900,
-                                    env=environment())
+                                    env=environment(world))
             said = f"{block.where}: `{command.text}` (ran as {' '.join(argv)})"
             output = result.stdout + result.stderr
             assert result.returncode == 0, f"{said} failed:\n{output[-3000:]}"
