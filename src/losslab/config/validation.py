@@ -10,6 +10,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from losslab.config.schema import OPTIMIZER_BASE, REQUIRED_DATA_KEYS, SCHEDULER_BASE
+from losslab.config.segmentation_checks import cross_task_problems, segmentation_problems
 from losslab.errors import LosslabError
 
 PRECISIONS = ("32", "16-mixed", "bf16-mixed")
@@ -138,11 +139,30 @@ def scheduler_problems(options: dict) -> list[str]:
     return problems
 
 
+def detection_problems(cfg: DictConfig) -> list[str]:
+    """The model and monitor of a task=detection config."""
+    from losslab.modeling.detectors import ARCHS, BACKBONES
+
+    problems = []
+    if cfg.model.arch not in ARCHS:
+        problems.append(f"model.arch={cfg.model.arch}: expected one of {', '.join(ARCHS)}")
+    if cfg.model.backbone not in BACKBONES:
+        problems.append(f"model.backbone={cfg.model.backbone}: expected one of {', '.join(BACKBONES)}")
+    if cfg.model.arch in ARCHS:
+        choices = monitor_choices(cfg.model.arch, evaluates=cfg.eval.every == 1)
+        for key, monitor in (("trainer.monitor", cfg.trainer.monitor),
+                             ("trainer.early_stopping.monitor", cfg.trainer.early_stopping.monitor)):
+            if monitor not in choices:
+                problems.append(f"{key}={monitor}: expected one of {', '.join(choices)}")
+    return problems
+
+
 def validate(cfg: DictConfig) -> None:
     """Checks beyond types: every problem found, in one LosslabError naming the keys and what is expected."""
     from losslab.data.augment_options import validate_augment
     from losslab.data.split import check_split_options
-    from losslab.modeling.detectors import ARCHS, BACKBONES
+    from losslab.modeling.detectors import ARCHS
+    from losslab.modeling.segmenters import SEGMENTATION_ARCHS
     from losslab.reporting.loggers import LOGGERS
 
     problems = []
@@ -162,9 +182,12 @@ def validate(cfg: DictConfig) -> None:
     problems += validate_augment(OmegaConf.to_container(cfg.augment))
     for component, weight in cfg.loss.weights.items():
         check(weight >= 0, f"loss.weights.{component}={weight}: expected >= 0")
-    check(cfg.model.arch in ARCHS, f"model.arch={cfg.model.arch}: expected one of {', '.join(ARCHS)}")
-    check(cfg.model.backbone in BACKBONES,
-          f"model.backbone={cfg.model.backbone}: expected one of {', '.join(BACKBONES)}")
+    task = cfg.get("task") or "detection"  # runs from before tasks existed are detection runs
+    problems += cross_task_problems(task, cfg.model.arch, cfg.data.name, ARCHS, SEGMENTATION_ARCHS)
+    if task == "segmentation":
+        problems += segmentation_problems(cfg)
+    elif cfg.model.arch not in SEGMENTATION_ARCHS:
+        problems += detection_problems(cfg)
     try:
         check_split_options(OmegaConf.to_container(cfg.split))
     except LosslabError as error:
@@ -191,11 +214,6 @@ def validate(cfg: DictConfig) -> None:
           f"eval.backend={cfg.eval.backend}: expected one of {', '.join(EVAL_BACKENDS)}")
     check(0.0 <= cfg.eval.score_threshold <= 1.0,
           f"eval.score_threshold={cfg.eval.score_threshold}: expected a score in [0, 1]")
-    if cfg.model.arch in ARCHS:
-        choices = monitor_choices(cfg.model.arch, evaluates=cfg.eval.every == 1)
-        monitors = (("trainer.monitor", trainer.monitor), ("trainer.early_stopping.monitor", stopping.monitor))
-        for key, monitor in monitors:
-            check(monitor in choices, f"{key}={monitor}: expected one of {', '.join(choices)}")
     check(cfg.sweep.mode in (None, "min", "max"), f"sweep.mode={cfg.sweep.mode}: expected min, max or null")
     if problems:
         raise LosslabError("invalid configuration: " + "; ".join(problems) + ".")

@@ -51,9 +51,11 @@ def distinguishing(overrides: list[list[str]]) -> list[list[str]]:
 
 
 def default_mode(metric: str) -> str:
-    """Losses are better low; mAP, AP, AR, precision, recall and F1 high."""
+    """Losses are better low; mAP, AP, AR, precision, recall and F1 high, and segmentation's mIoU, IoU, mDice and
+    pixel accuracy."""
     name = metric.rsplit("/", 1)[-1].lower()
-    return "max" if name.startswith(("map", "ap", "ar", "mar", "precision", "recall", "f1")) else "min"
+    higher = name.startswith(("map", "ap", "ar", "mar", "precision", "recall", "f1", "miou", "mdice", "pixel_accuracy"))
+    return "max" if higher or "/iou/" in metric.lower() else "min"
 
 
 def compare_runs(paths: list[Path], metric: str = "val/loss", mode: str | None = None) -> list[dict]:
@@ -139,6 +141,6 @@ def read_summary(run: Path) -> dict:
 def run_title(config: dict) -> str:
     """'<arch> (<backbone>), loss: <non-default choices>' from a run's plain config."""
     model, loss = config.get("model", {}), config.get("loss", {})
-    choices = [f"{key}={loss[key]['name']}" for key in ("cls", "box", "objectness", "mask")
+    choices = [f"{key}={loss[key]['name']}" for key in ("cls", "box", "objectness", "mask", "pixel")
                if loss.get(key, {}).get("name", "default") != "default"]
     return f"{model.get('arch', '?')} ({model.get('backbone', '?')}), loss: {', '.join(choices) or 'default'}"

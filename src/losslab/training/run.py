@@ -64,7 +64,7 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> RunResult:
             loggers = build_loggers(list(cfg.logger.backends), run_dir, OmegaConf.to_container(cfg, resolve=True),
                                     mlflow_uri=cfg.logger.mlflow_tracking_uri,
                                     experiment=cfg.logger.mlflow_experiment)
-        session = setup(cfg, run_dir, world)
+        session = setup(cfg, run_dir, world, start_weights=checkpoint is None)
         first_epoch = 1 if checkpoint is None else restore(session, checkpoint, history) + 1
         if train_epochs(cfg, session, history, run_dir, title, loggers, first_epoch):
             status = "stopped_early"

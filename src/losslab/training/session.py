@@ -11,11 +11,14 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
-from losslab.data.datasets import DetectionData, count_classes
+from losslab.data.datasets import DetectionData
+from losslab.data.segmentation import SegmentationData
 from losslab.data.split import write_split
 from losslab.distributed import World
-from losslab.losses.build import ComponentLosses, build_losses, class_weights, loss_choices, needs_class_counts
+from losslab.evaluation.tasks import Task, task
+from losslab.losses.build import ComponentLosses, class_weights
 from losslab.losses.schedule import LossSchedule, Phase
+from losslab.losses.segmentation_build import SegmentationLosses, pixel_class_weights
 from losslab.modeling.runtime import resolve_device
 from losslab.training.builders import build_data, build_dataloaders, build_model
 from losslab.training.loop import SkipBudget
@@ -28,80 +31,98 @@ log = logging.getLogger(__name__)
 class Session:
     """What a run trains with, built from the config."""
 
+    task: Task  # what differs between detection and segmentation
     world: World
     device: torch.device
-    data: DetectionData
+    data: DetectionData | SegmentationData
     loaders: dict[str, DataLoader]
-    model: torch.nn.Module  # the detector itself: validation, evaluation and checkpoints use it
-    trained: torch.nn.Module  # what the training step calls: the detector, or its DDP wrapper
+    model: torch.nn.Module  # the detector (segmenter) itself: validation, evaluation and checkpoints use it
+    trained: torch.nn.Module  # what the training step calls: the model, or its DDP wrapper
     precision: str
     scaler: torch.amp.GradScaler | None  # float16 mixed precision only
     optimizer: torch.optim.Optimizer
     schedulers: Schedulers
     schedule: LossSchedule
-    phase_losses: dict[int, ComponentLosses]  # by phase number
-    reference_losses: ComponentLosses | None  # loss=default, when training uses anything else
+    phase_losses: dict[int, ComponentLosses | SegmentationLosses]  # by phase number
+    reference_losses: ComponentLosses | SegmentationLosses | None  # val/ref_loss's, when training's differ
     monitor: str  # the metrics.csv column a plateau scheduler watches
     grad_clip_norm: float | None
     skip_budget: SkipBudget | None  # trainer.on_nonfinite=skip
-    eval_every: int  # detection metrics every N epochs (0: never)
-    score_threshold: float
-    eval_backend: str
+    eval_every: int  # detection (segmentation) metrics every N epochs (0: never)
+    eval_options: dict  # the plain `eval` section
     class_weights: list[float] | None = None  # weighted_ce with automatic weights
     phase: Phase | None = None  # the phase in force
+    start: dict | None = None  # what model.weights loaded, for a new run that starts from trained weights
 
 
-def setup(cfg: DictConfig, run_dir: Path, world: World) -> Session:
-    """Seed, build data (writing split.json), model, optimizer, schedulers and every loss phase."""
+def setup(cfg: DictConfig, run_dir: Path, world: World, start_weights: bool = True) -> Session:
+    """Seed, build data (writing split.json), model, optimizer, schedulers and every loss phase; load the start
+    weights model.weights names unless `start_weights` is false (a resumed run loads its checkpoint instead)."""
+    kind = task(cfg)
     device = resolve_device(cfg.trainer.device, world)
     torch.manual_seed(cfg.trainer.seed)
     data = build_data(cfg)
     if world.main:
         write_split(run_dir / "split.json", data.split_ids, cfg.split.seed)
     loaders = build_dataloaders(cfg, data, world)
-    arch = cfg.model.arch
-    choices, weights = loss_choices(OmegaConf.to_container(cfg.loss, resolve=True))
+    model_options = OmegaConf.to_container(cfg.model, resolve=True)
+    choices, weights = kind.loss_choices(OmegaConf.to_container(cfg.loss, resolve=True))
     schedule = LossSchedule(choices, OmegaConf.to_container(cfg.loss.schedule.phases, resolve=True),
                             cycle=cfg.loss.schedule.cycle)
     every_choice = [choices] + [phase.choices for phase in schedule.phases]
-    counts = count_classes(data.train, len(data.classes)) if needs_class_counts(every_choice) else None
-    model = build_model(cfg, num_classes=len(data.classes), class_counts=counts).to(device)
+    counts = kind.class_counts(data) if kind.needs_class_counts(every_choice) else None
+    model = build_model(cfg, num_classes=len(data.classes), class_counts=counts)
+    start = kind.load_start_weights(model, model_options) if start_weights else None
+    model = model.to(device)
     trained = prepare_for_speed(model, cfg.trainer, device, world)
     # Build every phase's losses now so that a bad choice fails before any training.
-    phase_losses = {phase.number: build_losses(arch, phase.choices, weights, counts) for phase in schedule.phases}
-    trains_default = not schedule.phases and _is_default(choices, weights)
-    reference = None if trains_default else build_losses(arch, {}, {})
+    phase_losses = {phase.number: kind.build_losses(model_options, phase.choices, weights, counts)
+                    for phase in schedule.phases}
+    trains_reference = not schedule.phases and kind.trains_reference(choices, weights, model_options)
+    reference = None if trains_reference else kind.reference_losses(model_options)
     optimizer = build_optimizer(OmegaConf.to_container(cfg.optimizer, resolve=True), model)
     schedulers = build_schedulers(OmegaConf.to_container(cfg.scheduler, resolve=True), optimizer,
                                   steps_per_epoch=len(loaders["train"]))
-    log.info("run folder %s | %s/%s, %s, %d train / %d val / %d test images, device %s", run_dir, arch,
+    log.info("run folder %s | %s/%s, %s, %d train / %d val / %d test images, device %s", run_dir, cfg.model.arch,
              cfg.model.backbone, _count(len(data.classes), "class", "classes"), len(data.train), len(data.val),
              len(data.test), device)
     auto_weights = None
     if counts is not None:
-        auto_weights = class_weights("auto", counts).tolist()
-        _log_class_weights(data.classes, counts, auto_weights)
+        auto_weights = _automatic_weights(kind, counts)
+        _log_class_weights(kind, data.classes, counts, auto_weights)
     skip_budget = SkipBudget(cfg.trainer.max_skipped_batches) if cfg.trainer.on_nonfinite == "skip" else None
     scaler = torch.amp.GradScaler(device.type) if cfg.trainer.precision == "16-mixed" else None
-    return Session(world, device, data, loaders, model, trained, cfg.trainer.precision, scaler, optimizer,
+    return Session(kind, world, device, data, loaders, model, trained, cfg.trainer.precision, scaler, optimizer,
                    schedulers, schedule, phase_losses, reference, monitor=cfg.trainer.monitor,
                    grad_clip_norm=cfg.trainer.grad_clip_norm, skip_budget=skip_budget, eval_every=cfg.eval.every,
-                   score_threshold=cfg.eval.score_threshold, eval_backend=cfg.eval.backend,
-                   class_weights=auto_weights)
+                   eval_options=OmegaConf.to_container(cfg.eval, resolve=True), class_weights=auto_weights,
+                   start=start)
 
 
-def _log_class_weights(classes: list[str], counts: list[int], weights: list[float]) -> None:
-    """Log weighted_ce's automatic weights ([background, class 1..K]) with the train counts they come from, and warn
-    about classes the train split has no object of."""
-    per_class = zip(classes, counts, weights[1:], strict=True)
-    log.info("weighted_ce weights (auto: scikit-learn's balanced n / (K n_k) over the train split's objects): "
-             "background %.3g, %s", weights[0],
-             ", ".join(f"{name} {weight:.3g} ({count} objects)" for name, count, weight in per_class))
+def _automatic_weights(kind: Task, counts: list[int]) -> list[float]:
+    """weighted_ce's automatic weights: [background, class 1..K] of the objects' counts (detection), or of every
+    pixel class's counts (segmentation)."""
+    if kind.counted == "pixels":
+        return pixel_class_weights("auto", counts).tolist()
+    return class_weights("auto", counts).tolist()
+
+
+def _log_class_weights(kind: Task, classes: list[str], counts: list[int], weights: list[float]) -> None:
+    """Log weighted_ce's automatic weights with the train counts they come from, and warn about classes the train
+    split has none of."""
+    if kind.counted == "pixels":  # every class, background included, has a count and a weight
+        background, named = [], zip(classes, counts, weights, strict=True)
+    else:
+        background, named = [f"background {weights[0]:.3g}"], zip(classes, counts, weights[1:], strict=True)
+    log.info("weighted_ce weights (auto: scikit-learn's balanced n / (K n_k) over the train split's %s): %s",
+             kind.counted, ", ".join([*background, *(f"{name} {weight:.3g} ({count} {kind.counted})"
+                                                     for name, count, weight in named)]))
     absent = [name for name, count in zip(classes, counts, strict=True) if count == 0]
     if absent:
-        log.warning("weighted_ce weights=auto: the train split has no object of %s; weight 1, which only scales "
-                    "their terms in the validation loss (they are never a training target). Give loss.cls.weights "
-                    "as a list to choose it.", ", ".join(absent))
+        log.warning("weighted_ce weights=auto: the train split has no %s of %s; weight 1, which only scales "
+                    "their terms in the validation loss (they are never a training target). Give loss.%s.weights "
+                    "as a list to choose it.", kind.counted.removesuffix("s"), ", ".join(absent),
+                    "pixel" if kind.counted == "pixels" else "cls")
 
 
 def _count(n: int, one: str, many: str) -> str:
@@ -123,6 +144,3 @@ def prepare_for_speed(model: torch.nn.Module, trainer: DictConfig, device: torch
     device_ids = [device.index] if device.type == "cuda" else None
     return torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
 
-
-def _is_default(choices: dict[str, dict], weights: dict[str, float]) -> bool:
-    return all(c.get("name") == "default" for c in choices.values()) and all(w == 1.0 for w in weights.values())
