@@ -22,6 +22,13 @@ TINY = [
 ]
 
 
+# task=segmentation's tiny run: the same data and trainer, the default segmenter (LR-ASPP) at 64 px.
+TINY_SEGMENTATION = [
+    "task=segmentation",
+    *[override for override in TINY if not override.startswith("model.box_batch_size")],
+]
+
+
 @pytest.fixture(autouse=True)
 def _few_threads():
     # Tests are many small ops; more threads than cores only adds contention on CI's 2 cores.
@@ -31,3 +38,8 @@ def _few_threads():
 def tiny_config(*overrides: str, run_dir=None):
     extra = [f"run_dir={run_dir}"] if run_dir is not None else []
     return compose_config([*TINY, *overrides, *extra])
+
+
+def tiny_segmentation_config(*overrides: str, run_dir=None):
+    extra = [f"run_dir={run_dir}"] if run_dir is not None else []
+    return compose_config([*TINY_SEGMENTATION, *overrides, *extra])

@@ -8,7 +8,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from losslab.config.compose import compose_config
-from losslab.config.schema import EvalConfig, ModelConfig
+from losslab.config.schema import EvalConfig, ModelConfig, SegmentationModelConfig
 from losslab.errors import LosslabError
 
 
@@ -20,12 +20,14 @@ def read_run_config(run_dir: Path) -> dict:
         raise LosslabError(f"{config_path} does not exist; expected a losslab run folder (outputs/DATE/TIME) "
                            f"holding .hydra/config.yaml and checkpoints/.")
     cfg = OmegaConf.load(config_path)
-    completed = {"model": ModelConfig, "eval": EvalConfig}  # the sections inference reads
+    task = cfg.get("task") or "detection"  # runs from before tasks existed are detection runs
+    model_schema = SegmentationModelConfig if task == "segmentation" else ModelConfig
+    completed = {"model": model_schema, "eval": EvalConfig}  # the sections inference reads
     if any({field.name for field in fields(schema)} - set(cfg.get(section, {}))
            for section, schema in completed.items()):
         # Composing costs a second or two, so only runs from before a key existed pay for it.
         arch = cfg.get("model", {}).get("arch", "faster_rcnn")
-        current = compose_config([f"model={arch}"])
+        current = compose_config([f"task={task}", f"model={arch}"])
         for section in completed:
             cfg[section] = OmegaConf.merge(OmegaConf.to_container(current[section]), cfg.get(section, {}))
     return OmegaConf.to_container(cfg, resolve=True)
