@@ -8,10 +8,10 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_segmentation_config
 from omegaconf import OmegaConf
 from PIL import Image
 
+from conftest import tiny_segmentation_config
 from losslab import compose_config, run
 from losslab.commands.evaluate import evaluate_run
 from losslab.commands.export import export_run

@@ -35,14 +35,28 @@ BUILDERS = {
 }
 SEGMENTATION_ARCHS = tuple(BUILDERS)
 WITH_AUX = ("deeplabv3", "fcn")  # the architectures with an auxiliary head (LRASPP has none)
+BATCHNORM_MOMENTUM = 0.1  # PyTorch's default, for networks trained from scratch (see create_network)
 
 
-def create_network(arch: str, backbone: str, num_classes: int, aux_loss: bool, pretrained: bool) -> nn.Module:
+def create_network(arch: str, backbone: str, num_classes: int, aux_loss: bool, pretrained: bool,
+                   from_scratch: bool = False) -> nn.Module:
     """torchvision's `arch` on `backbone` for `num_classes` pixel classes (background included), from scratch, or
-    with an ImageNet backbone when `pretrained` (torchvision's download)."""
+    with an ImageNet backbone when `pretrained` (torchvision's download).
+
+    `from_scratch` (no weights of any kind will be loaded): BatchNorm keeps PyTorch's default momentum, 0.1. Why?
+    torchvision's MobileNetV3 uses 0.01, tuned for hundreds of ImageNet epochs: in a run of a few hundred steps its
+    running statistics stay near their initial values, so the validation loss and the metrics (BatchNorm in eval
+    mode) lag far behind what the network has learned.
+    """
     builder = BUILDERS[arch][backbone]
     extra = {"aux_loss": aux_loss} if arch in WITH_AUX else {}
-    return builder(weights=None, weights_backbone="DEFAULT" if pretrained else None, num_classes=num_classes, **extra)
+    network = builder(weights=None, weights_backbone="DEFAULT" if pretrained else None, num_classes=num_classes,
+                      **extra)
+    if from_scratch:
+        for module in network.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.momentum = BATCHNORM_MOMENTUM
+    return network
 
 
 class SegmentationPredictor(nn.Module):
@@ -108,7 +122,9 @@ def build_segmenter(model: dict, losses: SegmentationLosses, num_classes: int) -
     """The segmenter a plain task=segmentation `model` section describes ({"arch", "backbone", "aux_loss",
     "pretrained", "min_size", "max_size", ...}) for `num_classes` pixel classes, background included, from random
     (or ImageNet-backbone) weights; losslab.modeling.segmentation_weights loads trained ones."""
-    network = create_network(model["arch"], model["backbone"], num_classes, has_aux(model), model["pretrained"])
+    from_scratch = not model["pretrained"] and model.get("weights") is None
+    network = create_network(model["arch"], model["backbone"], num_classes, has_aux(model), model["pretrained"],
+                             from_scratch)
     return Segmenter(network, losses, model["min_size"], model["max_size"])
 
 
