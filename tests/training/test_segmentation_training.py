@@ -4,6 +4,9 @@ phases, resume, and evaluate / predict / export on the run."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -11,13 +14,14 @@ import torch
 from omegaconf import OmegaConf
 from PIL import Image
 
-from conftest import tiny_segmentation_config
+from conftest import TINY_SEGMENTATION, tiny_segmentation_config
 from losslab import compose_config, run
 from losslab.commands.evaluate import evaluate_run
 from losslab.commands.export import export_run
 from losslab.commands.predict import predict_images
 from losslab.config.validation import validate
 from losslab.errors import LosslabError
+from losslab.reporting.history import read_metrics
 
 
 def test_task_segmentation_switches_model_and_loss_defaults_and_keeps_detection_as_it_was():
@@ -115,3 +119,29 @@ def test_export_is_checked_on_images_of_three_shapes(trained, tmp_path, format):
     if format == "torchscript":
         scripted = torch.jit.load(str(result.model_file))
         assert scripted([torch.rand(3, 30, 50)])[0]["mask"].shape == (30, 50)
+
+
+def test_two_gloo_processes_average_like_one_process(tmp_path):
+    # As tests/training/test_distributed.py for detection: batch size 1 keeps each image's loss and BatchNorm
+    # statistics its own, a vanishing learning rate keeps the weights, so both runs average the same numbers;
+    # the metrics come from the confusion matrices of both processes' shares, summed.
+    same = ["data.batch_size=1", "optimizer=sgd", "optimizer.lr=1e-12", "scheduler=none", "augment=none",
+            "eval.every=1"]
+    single = run(tiny_segmentation_config(*same, run_dir=tmp_path / "single")).history[0]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "losslab",
+               *TINY_SEGMENTATION, *same, f"run_dir={tmp_path / 'ddp'}"]
+    scratch = tmp_path.parent / f"{tmp_path.name}-tmp"  # the processes' temporary directory
+    scratch.mkdir()
+    completed = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=280,
+                               env={**os.environ, "TMPDIR": str(scratch)})
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    (ddp,) = read_metrics(tmp_path / "ddp" / "metrics.csv")
+    assert ddp["train/loss"] == pytest.approx(single["train/loss"], rel=1e-6)
+    assert ddp["train/pixel"] == pytest.approx(single["train/pixel"], rel=1e-6)
+    # Validation runs BatchNorm on running statistics of rank 0's share of the training images only: the losses
+    # match closely, but the classes of the random start's nearly tied logits do not, so the metrics are only
+    # checked to be there.
+    for key in ("val/loss", "val/pixel", "val/ref_loss"):
+        assert ddp[key] == pytest.approx(single[key], rel=1e-3, abs=1e-3), key
+    assert all(0 <= ddp[key] <= 1 for key in ("val/mIoU", "val/pixel_accuracy", "val/IoU/background"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ddp", "single"]  # only the main process wrote
