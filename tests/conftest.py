@@ -28,6 +28,13 @@ TINY = [
 ]
 
 
+# task=segmentation's tiny run: the same data and trainer, the default segmenter (LR-ASPP) at 64 px.
+TINY_SEGMENTATION = [
+    "task=segmentation",
+    *[override for override in TINY if not override.startswith("model.box_batch_size")],
+]
+
+
 @pytest.fixture(autouse=True)
 def _few_threads():
     # Tests are many small ops; more threads than cores only adds contention on CI's 2 cores.
@@ -52,6 +59,8 @@ def fake_run(path, overrides, rows, status="completed", loss=None, monitor="val/
     best = min(rows, key=lambda r: r["val/loss"]) if rows else None
     (path / "summary.json").write_text(json.dumps({"status": status, "best": best, "epochs_run": len(rows)}))
     return path
+
+
 # A user's own module (userloss.py in the working folder, not in the package): each function or class is written
 # the way a user would write the built-in default it copies, against the contract of docs/losses.md.
 USER_LOSSES = """
@@ -124,3 +133,8 @@ def user_folder(tmp_path, monkeypatch):
     for name, module in list(sys.modules.items()):
         if Path(getattr(module, "__file__", None) or "/").is_relative_to(tmp_path):
             del sys.modules[name]
+
+
+def tiny_segmentation_config(*overrides: str, run_dir=None):
+    extra = [f"run_dir={run_dir}"] if run_dir is not None else []
+    return compose_config([*TINY_SEGMENTATION, *overrides, *extra])

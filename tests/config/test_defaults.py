@@ -3,6 +3,7 @@ and the comments of conf/train.yaml agree, and every optimizer and scheduler opt
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import re
 from pathlib import Path
@@ -14,16 +15,18 @@ from omegaconf import OmegaConf
 from losslab import compose_config
 from losslab.config.compose import config_dir
 from losslab.config.validation import validate
-from losslab.losses import functional
 from losslab.losses.catalogue import CATALOGUE
 
 DOCS = Path(__file__).parents[2] / "docs"
 LOSS_ROWS = {"classification (`cls`)": "cls", "box regression (`box`)": "box",
-             "RPN objectness (`objectness`)": "objectness", "mask (`mask`)": "mask"}
+             "RPN objectness (`objectness`)": "objectness", "mask (`mask`)": "mask",
+             "pixel (`pixel`, task=segmentation)": "pixel"}
 
 
 def shown(value) -> str:
-    """How docs/losses.md writes a default."""
+    """How docs/losses.md writes a default (as YAML does: null, true, false)."""
+    if value is None or isinstance(value, bool):
+        return str(value).lower().replace("none", "null")
     if isinstance(value, float) and value == 1 / 9:
         return "1/9"
     return f"{value:g}" if isinstance(value, float) else str(value)
@@ -32,13 +35,15 @@ def shown(value) -> str:
 @pytest.mark.parametrize(("key", "name"), [(key, name) for key, losses in CATALOGUE.items() for name in losses])
 def test_each_loss_function_takes_the_catalogues_parameters_with_its_defaults(key, name):
     loss = CATALOGUE[key][name]
+    module = importlib.import_module(f"losslab.losses.{loss.module}")
     for function_name in filter(None, (loss.function, loss.retinanet_function)):
-        parameters = inspect.signature(getattr(functional, function_name)).parameters
+        parameters = inspect.signature(getattr(module, function_name)).parameters
         for param, default in loss.defaults.items():
             if param == "weights":  # weighted_ce's weights become cross_entropy's `weight` tensor
                 continue
             assert parameters[param].default == default, (function_name, param)
-    option = OmegaConf.to_container(compose_config([f"loss/{key}={name}"]).loss[key])
+    task = ["task=segmentation"] if key == "pixel" else []
+    option = OmegaConf.to_container(compose_config([*task, f"loss/{key}={name}"]).loss[key])
     assert option == {"name": name, **loss.defaults}
 
 

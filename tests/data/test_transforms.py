@@ -11,7 +11,7 @@ import torch
 from matplotlib.image import imread
 from omegaconf import OmegaConf
 
-from losslab.commands.show_augment import show_augment
+from losslab.commands.show_augment import draw_augmentations, show_augment
 from losslab.config.compose import config_dir
 from losslab.data.augment_options import (
     DEFAULTS,
@@ -360,3 +360,16 @@ def test_show_augment_draws_box_only_data_and_unknown_labels(tmp_path):
     path = show_augment(ListDataset(samples), {"horizontal_flip": {"p": 0.5}}, tmp_path / "grid.png", samples=2,
                         cell_size=72)
     assert imread(path).shape[:2] == (72 + 4, 2 * (72 + 2) + 2)
+
+
+def test_show_augment_of_task_segmentation_draws_the_class_masks_augmented_with_their_images(tmp_path):
+    tiny = ["task=segmentation", "data.num_images=10", "data.image_size=64"]
+    state = torch.random.get_rng_state()
+    first = draw_augmentations([*tiny, "augment=basic"], tmp_path / "a.png", samples=3, seed=1)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    again = draw_augmentations([*tiny, "augment=basic"], tmp_path / "b.png", samples=3, seed=1)
+    plain = draw_augmentations([*tiny, "augment=none"], tmp_path / "c.png", samples=3, seed=1)
+    assert imread(first).shape[:2] == (256 + 4, 3 * (256 + 2) + 2)  # one row of three 256 px cells
+    assert first.read_bytes() == again.read_bytes() != plain.read_bytes()
+    with pytest.raises(LosslabError, match="augment.mosaic.p=0.5: mosaic mixes object instances"):
+        draw_augmentations([*tiny, "augment=strong"], tmp_path / "d.png", samples=3, seed=1)

@@ -36,7 +36,7 @@ MODELS = _models()
 def _cases():
     for arch in ARCHS:
         for key, losses in CATALOGUE.items():
-            if CONFIG_KEYS[key] in ARCH_COMPONENTS[arch]:
+            if key in CONFIG_KEYS and CONFIG_KEYS[key] in ARCH_COMPONENTS[arch]:
                 for name in losses:
                     yield arch, key, name
 

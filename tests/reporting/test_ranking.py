@@ -94,8 +94,8 @@ def test_the_rule_in_plain_values():
     assert loss_differences(sections) == ["loss.weights.mask"]
     assert loss_differences([DEFAULT, DEFAULT]) == []
     # A monitor that already is comparable stays; so does an explicit choice.
-    assert choose_ranking(None, None, "val/mAP50", sections, True, "sweep.rank_by").metric == "val/mAP50"
-    assert choose_ranking("val/ref_loss", "max", "val/loss", sections, True, "--metric").mode == "max"
+    assert choose_ranking(None, None, "val/mAP50", sections, "val/mAP", "sweep.rank_by").metric == "val/mAP50"
+    assert choose_ranking("val/ref_loss", "max", "val/loss", sections, "val/mAP", "--metric").mode == "max"
     assert own_objective("val/loss") and own_objective("train/classification") and own_objective("val/mask")
     assert not own_objective("val/ref_loss") and not own_objective("val/ref_mask") and not own_objective("val/mAP")
 

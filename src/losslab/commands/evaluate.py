@@ -1,4 +1,5 @@
-"""`losslab evaluate RUN_DIR`: a finished run's checkpoint scored on a split, with COCO exports and plots."""
+"""`losslab evaluate RUN_DIR`: a finished run's checkpoint scored on a split, with COCO exports and plots
+(task=segmentation: mIoU, per-class IoU and the pixels' confusion matrix)."""
 
 from __future__ import annotations
 
@@ -9,14 +10,16 @@ from pathlib import Path
 
 import numpy as np
 
-from losslab.data.datasets import build_datasets
 from losslab.data.loaders import make_loaders
 from losslab.errors import LosslabError
 from losslab.evaluation.inference import predict
 from losslab.evaluation.metrics import confusion_matrix, score_detections
-from losslab.evaluation.saved_model import load_saved_model
+from losslab.evaluation.saved_model import SavedModel, load_saved_model
+from losslab.evaluation.segmentation_metrics import scores, split_confusion_matrix
+from losslab.evaluation.tasks import task
 from losslab.reporting.evaluation_figures import plot_confusion_matrix, plot_pr_curves
 from losslab.reporting.history import write_json
+from losslab.reporting.segmentation_figures import plot_class_iou
 
 log = logging.getLogger(__name__)
 
@@ -25,17 +28,22 @@ def evaluate_run(run_dir: Path, split: str = "val", checkpoint: str = "best", sc
                  device: str = "auto", progress: bool = True) -> dict:
     """Predict `split` with the run's `checkpoint` (best | last) and write RUN_DIR/eval_<split>/:
     metrics.json, predictions.json (COCO results), ground_truth.json (COCO instances),
-    pr_curve.png and confusion_matrix.png. Returns the metrics."""
+    pr_curve.png and confusion_matrix.png (task=segmentation: metrics.json, class_iou.png and
+    confusion_matrix.png of the pixels). Returns the metrics."""
     if split not in ("train", "val", "test"):
         raise LosslabError(f"--split {split}: expected train, val or test.")
     trained = load_saved_model(run_dir, checkpoint, device)
     cfg = trained.cfg
     threshold = cfg["eval"]["score_threshold"] if score_threshold is None else score_threshold
-    data = build_datasets(cfg["data"], cfg["split"])  # no augmentation
+    data = task(cfg).build_data(cfg["data"], cfg["split"])  # no augmentation
     loader = make_loaders(data, cfg["data"]["batch_size"], cfg["data"]["num_workers"],
                           pin_memory=trained.device.type == "cuda")[split]
     if len(loader.dataset) == 0:
         raise LosslabError(f"the {split} split of {run_dir} is empty (split.{split}=0); evaluate another split.")
+    out = run_dir / f"eval_{split}"
+    header = {"split": split, "checkpoint": checkpoint, "epoch": trained.epoch, "images": len(loader.dataset)}
+    if trained.task == "segmentation":
+        return evaluate_segmentation(trained, loader, header, out, progress)
     predictions, targets, sizes = predict(trained.model, loader, trained.device, progress)
 
     metrics, ground_truth, results = score_detections(predictions, targets, sizes, data.classes, threshold,
@@ -44,10 +52,8 @@ def evaluate_run(run_dir: Path, split: str = "val", checkpoint: str = "best", sc
     curves = metrics.pop("pr")
     matrix = confusion_matrix(predictions, targets, len(data.classes), threshold)
 
-    out = run_dir / f"eval_{split}"
     out.mkdir(exist_ok=True)
-    write_json(out / "metrics.json", {"split": split, "checkpoint": checkpoint, "epoch": trained.epoch,
-                                      "score_threshold": threshold, "images": len(targets), **metrics,
+    write_json(out / "metrics.json", {**header, "score_threshold": threshold, **metrics,
                                       "confusion_matrix": matrix.tolist()})
     (out / "predictions.json").write_text(json.dumps(results))
     (out / "ground_truth.json").write_text(json.dumps(ground_truth))
@@ -56,13 +62,29 @@ def evaluate_run(run_dir: Path, split: str = "val", checkpoint: str = "best", sc
     return metrics
 
 
+def evaluate_segmentation(trained: SavedModel, loader, header: dict, out: Path, progress: bool) -> dict:
+    """task=segmentation: the confusion matrix of the split's pixels, its scores, class_iou.png and
+    confusion_matrix.png (rows normalised: the share of each true class's pixels predicted as each class)."""
+    matrix = split_confusion_matrix(trained.model, loader, len(trained.classes), trained.device, progress)
+    metrics = scores(matrix, trained.classes)
+    out.mkdir(exist_ok=True)
+    write_json(out / "metrics.json", {**header, **metrics, "classes": trained.classes,
+                                      "confusion_matrix": matrix.tolist()})
+    plot_class_iou(metrics, out / "class_iou.png")
+    plot_confusion_matrix(matrix.numpy(), list(trained.classes), out / "confusion_matrix.png")
+    return metrics
+
+
 def metrics_table(metrics: dict) -> str:
-    """The headline numbers and per-class AP as console lines."""
-    head = [f"{name:<12}{metrics[name]:.4f}" for name in ("mAP", "mAP50", "mAP75", "mAR100", "mask_mAP",
-                                                           "precision", "recall", "F1") if name in metrics]
-    per_class = [f"  {name.removeprefix('AP/'):<10}{value:.4f}" for name, value in metrics.items()
-                 if name.startswith("AP/") and not np.isnan(value)]
-    return "\n".join(head + (["AP per class:"] + per_class if per_class else []))
+    """The headline numbers and per-class AP (IoU) as console lines."""
+    kind = "IoU" if "mIoU" in metrics else "AP"
+    width = 16 if kind == "IoU" else 12  # "pixel_accuracy"
+    head = [f"{name:<{width}}{metrics[name]:.4f}" for name in ("mAP", "mAP50", "mAP75", "mAR100", "mask_mAP",
+                                                           "precision", "recall", "F1", "mIoU", "mDice",
+                                                           "pixel_accuracy") if name in metrics]
+    per_class = [f"  {name.removeprefix(kind + '/'):<{width - 2}}{value:.4f}" for name, value in metrics.items()
+                 if name.startswith(f"{kind}/") and not np.isnan(value)]
+    return "\n".join(head + ([f"{kind} per class:"] + per_class if per_class else []))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,5 +1,7 @@
 """`losslab export RUN_DIR --format torchscript|onnx`: a run's model as one self-contained file plus its metadata
-(`model.pt.json`, `model.onnx.json`), checked against the PyTorch model before it is kept."""
+(`model.pt.json`, `model.onnx.json`), checked against the PyTorch model before it is kept (task=segmentation: on
+sample images of three shapes, every probability within the tolerance and every pixel's class the same but for
+near-ties)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 import torchvision
@@ -21,6 +24,7 @@ from losslab.errors import LosslabError
 from losslab.evaluation.saved_model import SavedModel, load_saved_model
 from losslab.modeling.heads import set_score_threshold, with_stock_heads
 from losslab.modeling.resize import resize_scale, with_exact_resize
+from losslab.modeling.segmenters import SegmentationPredictor
 
 FORMATS = {"torchscript": "model.pt", "onnx": "model.onnx"}
 ONNX_OPSET = 17
@@ -56,7 +60,7 @@ class ExportResult:
 
     model_file: Path
     metadata_file: Path
-    differences: Differences
+    differences: Differences | MaskDifferences
 
 
 def export_run(run_dir: Path, format: str = "torchscript", checkpoint: str = "best", out: Path | None = None,
@@ -77,6 +81,8 @@ def export_run(run_dir: Path, format: str = "torchscript", checkpoint: str = "be
     if format == "onnx":
         require_onnxruntime()
     trained = load_saved_model(run_dir, checkpoint, device="cpu")  # CPU: the file then loads anywhere
+    if trained.task == "segmentation":
+        return export_segmenter(trained, format, run_dir, out, score_tolerance)
     model = with_exact_resize(with_stock_heads(trained.model))
     # No score cut inside the model: users cut at their own threshold. Detections above torchvision's cut (0.05)
     # stay the same.
@@ -86,19 +92,34 @@ def export_run(run_dir: Path, format: str = "torchscript", checkpoint: str = "be
         expected = [model([image])[0] for image in samples]
     names = list(expected[0])  # boxes, labels, scores (RetinaNet: boxes, scores, labels) and masks
     tolerance = Differences(box_tolerance, score_tolerance)
+
+    def save(partial: Path) -> Callable:
+        return save_torchscript(model, partial) if format == "torchscript" else save_onnx(model, partial, samples[0],
+                                                                                         names)
+
+    def check(exported: Callable) -> Differences:
+        return compare(samples, expected, [exported(image) for image in samples], tolerance,
+                       threshold=float(trained.cfg["eval"]["score_threshold"]),
+                       scales=[input_scale(image, model) for image in samples])
+
+    path, agreement = keep_if_faithful(run_dir, out, format, save, check)
+    metadata = write_metadata(path, model_metadata(trained, model, format, path.name, names, samples, agreement,
+                                                   tolerance))
+    return ExportResult(path, metadata, agreement)
+
+
+def keep_if_faithful(run_dir: Path, out: Path | None, format: str, save: Callable[[Path], Callable],
+                     check: Callable[[Callable], Any]) -> tuple[Path, Any]:
+    """Save the model into `out` (default RUN_DIR/export) under its format's file name, by way of a partial file
+    that `save` writes and returns loaded back; keep it once `check` (given that) passes. On any failure the partial
+    file and the folders made for it are removed again; a folder something else filled meanwhile stays."""
     out = Path(run_dir) / "export" if out is None else Path(out)
-    created = [folder for folder in (out, *out.parents) if not folder.exists()]  # removed again on failure
+    created = [folder for folder in (out, *out.parents) if not folder.exists()]
     out.mkdir(parents=True, exist_ok=True)
     path = out / FORMATS[format]
-    partial = path.with_name(path.name + ".tmp")  # renamed to `path` once it passed the check
+    partial = path.with_name(path.name + ".tmp")
     try:
-        if format == "torchscript":
-            exported = save_torchscript(model, partial)
-        else:
-            exported = save_onnx(model, partial, samples[0], names)
-        agreement = compare(samples, expected, [exported(image) for image in samples], tolerance,
-                            threshold=float(trained.cfg["eval"]["score_threshold"]),
-                            scales=[input_scale(image, model) for image in samples])
+        agreement = check(save(partial))
         os.replace(partial, path)
     except BaseException:
         partial.unlink(missing_ok=True)
@@ -106,12 +127,16 @@ def export_run(run_dir: Path, format: str = "torchscript", checkpoint: str = "be
             with contextlib.suppress(OSError):  # not empty: something else was put there meanwhile
                 folder.rmdir()
         raise
-    metadata = path.with_name(path.name + ".json")
-    partial = metadata.with_name(metadata.name + ".tmp")
-    partial.write_text(json.dumps(model_metadata(trained, model, format, path.name, names, samples, agreement,
-                                                 tolerance), indent=2))
-    os.replace(partial, metadata)
-    return ExportResult(path, metadata, agreement)
+    return path, agreement
+
+
+def write_metadata(path: Path, metadata: dict) -> Path:
+    """`path`'s metadata beside it (model.pt.json, model.onnx.json), written atomically."""
+    file = path.with_name(path.name + ".json")
+    partial = file.with_name(file.name + ".tmp")
+    partial.write_text(json.dumps(metadata, indent=2))
+    os.replace(partial, file)
+    return file
 
 
 def require_onnxruntime() -> None:
@@ -300,6 +325,121 @@ def model_metadata(trained: SavedModel, model: nn.Module, format: str, file_name
     }
 
 
+# ------------------------------------------------------------------------------------------------ segmentation
+
+
+@dataclass
+class MaskDifferences:
+    """How an exported segmenter's output differs from the PyTorch model's over the sample images."""
+
+    probability: float = 0.0  # the largest difference of a class probability
+    pixels_differing: int = 0  # pixels given another class (only where the two best classes nearly tie)
+    pixels: int = 0  # pixels compared
+
+
+def export_segmenter(trained: SavedModel, format: str, run_dir: Path, out: Path | None,
+                     tolerance: float = SCORE_TOLERANCE) -> ExportResult:
+    """task=segmentation's export_run: the segmenter's inference half (losslab.modeling.segmenters'
+    SegmentationPredictor: one image in, its class mask and probabilities out), checked on three sample shapes."""
+    model = SegmentationPredictor(trained.model.network, trained.model.transform).eval()
+    size = trained.cfg["model"]["min_size"]
+    generator = torch.Generator().manual_seed(0)
+    # Square, landscape and portrait. (Scripted or traced, torchvision's resize computes its scale in float32: where
+    # scale x side falls within rounding of a whole number, as 64/103 x 103, it may keep one row more than eager
+    # PyTorch. These shapes resize exactly both ways, so the check compares the export itself.)
+    samples = [torch.rand(3, height, width, generator=generator)
+               for height, width in ((size, size), (size, size * 3 // 2), (size * 3 // 2, size))]
+    with torch.inference_mode():
+        expected = [model([image])[0] for image in samples]
+    names = ["mask", "probabilities"]
+
+    def save(partial: Path) -> Callable:
+        if format == "torchscript":
+            return save_scripted_segmenter(model, partial)
+        return save_onnx(model, partial, samples[0], names)
+
+    path, agreement = keep_if_faithful(run_dir, out, format, save,
+                                       lambda exported: compare_masks(expected, [exported(i) for i in samples],
+                                                                      tolerance))
+    metadata = write_metadata(path, segmenter_metadata(trained, model, format, path.name, agreement, tolerance))
+    return ExportResult(path, metadata, agreement)
+
+
+def save_scripted_segmenter(model: nn.Module, path: Path) -> Callable[[Tensor], dict[str, Tensor]]:
+    """torch.jit.script the segmenter into `path`; return the file, loaded back, as a function of one image."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit is marked deprecated
+        torch.jit.save(torch.jit.script(model), str(path))
+        exported = torch.jit.load(str(path))
+
+    def predict(image: Tensor) -> dict[str, Tensor]:
+        with torch.inference_mode():
+            return exported([image])[0]
+    return predict
+
+
+def compare_masks(expected: list[dict[str, Tensor]], actual: list[dict[str, Tensor]],
+                  tolerance: float) -> MaskDifferences:
+    """The exported model's masks and probabilities against the PyTorch model's; LosslabError when a probability
+    differs by more than `tolerance`, or a pixel's class differs where the two best classes do not tie within it."""
+    agreement = MaskDifferences()
+    for index, (wanted, found) in enumerate(zip(expected, actual, strict=True)):
+        if found["probabilities"].shape != wanted["probabilities"].shape:
+            raise LosslabError(f"the exported model's output for sample image {index} is "
+                               f"{list(found['probabilities'].shape)}, the PyTorch model's "
+                               f"{list(wanted['probabilities'].shape)}; the export is not faithful.")
+        difference = float((found["probabilities"].float() - wanted["probabilities"]).abs().max())
+        top_two = wanted["probabilities"].topk(min(2, wanted["probabilities"].shape[0]), dim=0).values
+        near_tie = (top_two[0] - top_two[-1]) <= 2 * tolerance
+        differing = found["mask"].long() != wanted["mask"]
+        if difference > tolerance or (differing & ~near_tie).any():
+            raise LosslabError(f"the exported model differs from the PyTorch model on sample image {index}: "
+                               f"probabilities by up to {difference:.3g} (tolerance {tolerance:g}), "
+                               f"{int(differing.sum())} pixels of another class; the export is not faithful.")
+        agreement = MaskDifferences(max(agreement.probability, difference),
+                                    agreement.pixels_differing + int(differing.sum()),
+                                    agreement.pixels + differing.numel())
+    return agreement
+
+
+def segmenter_metadata(trained: SavedModel, model: nn.Module, format: str, file_name: str,
+                       agreement: MaskDifferences, tolerance: float) -> dict:
+    """The metadata of an exported segmenter (model.pt.json, model.onnx.json)."""
+    transform = model.transform
+    call = ("model([image]) returns one dict per image" if format == "torchscript" else
+            "session.run(None, {'image': image}) returns [mask, probabilities] for one image per call")
+    return {
+        "format": format,
+        "file": file_name,
+        "task": "segmentation",
+        "arch": trained.cfg["model"]["arch"],
+        "backbone": trained.cfg["model"]["backbone"],
+        "classes": list(trained.classes),
+        "input": {
+            "name": "image",
+            "format": "RGB, float32 in [0, 1], shape [3, H, W], any H and W",
+            "min_size": int(transform.min_size[0]),
+            "max_size": int(transform.max_size),
+            "resize": "inside the model: shorter side to min_size, longer side at most max_size; the output comes "
+                      "back at the input's size",
+            "image_mean": [float(v) for v in transform.image_mean],
+            "image_std": [float(v) for v in transform.image_std],
+            "normalisation": "inside the model: (image - image_mean) / image_std per channel; pass [0, 1] values",
+        },
+        "call": call,
+        "outputs": ["mask", "probabilities"],
+        "output_format": {"mask": "int64 [H, W], the index into classes of every pixel",
+                          "probabilities": "float32 [C, H, W], softmax over the classes"},
+        "checkpoint": trained.checkpoint.name,
+        "epoch": trained.epoch,
+        "verification": {"probability_difference": agreement.probability,
+                         "pixels_of_another_class": agreement.pixels_differing, "pixels_compared": agreement.pixels,
+                         "probability_tolerance": tolerance},
+        "versions": {"torch": torch.__version__, "torchvision": torchvision.__version__,
+                     **({"onnx_opset": ONNX_OPSET} if format == "onnx" else {})},
+    }
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", type=Path, help="a run folder")
     parser.add_argument("--format", default="torchscript", help=f"{' or '.join(FORMATS)} (default torchscript; "
@@ -322,6 +462,11 @@ def main(args: argparse.Namespace) -> int:
 def export_report(result: ExportResult) -> str:
     """The console lines closing `losslab export`."""
     found = result.differences
+    if isinstance(found, MaskDifferences):
+        return (f"model: {result.model_file}\nmetadata: {result.metadata_file}\n"
+                f"checked against the PyTorch model on {found.pixels} pixels of sample images of three sizes: "
+                f"probabilities differ by up to {found.probability:.2g}, {found.pixels_differing} pixels (near-ties) "
+                "of another class")
     return (f"model: {result.model_file}\nmetadata: {result.metadata_file}\n"
             f"checked against the PyTorch model on {counted(found.detections, 'detection')} of "
             f"{counted(len(SAMPLE_SIZES) + 1, 'sample image')}: boxes differ by up to {found.box:.2g} px of the "

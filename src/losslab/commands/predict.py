@@ -1,4 +1,5 @@
-"""`losslab predict RUN_DIR SOURCE...`: a finished run's model on image files, drawn and as COCO results."""
+"""`losslab predict RUN_DIR SOURCE...`: a finished run's model on image files, drawn and as COCO results
+(task=segmentation: each image's class mask drawn over it with a legend, and as an index PNG)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from losslab.evaluation.saved_model import load_saved_model
 from losslab.modeling.heads import scores_at_least
 from losslab.modeling.runtime import eval_mode
 from losslab.reporting.drawing import draw_objects
+from losslab.reporting.segmentation_figures import draw_class_mask, save_index_png
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +41,9 @@ class PredictResult:
 
     out_dir: Path
     predicted: int
-    detections: int
+    detections: int  # task=segmentation: masks written
     skipped: list[tuple[Path, str]] = field(default_factory=list)  # (file, why it could not be read)
+    counted: str = "detections"  # what `detections` counts
 
 
 def predict_images(run_dir: Path, sources: Sequence[str | Path], checkpoint: str = "best",
@@ -67,6 +70,8 @@ def predict_images(run_dir: Path, sources: Sequence[str | Path], checkpoint: str
     result = PredictResult(out, predicted=0, detections=0)
     results: list[dict] = []
     drawn_names = output_names(files)
+    if trained.task == "segmentation":
+        return predict_masks(trained, files, drawn_names, out, batch_size, progress, result)
     with (eval_mode(trained.model), torch.inference_mode(), logging_redirect_tqdm(),  # warnings above the bar
           tqdm(total=len(files), desc="predict", unit="image", disable=not progress, dynamic_ncols=True) as bar):
         for batch in batches(files, batch_size, result.skipped):
@@ -84,6 +89,34 @@ def predict_images(run_dir: Path, sources: Sequence[str | Path], checkpoint: str
         bar.update(len(files) - bar.n)  # unreadable files after the last batch
     result.detections = len(results)
     (out / "predictions.json").write_text(json.dumps(results))
+    return result
+
+
+def predict_masks(trained, files: list[Path], drawn_names: list[str], out: Path, batch_size: int, progress: bool,
+                  result: PredictResult) -> PredictResult:
+    """task=segmentation: for every readable file, `out`/NAME.png (the class mask over the image, with a legend)
+    and `out`/masks/NAME.png (the class index of every pixel, a palette PNG), and predictions.json listing
+    {image_id, file_name, mask_file, classes: {name: share of the pixels}} per image."""
+    (out / "masks").mkdir(exist_ok=True)
+    records = []
+    with (eval_mode(trained.model), torch.inference_mode(), logging_redirect_tqdm(),
+          tqdm(total=len(files), desc="predict", unit="image", disable=not progress, dynamic_ncols=True) as bar):
+        for batch in batches(files, batch_size, result.skipped):
+            outputs = trained.model([image.to(trained.device) for _, _, image in batch])
+            for (index, path, image), output in zip(batch, outputs, strict=True):
+                mask = output["mask"].cpu()
+                write_png(draw_class_mask(to_dtype(image, torch.uint8, scale=True), mask, trained.classes),
+                          str(out / drawn_names[index]))
+                save_index_png(mask, len(trained.classes), out / "masks" / drawn_names[index])
+                shares = torch.bincount(mask.flatten(), minlength=len(trained.classes)) / mask.numel()
+                records.append({"image_id": index, "file_name": str(path), "mask_file": f"masks/{drawn_names[index]}",
+                                "classes": {name: round(float(share), 6) for name, share
+                                            in zip(trained.classes, shares, strict=True) if share > 0}})
+            result.predicted += len(batch)
+            bar.update(batch[-1][0] + 1 - bar.n)
+        bar.update(len(files) - bar.n)
+    result.detections, result.counted = len(records), "masks"
+    (out / "predictions.json").write_text(json.dumps(records))
     return result
 
 
@@ -192,8 +225,8 @@ def main(args: argparse.Namespace) -> int:
 
 def prediction_report(result: PredictResult) -> str:
     """The console lines closing `losslab predict`."""
-    lines = [f"predicted {counted(result.predicted, 'image')}, {counted(result.detections, 'detection')}: drawn "
-             f"images and predictions.json in {result.out_dir}"]
+    lines = [f"predicted {counted(result.predicted, 'image')}, {result.detections} {result.counted}: drawn images "
+             f"and predictions.json in {result.out_dir}"]
     if result.skipped:
         lines.append(f"skipped {counted(len(result.skipped), 'file')} that could not be read (see the warnings above)")
     return "\n".join(lines)

@@ -1,7 +1,8 @@
 """`losslab show-augment`: a PNG grid of augmented training samples, so users see what the model sees.
 
-Every sample is drawn with its translucent masks, its boxes and their class names, scaled so its longer side
-fills a square cell (smaller images become readable, other shapes are padded), in a grid of `columns` cells.
+Every sample is drawn with its translucent masks, its boxes and their class names (task=segmentation: its class
+mask and a legend), scaled so its longer side fills a square cell (smaller images become readable, other shapes
+are padded), in a grid of `columns` cells.
 """
 
 from __future__ import annotations
@@ -24,29 +25,34 @@ from losslab.config.compose import compose_config
 from losslab.config.validation import validate
 from losslab.data.datasets import build_datasets
 from losslab.data.mixing import augmented
+from losslab.data.segmentation import build_segmentation_datasets
 from losslab.data.transforms import JointTransform
 from losslab.errors import LosslabError
+from losslab.evaluation.tasks import task_of
 from losslab.reporting.drawing import draw_objects
+from losslab.reporting.segmentation_figures import draw_class_mask
 
 log = logging.getLogger(__name__)
 
 PADDING = 2  # pixels between cells (make_grid's default)
 
 
-def show_augment(dataset: Dataset, options: dict, out_path: Path, samples: int = 8, seed: int = 0,
+def show_augment(dataset: Dataset, options: dict | None, out_path: Path, samples: int = 8, seed: int = 0,
                  classes: Sequence[str] | None = None, columns: int = 4, cell_size: int = 256) -> Path:
     """Write `samples` augmented items of `dataset` (the un-augmented train split) as a PNG grid to `out_path`.
 
-    `options` is the `augment` section as a plain dict. The samples and their augmentations depend only on
-    `seed`: the same seed draws the same grid, and the caller's random state is left as it was.
-    `classes` names labels 1, 2, ... (default: `dataset.classes`).
+    `options` is the `augment` section as a plain dict (None: `dataset` is augmented already, task=segmentation's
+    train split). The samples and their augmentations depend only on `seed`: the same seed draws the same grid,
+    and the caller's random state is left as it was. `classes` names labels 1, 2, ... (segmentation: indices 0, 1,
+    ...; default: `dataset.classes`).
     """
     classes = list(dataset.classes if classes is None else classes)
-    view = augmented(dataset, options)
+    view = dataset if options is None else augmented(dataset, options)
+    draw = draw_sample if options is not None else draw_segmentation_sample
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         order = torch.randperm(len(view)).tolist()
-        cells = [draw_sample(*view[order[k % len(order)]], classes, cell_size) for k in range(samples)]
+        cells = [draw(*view[order[k % len(order)]], classes, cell_size) for k in range(samples)]
     grid = make_grid(cells, nrow=min(columns, samples), padding=PADDING, pad_value=255)
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -62,6 +68,16 @@ def draw_sample(image: torch.Tensor, target: dict, classes: Sequence[str], cell_
     names = [label_name(label, classes) for label in labels]
     masks = target["masks"].bool() if "masks" in target else None
     canvas = draw_objects(F.to_dtype(image, torch.uint8, scale=True), target["boxes"], labels, names, masks)
+    height, width = canvas.shape[-2:]
+    return F.pad(canvas, [0, 0, cell_size - width, cell_size - height], fill=255)
+
+
+def draw_segmentation_sample(image: torch.Tensor, target: dict, classes: Sequence[str], cell_size: int
+                             ) -> torch.Tensor:
+    """One cell of task=segmentation: the sample's classes drawn over it with a legend, the drawing scaled to fit
+    `cell_size` and padded to a square uint8 image."""
+    canvas = draw_class_mask(F.to_dtype(image, torch.uint8, scale=True), target["mask"], list(classes))
+    canvas = v2.Resize(None, max_size=cell_size)(canvas)
     height, width = canvas.shape[-2:]
     return F.pad(canvas, [0, 0, cell_size - width, cell_size - height], fill=255)
 
@@ -91,5 +107,9 @@ def draw_augmentations(overrides: list[str], out: Path, samples: int, seed: int)
     except HydraException as error:
         raise LosslabError(f"the overrides {' '.join(overrides)} do not compose: {error}") from error
     validate(cfg)
+    if task_of(cfg) == "segmentation":  # image and mask augmented together by the split itself
+        data = build_segmentation_datasets(OmegaConf.to_container(cfg.data), OmegaConf.to_container(cfg.split),
+                                           OmegaConf.to_container(cfg.augment))
+        return show_augment(data.train, None, out, samples, seed, data.classes)
     data = build_datasets(OmegaConf.to_container(cfg.data), OmegaConf.to_container(cfg.split))  # not augmented
     return show_augment(data.train, OmegaConf.to_container(cfg.augment), out, samples, seed, data.classes)

@@ -30,13 +30,13 @@ def with_current_keys(cfg: DictConfig) -> DictConfig:
 
 
 def model_defaults(arch: str) -> dict:
-    """The keys of conf/model/<arch>.yaml over those of faster_rcnn.yaml, which every model option starts from.
+    """The keys of conf/model/<arch>.yaml over those of the model options it starts from (faster_rcnn.yaml for the
+    detectors, deeplabv3.yaml for the segmenters).
 
     Read as files rather than composed: inside `train` (resuming a run) Hydra is initialised and cannot compose
     a second config.
     """
-    folder = config_dir() / "model"
-    options = OmegaConf.merge(OmegaConf.load(folder / "faster_rcnn.yaml"), OmegaConf.load(folder / f"{arch}.yaml"))
-    defaults = OmegaConf.to_container(options)
-    defaults.pop("defaults")
-    return defaults
+    node = OmegaConf.to_container(OmegaConf.load(config_dir() / "model" / f"{arch}.yaml"))
+    parents = [entry for entry in node.pop("defaults", []) if isinstance(entry, str) and entry != "_self_"
+               and not entry.startswith("/")]  # the model options it starts from (mask_rcnn: faster_rcnn)
+    return OmegaConf.to_container(OmegaConf.merge(*(model_defaults(parent) for parent in parents), node))

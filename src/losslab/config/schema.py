@@ -42,6 +42,18 @@ class ModelConfig:
 
 
 @dataclass
+class SegmentationModelConfig:
+    arch: str = MISSING
+    backbone: str = MISSING
+    aux_loss: bool = MISSING
+    pretrained: bool = MISSING
+    weights: str | None = MISSING
+    download: bool = MISSING
+    min_size: int = MISSING
+    max_size: int = MISSING
+
+
+@dataclass
 class LossComponentConfig:
     name: str = MISSING
 
@@ -61,7 +73,7 @@ def loss_options() -> dict[str, dict[str, Any]]:
                                                   bases=(LossComponentConfig,))}
         for name, loss in losses.items():
             fields = [("name", str, field(default=name))]
-            fields += [(param, Any if param == "weights" else type(value), field(default=value))
+            fields += [(param, Any if param == "weights" or value is None else type(value), field(default=value))
                        for param, value in loss.defaults.items()]
             options[key][name] = make_dataclass(f"{key}_{name}_loss", fields, bases=(LossComponentConfig,))
         options[key]["custom"] = dict(CUSTOM_LOSS)
@@ -103,6 +115,19 @@ class LossConfig:
 
 
 @dataclass
+class SegmentationLossWeights:
+    pixel: float = MISSING
+    aux: float = MISSING
+
+
+@dataclass
+class SegmentationLossConfig:
+    pixel: LossComponentConfig = MISSING
+    weights: SegmentationLossWeights = field(default_factory=SegmentationLossWeights)
+    schedule: LossSchedule = field(default_factory=LossSchedule)
+
+
+@dataclass
 class DataConfig:
     name: str = MISSING
     batch_size: int = MISSING
@@ -116,6 +141,7 @@ class ShapesDataConfig(DataConfig):
     min_objects: int = MISSING
     max_objects: int = MISSING
     seed: int = MISSING
+    object_size: list[float] = MISSING
 
 
 @dataclass
@@ -135,8 +161,24 @@ class VocDataConfig(DataConfig):
     follow_outside_links: bool = MISSING
 
 
+@dataclass
+class FolderDataConfig(DataConfig):
+    images: str = MISSING
+    masks: str = MISSING
+    classes: list[str] = MISSING
+
+
+@dataclass
+class VocSegDataConfig(DataConfig):
+    root: str = MISSING
+    image_set: str = MISSING
+    classes: list[str] = MISSING
+
+
 # What each dataset cannot do without (for the message when a key is unset).
-REQUIRED_DATA_KEYS = {"coco": "data.images=DIR and data.annotations=FILE.json", "voc": "data.root=DIR"}
+REQUIRED_DATA_KEYS = {"coco": "data.images=DIR and data.annotations=FILE.json", "voc": "data.root=DIR",
+                      "voc_seg": "data.root=DIR",
+                      "folder": "data.images=DIR, data.masks=DIR and data.classes=[background,...]"}
 
 
 @dataclass
@@ -228,8 +270,11 @@ class LoggerConfig:
 
 @dataclass
 class TrainConfig:
-    model: ModelConfig = MISSING
-    loss: LossConfig = MISSING
+    task: str = MISSING
+    # Each task's options bring their own schema: ModelConfig or SegmentationModelConfig, LossConfig or
+    # SegmentationLossConfig (a dataclass field has one type, so these are Any until an option is merged in).
+    model: Any = MISSING
+    loss: Any = MISSING
     data: DataConfig = MISSING
     split: SplitConfig = MISSING
     augment: AugmentConfig = MISSING
@@ -247,10 +292,14 @@ class TrainConfig:
 SCHEMAS: dict[str, Any] = {
     "schema/train": TrainConfig,
     "schema/model": ModelConfig,
+    "schema/segmentation_model": SegmentationModelConfig,
     "schema/loss": LossConfig,
+    "schema/segmentation_loss": SegmentationLossConfig,
     "schema/data/shapes": ShapesDataConfig,
     "schema/data/coco": CocoDataConfig,
     "schema/data/voc": VocDataConfig,
+    "schema/data/folder": FolderDataConfig,
+    "schema/data/voc_seg": VocSegDataConfig,
     "schema/split/random": RandomSplitConfig,
     "schema/split/predefined": PredefinedSplitConfig,
     "schema/augment": AugmentConfig,

@@ -10,6 +10,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from losslab.config.schema import OPTIMIZER_BASE, REQUIRED_DATA_KEYS, SCHEDULER_BASE
+from losslab.config.segmentation_checks import SEGMENTATION_METRICS, cross_task_problems, segmentation_problems
 from losslab.errors import LosslabError
 
 PRECISIONS = ("32", "16-mixed", "bf16-mixed")
@@ -38,7 +39,10 @@ def monitor_choices(arch: str, evaluates: bool = False) -> list[str]:
 def evaluation_interval(cfg: DictConfig) -> int:
     """How often a run evaluates: eval.every, or every epoch when trainer.monitor or an enabled early stopping
     watches an evaluated metric (val/mAP, ...), which must then have a value every epoch."""
-    evaluated = set(monitor_choices(cfg.model.arch, evaluates=True)) - set(monitor_choices(cfg.model.arch))
+    if (cfg.get("task") or "detection") == "segmentation":
+        evaluated = {f"val/{metric}" for metric in SEGMENTATION_METRICS}
+    else:
+        evaluated = set(monitor_choices(cfg.model.arch, evaluates=True)) - set(monitor_choices(cfg.model.arch))
     stopping = cfg.trainer.early_stopping
     monitors = [cfg.trainer.monitor] + ([stopping.monitor] if stopping.enabled else [])
     return 1 if any(monitor in evaluated for monitor in monitors) else cfg.eval.every
@@ -152,7 +156,7 @@ def loss_sections(loss: dict) -> list[tuple[str, dict]]:
     ("loss.cls", "loss.schedule.phases[0].losses.mask", ...)."""
     from losslab.losses.catalogue import CATALOGUE
 
-    sections = [(f"loss.{key}", loss[key]) for key in CATALOGUE]
+    sections = [(f"loss.{key}", loss[key]) for key in CATALOGUE if key in loss]  # the task's components
     for number, phase in enumerate(loss["schedule"]["phases"]):
         sections += [(f"loss.schedule.phases[{number}].losses.{key}", choice)
                      for key, choice in (phase.get("losses") or {}).items() if key in CATALOGUE]
@@ -177,6 +181,26 @@ def loss_problems(loss: dict) -> list[str]:
         elif name != "custom" and target is not None:
             problems.append(f"{where}._target_={target}: only loss/{key}=custom takes a _target_; "
                             f"choose loss/{key}=custom for a loss of your own")
+
+
+def detection_problems(cfg: DictConfig) -> list[str]:
+    """The model and monitor of a task=detection config."""
+    from losslab.modeling.detectors import ARCHS, BACKBONES
+    from losslab.modeling.start import start_problems
+
+    problems = []
+    if cfg.model.arch in ARCHS and cfg.model.backbone in BACKBONES:
+        problems += start_problems(OmegaConf.to_container(cfg.model, resolve=True))
+    if cfg.model.arch not in ARCHS:
+        problems.append(f"model.arch={cfg.model.arch}: expected one of {', '.join(ARCHS)}")
+    if cfg.model.backbone not in BACKBONES:
+        problems.append(f"model.backbone={cfg.model.backbone}: expected one of {', '.join(BACKBONES)}")
+    if cfg.model.arch in ARCHS:
+        choices = monitor_choices(cfg.model.arch, evaluates=cfg.eval.every == 1)
+        for key, monitor in (("trainer.monitor", cfg.trainer.monitor),
+                             ("trainer.early_stopping.monitor", cfg.trainer.early_stopping.monitor)):
+            if monitor not in choices:
+                problems.append(f"{key}={monitor}: expected one of {', '.join(choices)}")
     return problems
 
 
@@ -184,8 +208,8 @@ def validate(cfg: DictConfig) -> None:
     """Checks beyond types: every problem found, in one LosslabError naming the keys and what is expected."""
     from losslab.data.augment_options import validate_augment
     from losslab.data.split import check_split_options
-    from losslab.modeling.detectors import ARCHS, BACKBONES
-    from losslab.modeling.start import start_problems
+    from losslab.modeling.detectors import ARCHS
+    from losslab.modeling.segmenters import SEGMENTATION_ARCHS
     from losslab.reporting.loggers import LOGGERS
 
     problems = []
@@ -206,11 +230,12 @@ def validate(cfg: DictConfig) -> None:
     problems += loss_problems(OmegaConf.to_container(cfg.loss, resolve=True))
     for component, weight in cfg.loss.weights.items():
         check(weight >= 0, f"loss.weights.{component}={weight}: expected >= 0")
-    check(cfg.model.arch in ARCHS, f"model.arch={cfg.model.arch}: expected one of {', '.join(ARCHS)}")
-    check(cfg.model.backbone in BACKBONES,
-          f"model.backbone={cfg.model.backbone}: expected one of {', '.join(BACKBONES)}")
-    if cfg.model.arch in ARCHS and cfg.model.backbone in BACKBONES:
-        problems += start_problems(OmegaConf.to_container(cfg.model, resolve=True))
+    task = cfg.get("task") or "detection"  # runs from before tasks existed are detection runs
+    problems += cross_task_problems(task, cfg.model.arch, cfg.data.name, ARCHS, SEGMENTATION_ARCHS)
+    if task == "segmentation":
+        problems += segmentation_problems(cfg)
+    elif cfg.model.arch not in SEGMENTATION_ARCHS:
+        problems += detection_problems(cfg)
     try:
         check_split_options(OmegaConf.to_container(cfg.split))
     except LosslabError as error:
@@ -237,11 +262,6 @@ def validate(cfg: DictConfig) -> None:
           f"eval.backend={cfg.eval.backend}: expected one of {', '.join(EVAL_BACKENDS)}")
     check(0.0 <= cfg.eval.score_threshold <= 1.0,
           f"eval.score_threshold={cfg.eval.score_threshold}: expected a score in [0, 1]")
-    if cfg.model.arch in ARCHS:
-        choices = monitor_choices(cfg.model.arch, evaluates=True)  # watching one evaluates every epoch
-        monitors = (("trainer.monitor", trainer.monitor), ("trainer.early_stopping.monitor", stopping.monitor))
-        for key, monitor in monitors:
-            check(monitor in choices, f"{key}={monitor}: expected one of {', '.join(choices)}")
     check(cfg.sweep.mode in (None, "min", "max"), f"sweep.mode={cfg.sweep.mode}: expected min, max or null")
     if problems:
         raise LosslabError("invalid configuration: " + "; ".join(problems) + ".")

@@ -25,7 +25,7 @@ from losslab.errors import LosslabError
 LOADER_KEYS = ("name", "batch_size", "num_workers")
 READERS = {"shapes": ShapesDataset, "coco": CocoDataset, "voc": VocDataset}
 # The data option that split=predefined's split.files replace, one file per split.
-SPLIT_FILE_OPTIONS = {"coco": "annotations", "voc": "image_set"}
+SPLIT_FILE_OPTIONS = {"coco": "annotations", "voc": "image_set", "voc_seg": "image_set"}
 
 
 def load_dataset(data_options: dict) -> Dataset:
@@ -89,14 +89,16 @@ def build_datasets(data_options: dict, split_options: dict, augment_options: dic
     )
 
 
-def split_datasets(data_options: dict, split_options: dict) -> dict[str, tuple[Dataset, list[int]]]:
-    """Each split as (dataset, indices of its images), as `split_options` (the `split` config section) says."""
+def split_datasets(data_options: dict, split_options: dict,
+                   load: Callable[[dict], Dataset] = load_dataset) -> dict[str, tuple[Dataset, list[int]]]:
+    """Each split as (dataset, indices of its images), as `split_options` (the `split` config section) says;
+    `load` reads a dataset from data options (task=segmentation: losslab.data.segmentation's)."""
     check_split_options(split_options)
     kind = split_options.get("name", "random")
     files = {split: file for split, file in (split_options.get("files") or {}).items() if file}
     if kind == "predefined" and files:
-        return _datasets_per_file(data_options, files)
-    dataset = load_dataset(data_options)
+        return _datasets_per_file(data_options, files, load)
+    dataset = load(data_options)
     ids = list(dataset.image_ids)
     if kind == "random":
         split_ids = random_split(ids, **_ratios(split_options))
@@ -113,7 +115,8 @@ def _ratios(split_options: dict) -> dict:
     return {key: split_options[key] for key in ("train", "val", "test", "seed")}
 
 
-def _datasets_per_file(data_options: dict, files: dict) -> dict[str, tuple[Dataset, list[int]]]:
+def _datasets_per_file(data_options: dict, files: dict, load: Callable[[dict], Dataset]
+                       ) -> dict[str, tuple[Dataset, list[int]]]:
     """split=predefined with split.files: one dataset per split, read from that split's annotation file."""
     name = data_options["name"]
     if name not in SPLIT_FILE_OPTIONS:
@@ -122,7 +125,7 @@ def _datasets_per_file(data_options: dict, files: dict) -> dict[str, tuple[Datas
     parts = {}
     for split, file in files.items():
         try:
-            dataset = load_dataset({**data_options, SPLIT_FILE_OPTIONS[name]: file})
+            dataset = load({**data_options, SPLIT_FILE_OPTIONS[name]: file})
         except LosslabError as error:
             raise LosslabError(f"split.files.{split}={file}: {error}") from error
         parts[split] = (dataset, list(range(len(dataset))))

@@ -28,6 +28,7 @@ PALETTE = np.array(
     dtype=np.float32,
 )
 
+OBJECT_SIZE = (0.08, 0.2)  # radius range, as a fraction of the image side
 MIN_VISIBLE_FRACTION = 0.3  # objects hidden more than this by later ones are dropped
 MIN_VISIBLE_PIXELS = 16
 
@@ -44,18 +45,23 @@ class ShapesDataset(torch.utils.data.Dataset):
     category_ids = [1, 2, 3]  # the label of each class is its id: there is no annotation file to map back to
     has_masks = True
 
-    def __init__(self, num_images: int, image_size: int, min_objects: int, max_objects: int, seed: int):
+    def __init__(self, num_images: int, image_size: int, min_objects: int, max_objects: int, seed: int,
+                 object_size: tuple[float, float] | list[float] = OBJECT_SIZE):
         if num_images < 1 or image_size < 16 or not 1 <= min_objects <= max_objects:
             raise LosslabError(
                 f"data=shapes needs data.num_images >= 1, data.image_size >= 16 and "
                 f"1 <= data.min_objects <= data.max_objects; got num_images={num_images}, "
                 f"image_size={image_size}, min_objects={min_objects}, max_objects={max_objects}."
             )
+        if len(object_size) != 2 or not 0 < object_size[0] <= object_size[1] <= 0.5:
+            raise LosslabError(f"data.object_size={list(object_size)}: expected [min, max] radius as a fraction of the "
+                               "image side, 0 < min <= max <= 0.5 (e.g. [0.08, 0.2]).")
         self.num_images = num_images
         self.image_size = image_size
         self.min_objects = min_objects
         self.max_objects = max_objects
         self.seed = seed
+        self.object_size = tuple(object_size)
         self.image_ids = list(range(num_images))
         self._labels: dict[int, list[int]] = {}
 
@@ -66,7 +72,7 @@ class ShapesDataset(torch.utils.data.Dataset):
         if not 0 <= index < self.num_images:
             raise IndexError(index)
         rng = np.random.default_rng((self.seed, index))
-        image, masks, labels = render_image(rng, self.image_size, self.min_objects, self.max_objects)
+        image, masks, labels = render_image(rng, self.image_size, self.min_objects, self.max_objects, self.object_size)
         target = {
             "boxes": masks_to_boxes(masks),
             "labels": torch.as_tensor(labels, dtype=torch.int64),
@@ -87,34 +93,46 @@ class ShapesDataset(torch.utils.data.Dataset):
 
 
 def render_image(
-    rng: np.random.Generator, size: int, min_objects: int, max_objects: int
+    rng: np.random.Generator, size: int, min_objects: int, max_objects: int,
+    object_size: tuple[float, float] = OBJECT_SIZE,
 ) -> tuple[np.ndarray, np.ndarray, list[int]]:
     """An HxWx3 float image in [0, 1], the visible N×H×W boolean masks and their labels (1-based)."""
+    image, drawn, drawn_labels = paint_shapes(rng, size, min_objects, max_objects, object_size)
+    masks: list[np.ndarray] = []
+    for mask in drawn:
+        # Later shapes cover earlier ones: cut them out of the earlier masks.
+        masks = [m & ~mask for m in masks]
+        masks.append(mask)
+    keep = [
+        i
+        for i, m in enumerate(masks)
+        if m.sum() >= max(MIN_VISIBLE_PIXELS, MIN_VISIBLE_FRACTION * drawn[i].sum())
+    ]
+    stacked = np.stack([masks[i] for i in keep]) if keep else np.zeros((0, size, size), dtype=bool)
+    return image, stacked, [drawn_labels[i] for i in keep]
+
+
+def paint_shapes(
+    rng: np.random.Generator, size: int, min_objects: int, max_objects: int,
+    object_size: tuple[float, float] = OBJECT_SIZE,
+) -> tuple[np.ndarray, list[np.ndarray], list[int]]:
+    """An HxWx3 float32 image in [0, 1] with 1..max_objects shapes painted in order (later ones cover earlier ones),
+    each shape's full boolean mask and its label (1-based)."""
     image = textured_background(rng, size)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
     masks: list[np.ndarray] = []
     labels: list[int] = []
-    full_areas: list[int] = []
     for _ in range(rng.integers(min_objects, max_objects + 1)):
         label = int(rng.integers(1, len(CLASSES) + 1))
-        mask = shape_mask(rng, CLASSES[label - 1], size, xx, yy)
+        mask = shape_mask(rng, CLASSES[label - 1], size, xx, yy, object_size)
         if not mask.any():
             continue
         colour = PALETTE[rng.integers(len(PALETTE))] * rng.uniform(0.8, 1.0) / 255.0
         shade = 1.0 + 0.08 * rng.standard_normal((size, size, 1)).astype(np.float32)
         image = np.where(mask[..., None], np.clip(colour * shade, 0, 1), image)
-        # Later shapes cover earlier ones: cut them out of the earlier masks.
-        masks = [m & ~mask for m in masks]
         masks.append(mask)
         labels.append(label)
-        full_areas.append(int(mask.sum()))
-    keep = [
-        i
-        for i, m in enumerate(masks)
-        if m.sum() >= max(MIN_VISIBLE_PIXELS, MIN_VISIBLE_FRACTION * full_areas[i])
-    ]
-    stacked = np.stack([masks[i] for i in keep]) if keep else np.zeros((0, size, size), dtype=bool)
-    return image.astype(np.float32), stacked, [labels[i] for i in keep]
+    return image.astype(np.float32), masks, labels
 
 
 def textured_background(rng: np.random.Generator, size: int) -> np.ndarray:
@@ -130,9 +148,11 @@ def textured_background(rng: np.random.Generator, size: int) -> np.ndarray:
     return np.clip(base + texture[..., None] + noise, 0, 1).astype(np.float32)
 
 
-def shape_mask(rng: np.random.Generator, kind: str, size: int, xx: np.ndarray, yy: np.ndarray) -> np.ndarray:
-    """A boolean mask of one randomly placed, sized and rotated shape, mostly inside the image."""
-    radius = rng.uniform(0.08, 0.2) * size
+def shape_mask(rng: np.random.Generator, kind: str, size: int, xx: np.ndarray, yy: np.ndarray,
+               object_size: tuple[float, float] = OBJECT_SIZE) -> np.ndarray:
+    """A boolean mask of one randomly placed, sized (radius in `object_size` x size) and rotated shape, mostly inside
+    the image."""
+    radius = rng.uniform(*object_size) * size
     cx, cy = rng.uniform(radius * 0.7, size - radius * 0.7, size=2)
     if kind == "circle":
         return (xx - cx) ** 2 + (yy - cy) ** 2 <= radius**2

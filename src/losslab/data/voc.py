@@ -92,19 +92,20 @@ def _subfolder(root: Path, name: str) -> Path:
     return folder
 
 
-def read_image_set(root: Path, image_set: str) -> list[str]:
-    """The image ids of ImageSets/Main/<image_set>.txt, or of the list file `image_set` names by path."""
+def read_image_set(root: Path, image_set: str, kind: str = "Main") -> list[str]:
+    """The image ids of ImageSets/<kind>/<image_set>.txt (kind Main: detection, Segmentation: segmentation), or of
+    the list file `image_set` names by path."""
     is_path = image_set.endswith(".txt") or "/" in image_set or os.sep in image_set
     if is_path:
         path = existing_file(image_set, "data.image_set", "a VOC image list (one image id per line)")
     else:
-        path = root / "ImageSets" / "Main" / f"{image_set}.txt"
+        path = root / "ImageSets" / kind / f"{image_set}.txt"
         if not path.is_file():
             lists = sorted(p.stem for p in path.parent.glob("*.txt") if "_" not in p.stem)
             raise LosslabError(
                 f"data.image_set={image_set}: {path} does not exist. Expected one of the lists there "
-                f"({', '.join(lists) or 'none'}), the path of a list file, or data.image_set=null to read every "
-                "XML file in Annotations/."
+                f"({', '.join(lists) or 'none'}), the path of a list file"
+                + (", or data.image_set=null to read every XML file in Annotations/." if kind == "Main" else ".")
             )
     stems = [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
     unsafe = [stem for stem in stems if Path(stem).name != stem or stem in (".", "..")]

@@ -12,23 +12,23 @@ from torch import nn
 from losslab.config.run_config import read_run_config
 from losslab.data.images import counted
 from losslab.errors import LosslabError
-from losslab.losses.build import build_losses, loss_choices, needs_class_counts
-from losslab.modeling.detectors import build_detector
+from losslab.evaluation.tasks import task, task_of
 from losslab.modeling.runtime import resolve_device
 from losslab.modeling.weights import read_checkpoint
 
 
 @dataclass
 class SavedModel:
-    """A run's detector in eval mode on `device`, with what inference needs to know about it."""
+    """A run's model in eval mode on `device`, with what inference needs to know about it."""
 
     cfg: dict  # the run's config, resolved to plain values
     model: nn.Module
-    classes: list[str]  # object class names; label k (1..K) is classes[k - 1]
+    classes: list[str]  # detection: object class names, label k (1..K) is classes[k - 1]; segmentation: index k
     category_ids: list[int]  # the dataset's category id of label k is category_ids[k - 1]
     epoch: int
     checkpoint: Path
     device: torch.device
+    task: str = "detection"  # detection | segmentation
 
 
 def load_saved_model(run_dir: Path, checkpoint: str = "best", device: str = "auto") -> SavedModel:
@@ -42,7 +42,7 @@ def load_saved_model(run_dir: Path, checkpoint: str = "best", device: str = "aut
     path = checkpoint_path(run_dir, checkpoint)
     state = read_checkpoint(path)
     classes = class_names(run_dir, state)
-    model = build_detector(cfg["model"], inference_losses(cfg, len(classes)), len(classes))
+    model = task(cfg).build_model(cfg["model"], inference_losses(cfg, len(classes)), len(classes))
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as error:  # the config and the weights describe different models
@@ -53,7 +53,7 @@ def load_saved_model(run_dir: Path, checkpoint: str = "best", device: str = "aut
     settle_roi_pool_scales(model, cfg["model"]["min_size"], target)
     # Runs from before checkpoints kept category ids: their labels were the ids.
     category_ids = [int(i) for i in state.get("category_ids") or range(1, len(classes) + 1)]
-    return SavedModel(cfg, model, classes, category_ids, int(state["epoch"]), path, target)
+    return SavedModel(cfg, model, classes, category_ids, int(state["epoch"]), path, target, task_of(cfg))
 
 
 def checkpoint_path(run_dir: Path, checkpoint: str) -> Path:
@@ -100,14 +100,15 @@ def settle_roi_pool_scales(model: nn.Module, size: int, device: torch.device) ->
 
 
 def inference_losses(cfg: dict, num_classes: int):
-    """The run's training losses, which the detector's heads hold but inference never calls.
+    """The run's training losses, which the model holds but inference never calls.
 
-    loss/cls=weighted_ce with automatic weights needs the train split's class counts to be built: placeholder
-    ones stand in for them, as losses cannot change a prediction. A user loss (`custom`) is never imported here:
-    the default stands in for it, so a run folder's config cannot choose what inference imports.
+    weighted_ce with automatic weights needs the train split's class counts to be built: placeholder ones stand
+    in for them, as losses cannot change a prediction. A user loss (`custom`) is never imported here: the default
+    stands in for it, so a run folder's config cannot choose what inference imports.
     """
-    choices, weights = loss_choices(cfg["loss"])
+    kind = task(cfg)
+    choices, weights = kind.loss_choices(cfg["loss"])
     choices = {key: {"name": "default"} if choice.get("name") == "custom" else choice
                for key, choice in choices.items()}
-    counts = [1] * num_classes if needs_class_counts([choices]) else None
-    return build_losses(cfg["model"]["arch"], choices, weights, counts, num_classes)
+    counts = [1] * num_classes if kind.needs_class_counts([choices]) else None
+    return kind.build_losses(cfg["model"], choices, weights, counts, num_classes)

@@ -63,7 +63,7 @@ def build_losses(arch: str, choices: dict[str, dict], weights: dict[str, float],
             built[component] = _adapt(head_family, key, loss)
     if "rpn_box_regression" in present:
         built["rpn_box_regression"] = rpn_smooth_l1
-    return ComponentLosses(**{c: _scaled(f, weights.get(c, 1.0)) for c, f in built.items()})
+    return ComponentLosses(**{c: scaled(f, weights.get(c, 1.0)) for c, f in built.items()})
 
 
 def needs_class_counts(choices: list[dict[str, dict]]) -> bool:
@@ -159,7 +159,8 @@ def _adapt(family: str, key: str, loss: Callable) -> Callable:
     return loss
 
 
-def _scaled(function: Callable, weight: float) -> Callable:
+def scaled(function: Callable, weight: float) -> Callable:
+    """`function` with its result multiplied by `weight` (itself for 1)."""
     return function if weight == 1.0 else partial(_weighted, function, weight)
 
 

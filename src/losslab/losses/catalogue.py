@@ -1,5 +1,7 @@
 """The catalogue of built-in losses, as plain data (no torch): for every component key, each loss's function,
-its parameters with their defaults and meaning, and what `default` means per architecture family.
+its parameters with their defaults and meaning, and what `default` means per architecture family. The detection
+components' keys are cls, box, objectness and mask; segmentation's per-pixel loss is `pixel` (its functions live in
+losslab.losses.segmentation; the auxiliary head's component `aux` uses the same loss).
 
 This is the one place a loss's parameters and defaults are written. The config options `loss/<key>/<name>`
 and their schemas are generated from it (losslab.config.schema), and tests check that the functions'
@@ -11,12 +13,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-COMPONENTS = ("classification", "box_regression", "objectness", "rpn_box_regression", "mask")
+DETECTION_COMPONENTS = ("classification", "box_regression", "objectness", "rpn_box_regression", "mask")
+# task=segmentation: the main output's per-pixel loss, and the auxiliary head's (DeepLabV3 and FCN with aux_loss).
+SEGMENTATION_COMPONENTS = ("pixel", "aux")
+COMPONENTS = DETECTION_COMPONENTS + SEGMENTATION_COMPONENTS  # every logged component, in the order logs list them
 
-# Which components each architecture has.
+# Which components each detection architecture has.
 ARCH_COMPONENTS = {
     "faster_rcnn": ("classification", "box_regression", "objectness", "rpn_box_regression"),
-    "mask_rcnn": COMPONENTS,
+    "mask_rcnn": DETECTION_COMPONENTS,
     "retinanet": ("classification", "box_regression"),
 }
 
@@ -34,13 +39,14 @@ class Param:
 
 @dataclass(frozen=True)
 class Loss:
-    """A selectable loss: the name of its function in losslab.losses.functional, a summary, its parameters,
+    """A selectable loss: the name of its function in losslab.losses.<module>, a summary, its parameters,
     and (classification `focal`) the function RetinaNet's sigmoid head uses instead."""
 
     function: str
     summary: str
     params: dict[str, Param] = field(default_factory=dict)
     retinanet_function: str | None = None
+    module: str = "functional"  # segmentation's per-pixel losses: "segmentation"
 
     @property
     def defaults(self) -> dict[str, Any]:
@@ -52,6 +58,17 @@ ALPHA = Param(0.25, "weight of positive terms, negatives get 1 - alpha; -1 turns
 GAMMA = Param(2.0, "focusing exponent; 0 gives (alpha-weighted) cross-entropy")
 EPS = Param(1e-7, "added to denominators for numerical stability (ciou: also to widths and heights)")
 SMOOTH = Param(1.0, "added to numerator and denominator, > 0; keeps empty masks finite")
+
+# Per-pixel losses of task=segmentation: `fn(logits [B, C, H, W], target [B, H, W] int64, **params)`, C classes with
+# background 0 and `ignore_index` marking pixels that count nowhere. Dice, Jaccard, Tversky and Lovasz are
+# segmentation_models_pytorch's (smp.losses), multi-class: a class without a target pixel in the batch adds 0.
+IGNORE = Param(255, "pixels with this target index count nowhere (255: the data's void label, VOC's borders)")
+PIXEL_SMOOTHING = Param(0.0, "spread this much target mass evenly over all classes (0 = none)")
+PIXEL_CLASSES = Param(None, "the class indices the loss averages over (null = every class, background included)")
+PIXEL_SMOOTH = Param(0.0, "added to numerator and denominator of each class's score (smp's default 0)")
+LOG_LOSS = Param(False, "true: -log(score) instead of 1 - score")
+PIXEL_ALPHA = Param(None, "weight of each class's positive pixels, 1 - alpha of its negatives; null: no weighting "
+                          "(smp's default)")
 
 CATALOGUE: dict[str, dict[str, Loss]] = {
     "cls": {
@@ -93,6 +110,37 @@ CATALOGUE: dict[str, dict[str, Loss]] = {
         "bce": Loss("objectness_bce", "binary cross-entropy"),
         "focal": Loss("objectness_focal", "sigmoid focal loss", {"alpha": ALPHA, "gamma": GAMMA}),
     },
+    "pixel": {
+        "ce": Loss("cross_entropy", "softmax cross-entropy per pixel, averaged over the counted pixels",
+                   {"label_smoothing": PIXEL_SMOOTHING, "ignore_index": IGNORE}, module="segmentation"),
+        "weighted_ce": Loss("cross_entropy", "cross-entropy with a weight per class (a list, or auto: balanced "
+                            "over the train split's pixels)",
+                            {"weights": Param("auto", "auto (scikit-learn's balanced n / (K n_k) over the train "
+                                                      "split's pixels of each class, background included) or one "
+                                                      "weight per class"),
+                             "label_smoothing": PIXEL_SMOOTHING, "ignore_index": IGNORE}, module="segmentation"),
+        "focal": Loss("focal", "sigmoid focal loss of each class against the rest, averaged over pixels and classes "
+                      "(smp's FocalLoss)", {"alpha": PIXEL_ALPHA, "gamma": GAMMA, "ignore_index": IGNORE},
+                      module="segmentation"),
+        "dice": Loss("dice", "soft Dice loss 1 - 2|P n T| / (|P| + |T|) per class, averaged (smp's DiceLoss)",
+                     {"smooth": PIXEL_SMOOTH, "classes": PIXEL_CLASSES, "log_loss": LOG_LOSS, "ignore_index": IGNORE},
+                     module="segmentation"),
+        "jaccard": Loss("jaccard", "soft IoU loss 1 - |P n T| / |P u T| per class, averaged (smp's JaccardLoss)",
+                        {"smooth": PIXEL_SMOOTH, "classes": PIXEL_CLASSES, "log_loss": LOG_LOSS,
+                         "ignore_index": IGNORE}, module="segmentation"),
+        "ce_iou": Loss("ce_iou", "CrossEntropyIoULoss2D: the average of cross-entropy and the Jaccard loss",
+                       {"smooth": PIXEL_SMOOTH, "classes": PIXEL_CLASSES, "ignore_index": IGNORE},
+                       module="segmentation"),
+        "tversky": Loss("tversky", "Tversky loss: Jaccard/Dice with false positives weighted alpha, false negatives "
+                        "beta (smp's TverskyLoss)",
+                        {"alpha": Param(0.5, "weight of false positives"),
+                         "beta": Param(0.5, "weight of false negatives (beta > alpha favours recall)"),
+                         "gamma": Param(1.0, "focal exponent on each class's loss (1 = none)"), "smooth": PIXEL_SMOOTH,
+                         "classes": PIXEL_CLASSES, "ignore_index": IGNORE}, module="segmentation"),
+        "lovasz": Loss("lovasz", "Lovasz-softmax: a convex surrogate of the IoU of each class (smp's LovaszLoss)",
+                       {"per_image": Param(False, "true: per image, then averaged; false: over the whole batch"),
+                        "ignore_index": IGNORE}, module="segmentation"),
+    },
 }
 
 # torchvision's own choice for each (head family, config key): what `default` means.
@@ -103,6 +151,7 @@ TORCHVISION_DEFAULTS = {
     ("retinanet", "box"): ("l1", {}),
     ("rcnn", "mask"): ("bce", {}),
     ("rcnn", "objectness"): ("bce", {}),
+    ("segmentation", "pixel"): ("ce", {}),  # torchvision's references/segmentation: cross-entropy, 255 ignored
 }
 
 

@@ -6,8 +6,6 @@ from dataclasses import dataclass
 
 from losslab.errors import LosslabError
 
-CONFIG_KEYS = ("cls", "box", "objectness", "mask")
-
 
 @dataclass(frozen=True)
 class Phase:
@@ -34,9 +32,9 @@ class LossSchedule:
         if phase.get("epochs", 0) < 1:
             raise LosslabError(f"{where}.epochs={phase.get('epochs')}: expected at least 1 epoch per phase.")
         overrides = phase.get("losses") or {}
-        unknown = sorted(set(overrides) - set(CONFIG_KEYS))
+        unknown = sorted(set(overrides) - set(base_choices))  # the task's keys: cls, box, ... or pixel
         if unknown:
-            raise LosslabError(f"{where}.losses names {unknown}; expected component keys among {list(CONFIG_KEYS)}.")
+            raise LosslabError(f"{where}.losses names {unknown}; expected component keys among {list(base_choices)}.")
         if any("name" not in choice for choice in overrides.values()):
             raise LosslabError(f"{where}.losses: every component needs a name, e.g. {{cls: {{name: weighted_ce}}}}.")
         choices = {**base_choices, **{key: dict(choice) for key, choice in overrides.items()}}

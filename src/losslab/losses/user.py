@@ -33,8 +33,10 @@ INPUTS = {
     "box": ("pred_deltas", "target_deltas", "anchors", "box_coder"),
     "objectness": ("logits", "labels"),
     "mask": ("mask_logits", "targets"),
+    "pixel": ("logits", "target"),
 }
-COMPONENT_NAMES = {"cls": "classification", "box": "box regression", "objectness": "objectness", "mask": "mask"}
+COMPONENT_NAMES = {"cls": "classification", "box": "box regression", "objectness": "objectness", "mask": "mask",
+                   "pixel": "per-pixel"}
 # The box coders of torchvision's heads: R-CNN's box head encodes with these weights, RetinaNet with ones.
 BOX_CODER_WEIGHTS = {"rcnn": (10.0, 10.0, 5.0, 5.0), "retinanet": (1.0, 1.0, 1.0, 1.0)}
 
@@ -240,6 +242,11 @@ def synthetic_batch(key: str, family: str, num_classes: int, device: torch.devic
             logits = uniform(rows) * 4 - 2
             labels = (torch.arange(rows) % 2).float()
         return logits.to(device).requires_grad_(), labels.to(device)
+    if key == "pixel":  # task=segmentation: [B, C, H, W] logits, [B, H, W] class indices, 255 ignored
+        logits = uniform(2, num_classes, 8, 8) * 4 - 2
+        target = torch.randint(0, num_classes, (2, 8, 8), generator=generator)
+        target[:, 0] = 255
+        return logits.to(device).requires_grad_(), target.to(device)
     if key == "mask":
         size = 28  # torchvision's mask head: 28 x 28 logits per positive proposal
         logits = uniform(3, size, size) * 4 - 2

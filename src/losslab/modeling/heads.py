@@ -18,6 +18,8 @@ from torchvision.models.detection.roi_heads import RoIHeads
 from torchvision.models.detection.rpn import RegionProposalNetwork
 
 from losslab.losses.build import ComponentLosses
+from losslab.losses.segmentation_build import SegmentationLosses
+from losslab.modeling.segmenters import Segmenter
 
 
 class LossRPN(RegionProposalNetwork):
@@ -120,18 +122,18 @@ class LossRetinaNetHead(RetinaNetHead):
         }
 
 
-def set_losses(model: nn.Module, losses: ComponentLosses) -> None:
-    """Make every loss-computing head of a model built by losslab use `losses`."""
+def set_losses(model: nn.Module, losses: ComponentLosses | SegmentationLosses) -> None:
+    """Make every loss-computing head of a model built by losslab use `losses` (a segmenter: itself)."""
     for head in loss_heads(model):
         head.losses = losses
 
 
-def get_losses(model: nn.Module) -> ComponentLosses:
+def get_losses(model: nn.Module) -> ComponentLosses | SegmentationLosses:
     return loss_heads(model)[0].losses
 
 
 def loss_heads(model: nn.Module) -> list[nn.Module]:
-    heads = [m for m in model.modules() if isinstance(m, LossRPN | LossRoIHeads | LossRetinaNetHead)]
+    heads = [m for m in model.modules() if isinstance(m, LossRPN | LossRoIHeads | LossRetinaNetHead | Segmenter)]
     if not heads:
         raise TypeError("the model was not built by losslab: it has no loss-configurable heads")
     return heads

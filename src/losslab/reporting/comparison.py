@@ -14,7 +14,7 @@ import yaml
 
 from losslab.errors import LosslabError
 from losslab.reporting.history import read_metrics
-from losslab.reporting.ranking import MAP, Ranking, best_of, choose_ranking, ranked
+from losslab.reporting.ranking import EVALUATED_YARDSTICKS, Ranking, best_of, choose_ranking, ranked
 
 COMPARE_COLUMNS = ("rank", "run", "overrides", "status", "metric", "best", "best_epoch", "epochs_run", "rank_reason",
                    "run_dir")
@@ -88,7 +88,8 @@ def run_ranking(runs: list[FinishedRun], requested: str | None, mode: str | None
     configs = [run.config for run in runs if run.config]
     monitors = {config.get("trainer", {}).get("monitor") for config in configs}
     monitor = monitor or (monitors.pop() if len(monitors) == 1 and None not in monitors else "val/loss")
-    evaluated = all(best_of(run.history, MAP, "max")[0] is not None for run in runs if run.history)
+    evaluated = next((metric for metric in EVALUATED_YARDSTICKS
+                      if all(best_of(run.history, metric, "max")[0] is not None for run in runs if run.history)), None)
     return choose_ranking(requested, mode, monitor, [config["loss"] for config in configs if "loss" in config],
                           evaluated, source)
 
@@ -174,7 +175,7 @@ def run_title(config: dict) -> str:
 def loss_title(loss: dict) -> str:
     """A `loss` config section's non-default choices, e.g. 'cls=focal, box=myloss.iou(eps=0.1)'; 'default' if none.
     A user loss (`custom`) is named by its `_target_` and parameters."""
-    choices = [f"{key}={choice_title(loss[key])}" for key in ("cls", "box", "objectness", "mask")
+    choices = [f"{key}={choice_title(loss[key])}" for key in ("cls", "box", "objectness", "mask", "pixel")
                if loss.get(key, {}).get("name", "default") != "default"]
     return ", ".join(choices) or "default"
 

@@ -18,7 +18,7 @@ from losslab.losses.catalogue import COMPONENTS  # noqa: E402
 
 TRAIN_STYLE = {"color": "tab:blue", "marker": "o", "markersize": 3}
 VAL_STYLE = {"color": "tab:orange", "marker": "o", "markersize": 3}
-METRIC_LINES = ("val/mAP", "val/mAP50", "val/mask_mAP", "val/F1")
+METRIC_LINES = ("val/mAP", "val/mAP50", "val/mask_mAP", "val/F1", "val/mIoU", "val/mDice", "val/pixel_accuracy")
 REF_STYLE = {"color": "tab:gray", "linestyle": "--", "marker": ".", "markersize": 3}
 SWEEP_TITLES = {"val/loss": "val/loss (each run's training objective)",
                 "val/ref_loss": "val/ref_loss (loss=default: comparable across runs)"}
@@ -53,7 +53,7 @@ def loss_curves_figure(rows: list[dict], title: str = "", best_epoch: int | None
         if name == "metrics":
             for metric in metrics:
                 ax.plot(*_series(rows, metric), marker="o", markersize=3, label=metric.removeprefix("val/"))
-            ax.set_title("val detection metrics")
+            ax.set_title("val metrics")
             ax.legend(fontsize=7)
             _epoch_axis(ax, epochs)
             continue

@@ -2,8 +2,8 @@
 
 Each run's `val/loss` is its own training objective: a focal loss is smaller than cross-entropy on the same
 predictions, so runs trained with different losses cannot be ranked by it. When they differ in any `loss`
-setting the default is a common yardstick instead: val/mAP when every run evaluated it, else val/ref_loss
-(every run scored with loss=default).
+setting the default is a common yardstick instead: val/mAP (task=segmentation: val/mIoU) when every run evaluated
+it, else val/ref_loss (every run scored with the reference loss: loss=default, or plain cross-entropy per pixel).
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from losslab.losses.catalogue import COMPONENTS
 
 log = logging.getLogger(__name__)
 
-MAP, REF_LOSS = "val/mAP", "val/ref_loss"
+MAP, MIOU, REF_LOSS = "val/mAP", "val/mIoU", "val/ref_loss"
+EVALUATED_YARDSTICKS = (MAP, MIOU)  # detection's, segmentation's
 SHOWN_DIFFERENCES = 3  # loss keys named in a reason; the rest are counted
 
 
@@ -30,9 +31,11 @@ class Ranking:
 
 
 def default_mode(metric: str) -> str:
-    """Losses are better low; mAP, AP, AR, precision, recall and F1 high."""
+    """Losses are better low; mAP, AP, AR, precision, recall and F1 high, and segmentation's mIoU, IoU, mDice and
+    pixel accuracy."""
     name = metric.rsplit("/", 1)[-1].lower()
-    return "max" if name.startswith(("map", "ap", "ar", "mar", "precision", "recall", "f1")) else "min"
+    higher = name.startswith(("map", "ap", "ar", "mar", "precision", "recall", "f1", "miou", "mdice", "pixel_accuracy"))
+    return "max" if higher or "/iou/" in metric.lower() else "min"
 
 
 def own_objective(metric: str) -> bool:
@@ -51,12 +54,13 @@ def loss_differences(loss_sections: list[dict]) -> list[str]:
 
 
 def choose_ranking(requested: str | None, mode: str | None, monitor: str, loss_sections: list[dict],
-                   evaluated_map: bool, source: str) -> Ranking:
-    """The ranking of runs whose configs hold `loss_sections` and which all logged val/mAP when `evaluated_map`.
+                   evaluated: str | None, source: str) -> Ranking:
+    """The ranking of runs whose configs hold `loss_sections`; `evaluated` is the evaluated yardstick every run
+    logged (val/mAP, val/mIoU) or None.
 
     `requested` is the metric the user named (by `source`: "sweep.rank_by" or "--metric"), None for the
     default: `monitor` (the runs' trainer.monitor) unless the runs differ in a loss setting and `monitor` is
-    each run's own objective; then val/mAP when evaluated, else val/ref_loss. A requested own-objective
+    each run's own objective; then `evaluated` if there is one, else val/ref_loss. A requested own-objective
     metric across different losses is used as asked, with a warning. `mode` None: from the column's name.
     """
     differing = loss_differences(loss_sections)
@@ -65,10 +69,10 @@ def choose_ranking(requested: str | None, mode: str | None, monitor: str, loss_s
         metric, reason = requested, f"{source}={requested}"
         if differing and own_objective(requested):
             log.warning("%s is each run's own training loss and the runs differ in %s: its values are on different "
-                        "scales; %s or %s compare them", requested, named, MAP, REF_LOSS)
+                        "scales; %s or %s compare them", requested, named, " or ".join(EVALUATED_YARDSTICKS), REF_LOSS)
     elif differing and own_objective(monitor):
-        metric = MAP if evaluated_map else REF_LOSS
-        yardstick = "every run evaluated it" if evaluated_map else "every run's val loss under loss=default"
+        metric = evaluated or REF_LOSS
+        yardstick = "every run evaluated it" if evaluated else "every run's val loss under loss=default"
         reason = (f"the runs differ in {named}, so each run's own {monitor} is on its own scale; "
                   f"{metric} is comparable ({yardstick})")
     else:

@@ -1,5 +1,6 @@
 """Config in, objects out: the data, loaders and model a composed config describes (the public Python API,
-and the pieces `run` starts from)."""
+and the pieces `run` starts from); what differs between detection and segmentation comes from
+losslab.evaluation.tasks."""
 
 from __future__ import annotations
 
@@ -8,17 +9,16 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from losslab.config.validation import unset_data_keys
-from losslab.data.datasets import DetectionData, build_datasets, count_classes
+from losslab.data.datasets import DetectionData
 from losslab.data.loaders import make_loaders
+from losslab.data.segmentation import SegmentationData
 from losslab.distributed import World, launched_world
 from losslab.errors import LosslabError
-from losslab.losses.build import build_losses, loss_choices, needs_class_counts
-from losslab.modeling.detectors import build_detector
+from losslab.evaluation.tasks import task
 from losslab.modeling.runtime import resolve_device
-from losslab.modeling.start import load_start_weights, locate_start_weights
 
 
-def build_data(cfg: DictConfig) -> DetectionData:
+def build_data(cfg: DictConfig) -> DetectionData | SegmentationData:
     """The configured dataset, split and augmented (train split only).
 
     Bad data raises a LosslabError here, before split.json or anything else of the run is written.
@@ -26,7 +26,7 @@ def build_data(cfg: DictConfig) -> DetectionData:
     unset = unset_data_keys(cfg)
     if unset:
         raise LosslabError(f"{unset}.")
-    data = build_datasets(
+    data = task(cfg).build_data(
         OmegaConf.to_container(cfg.data),
         OmegaConf.to_container(cfg.split),
         OmegaConf.to_container(cfg.augment),
@@ -38,8 +38,8 @@ def build_data(cfg: DictConfig) -> DetectionData:
     return data
 
 
-def build_dataloaders(cfg: DictConfig, data: DetectionData | None = None, world: World | None = None
-                      ) -> dict[str, DataLoader]:
+def build_dataloaders(cfg: DictConfig, data: DetectionData | SegmentationData | None = None,
+                      world: World | None = None) -> dict[str, DataLoader]:
     """{"train", "val", "test"} DataLoaders yielding (images, targets) as torchvision expects;
     under torchrun each process loads its share of every split."""
     data = data or build_data(cfg)
@@ -51,22 +51,25 @@ def build_dataloaders(cfg: DictConfig, data: DetectionData | None = None, world:
 
 def build_model(cfg: DictConfig, num_classes: int | None = None, class_counts: list[int] | None = None,
                 start: bool = True) -> nn.Module:
-    """The detector `cfg.model` describes, with the losses of `cfg.loss` wired into its heads and, with `start`,
-    the weights `cfg.model.weights` names loaded (head surgery fits them to the number of classes).
+    """The model `cfg.model` describes, with the losses of `cfg.loss` wired in: a detector, or a segmenter with
+    task=segmentation; with `start`, the weights `cfg.model.weights` names loaded (detectors: head surgery fits them
+    to the number of classes).
 
-    `num_classes` counts object classes (background excluded) and `class_counts` the objects of each class in
-    the train split (what loss/cls=weighted_ce's automatic weights need); both are read from the configured
-    dataset when not given.
+    `num_classes` counts the dataset's classes (detection: object classes, background excluded; segmentation:
+    pixel classes, background included) and `class_counts` the train split's objects (segmentation: pixels) of
+    each class, what weighted_ce's automatic weights need; both are read from the configured dataset when not given.
     """
-    choices, weights = loss_choices(OmegaConf.to_container(cfg.loss, resolve=True))
-    if num_classes is None or (class_counts is None and needs_class_counts([choices])):
+    kind = task(cfg)
+    choices, weights = kind.loss_choices(OmegaConf.to_container(cfg.loss, resolve=True))
+    needs_counts = kind.needs_class_counts([choices])
+    if num_classes is None or (class_counts is None and needs_counts):
         data = build_data(cfg)
         num_classes = len(data.classes)
-        if needs_class_counts([choices]):
-            class_counts = count_classes(data.train, num_classes)
-    losses = build_losses(cfg.model.arch, choices, weights, class_counts, num_classes)
+        if needs_counts:
+            class_counts = kind.class_counts(data)
     model_options = OmegaConf.to_container(cfg.model, resolve=True)
-    model = build_detector(model_options, losses, num_classes)
+    model = kind.build_model(model_options, kind.build_losses(model_options, choices, weights, class_counts,
+                                                              num_classes), num_classes)
     if start:
-        load_start_weights(model, locate_start_weights(model_options), model_options)
+        kind.load_start_weights(model, kind.locate_start_weights(model_options), model_options)
     return model

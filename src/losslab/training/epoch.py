@@ -1,12 +1,11 @@
 """One epoch of a run: the loss phase in force, the training pass, the validation loss (and the reference loss),
-the detection metrics when due, and the metrics.csv row with its console line."""
+the task's metrics when due (detection: mAP; segmentation: mIoU), and the metrics.csv row with its console line."""
 
 from __future__ import annotations
 
 import logging
 import time
 
-from losslab.evaluation.inference import detection_metrics
 from losslab.modeling.heads import get_losses, set_losses
 from losslab.reporting.comparison import loss_title
 from losslab.training.loop import train_one_epoch, validation_loss
@@ -15,7 +14,7 @@ from losslab.training.session import Session
 log = logging.getLogger(__name__)
 
 SHORT_NAMES = {"classification": "cls", "box_regression": "box", "objectness": "obj",
-               "rpn_box_regression": "rpn_box", "mask": "mask"}
+               "rpn_box_regression": "rpn_box", "mask": "mask", "pixel": "pixel", "aux": "aux"}
 
 
 def enter_phase(session: Session, epoch: int) -> None:
@@ -58,9 +57,8 @@ def run_epoch(session: Session, epoch: int, seed: int, progress: bool) -> dict:
            **{f"val/ref_{name}": value for name, value in reference.items()}, **skipped,
            "time_s": round(time.monotonic() - start, 3)}
     if session.eval_every and epoch % session.eval_every == 0:
-        metrics = detection_metrics(session.model, session.loaders["val"], session.data.classes,
-                                    session.score_threshold, session.device, progress, session.precision,
-                                    session.eval_backend)
+        metrics = session.task.metrics(session.model, session.loaders["val"], session.data.classes,
+                                       session.eval_options, session.device, progress, session.precision)
         row |= {f"val/{name}": value for name, value in metrics.items()}
         row["time_s"] = round(time.monotonic() - start, 3)
     session.schedulers.end_epoch(row[session.monitor])
@@ -82,5 +80,7 @@ def epoch_line(row: dict, max_epochs: int, improved: bool) -> str:
     if "val/mAP" in row:
         parts.append(f"mAP {row['val/mAP']:.3f} (50: {row['val/mAP50']:.3f})"
                      + (f" mask {row['val/mask_mAP']:.3f}" if "val/mask_mAP" in row else ""))
+    if "val/mIoU" in row:
+        parts.append(f"mIoU {row['val/mIoU']:.3f} (pixel accuracy {row['val/pixel_accuracy']:.3f})")
     parts += [f"lr {row['lr']:.3g}", f"{row['time_s']:.1f}s"]
     return " | ".join(parts)

@@ -29,6 +29,8 @@ COMPONENT_NAMES = {
     "loss_mask": "mask",
     "classification": "classification",
     "bbox_regression": "box_regression",
+    "pixel": "pixel",  # losslab's segmenters name their components themselves
+    "aux": "aux",
 }
 
 class NonFiniteLossError(RuntimeError):

@@ -12,22 +12,16 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
 from losslab.config.validation import evaluation_interval
-from losslab.data.datasets import DetectionData, count_classes
+from losslab.data.datasets import DetectionData
 from losslab.data.images import counted
+from losslab.data.segmentation import SegmentationData
 from losslab.data.split import write_split
 from losslab.distributed import World
-from losslab.losses.build import (
-    ComponentLosses,
-    build_losses,
-    check_user_losses,
-    class_weights,
-    loss_choices,
-    needs_class_counts,
-)
+from losslab.evaluation.tasks import Task, task
+from losslab.losses.build import ComponentLosses, class_weights
 from losslab.losses.schedule import LossSchedule, Phase
-from losslab.modeling.detectors import build_detector
+from losslab.losses.segmentation_build import SegmentationLosses, pixel_class_weights
 from losslab.modeling.runtime import resolve_device
-from losslab.modeling.start import load_start_weights, locate_start_weights
 from losslab.training.builders import build_data, build_dataloaders
 from losslab.training.loop import SkipBudget
 from losslab.training.optim import Schedulers, build_optimizer, build_schedulers
@@ -39,61 +33,62 @@ log = logging.getLogger(__name__)
 class Session:
     """What a run trains with, built from the config."""
 
+    task: Task  # what differs between detection and segmentation
     world: World
     device: torch.device
-    data: DetectionData
+    data: DetectionData | SegmentationData
     loaders: dict[str, DataLoader]
-    model: torch.nn.Module  # the detector itself: validation, evaluation and checkpoints use it
-    trained: torch.nn.Module  # what the training step calls: the detector, or its DDP wrapper
+    model: torch.nn.Module  # the detector (segmenter) itself: validation, evaluation and checkpoints use it
+    trained: torch.nn.Module  # what the training step calls: the model, or its DDP wrapper
     precision: str
     scaler: torch.amp.GradScaler | None  # float16 mixed precision only
     optimizer: torch.optim.Optimizer
     schedulers: Schedulers
     schedule: LossSchedule
-    phase_losses: dict[int, ComponentLosses]  # by phase number
-    reference_losses: ComponentLosses | None  # loss=default, when training uses anything else
+    phase_losses: dict[int, ComponentLosses | SegmentationLosses]  # by phase number
+    reference_losses: ComponentLosses | SegmentationLosses | None  # val/ref_loss's, when training's differ
     monitor: str  # the metrics.csv column a plateau scheduler watches
     grad_clip_norm: float | None
     skip_budget: SkipBudget | None  # trainer.on_nonfinite=skip
-    eval_every: int  # detection metrics every N epochs (0: never)
-    score_threshold: float
-    eval_backend: str
+    eval_every: int  # detection (segmentation) metrics every N epochs (0: never)
+    eval_options: dict  # the plain `eval` section
     class_weights: list[float] | None = None  # weighted_ce with automatic weights
     phase: Phase | None = None  # the phase in force
     start: dict | None = None  # what the weights started from (losslab.modeling.start.load_start_weights)
 
 
 def setup(cfg: DictConfig, run_dir: Path, world: World, resumed: dict | None = None) -> Session:
-    """Seed, build data (writing split.json), model with its start weights, optimizer, schedulers and every loss
-    phase. A resumed run (`resumed`: the checkpoint it continues from) does not load its start weights again: the
-    checkpoint's replace them, and the start it recorded is kept."""
+    """Seed, build data, model with its start weights, every loss phase, optimizer and schedulers, then write
+    split.json (so that a bad choice fails first). A resumed run (`resumed`: the checkpoint it continues from) does
+    not load its start weights again: the checkpoint's replace them, and the start it recorded is kept."""
+    kind = task(cfg)
     device = resolve_device(cfg.trainer.device, world)
     model_options = OmegaConf.to_container(cfg.model, resolve=True)
     # Found (or downloaded) first, so that a missing weights file fails before the run writes anything.
-    start_file = None if resumed else locate_start_weights(model_options)
+    start_file = None if resumed else kind.locate_start_weights(model_options)
     torch.manual_seed(cfg.trainer.seed)
     data = build_data(cfg)
     arch = cfg.model.arch
-    choices, weights = loss_choices(OmegaConf.to_container(cfg.loss, resolve=True))
+    choices, weights = kind.loss_choices(OmegaConf.to_container(cfg.loss, resolve=True))
     schedule = LossSchedule(choices, OmegaConf.to_container(cfg.loss.schedule.phases, resolve=True),
                             cycle=cfg.loss.schedule.cycle)
     every_choice = [choices] + [phase.choices for phase in schedule.phases]
-    counts = count_classes(data.train, len(data.classes)) if needs_class_counts(every_choice) else None
+    counts = kind.class_counts(data) if kind.needs_class_counts(every_choice) else None
     # Every phase's losses are built, and user losses tried on a synthetic batch, before anything is written:
     # a bad choice fails at once, leaving only the failed run's summary.
-    for checked in check_user_losses(arch, every_choice, len(data.classes), device):
+    for checked in kind.check_user_losses(model_options, every_choice, len(data.classes), device):
         log.info("user loss loss.%s._target_=%s (%s): imported, and called on a synthetic batch", checked.key,
                  checked.target, checked.origin)
-    losses = build_losses(arch, choices, weights, counts, len(data.classes))
-    phase_losses = {phase.number: build_losses(arch, phase.choices, weights, counts, len(data.classes))
+    losses = kind.build_losses(model_options, choices, weights, counts, len(data.classes))
+    phase_losses = {phase.number: kind.build_losses(model_options, phase.choices, weights, counts, len(data.classes))
                     for phase in schedule.phases}
     loaders = build_dataloaders(cfg, data, world)
-    model = build_detector(model_options, losses, len(data.classes))
-    start = resumed.get("start") if resumed else load_start_weights(model, start_file, model_options)
+    model = kind.build_model(model_options, losses, len(data.classes))
+    start = resumed.get("start") if resumed else kind.load_start_weights(model, start_file, model_options)
     model = model.to(device)
     trained = prepare_for_speed(model, cfg.trainer, device, world)
-    trains_default = not schedule.phases and _is_default(choices, weights)
-    reference = None if trains_default else build_losses(arch, {}, {})
+    trains_reference = not schedule.phases and kind.trains_reference(choices, weights, model_options)
+    reference = None if trains_reference else kind.reference_losses(model_options)
     optimizer = build_optimizer(OmegaConf.to_container(cfg.optimizer, resolve=True), model)
     schedulers = build_schedulers(OmegaConf.to_container(cfg.scheduler, resolve=True), optimizer,
                                   steps_per_epoch=len(loaders["train"]))
@@ -104,30 +99,42 @@ def setup(cfg: DictConfig, run_dir: Path, world: World, resumed: dict | None = N
              len(data.test), device)
     auto_weights = None
     if counts is not None:
-        auto_weights = class_weights("auto", counts).tolist()
-        _log_class_weights(data.classes, counts, auto_weights)
+        auto_weights = _automatic_weights(kind, counts)
+        _log_class_weights(kind, data.classes, counts, auto_weights)
     skip_budget = SkipBudget(cfg.trainer.max_skipped_batches) if cfg.trainer.on_nonfinite == "skip" else None
     scaler = torch.amp.GradScaler(device.type) if cfg.trainer.precision == "16-mixed" else None
-    return Session(world, device, data, loaders, model, trained, cfg.trainer.precision, scaler, optimizer,
+    return Session(kind, world, device, data, loaders, model, trained, cfg.trainer.precision, scaler, optimizer,
                    schedulers, schedule, phase_losses, reference, monitor=cfg.trainer.monitor,
                    grad_clip_norm=cfg.trainer.grad_clip_norm, skip_budget=skip_budget,
-                   eval_every=_evaluation_interval(cfg),
-                   score_threshold=cfg.eval.score_threshold, eval_backend=cfg.eval.backend,
+                   eval_every=_evaluation_interval(cfg), eval_options=OmegaConf.to_container(cfg.eval, resolve=True),
                    class_weights=auto_weights, start=start)
 
 
-def _log_class_weights(classes: list[str], counts: list[int], weights: list[float]) -> None:
-    """Log weighted_ce's automatic weights ([background, class 1..K]) with the train counts they come from, and warn
-    about classes the train split has no object of."""
-    per_class = zip(classes, counts, weights[1:], strict=True)
-    log.info("weighted_ce weights (auto: scikit-learn's balanced n / (K n_k) over the train split's objects): "
-             "background %.3g, %s", weights[0],
-             ", ".join(f"{name} {weight:.3g} ({counted(count, 'object')})" for name, count, weight in per_class))
+def _automatic_weights(kind: Task, counts: list[int]) -> list[float]:
+    """weighted_ce's automatic weights: [background, class 1..K] of the objects' counts (detection), or of every
+    pixel class's counts (segmentation)."""
+    if kind.counted == "pixels":
+        return pixel_class_weights("auto", counts).tolist()
+    return class_weights("auto", counts).tolist()
+
+
+def _log_class_weights(kind: Task, classes: list[str], counts: list[int], weights: list[float]) -> None:
+    """Log weighted_ce's automatic weights with the train counts they come from, and warn about classes the train
+    split has none of."""
+    unit = kind.counted.removesuffix("s")
+    if kind.counted == "pixels":  # every class, background included, has a count and a weight
+        background, named = [], zip(classes, counts, weights, strict=True)
+    else:
+        background, named = [f"background {weights[0]:.3g}"], zip(classes, counts, weights[1:], strict=True)
+    log.info("weighted_ce weights (auto: scikit-learn's balanced n / (K n_k) over the train split's %s): %s",
+             kind.counted, ", ".join([*background, *(f"{name} {weight:.3g} ({counted(count, unit)})"
+                                                     for name, count, weight in named)]))
     absent = [name for name, count in zip(classes, counts, strict=True) if count == 0]
     if absent:
-        log.warning("weighted_ce weights=auto: the train split has no object of %s; weight 1, which only scales "
-                    "their terms in the validation loss (they are never a training target). Give loss.cls.weights "
-                    "as a list to choose it.", ", ".join(absent))
+        log.warning("weighted_ce weights=auto: the train split has no %s of %s; weight 1, which only scales "
+                    "their terms in the validation loss (they are never a training target). Give loss.%s.weights "
+                    "as a list to choose it.", kind.counted.removesuffix("s"), ", ".join(absent),
+                    "pixel" if kind.counted == "pixels" else "cls")
 
 
 def _evaluation_interval(cfg: DictConfig) -> int:
@@ -153,6 +160,3 @@ def prepare_for_speed(model: torch.nn.Module, trainer: DictConfig, device: torch
     device_ids = [device.index] if device.type == "cuda" else None
     return torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
 
-
-def _is_default(choices: dict[str, dict], weights: dict[str, float]) -> bool:
-    return all(c.get("name") == "default" for c in choices.values()) and all(w == 1.0 for w in weights.values())

@@ -33,6 +33,7 @@ def run_summary(history: History, status: str, error: str | None, wall_time: flo
         "best": history.best or {},
         "last": history.rows[-1] if history.rows else {},
         "best_mAP": max((row["val/mAP"] for row in history.rows if "val/mAP" in row), default=None),
+        "best_mIoU": max((row["val/mIoU"] for row in history.rows if "val/mIoU" in row), default=None),
         "diagnosis": diagnose(history.rows),
         "wall_time_s": round(wall_time, 2),
         "device": None if device is None else torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
@@ -54,7 +55,8 @@ def report(summary: dict, run_dir: Path) -> None:
              summary["status"], counted(summary["epochs_run"], "epoch"), summary["best_epoch"],
              f"{best['val/loss']:.4f}" if "val/loss" in best else "n/a",
              f", mAP {best['val/mAP']:.3f}" if "val/mAP" in best else
-             f", best mAP {summary['best_mAP']:.3f}" if summary["best_mAP"] is not None else "",
+             f", best mAP {summary['best_mAP']:.3f}" if summary["best_mAP"] is not None else
+             f", best mIoU {summary['best_mIoU']:.3f}" if summary.get("best_mIoU") is not None else "",
              summary["diagnosis"]["text"], run_dir / "loss_curves.png")
 
 
