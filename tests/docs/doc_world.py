@@ -54,6 +54,7 @@ TINY = {
     "trainer.max_epochs": "1", "trainer.progress": "false", "trainer.device": "cpu",
 }
 SHAPES_ONLY = ("data.num_images", "data.image_size", "data.max_objects")
+DETECTION_ONLY = ("model.box_batch_size_per_image",)  # keys task=segmentation's models do not have
 SHORTER = {"hydra.sweeper.n_trials": "2", "hydra.launcher.n_jobs": "2", "trainer.max_epochs": "1"}
 RESUMABLE = ("trainer.max_epochs", "trainer.progress", "trainer.device", "data.num_workers")
 ELIDED = ("...", "DIR", "FILE.json")
@@ -126,8 +127,9 @@ class World:
         """A documented argument with its placeholders filled."""
         token = token.replace("/data/", f"{self.assets}/data/")
         key, _, value = token.partition("=")
-        if value in ELIDED and key in self.tiny_data("coco") | self.tiny_data("voc"):
-            token = f"{key}={(self.tiny_data('coco') | self.tiny_data('voc'))[key]}"
+        elided = self.tiny_data("coco") | self.tiny_data("voc") | self.tiny_data("folder")
+        if value in ELIDED and key in elided:
+            token = f"{key}={elided[key]}"
         if MODEL_FILE.match(value):
             token = f"{key}={self.coco_file(MODEL_FILE.match(value).group(1))}"
         token = RUN_FOLDER.sub(self.run_folder, token)
@@ -152,7 +154,9 @@ class World:
         """The keys of the tiny dataset of `data=kind`."""
         data = self.assets / "data"
         return {"coco": {"data.images": f"{data}/pets/images", "data.annotations": f"{data}/pets/instances.json"},
-                "voc": {"data.root": f"{data}/VOCdevkit/VOC2012"}}.get(kind, {})
+                "voc": {"data.root": f"{data}/VOCdevkit/VOC2012"},
+                "voc_seg": {"data.root": f"{data}/VOCdevkit/VOC2012"},
+                "folder": {"data.images": f"{data}/roads/images", "data.masks": f"{data}/roads/masks"}}.get(kind, {})
 
     def coco_file(self, name: str) -> Path:
         """torchvision's COCO weights file `name` in this world's TORCH_HOME: random weights of its architecture."""
@@ -217,22 +221,47 @@ class World:
         self.make_coco_weights(args)
         made = [f"{arg.split('=', 1)[0]}={SHORTER[arg.split('=', 1)[0]]}" if arg.split("=", 1)[0] in SHORTER else arg
                 for arg in args]
+        segmentation = keys.get("task") == "task=segmentation"
         made += [f"{key}={value}" for key, value in TINY.items()
-                 if key not in keys and (shapes or key not in SHAPES_ONLY)]
+                 if key not in keys and (shapes or key not in SHAPES_ONLY)
+                 and not (segmentation and key in DETECTION_ONLY)]
         if "hparams_search" in keys and "hydra.sweeper.n_trials" not in keys:
             made.append(f"hydra.sweeper.n_trials={SHORTER['hydra.sweeper.n_trials']}")
         return made
 
     def make_coco_weights(self, args: list[str]) -> None:
-        """The COCO weights file a train command starts from (model.weights=coco), made in this world's TORCH_HOME."""
+        """The COCO weights file a train command starts from (model.weights=coco, task=segmentation's coco_voc), made
+        in this world's TORCH_HOME."""
         if not any(arg.startswith(("model.weights=coco", "experiment=")) for arg in args):
             return
         from losslab import compose_config
-        from losslab.modeling.torchvision_weights import coco_weights
 
         model = compose_config([arg for arg in args if not arg.startswith(("hydra", "-"))]).model
+        if model.weights == "coco_voc":
+            self.coco_voc_file(model.arch, model.backbone)
+            return
+        from losslab.modeling.torchvision_weights import coco_weights
+
         if model.weights == "coco":
             self.coco_file(coco_weights(model.arch, model.backbone, model.variant).url.rsplit("/", 1)[-1])
+
+    def coco_voc_file(self, arch: str, backbone: str) -> Path:
+        """torchvision's COCO-with-VOC-labels segmentation weights of `arch` on `backbone` in this world's TORCH_HOME:
+        random weights of that network under the file's name."""
+        import torch
+        from torchvision.models import segmentation
+
+        from losslab.modeling.segmentation_weights import coco_voc_weights
+
+        weights = coco_voc_weights(arch, backbone)
+        path = self.torch_home / "hub" / "checkpoints" / weights.url.rsplit("/", 1)[-1]
+        if not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            torch.manual_seed(0)
+            network = getattr(segmentation, f"{arch}_{backbone}")(weights=None, weights_backbone=None, num_classes=21,
+                                                                  **({} if arch == "lraspp" else {"aux_loss": True}))
+            torch.save(network.state_dict(), path)
+        return path
 
     @staticmethod
     def epochs(run_dir: Path) -> int:
@@ -283,6 +312,31 @@ def make_assets(assets: Path) -> None:
     (pets / "instances.json").write_text(json.dumps(coco))
     write_voc(assets / "data" / "VOCdevkit" / "VOC2012", ("dog", "cat"), image_sets=True)
     write_voc(assets / "data" / "parts", ("bolt", "nut"), image_sets=False)
+    write_segmentation(assets / "data")
+
+
+def write_segmentation(data: Path) -> None:
+    """Semantic masks of the shapes: a folder of images with index PNGs (0 background, 1 car) under data/roads, and
+    VOC's SegmentationClass palette PNGs (classes as in VOC, the 255 border) beside the tiny VOC's images."""
+    from losslab.data.segmentation import ShapesSegmentation
+
+    (data / "roads" / "images").mkdir(parents=True)
+    (data / "roads" / "masks").mkdir()
+    voc = data / "VOCdevkit" / "VOC2012"
+    (voc / "SegmentationClass").mkdir()
+    (voc / "ImageSets" / "Segmentation").mkdir(parents=True)
+    shapes = ShapesSegmentation(num_images=8, image_size=64, min_objects=1, max_objects=2, seed=2)
+    palette = [value for index in range(256) for value in (index, 255 - index, (7 * index) % 256)]
+    for index in range(len(shapes)):
+        image, target = shapes[index]
+        pixels = (image.permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+        classes = target["mask"].numpy().astype(np.uint8)
+        Image.fromarray(pixels).save(data / "roads" / "images" / f"road{index}.jpg")
+        Image.fromarray(np.minimum(classes, 1)).save(data / "roads" / "masks" / f"road{index}.png")
+        indexed = Image.fromarray(np.where(classes > 0, classes + 6, 0).astype(np.uint8), mode="P")
+        indexed.putpalette(palette)
+        indexed.save(voc / "SegmentationClass" / f"img{index}.png")
+    (voc / "ImageSets" / "Segmentation" / "trainval.txt").write_text("\n".join(f"img{i}" for i in range(8)) + "\n")
 
 
 def write_voc(root: Path, names: tuple[str, str], image_sets: bool) -> None:
