@@ -119,6 +119,14 @@ class MaskBCE(torch.nn.Module):
 
     def forward(self, mask_logits, targets):
         return self.weight * F.binary_cross_entropy_with_logits(mask_logits, targets)
+
+
+def pixel_ce(logits, target, label_smoothing=0.0):  # task=segmentation: the mean over the counted pixels
+    return F.cross_entropy(logits, target, ignore_index=255, label_smoothing=label_smoothing)
+
+
+def pixel_sum(logits, target):
+    return F.cross_entropy(logits, target, ignore_index=255, reduction="none").sum(dim=0)
 """
 
 

@@ -148,3 +148,23 @@ def test_component_weights_scale_each_term_and_the_reference_is_plain_cross_entr
     reference = reference_losses()
     assert reference.aux is None
     assert reference.pixel(logits, target).item() == pytest.approx(F.cross_entropy(logits, target).item())
+
+
+def test_a_user_pixel_loss_is_called_like_the_built_in_one_and_checked_before_training(user_folder):
+    from losslab.errors import LosslabError
+    from losslab.losses.segmentation_build import check_user_losses
+
+    torch.manual_seed(0)
+    logits, target = torch.randn(2, 3, 5, 5), torch.randint(0, 3, (2, 5, 5))
+    target[0, 0] = 255
+    custom = {"pixel": {"name": "custom", "_target_": "userloss.pixel_ce", "label_smoothing": 0.1}}
+    losses = build_segmentation_losses(custom, {"pixel": 1.0, "aux": 0.5}, aux=True)
+    expected = F.cross_entropy(logits, target, ignore_index=255, label_smoothing=0.1)
+    assert torch.allclose(losses.pixel(logits, target), expected)
+    assert torch.allclose(losses.aux(logits, target), 0.5 * expected)
+    checked = check_user_losses([custom, custom], 3, torch.device("cpu"))  # once, however many phases name it
+    assert [loss.target for loss in checked] == ["userloss.pixel_ce"]
+    wrong = {"pixel": {"name": "custom", "_target_": "userloss.pixel_sum"}}
+    with pytest.raises(LosslabError, match=r"loss.pixel._target_=userloss.pixel_sum \(per-pixel loss\): returned "
+                                           r"shape \[8, 8\] instead of a scalar"):
+        check_user_losses([wrong], 3, torch.device("cpu"))
