@@ -32,7 +32,7 @@ def test_train_yaml_defaults_list_is_a_commented_table_of_contents():
     text = (config_dir() / "train.yaml").read_text()
     defaults = re.search(r"defaults:\n((?:  - .*\n)+)", text).group(1).splitlines()
     groups = [m.group(1) for line in defaults if (m := re.match(r"\s+- (\w+): ", line))]
-    assert groups == [*GROUPS, "experiment", "hparams_search"]
+    assert groups == [*GROUPS, "task", "experiment", "hparams_search"]
     assert "experiment: null" in text
     keys = [line for line in text.splitlines() if re.match(r"^\s*[\w]+:\s*\S", line)]
     assert keys and all("#" in line for line in keys), [line for line in keys if "#" not in line]

@@ -1,5 +1,6 @@
-"""A finished run's config read back: complete ones as they are (no composition), older ones completed with the
-defaults of their model option."""
+"""A finished run's config read back as it is, without composing (Hydra cannot compose inside `train`, which reads
+a run's config to resume it or to start from its weights); older ones completed with the defaults of their model
+option, read from its files."""
 
 from __future__ import annotations
 
@@ -19,19 +20,24 @@ def write_run_config(run_dir, cfg) -> None:
 def test_a_complete_config_is_read_as_it_is_resolved(tmp_path, monkeypatch):
     cfg = compose_config(["model=retinanet", "trainer.max_epochs=3"])
     write_run_config(tmp_path, cfg)
-    monkeypatch.setattr(run_config, "compose_config", lambda *args: pytest.fail("composed a complete config"))
+    monkeypatch.setattr("losslab.config.compose.compose_config", lambda *args: pytest.fail("composed a config"))
     read = run_config.read_run_config(tmp_path)
     assert read["model"]["arch"] == "retinanet"
     assert read["scheduler"]["T_max"] == 3  # interpolations resolved
 
 
-def test_model_keys_added_since_a_run_get_their_current_defaults(tmp_path):
-    cfg = OmegaConf.to_container(compose_config(["model=mask_rcnn", "model.min_size=96", "model.max_size=96"]))
-    del cfg["model"]["rpn_post_nms_top_n_test"]  # a run from before that key existed
+@pytest.mark.parametrize(("task", "arch", "added"), [("detection", "mask_rcnn", "rpn_post_nms_top_n_test"),
+                                                     ("segmentation", "fcn", "aux_loss")])
+def test_model_keys_added_since_a_run_get_their_current_defaults(tmp_path, task, arch, added):
+    overrides = [f"task={task}", f"model={arch}", "model.min_size=96", "model.max_size=96"]
+    cfg = OmegaConf.to_container(compose_config(overrides))
+    del cfg["model"][added]  # a run from before that key existed
+    del cfg["eval"]["backend"]
     write_run_config(tmp_path, OmegaConf.create(cfg))
     read = run_config.read_run_config(tmp_path)
-    assert read["model"]["rpn_post_nms_top_n_test"] == compose_config(["model=mask_rcnn"]).model.rpn_post_nms_top_n_test
-    assert read["model"]["min_size"] == 96 and read["model"]["arch"] == "mask_rcnn"
+    current = compose_config([f"task={task}", f"model={arch}"])
+    assert read["model"][added] == current.model[added] and read["eval"]["backend"] == current.eval.backend
+    assert read["model"]["min_size"] == 96 and read["model"]["arch"] == arch
 
 
 def test_a_folder_without_a_config_is_not_a_run(tmp_path):

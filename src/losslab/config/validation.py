@@ -181,6 +181,7 @@ def loss_problems(loss: dict) -> list[str]:
         elif name != "custom" and target is not None:
             problems.append(f"{where}._target_={target}: only loss/{key}=custom takes a _target_; "
                             f"choose loss/{key}=custom for a loss of your own")
+    return problems
 
 
 def detection_problems(cfg: DictConfig) -> list[str]:
