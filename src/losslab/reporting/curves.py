@@ -1,18 +1,19 @@
-"""Loss-curve figures: one run's train/val curves per component, and a sweep's runs overlaid."""
+"""Loss-curve figures: one run's train/val curves per component, and a sweep's runs overlaid.
+
+Drawn with matplotlib's object API (a Figure on its own Agg canvas), never pyplot: pyplot keeps global state that
+is not thread-safe, and a run draws its curves in a background thread while it trains.
+"""
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
 
-import matplotlib
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
-matplotlib.use("Agg")  # files only; never needs a display
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-
-from losslab.losses.catalogue import COMPONENTS  # noqa: E402
+from losslab.losses.catalogue import COMPONENTS
 
 TRAIN_STYLE = {"color": "tab:blue", "marker": "o", "markersize": 3}
 VAL_STYLE = {"color": "tab:orange", "marker": "o", "markersize": 3}
@@ -43,7 +44,7 @@ def loss_curves_figure(rows: list[dict], title: str = "", best_epoch: int | None
     ncols = min(3, len(panels))
     nrows = math.ceil(len(panels) / ncols) + (1 if has_lr else 0)
     heights = [3] * math.ceil(len(panels) / ncols) + ([1.3] if has_lr else [])
-    fig = plt.figure(figsize=(4.2 * ncols, sum(heights) + 0.6), layout="constrained")
+    fig = new_figure(figsize=(4.2 * ncols, sum(heights) + 0.6), layout="constrained")
     grid = fig.add_gridspec(nrows, ncols, height_ratios=heights)
     for i, name in enumerate(panels):
         ax = fig.add_subplot(grid[i // ncols, i % ncols])
@@ -87,7 +88,8 @@ def plot_sweep_curves(runs: list[tuple[str, list[dict]]], path: Path, columns=("
 
 def sweep_figure(runs: list[tuple[str, list[dict]]], columns=("val/loss", "train/loss")) -> Figure:
     """Each run's `columns` over epochs, one panel per column, one line per (label, rows) run."""
-    fig, axes = plt.subplots(1, len(columns), figsize=(6 * len(columns), 4.5), layout="constrained", squeeze=False)
+    fig = new_figure(figsize=(6 * len(columns), 4.5), layout="constrained")
+    axes = fig.subplots(1, len(columns), squeeze=False)
     for ax, column in zip(axes[0], columns, strict=True):
         for label, rows in runs:
             epochs, values = _series(rows, column)
@@ -124,10 +126,16 @@ def _epoch_axis(ax) -> None:
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
+def new_figure(**kwargs) -> Figure:
+    """A Figure (Figure's keyword arguments) on its own Agg canvas: files only, no display, no pyplot."""
+    fig = Figure(**kwargs)
+    FigureCanvasAgg(fig)
+    return fig
+
+
 def _save(fig: Figure, path: Path) -> Path:
-    """Write the figure as PNG atomically (a reader never sees half a file), then free it."""
+    """Write the figure as PNG atomically (a reader never sees half a file)."""
     tmp = path.with_name(path.stem + ".tmp.png")
     fig.savefig(tmp, dpi=100)
-    plt.close(fig)
     tmp.replace(path)
     return path

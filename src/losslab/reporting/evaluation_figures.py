@@ -6,12 +6,13 @@ from pathlib import Path
 
 import numpy as np
 
-from losslab.reporting.curves import _save, plt
+from losslab.reporting.curves import _save, new_figure
 
 
 def plot_pr_curves(curves: dict[str, tuple[list[float], list[float]]], path: Path) -> Path:
     """Precision over recall at IoU 0.5 for every class (COCOeval's interpolated curves) and their mean."""
-    fig, ax = plt.subplots(figsize=(6, 5), layout="constrained")
+    fig = new_figure(figsize=(6, 5), layout="constrained")
+    ax = fig.subplots()
     precisions = []
     for name, (recall, precision) in curves.items():
         ax.plot(recall, precision, label=name)
@@ -28,7 +29,8 @@ def plot_pr_curves(curves: dict[str, tuple[list[float], list[float]]], path: Pat
 
 def plot_confusion_matrix(matrix, names: list[str], path: Path) -> Path:
     """Counts and row-normalised rates (true class by predicted class, background included)."""
-    fig, axes = plt.subplots(1, 2, figsize=(5 + 1.2 * len(names), 2.5 + 0.5 * len(names)), layout="constrained")
+    fig = new_figure(figsize=(5 + 1.2 * len(names), 2.5 + 0.5 * len(names)), layout="constrained")
+    axes = fig.subplots(1, 2)
     totals = matrix.sum(axis=1, keepdims=True)
     normalised = matrix / totals.clip(min=1)
     for ax, values, title, fmt in ((axes[0], matrix, "counts", "d"), (axes[1], normalised, "normalised by true class",
