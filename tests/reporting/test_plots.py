@@ -78,3 +78,41 @@ def test_loss_phases_are_shaded_and_named_and_the_reference_loss_drawn():
     assert [t.get_text() for t in ax.texts] == ["phase 1", "phase 2"]
     assert len(ax.patches) == 1  # every other phase is shaded
     assert _lines(ax)["val, loss=default"] == ([1, 2], [2.0, 1.8])
+
+
+def test_plot_of_a_read_only_run_folder_says_so_and_writes_elsewhere_with_out(tmp_path, monkeypatch, capsys):
+    import errno
+
+    import losslab.commands.plot as plot_command
+
+    write_metrics(tmp_path / "metrics.csv", ROWS)
+    drawing = plot_command.plot_loss_curves
+
+    def read_only_run_folder(rows, path, **kwargs):
+        if path.parent == tmp_path:
+            raise OSError(errno.EROFS, "Read-only file system", str(path))
+        return drawing(rows, path, **kwargs)
+
+    monkeypatch.setattr(plot_command, "plot_loss_curves", read_only_run_folder)
+    assert losslab_main(["plot", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err == (f"losslab plot: error: cannot write into {tmp_path}: Read-only file system. "
+                   "Give --out DIR to write elsewhere.\n")
+    assert losslab_main(["plot", str(tmp_path), "--out", str(tmp_path / "elsewhere")]) == 0
+    assert (tmp_path / "elsewhere" / "loss_curves.png").stat().st_size > 1000
+
+
+def test_curves_are_drawn_without_pyplot(tmp_path):
+    """The run draws its curves in a background thread: pyplot's global state is not thread-safe."""
+    import subprocess
+    import sys
+
+    code = ("import pathlib, sys\n"
+            "from losslab.reporting import evaluation_figures\n"
+            "from losslab.reporting.curves import plot_loss_curves\n"
+            f"plot_loss_curves({ROWS!r}, pathlib.Path(sys.argv[1]))\n"
+            "print('matplotlib.pyplot' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code, str(tmp_path / "curves.png")], capture_output=True,
+                            text=True, timeout=120)
+    assert result.stdout.strip().splitlines()[-1] == "False", result.stderr
+    assert (tmp_path / "curves.png").stat().st_size > 1000

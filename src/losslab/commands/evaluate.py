@@ -22,8 +22,8 @@ log = logging.getLogger(__name__)
 
 
 def evaluate_run(run_dir: Path, split: str = "val", checkpoint: str = "best", score_threshold: float | None = None,
-                 device: str = "auto", progress: bool = True) -> dict:
-    """Predict `split` with the run's `checkpoint` (best | last) and write RUN_DIR/eval_<split>/:
+                 device: str = "auto", progress: bool = True, out: Path | None = None) -> dict:
+    """Predict `split` with the run's `checkpoint` (best | last) and write `out` (default RUN_DIR/eval_<split>/):
     metrics.json, predictions.json (COCO results), ground_truth.json (COCO instances),
     pr_curve.png and confusion_matrix.png. Returns the metrics."""
     if split not in ("train", "val", "test"):
@@ -43,8 +43,8 @@ def evaluate_run(run_dir: Path, split: str = "val", checkpoint: str = "best", sc
     curves = metrics.pop("pr")
     matrix = confusion_matrix(predictions, targets, len(data.classes), threshold)
 
-    out = run_dir / f"eval_{split}"
-    out.mkdir(exist_ok=True)
+    out = run_dir / f"eval_{split}" if out is None else Path(out)
+    out.mkdir(parents=True, exist_ok=True)
     write_json(out / "metrics.json", {"split": split, "checkpoint": checkpoint, "epoch": trained.epoch,
                                       "score_threshold": threshold, "images": len(targets), **metrics,
                                       "confusion_matrix": matrix.tolist()})
@@ -70,10 +70,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", default="best", choices=["best", "last"])
     parser.add_argument("--score-threshold", type=float, help="default: the run's eval.score_threshold")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    parser.add_argument("--out", type=Path, help="output folder (default: RUN_DIR/eval_SPLIT)")
 
 
 def main(args: argparse.Namespace) -> int:
-    metrics = evaluate_run(args.run_dir, args.split, args.checkpoint, args.score_threshold, args.device)
+    out = args.out or args.run_dir / f"eval_{args.split}"
+    metrics = evaluate_run(args.run_dir, args.split, args.checkpoint, args.score_threshold, args.device, out=out)
     print(metrics_table(metrics))
-    print(f"written to {args.run_dir / ('eval_' + args.split)}")
+    print(f"written to {out}")
     return 0

@@ -3,7 +3,6 @@ the detection metrics when due, and the metrics.csv row with its console line.""
 
 from __future__ import annotations
 
-import logging
 import time
 
 from losslab.evaluation.inference import detection_metrics
@@ -11,23 +10,21 @@ from losslab.modeling.heads import get_losses, set_losses
 from losslab.training.loop import train_one_epoch, validation_loss
 from losslab.training.session import Session
 
-log = logging.getLogger(__name__)
-
 SHORT_NAMES = {"classification": "cls", "box_regression": "box", "objectness": "obj",
                "rpn_box_regression": "rpn_box", "mask": "mask"}
 
 
-def enter_phase(session: Session, epoch: int) -> None:
-    """At the start of `epoch`, switch losses and lr factor if a new loss phase begins."""
+def enter_phase(session: Session, epoch: int) -> str | None:
+    """At the start of `epoch`, switch losses and lr factor if a new loss phase begins; the line that says so."""
     phase = session.schedule.phase_at(epoch)
     if phase is None or phase == session.phase:
-        return
+        return None
     set_losses(session.model, session.phase_losses[phase.number])
     session.schedulers.set_phase_factor(phase.lr_factor)
     session.phase = phase
-    log.info("epoch %d: loss phase %d (%s), lr factor %g", epoch, phase.number,
-             ", ".join(f"{k}={v['name']}" for k, v in phase.choices.items() if v.get("name") != "default"),
-             phase.lr_factor)
+    return (f"epoch {epoch}: loss phase {phase.number} ("
+            + ", ".join(f"{k}={v['name']}" for k, v in phase.choices.items() if v.get("name") != "default")
+            + f"), lr factor {phase.lr_factor:g}")
 
 
 def run_epoch(session: Session, epoch: int, seed: int, progress: bool) -> dict:
