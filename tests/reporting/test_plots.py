@@ -116,3 +116,21 @@ def test_curves_are_drawn_without_pyplot(tmp_path):
                             text=True, timeout=120)
     assert result.stdout.strip().splitlines()[-1] == "False", result.stderr
     assert (tmp_path / "curves.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("components", [0, 2, 5])
+def test_panel_labels_and_titles_fit_the_figure_without_overlapping(components):
+    """The margins are fixed (no layout engine, which doubles the drawing time): every panel's ticks, labels,
+    title and legend must still lie inside the figure and clear of the other panels and the figure's title."""
+    from losslab.losses.catalogue import COMPONENTS
+
+    rows = [{"epoch": epoch, "lr": 1e-3 * 0.9 ** epoch, "train/loss": 2 / epoch, "val/loss": 2.1 / epoch,
+             "val/mAP": 0.01 * epoch, **{f"{split}/{name}": 1.0 / epoch for name in COMPONENTS[:components]
+                                          for split in ("train", "val")}} for epoch in range(1, 13)]
+    fig = loss_curves_figure(rows, title="faster_rcnn resnet18_fpn loss=default lr=0.001", best_epoch=7)
+    renderer = fig.canvas.get_renderer()
+    boxes = [ax.get_tightbbox(renderer) for ax in fig.axes] + [fig._suptitle.get_window_extent(renderer)]
+    for box in boxes:
+        assert fig.bbox.x0 <= box.x0 and box.x1 <= fig.bbox.x1 and fig.bbox.y0 <= box.y0 and box.y1 <= fig.bbox.y1
+    for i, first in enumerate(boxes):
+        assert not any(first.overlaps(second) for second in boxes[i + 1:])
