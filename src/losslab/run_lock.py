@@ -98,6 +98,13 @@ def release(folder: Path) -> None:
     os.close(fd)
 
 
+def release_all() -> None:
+    """Give up every folder this process owns (e.g. one the `train` resolver claimed for a run that then stopped
+    at its config check)."""
+    for folder in list(_held):
+        release(folder)
+
+
 def owned(folder: Path) -> bool:
     """Whether this process owns `folder`."""
     return Path(folder).resolve() in _held

@@ -54,6 +54,15 @@ def test_a_refused_run_leaves_every_file_of_the_run_already_there_untouched(tmp_
     assert _contents(folder) == before  # Hydra's .hydra/*.yaml and train.log included
 
 
+def test_a_run_its_config_check_refuses_gives_its_folder_up(tmp_path):
+    """The folder is claimed before Hydra writes into it, i.e. before the config is checked: a refused run (a job of
+    a sweep, which goes on in the same process) must not leave it held."""
+    folder = tmp_path / "run"
+    result, output = _train(f"run_dir={folder}", "trainer.precision=bogus", cwd=tmp_path)
+    assert result.returncode == 1 and "trainer.precision=bogus: expected one of" in output, output
+    assert not (folder / ".lock").exists()
+
+
 @pytest.fixture
 def holder(tmp_path):
     """Another process that owns tmp_path/held (as a running train would), until the test ends."""

@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 from losslab.config.compose import config_dir, is_scratch, register
 from losslab.distributed import launched_world
 from losslab.errors import LosslabError
+from losslab.run_lock import release_all
 
 log = logging.getLogger("losslab")
 
@@ -54,6 +55,7 @@ def _train_app(cfg: DictConfig) -> float | None:
         log.exception("this job failed; the sweep goes on")
         return None
     finally:
+        release_all()  # run() gives its folder up; this covers a run that stopped before it could
         if world.distributed:
             shutdown()
         # Hydra's files went to a scratch folder: this is another rank than the main one, or the run folder
