@@ -91,8 +91,8 @@ def save_checkpoint(path: Path, state: dict) -> None:
 
 
 def _without_crc32():
-    """Skip the zip format's CRC32 of every tensor, half the cost of writing a checkpoint: a checkpoint is
-    replaced whole by a rename, never torn, and torch.load does not need the checksum."""
+    """Skip the zip format's CRC32 of every tensor, a large part of the time a checkpoint takes to write: a
+    checkpoint is replaced whole by a rename, never torn, and torch.load does not read the checksum."""
     try:
         from torch.utils.serialization import config
     except ImportError:  # older torch has no such setting and always computes it
