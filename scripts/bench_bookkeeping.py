@@ -3,11 +3,14 @@
 1. Whole process: `python -m losslab OVERRIDES` (the `train` command, as a user runs it) against a bare script
    (this one with --bare) that builds the same data and model and runs the same train steps, validation-loss
    passes and evaluations with losslab's loop functions, and writes nothing. They run interleaved, train then
-   bare, --repeats times; the script prints the median wall times and their ratio bare/train.
+   bare, --repeats times; the script prints the median wall and CPU times (user + system, the process and its
+   DataLoader workers) and their ratios bare/train, with the load average each repetition ran under.
 2. Per epoch, in one more `run(cfg)` in this process: the wall time outside the train steps and the
    validation/evaluation passes (the gap from the end of one epoch's passes to the start of the next one's),
    as a share of the epoch, and the time from the end of the last epoch's passes until `run` returns (waiting
-   for the last checkpoint and curves, reducing the checkpoints, summary.json and the closing report).
+   for the last checkpoint and curves, reducing the checkpoints, summary.json and the closing report). It also
+   prints what that finished run folder holds on disk: its size, and best.pt's size against the
+   model's own state_dict serialised alone.
 
     python scripts/bench_bookkeeping.py                              # default config, 2 epochs, 3 repetitions
     python scripts/bench_bookkeeping.py --repeats 5 model=retinanet  # trailing arguments: train overrides
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -63,21 +67,27 @@ def bare(overrides: list[str]) -> None:
         schedulers.end_epoch(losses["loss"])
 
 
-def timed_process(command: list[str]) -> float:
+def timed_process(command: list[str]) -> tuple[float, float]:
+    """Wall time and CPU time (user + system, every thread) of `command` as a fresh process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - start
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def whole_process(overrides: list[str], repeats: int, scratch: Path) -> tuple[list[float], list[float]]:
-    """Interleaved wall times of `train` and of the bare script, each a fresh process."""
+def whole_process(overrides: list[str], repeats: int, scratch: Path) -> tuple[list, list]:
+    """Interleaved (wall, CPU) times of `train` and of the bare script, each a fresh process."""
     train, plain = [], []
     for repeat in range(repeats):
         run_dir = scratch / f"run{repeat}"
         train.append(timed_process([sys.executable, "-m", "losslab", *overrides, f"run_dir={run_dir}"]))
         shutil.rmtree(run_dir)
         plain.append(timed_process([sys.executable, __file__, "--bare", *overrides]))
-        print(f"  repetition {repeat + 1}: train {train[-1]:.1f} s, bare {plain[-1]:.1f} s", flush=True)
+        print(f"  repetition {repeat + 1}: train {train[-1][0]:.1f} s ({train[-1][1]:.1f} s CPU), "
+              f"bare {plain[-1][0]:.1f} s ({plain[-1][1]:.1f} s CPU), load average {os.getloadavg()[0]:.1f}",
+              flush=True)
     return train, plain
 
 
@@ -106,6 +116,22 @@ def per_epoch(overrides: list[str], run_dir: Path) -> tuple[list[tuple[float, fl
     return epochs, returned - marks[-1][1], marks[-1][1] - marks[-1][0]
 
 
+def folder_on_disk(run_dir: Path) -> str:
+    """The finished run folder's size, its files, and best.pt against the model's state_dict serialised alone."""
+    import io
+
+    import torch
+
+    from losslab.reporting.comparison import folder_size
+
+    files = ", ".join(f"{p.relative_to(run_dir)} {p.stat().st_size / 1e6:.1f}" for p in sorted(run_dir.rglob("*.pt")))
+    best = run_dir / "checkpoints" / "best.pt"
+    state_dict = io.BytesIO()
+    torch.save(torch.load(best, weights_only=True)["model"], state_dict)
+    return (f"finished run folder: {folder_size(run_dir) / 1e6:.1f} MB ({files} MB); best.pt / the model's "
+            f"state_dict = {best.stat().st_size / state_dict.tell():.4f} (targets: <= 150 MB, <= 1.05)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3, help="interleaved repetitions of train and bare")
@@ -120,16 +146,20 @@ def main() -> None:
         print(f"train {' '.join(overrides)}: whole process vs bare script, {args.repeats} interleaved repetitions")
         train, plain = whole_process(overrides, args.repeats, Path(scratch))
         epochs, tail, last = per_epoch(overrides, Path(scratch) / "epochs")
-    print(f"machine: {os.cpu_count()} CPUs; median wall time: train {statistics.median(train):.2f} s, "
-          f"bare {statistics.median(plain):.2f} s")
-    ratios = [b / t for t, b in zip(train, plain, strict=True)]
-    print(f"ratio bare/train: {statistics.median(plain) / statistics.median(train):.3f} (medians; per repetition "
-          f"{', '.join(f'{r:.3f}' for r in ratios)}; target >= 0.95)")
+        on_disk = folder_on_disk(Path(scratch) / "epochs")
+    for index, kind in enumerate(("wall", "CPU")):
+        trains, plains = [t[index] for t in train], [p[index] for p in plain]
+        ratios = [p / t for t, p in zip(trains, plains, strict=True)]
+        print(f"{kind} time: train {statistics.median(trains):.2f} s, bare {statistics.median(plains):.2f} s "
+              f"(medians); ratio bare/train {statistics.median(plains) / statistics.median(trains):.3f} (per "
+              f"repetition {', '.join(f'{r:.3f}' for r in ratios)}; target >= 0.95)")
+    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end")
     for number, (gap, wall) in enumerate(epochs, start=1):
         print(f"epoch {number}: {gap * 1000:.0f} ms outside the passes of a {wall:.1f} s epoch = "
               f"{100 * gap / wall:.2f}% (target <= 2%)")
     print(f"after the last epoch's passes ({last:.1f} s): {tail:.2f} s until run() returned (last checkpoint and "
           "curves, checkpoints reduced, summary.json, report)")
+    print(on_disk)
 
 
 if __name__ == "__main__":
