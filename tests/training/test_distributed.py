@@ -46,7 +46,7 @@ def test_two_gloo_processes_average_like_one_process(tmp_path):
     for key in validated:
         assert ddp[key] == pytest.approx(single[key], rel=1e-3, abs=1e-3), key
     # Only the main process writes: one run folder, nothing from the second process in the working directory.
-    assert (ddp_dir / "checkpoints" / "last.pt").is_file() and (ddp_dir / "split.json").is_file()
+    assert (ddp_dir / "checkpoints" / "best.pt").is_file() and (ddp_dir / "split.json").is_file()  # what a run keeps
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ddp", "single"]
     # The second process's Hydra files went to a scratch folder, removed when the run ended.
     assert not list(scratch.glob("losslab-rank*"))
