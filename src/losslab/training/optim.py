@@ -41,7 +41,7 @@ class Schedulers:
 
     A resumed run that trains beyond the trainer.max_epochs it was planned for (extending it) either holds the lr
     of its last planned epoch (`hold`: the schedule stops stepping) or continues a schedule planned over the new
-    length (`load_state_dict(..., replan_epochs=...)`).
+    length (`load_state_dict(..., replan=True)`).
     """
 
     def __init__(self, optimizer: torch.optim.Optimizer, main, per_step: bool, warmup_steps: int,
