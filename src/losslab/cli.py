@@ -7,9 +7,11 @@ command runs, so `--help`, `losslab runs` and tab completion answer at once.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import sys
+from pathlib import Path
 
 # verb -> (module with add_arguments(parser) and main(args) -> exit code, one-line help)
 COMMANDS = {
@@ -25,6 +27,10 @@ COMMANDS = {
     "show-augment": ("losslab.commands.show_augment", "draw augmented training samples (boxes, masks) into a PNG "
                      "grid"),
 }
+
+
+# A folder the command cannot write into (a read-only run folder, a full disk): said in one line, not a traceback.
+UNWRITABLE = (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC)
 
 
 def train() -> None:
@@ -76,6 +82,13 @@ def main(argv: list[str] | None = None) -> int:
         return module.main(args)
     except LosslabError as error:
         print(f"losslab {command}: error: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:
+        if error.errno not in UNWRITABLE:
+            raise
+        folder = Path(error.filename).parent if error.filename else "the output folder"
+        elsewhere = " Give --out DIR to write elsewhere." if hasattr(args, "out") else ""
+        print(f"losslab {command}: error: cannot write into {folder}: {error.strerror}.{elsewhere}", file=sys.stderr)
         return 1
 
 

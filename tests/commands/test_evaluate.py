@@ -80,3 +80,12 @@ def test_inference_commands_run_on_the_cpu_for_a_run_trained_on_cuda(finished, t
     Image.new("RGB", (64, 48), (120, 30, 200)).save(images / "one.png")
     assert predict_images(copy, [images], device="cpu", progress=False).predicted == 1
     assert export_run(copy, out=tmp_path / "export").model_file.is_file()
+
+
+def test_evaluate_writes_elsewhere_with_out(finished, tmp_path, capsys):
+    before = sorted(p.name for p in finished.iterdir())
+    assert losslab_main(["evaluate", str(finished), "--split", "test", "--out", str(tmp_path / "elsewhere")]) == 0
+    assert f"written to {tmp_path / 'elsewhere'}" in capsys.readouterr().out
+    written = {p.name for p in (tmp_path / "elsewhere").iterdir()}
+    assert {"metrics.json", "predictions.json", "ground_truth.json", "pr_curve.png"} <= written
+    assert sorted(p.name for p in finished.iterdir()) == before

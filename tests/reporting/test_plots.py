@@ -109,3 +109,59 @@ def test_confusion_matrix_numbers_are_white_on_dark_cells_and_black_on_light_one
         assert ax.texts[0].get_color() == "white"  # the largest count (rate 0.98): the darkest blue
         assert ax.texts[1].get_color() == ax.texts[2].get_color() == "black"  # 0 and 1 (0.02): nearly white
         assert ax.texts[4].get_color() == "white"  # 40 (0.93)
+
+
+def test_plot_of_a_read_only_run_folder_says_so_and_writes_elsewhere_with_out(tmp_path, monkeypatch, capsys):
+    import errno
+
+    import losslab.commands.plot as plot_command
+
+    write_metrics(tmp_path / "metrics.csv", ROWS)
+    drawing = plot_command.plot_loss_curves
+
+    def read_only_run_folder(rows, path, **kwargs):
+        if path.parent == tmp_path:
+            raise OSError(errno.EROFS, "Read-only file system", str(path))
+        return drawing(rows, path, **kwargs)
+
+    monkeypatch.setattr(plot_command, "plot_loss_curves", read_only_run_folder)
+    assert losslab_main(["plot", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err == (f"losslab plot: error: cannot write into {tmp_path}: Read-only file system. "
+                   "Give --out DIR to write elsewhere.\n")
+    assert losslab_main(["plot", str(tmp_path), "--out", str(tmp_path / "elsewhere")]) == 0
+    assert (tmp_path / "elsewhere" / "loss_curves.png").stat().st_size > 1000
+
+
+def test_curves_are_drawn_without_pyplot(tmp_path):
+    """The run draws its curves in a background thread: pyplot's global state is not thread-safe."""
+    import subprocess
+    import sys
+
+    code = ("import pathlib, sys\n"
+            "from losslab.reporting import evaluation_figures\n"
+            "from losslab.reporting.curves import plot_loss_curves\n"
+            f"plot_loss_curves({ROWS!r}, pathlib.Path(sys.argv[1]))\n"
+            "print('matplotlib.pyplot' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code, str(tmp_path / "curves.png")], capture_output=True,
+                            text=True, timeout=120)
+    assert result.stdout.strip().splitlines()[-1] == "False", result.stderr
+    assert (tmp_path / "curves.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("components", [0, 2, 5])
+def test_panel_labels_and_titles_fit_the_figure_without_overlapping(components):
+    """The margins are fixed (no layout engine, which doubles the drawing time): every panel's ticks, labels,
+    title and legend must still lie inside the figure and clear of the other panels and the figure's title."""
+    from losslab.losses.catalogue import COMPONENTS
+
+    rows = [{"epoch": epoch, "lr": 1e-3 * 0.9 ** epoch, "train/loss": 2 / epoch, "val/loss": 2.1 / epoch,
+             "val/mAP": 0.01 * epoch, **{f"{split}/{name}": 1.0 / epoch for name in COMPONENTS[:components]
+                                          for split in ("train", "val")}} for epoch in range(1, 13)]
+    fig = loss_curves_figure(rows, title="faster_rcnn resnet18_fpn loss=default lr=0.001", best_epoch=7)
+    renderer = fig.canvas.get_renderer()
+    boxes = [ax.get_tightbbox(renderer) for ax in fig.axes] + [fig._suptitle.get_window_extent(renderer)]
+    for box in boxes:
+        assert fig.bbox.x0 <= box.x0 and box.x1 <= fig.bbox.x1 and fig.bbox.y0 <= box.y0 and box.y1 <= fig.bbox.y1
+    for i, first in enumerate(boxes):
+        assert not any(first.overlaps(second) for second in boxes[i + 1:])

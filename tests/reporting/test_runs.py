@@ -11,6 +11,7 @@ from conftest import fake_run
 from losslab.cli import main as losslab_main
 from losslab.errors import LosslabError
 from losslab.reporting.comparison import compare_runs, list_runs, load_runs, run_ranking
+from losslab.reporting.history import write_metrics
 from losslab.reporting.ranking import default_mode
 from losslab.reporting.sweep import summarize_sweep
 
@@ -122,3 +123,40 @@ def test_sweep_summary_ranks_jobs_by_any_logged_column(sweep):
     assert float(written[0]["best_val_loss"]) == 1.2 and written[2]["status"] == "diverged"
     assert [r["job"] for r in summarize_sweep(sweep, "val/loss", mode="max").jobs] == ["2", "0", "1"]
     assert not (sweep / "sweep_stats.csv").exists()  # no job repeats another
+
+
+
+def test_runs_lists_killed_and_running_runs_with_their_epochs_and_sizes_newest_first(tmp_path):
+    import os
+
+    from losslab.run_lock import claim, release
+
+    root = tmp_path / "outputs"
+    fake_run(root / "finished", [], [{"epoch": 1, "val/loss": 2.0}, {"epoch": 2, "val/loss": 1.5}],
+             loss={"cls": {"name": "focal"}})
+    (root / "finished" / "checkpoints").mkdir()
+    (root / "finished" / "checkpoints" / "best.pt").write_bytes(b"w" * 3_000_000)
+    os.link(root / "finished" / "checkpoints" / "best.pt", root / "finished" / "checkpoints" / "last.pt")
+    for name in ("killed", "running"):  # metrics.csv and last.pt, no summary.json
+        (root / name / ".hydra").mkdir(parents=True)
+        (root / name / ".hydra" / "config.yaml").write_text("model:\n  arch: faster_rcnn\n  backbone: resnet18_fpn\n")
+        write_metrics(root / name / "metrics.csv", [{"epoch": 1, "val/loss": 3.0}, {"epoch": 2, "val/loss": 2.5}])
+        (root / name / "checkpoints").mkdir()
+        (root / name / "checkpoints" / "last.pt").write_bytes(b"r" * 1_000_000)
+    # The same minute, seconds apart: newest first by the real time, not by the minute's text.
+    for age, name in enumerate(["running", "finished", "killed"]):
+        for path in (root / name).rglob("*"):
+            os.utime(path, (1_800_000_000 - 5 * age, 1_800_000_000 - 5 * age))
+    claim(root / "running")  # this process plays the run still training there
+    try:
+        rows = list_runs(root)
+    finally:
+        release(root / "running")
+    assert [row["run_dir"].rsplit("/", 1)[-1] for row in rows] == ["running", "finished", "killed"]
+    by_name = {row["run_dir"].rsplit("/", 1)[-1]: row for row in rows}
+    assert (by_name["killed"]["status"], by_name["killed"]["epochs_run"], by_name["killed"]["resumable"]) == (
+        "killed", 2, "yes")
+    assert by_name["killed"]["best_val_loss"] == 2.5 and by_name["killed"]["model"] == "faster_rcnn (resnet18_fpn)"
+    assert by_name["running"]["status"] == "running"
+    assert by_name["finished"]["status"] == "completed" and by_name["finished"]["size"] == "3 MB"  # one file, 2 names
+    assert by_name["killed"]["size"] == "1 MB"

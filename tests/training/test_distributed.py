@@ -8,9 +8,10 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from conftest import TINY, USER_LOSSES, tiny_config
-from losslab import run
+from losslab import build_dataloaders, build_model, run
 from losslab.reporting.history import read_metrics
 
 # RetinaNet computes each image's loss on its own (no proposal sampling, per-image normalisation) and
@@ -54,7 +55,69 @@ def test_two_gloo_processes_average_like_one_process(tmp_path):
     for key in validated:
         assert ddp[key] == pytest.approx(single[key], rel=1e-3, abs=1e-3), key
     # Only the main process writes: one run folder, nothing from the second process in the working directory.
-    assert (ddp_dir / "checkpoints" / "last.pt").is_file() and (ddp_dir / "split.json").is_file()
+    assert (ddp_dir / "checkpoints" / "best.pt").is_file() and (ddp_dir / "split.json").is_file()  # what a run keeps
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ddp", "single", "userloss.py"]
     # The second process's Hydra files went to a scratch folder, removed when the run ended.
     assert not list(scratch.glob("losslab-rank*"))
+
+
+def _validate_shard(rank: int, size: int, port: int, results) -> None:
+    """One of `size` gloo processes: the validation loss and detection metrics of its shard, averaged over all."""
+    import torch.distributed as dist
+
+    from losslab.data.loaders import make_loaders
+    from losslab.distributed import World
+    from losslab.evaluation.inference import detection_metrics
+    from losslab.training.builders import build_data
+    from losslab.training.loop import validation_loss
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=size)
+    try:
+        cfg = tiny_config(*SAME_PER_IMAGE_LOSSES)
+        data = build_data(cfg)
+        val = make_loaders(data, 1, world=World(rank, rank, size))["val"]
+        torch.manual_seed(0)
+        model = build_model(cfg, num_classes=len(data.classes))
+        losses = validation_loss(model, val)
+        metrics = detection_metrics(model, val, data.classes, score_threshold=0.0)
+        results.put((rank, len(val), losses, metrics["mAP50"]))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_processes_with_no_validation_image_contribute_nothing():
+    """One process more than there are validation images: the last process's shard is empty, and the averages
+    stay those of one process over every image."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    cfg = tiny_config(*SAME_PER_IMAGE_LOSSES)
+    from losslab.evaluation.inference import detection_metrics
+    from losslab.training.builders import build_data
+    from losslab.training.loop import validation_loss
+
+    data = build_data(cfg)
+    size = len(data.val) + 1
+    torch.manual_seed(0)
+    model = build_model(cfg, num_classes=len(data.classes))
+    val = build_dataloaders(cfg, data)["val"]
+    single, single_map = validation_loss(model, val), detection_metrics(model, val, data.classes, 0.0)["mAP50"]
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    context = mp.get_context("spawn")
+    results = context.Queue()
+    processes = [context.Process(target=_validate_shard, args=(rank, size, port, results)) for rank in range(size)]
+    for process in processes:
+        process.start()
+    found = sorted(results.get(timeout=240) for _ in processes)
+    for process in processes:
+        process.join(timeout=60)
+        assert process.exitcode == 0
+    assert [batches for _, batches, _, _ in found] == [1] * (size - 1) + [0]
+    for _, _, losses, mean_ap in found:
+        assert losses.keys() == single.keys()
+        assert losses == pytest.approx(single, rel=1e-6)
+        assert mean_ap == pytest.approx(single_map, abs=1e-9)

@@ -117,7 +117,7 @@ def test_non_finite_loss_stops_before_the_step_and_names_the_component():
     model.roi_heads.losses = broken
     before = _state(model)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    with pytest.raises(NonFiniteLossError, match="epoch 3, step 0: box_regression") as error:
+    with pytest.raises(NonFiniteLossError, match="epoch 3, train step 0: box_regression") as error:
         train_one_epoch(model, optimizer, build_dataloaders(cfg)["train"], torch.device("cpu"), epoch=3, progress=False)
     assert error.value.epoch == 3 and error.value.step == 0
     after = model.state_dict()

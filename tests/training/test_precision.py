@@ -43,7 +43,8 @@ def test_autocast_is_off_at_full_precision():
 
 
 def test_a_float16_run_keeps_its_grad_scaler_in_the_checkpoint(tmp_path):
-    result = run(tiny_config("trainer.precision=16-mixed", "eval.every=0", run_dir=tmp_path / "run"))
+    result = run(tiny_config("trainer.precision=16-mixed", "eval.every=0", "trainer.keep_resume_state=true",
+                             run_dir=tmp_path / "run"))
     assert result.status == "completed"
     state = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
     assert state["scaler"]["scale"] > 0 and state["classes"] == ["circle", "square", "triangle"]

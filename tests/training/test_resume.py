@@ -3,18 +3,26 @@ checkpoints or resume requests are refused clearly."""
 
 from __future__ import annotations
 
+import json
+import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 
 import pytest
+import torch
+from omegaconf import OmegaConf
 
 from conftest import TINY, tiny_config
 from losslab import run
 from losslab.errors import LosslabError
+from losslab.modeling.weights import read_checkpoint
 from losslab.reporting.history import read_metrics
+from losslab.run_lock import owner
+from losslab.training.checkpoints import RESUME_KEYS, save_checkpoint
 
 THREE_EPOCHS = [*TINY, "trainer.max_epochs=3", "model=retinanet"]
 
@@ -31,10 +39,22 @@ def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_result(tmp_path):
     while not (run_dir / "checkpoints" / "last.pt").exists():
         assert process.poll() is None and time.monotonic() < deadline, "the run ended before its first checkpoint"
         time.sleep(0.05)
+    assert owner(run_dir) == process.pid  # the run owns its folder
     time.sleep(0.3)  # into the second epoch
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
-    assert len(read_metrics(run_dir / "metrics.csv")) < 3
+    assert owner(run_dir) is None
+    saved = read_checkpoint(run_dir / "checkpoints" / "last.pt")
+    assert set(RESUME_KEYS) <= set(saved)  # while a run can go on, last.pt is its full resume state
+    # metrics.csv comes after last.pt (it may not be there yet) and never holds an epoch last.pt lacks.
+    written = read_metrics(run_dir / "metrics.csv") if (run_dir / "metrics.csv").exists() else []
+    assert len(written) <= saved["epoch"] < 3
+    logged = [int(line.split("epoch ")[1].split("/")[0]) for line in (run_dir / "train.log").read_text().splitlines()
+              if " epoch " in line and "/3 |" in line]
+    assert all(epoch <= saved["epoch"] for epoch in logged)  # never an epoch line whose checkpoint a kill lost
+    leftovers = [run_dir / "checkpoints" / "last.pt.tmp", run_dir / "metrics.csv.tmp"]
+    for leftover in leftovers:  # what a kill in the middle of a write leaves
+        leftover.write_bytes(b"half a file")
 
     resumed = subprocess.run([sys.executable, "-m", "losslab", f"resume={run_dir}"], capture_output=True, text=True,
                              timeout=300)
@@ -48,10 +68,12 @@ def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_result(tmp_path):
     for resumed_row, straight_row in zip(_without_time(rows), expected, strict=True):
         assert resumed_row == pytest.approx(straight_row, rel=1e-5)  # approx compares flat dicts only
     assert (run_dir / ".hydra" / "config.yaml").read_text().count("max_epochs: 3") == 1  # the run's own config kept
+    assert not any(leftover.exists() for leftover in leftovers)
 
 
 def test_resume_refuses_what_would_change_the_run_and_a_corrupt_checkpoint(tmp_path):
-    result = run(tiny_config("model=retinanet", "trainer.max_epochs=1", run_dir=tmp_path))
+    result = run(tiny_config("model=retinanet", "trainer.max_epochs=1", "trainer.keep_resume_state=true",
+                             run_dir=tmp_path))
     before = (tmp_path / "metrics.csv").read_bytes()
     with pytest.raises(LosslabError, match="already finished epoch 1 of trainer.max_epochs=1"):
         run(tiny_config(f"resume={tmp_path}"))
@@ -60,23 +82,44 @@ def test_resume_refuses_what_would_change_the_run_and_a_corrupt_checkpoint(tmp_p
     (tmp_path / "checkpoints" / "last.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(LosslabError, match="could not be read as a losslab checkpoint"):
         run(tiny_config(f"resume={tmp_path}"), overrides=["trainer.max_epochs=2"])
-    with pytest.raises(LosslabError, match="no checkpoints/last.pt"):
+    with pytest.raises(LosslabError, match="no such folder"):
         run(tiny_config(f"resume={tmp_path / 'nowhere'}"))
     assert (tmp_path / "metrics.csv").read_bytes() == before
     assert result.status == "completed"
 
 
-def test_resume_extends_a_finished_run(tmp_path):
-    run(tiny_config("model=retinanet", "trainer.max_epochs=1", "scheduler=none", run_dir=tmp_path))
-    extended = run(tiny_config(f"resume={tmp_path}"), overrides=[f"resume={tmp_path}", "trainer.max_epochs=2"])
-    assert [r["epoch"] for r in read_metrics(tmp_path / "metrics.csv")] == [1, 2]
-    assert extended.summary["epochs_run"] == 2
+@pytest.fixture(scope="module")
+def extendable(tmp_path_factory):
+    """A finished two-epoch run (cosine schedule, lr 5e-4) that kept its resume state."""
+    run_dir = tmp_path_factory.mktemp("extendable")
+    run(tiny_config("trainer.max_epochs=2", "eval.every=0", "trainer.keep_resume_state=true", run_dir=run_dir))
+    return run_dir
+
+
+@pytest.mark.parametrize(("on_extend", "lr"), [
+    ("last_lr", 5e-4 * (1 + math.cos(math.pi * 1 / 2)) / 2),  # epoch 2's lr, the last of the two-epoch plan
+    ("replan", 5e-4 * (1 + math.cos(math.pi * 2 / 3)) / 2)])  # epoch 3 of a cosine planned over three
+def test_extending_a_finished_run_trains_at_the_documented_lr(extendable, tmp_path, on_extend, lr):
+    run_dir = tmp_path / "run"
+    shutil.copytree(extendable, run_dir)
+    before = read_checkpoint(run_dir / "checkpoints" / "last.pt")
+    assert before["optimizer"]["param_groups"][0]["lr"] == 0.0  # the two-epoch cosine has ended at 0
+    extended = run(tiny_config(f"resume={run_dir}"),
+                   overrides=["trainer.max_epochs=3", f"trainer.on_extend={on_extend}"])
+    rows = read_metrics(run_dir / "metrics.csv")
+    assert [r["epoch"] for r in rows] == [1, 2, 3] and extended.summary["epochs_run"] == 3
+    assert rows[1]["lr"] == pytest.approx(5e-4 / 2)
+    assert rows[2]["lr"] == pytest.approx(lr, rel=1e-9)
+    after = read_checkpoint(run_dir / "checkpoints" / "last.pt")
+    assert after["epoch"] == 3 and set(RESUME_KEYS) <= set(after)  # keep_resume_state came with the run's config
+    parameters = [name for name, value in before["model"].items() if value.is_floating_point()
+                  and "running_" not in name]  # BatchNorm statistics move even at lr 0: they do not count
+    trained = [name for name in parameters if not torch.equal(before["model"][name], after["model"][name])]
+    assert trained == parameters and "roi_heads.box_predictor.cls_score.weight" in trained
 
 
 def test_ctrl_c_leaves_a_consistent_checkpoint_and_an_interrupted_summary(tmp_path):
     import json
-
-    from losslab.modeling.weights import read_checkpoint
 
     process = subprocess.Popen([sys.executable, "-m", "losslab", *THREE_EPOCHS, f"run_dir={tmp_path}"],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -90,8 +133,10 @@ def test_ctrl_c_leaves_a_consistent_checkpoint_and_an_interrupted_summary(tmp_pa
     assert process.returncode == 130, output
     assert "Traceback" not in output
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["status"] == "interrupted" and "resume=" in summary["error"]
     state = read_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    assert summary["status"] == "interrupted" and summary["resumable"] is True
+    assert summary["error"] == (f"stopped by the user (Ctrl-C) after epoch {state['epoch']}; continue with: "
+                                f"train resume={tmp_path}")
     assert state["epoch"] == summary["epochs_run"] == len(read_metrics(tmp_path / "metrics.csv"))
 
 
@@ -105,3 +150,52 @@ def test_a_run_from_before_the_start_keys_resumes_with_their_defaults(tmp_path):
         del stored["model"][key]
     cfg = resumed_config({"config": OmegaConf.to_yaml(OmegaConf.create(stored)), "epoch": 1}, [], tmp_path)
     assert (cfg.model.variant, cfg.model.weights, cfg.model.download, list(cfg.model.freeze)) == ("v1", None, True, [])
+
+
+def _crafted_resume_state(path, config: str) -> None:
+    """A checkpoint that passes the weights-only load, with every key a resume reads, and `config` as its config."""
+    save_checkpoint(path / "checkpoints" / "last.pt", {
+        "model": {}, "epoch": 1, "config": config, "optimizer": {}, "scheduler": {}, "rng": {}, "history": []})
+
+
+def test_a_stored_config_imports_nothing_but_what_the_schema_allows(tmp_path):
+    """Resume reads the run's config from its checkpoint: a crafted one must not choose what gets imported."""
+    stored = OmegaConf.to_yaml(tiny_config())
+    crafted = {"optimizer": stored.replace("_target_: torch.optim.AdamW", "_target_: this.Nope"),
+               "scheduler": stored.replace("_target_: torch.optim.lr_scheduler.CosineAnnealingLR",
+                                           "_target_: this.Nope"),
+               "logger": stored.replace("backends: []", "backends: [this.Nope]")}
+    assert all(config.count("this.Nope") == 1 for config in crafted.values())
+    for section, config in crafted.items():
+        _crafted_resume_state(tmp_path / section, config)
+    script = ("import json, sys\n"
+              "from losslab import compose_config, run\n"
+              "from losslab.errors import LosslabError\n"
+              "errors = {}\n"
+              f"for section in {sorted(crafted)!r}:\n"
+              "    try:\n"
+              f"        run(compose_config([f'resume={tmp_path}/{{section}}']), overrides=['trainer.max_epochs=2'])\n"
+              "    except LosslabError as error:\n"
+              "        errors[section] = str(error)\n"
+              "print(json.dumps({'errors': errors, 'imported': 'this' in sys.modules}))\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    found = json.loads(result.stdout.splitlines()[-1])
+    assert found["imported"] is False  # `import this` would have printed the Zen of Python
+    errors = found["errors"]
+    assert "optimizer._target_=this.Nope: expected a class of torch.optim or lion_pytorch" in errors["optimizer"]
+    assert "scheduler._target_=this.Nope: expected a class of torch.optim.lr_scheduler" in errors["scheduler"]
+    assert "logger.backends has ['this.Nope']: expected names among" in errors["logger"]
+    for section in crafted:
+        assert not (tmp_path / section / "metrics.csv").exists()
+
+
+def test_a_checkpoint_without_its_config_is_refused_clearly(tmp_path):
+    save_checkpoint(tmp_path / "checkpoints" / "last.pt", {"model": {}, "epoch": 1})
+    with pytest.raises(LosslabError, match="has no 'config' \\(the run's own config, which a resume continues with\\)"):
+        run(tiny_config(f"resume={tmp_path}"), overrides=["trainer.max_epochs=2"])
+    _crafted_resume_state(tmp_path, OmegaConf.to_yaml(tiny_config()))
+    state = read_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    save_checkpoint(tmp_path / "checkpoints" / "last.pt", {k: v for k, v in state.items() if k != "optimizer"})
+    with pytest.raises(LosslabError, match="holds the weights of epoch 1 but no resume state \\(optimizer\\)"):
+        run(tiny_config(f"resume={tmp_path}"), overrides=["trainer.max_epochs=2"])

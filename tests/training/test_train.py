@@ -29,9 +29,9 @@ def finished(tmp_path_factory):
 def test_run_folder_holds_every_documented_file(finished):
     _, result = finished
     names = {p.relative_to(result.run_dir).as_posix() for p in result.run_dir.rglob("*") if p.is_file()}
-    assert {".hydra/config.yaml", "metrics.csv", "loss_curves.png", "summary.json", "split.json",
-            "checkpoints/last.pt", "checkpoints/best.pt"} <= names
-    assert not any(name.endswith(".tmp") for name in names)
+    # By default a finished run keeps best.pt only: its last.pt (the resume state) goes when it ends.
+    assert names == {".hydra/config.yaml", "metrics.csv", "loss_curves.png", "summary.json", "split.json",
+                     "checkpoints/best.pt"}
 
 
 def test_metrics_csv_is_the_returned_history(finished):
@@ -75,15 +75,14 @@ def test_best_checkpoint_reproduces_the_logged_validation_loss(finished):
     cfg, result = finished
     state = read_checkpoint(result.run_dir / "checkpoints" / "best.pt")
     assert state["epoch"] == result.summary["best_epoch"]
-    assert {"model", "optimizer", "scheduler", "history", "config"} <= set(state)
+    assert set(state) == {"model", "epoch", "config", "classes", "category_ids", "metrics"}  # weights, no optimizer
+    assert state["metrics"] == pytest.approx(result.summary["best"])
     model = build_model(cfg)
     model.load_state_dict(state["model"])
     losses = validation_loss(model, build_dataloaders(cfg)["val"], seed=cfg.trainer.seed)
     logged = result.summary["best"]
     assert losses["loss"] == pytest.approx(logged["val/loss"], rel=1e-5)
     assert losses["classification"] == pytest.approx(logged["val/classification"], rel=1e-5)
-    last = read_checkpoint(result.run_dir / "checkpoints" / "last.pt")
-    assert last["epoch"] == 2 and len(last["history"]) == 2
 
 
 def test_a_second_run_never_overwrites_a_finished_folder(finished):
@@ -111,9 +110,25 @@ def test_divergence_stops_the_run_and_keeps_what_was_written(tmp_path):
     result = run(tiny_config("loss.weights.classification=1e39", run_dir=tmp_path))
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert result.status == summary["status"] == "diverged"
-    assert "epoch 1, step 0" in summary["error"] and "classification" in summary["error"]
+    assert "epoch 1, train step 0" in summary["error"] and "classification" in summary["error"]
     assert summary["epochs_run"] == 0
     assert (tmp_path / "split.json").exists()
+
+
+def test_divergence_in_the_validation_pass_is_named_so(tmp_path, monkeypatch):
+    from losslab.training import epoch
+
+    def nan_classification(*args, **kwargs):
+        losses = validation_loss(*args, **kwargs)
+        return {**losses, "classification": math.nan, "loss": math.nan}
+
+    monkeypatch.setattr(epoch, "validation_loss", nan_classification)  # every train loss stays finite
+    result = run(tiny_config("model=retinanet", run_dir=tmp_path))
+    assert result.status == "diverged"
+    assert result.summary["error"].startswith("non-finite loss at epoch 1, the validation pass: classification (")
+    assert math.isfinite(result.history[0]["train/loss"])
+    assert [row["epoch"] for row in read_metrics(tmp_path / "metrics.csv")] == [1]  # logged, never checkpointed
+    assert not (tmp_path / "checkpoints").exists()
 
 
 @pytest.mark.parametrize(

@@ -179,7 +179,7 @@ def test_the_schedule_state_round_trips_through_a_checkpoint():
     second = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
     restored = build_schedulers(_plain(cfg.scheduler), second, steps_per_epoch=3)
     second.load_state_dict(first.state_dict())
-    restored.load_state_dict(schedulers.state_dict())
+    restored.load_state_dict(schedulers.state_dict(), epochs=0)  # two steps of the first epoch
     for _ in range(3):
         for optimizer, each in ((first, schedulers), (second, restored)):
             optimizer.step()

@@ -25,8 +25,8 @@ log = logging.getLogger(__name__)
 
 
 def evaluate_run(run_dir: Path, split: str = "val", checkpoint: str = "best", score_threshold: float | None = None,
-                 device: str = "auto", progress: bool = True) -> dict:
-    """Predict `split` with the run's `checkpoint` (best | last) and write RUN_DIR/eval_<split>/:
+                 device: str = "auto", progress: bool = True, out: Path | None = None) -> dict:
+    """Predict `split` with the run's `checkpoint` (best | last) and write `out` (default RUN_DIR/eval_<split>/):
     metrics.json, predictions.json (COCO results), ground_truth.json (COCO instances),
     pr_curve.png and confusion_matrix.png (task=segmentation: metrics.json, class_iou.png and
     confusion_matrix.png of the pixels). Returns the metrics."""
@@ -40,7 +40,7 @@ def evaluate_run(run_dir: Path, split: str = "val", checkpoint: str = "best", sc
                           pin_memory=trained.device.type == "cuda")[split]
     if len(loader.dataset) == 0:
         raise LosslabError(f"the {split} split of {run_dir} is empty (split.{split}=0); evaluate another split.")
-    out = run_dir / f"eval_{split}"
+    out = run_dir / f"eval_{split}" if out is None else Path(out)
     header = {"split": split, "checkpoint": checkpoint, "epoch": trained.epoch, "images": len(loader.dataset)}
     if trained.task == "segmentation":
         return evaluate_segmentation(trained, loader, header, out, progress)
@@ -52,7 +52,7 @@ def evaluate_run(run_dir: Path, split: str = "val", checkpoint: str = "best", sc
     curves = metrics.pop("pr")
     matrix = confusion_matrix(predictions, targets, len(data.classes), threshold)
 
-    out.mkdir(exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     write_json(out / "metrics.json", {**header, "score_threshold": threshold, **metrics,
                                       "confusion_matrix": matrix.tolist()})
     (out / "predictions.json").write_text(json.dumps(results))
@@ -67,7 +67,7 @@ def evaluate_segmentation(trained: SavedModel, loader, header: dict, out: Path, 
     confusion_matrix.png (rows normalised: the share of each true class's pixels predicted as each class)."""
     matrix = split_confusion_matrix(trained.model, loader, len(trained.classes), trained.device, progress)
     metrics = scores(matrix, trained.classes)
-    out.mkdir(exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     write_json(out / "metrics.json", {**header, **metrics, "classes": trained.classes,
                                       "confusion_matrix": matrix.tolist()})
     plot_class_iou(metrics, out / "class_iou.png")
@@ -93,10 +93,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", default="best", choices=["best", "last"])
     parser.add_argument("--score-threshold", type=float, help="default: the run's eval.score_threshold")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    parser.add_argument("--out", type=Path, help="output folder (default: RUN_DIR/eval_SPLIT)")
 
 
 def main(args: argparse.Namespace) -> int:
-    metrics = evaluate_run(args.run_dir, args.split, args.checkpoint, args.score_threshold, args.device)
+    out = args.out or args.run_dir / f"eval_{args.split}"
+    metrics = evaluate_run(args.run_dir, args.split, args.checkpoint, args.score_threshold, args.device, out=out)
     print(metrics_table(metrics))
-    print(f"written to {args.run_dir / ('eval_' + args.split)}")
+    print(f"written to {out}")
     return 0

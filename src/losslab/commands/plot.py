@@ -14,8 +14,9 @@ from losslab.reporting.curves import plot_loss_curves
 from losslab.reporting.history import read_metrics
 
 
-def redraw_run(run_dir: Path) -> Path:
-    """Re-draw RUN_DIR/loss_curves.png from its metrics.csv (and summary.json's best epoch)."""
+def redraw_run(run_dir: Path, out: Path | None = None) -> Path:
+    """Re-draw RUN_DIR/loss_curves.png (or `out`/loss_curves.png) from its metrics.csv (and summary.json's best
+    epoch)."""
     metrics = run_dir / "metrics.csv"
     if not metrics.is_file():
         raise LosslabError(f"{metrics} does not exist; expected a losslab run folder (outputs/DATE/TIME).")
@@ -26,13 +27,16 @@ def redraw_run(run_dir: Path) -> Path:
     best_epoch = json.loads(summary_path.read_text()).get("best_epoch") if summary_path.is_file() else None
     config_path = run_dir / ".hydra" / "config.yaml"
     title = run_title(OmegaConf.to_container(OmegaConf.load(config_path))) if config_path.is_file() else run_dir.name
-    return plot_loss_curves(rows, run_dir / "loss_curves.png", title=title, best_epoch=best_epoch)
+    out = run_dir if out is None else Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return plot_loss_curves(rows, out / "loss_curves.png", title=title, best_epoch=best_epoch)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", type=Path, help="a run folder (holding metrics.csv)")
+    parser.add_argument("--out", type=Path, help="output folder (default: RUN_DIR, e.g. for a read-only run folder)")
 
 
 def main(args: argparse.Namespace) -> int:
-    print(redraw_run(args.run_dir))
+    print(redraw_run(args.run_dir, args.out))
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import signal
 import sys
 from pathlib import Path
 
@@ -14,8 +15,9 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from losslab.config.compose import config_dir, register
+from losslab.config.compose import config_dir, is_scratch, register
 from losslab.errors import LosslabError
+from losslab.run_lock import release_all
 
 log = logging.getLogger("losslab")
 
@@ -53,15 +55,23 @@ def _train_app(cfg: DictConfig) -> float | None:
         log.exception("%s: %s (this job failed; the sweep goes on)", type(failure).__name__, failure)
         return None
     finally:
+        release_all()  # run() gives its folder up; this covers a run that stopped before it could
         if world.distributed:
             shutdown()
-            if world.rank > 0:  # this process's Hydra files went to a scratch folder (losslab_run_dir)
-                shutil.rmtree(hydra_config.runtime.output_dir, ignore_errors=True)
+        # Hydra's files went to a scratch folder: this is another rank than the main one, or the run folder
+        # was refused before Hydra could write into it (see losslab_run_dir in losslab.config.compose).
+        if is_scratch(hydra_config.runtime.output_dir):
+            shutil.rmtree(hydra_config.runtime.output_dir, ignore_errors=True)
     return result.summary["best"].get(cfg.trainer.monitor)
+
+
+def _terminated(signum: int, frame) -> None:
+    raise KeyboardInterrupt("SIGTERM")  # like Ctrl-C: the run records where it stopped (cluster time limits, kill)
 
 
 def main() -> None:
     """`train [overrides]`: see `train --help` for the config groups."""
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         check_study_storage(sys.argv[1:])
     except LosslabError as error:
@@ -69,10 +79,10 @@ def main() -> None:
         sys.exit(1)
     try:
         _train_app()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         # run() has already written summary.json (status interrupted) and the last checkpoint.
         log.warning("interrupted")
-        sys.exit(130)
+        sys.exit(128 + signal.SIGTERM if str(stop) == "SIGTERM" else 130)
 
 
 def check_study_storage(overrides: list[str]) -> None:

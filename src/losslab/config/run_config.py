@@ -6,7 +6,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from losslab.config.compose import config_dir
+from losslab.config.compose import config_dir, trainer_defaults
 from losslab.errors import LosslabError
 
 
@@ -21,11 +21,12 @@ def read_run_config(run_dir: Path) -> dict:
 
 
 def with_current_keys(cfg: DictConfig) -> DictConfig:
-    """A stored run config with the model and eval keys added to losslab since it was written (model.weights,
-    model.variant, eval.backend, ...) set to their defaults (those of its model option), so that older runs keep
-    loading and resuming."""
+    """A stored run config with the model, eval and trainer keys added to losslab since it was written
+    (model.weights, eval.backend, trainer.checkpoints, ...) set to their defaults (the model's: those of its model
+    option), so that older runs keep loading and resuming."""
     cfg.model = OmegaConf.merge(model_defaults(cfg.get("model", {}).get("arch", "faster_rcnn")), cfg.model)
     cfg.eval = OmegaConf.merge(OmegaConf.load(config_dir() / "train.yaml").eval, cfg.get("eval", {}))
+    cfg.trainer = OmegaConf.merge(trainer_defaults(), cfg.get("trainer", {}))
     return cfg
 
 

@@ -235,7 +235,9 @@ class TrainerConfig:
     progress: bool = MISSING
     monitor: str = MISSING
     mode: str = MISSING
-    checkpoints: bool = MISSING
+    checkpoints: str = MISSING  # best | last | both | none; true/false (configs written before) = both/none
+    keep_resume_state: bool = MISSING
+    on_extend: str = MISSING
     grad_clip_norm: float | None = MISSING
     on_nonfinite: str = MISSING
     max_skipped_batches: int = MISSING

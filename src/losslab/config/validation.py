@@ -15,6 +15,10 @@ from losslab.errors import LosslabError
 
 PRECISIONS = ("32", "16-mixed", "bf16-mixed")
 EVAL_BACKENDS = ("pycocotools", "faster_coco_eval")  # losslab.evaluation.metrics.BACKENDS
+CHECKPOINT_CHOICES = ("best", "last", "both", "none")
+# trainer.checkpoints was a boolean before it named what to keep: stored configs and old habits still say so.
+CHECKPOINT_BOOLEANS = {"true": "both", "false": "none"}
+EXTEND_CHOICES = ("last_lr", "replan")
 DETECTION_METRICS = ("mAP", "mAP50", "mAP75", "mAR100", "precision", "recall", "F1")
 
 # The modules whose classes a config may name as optimizer or scheduler: what a stored config or checkpoint
@@ -46,6 +50,13 @@ def evaluation_interval(cfg: DictConfig) -> int:
     stopping = cfg.trainer.early_stopping
     monitors = [cfg.trainer.monitor] + ([stopping.monitor] if stopping.enabled else [])
     return 1 if any(monitor in evaluated for monitor in monitors) else cfg.eval.every
+
+
+def checkpoint_choice(value: Any) -> str:
+    """trainer.checkpoints as one of CHECKPOINT_CHOICES (true and false as they meant: both and none); any other
+    value is returned as given, for validation to refuse."""
+    text = str(value).lower() if isinstance(value, bool | str) else str(value)
+    return CHECKPOINT_BOOLEANS.get(text, text)
 
 
 def unset_data_keys(cfg: DictConfig) -> str | None:
@@ -254,6 +265,13 @@ def validate(cfg: DictConfig) -> None:
           f"trainer.on_nonfinite={trainer.on_nonfinite}: expected stop or skip")
     check(trainer.precision in PRECISIONS,
           f"trainer.precision={trainer.precision}: expected one of {', '.join(PRECISIONS)}")
+    check(checkpoint_choice(trainer.checkpoints) in CHECKPOINT_CHOICES,
+          f"trainer.checkpoints={trainer.checkpoints}: expected one of {', '.join(CHECKPOINT_CHOICES)}")
+    check(not (trainer.keep_resume_state and checkpoint_choice(trainer.checkpoints) == "none"),
+          "trainer.keep_resume_state=true with trainer.checkpoints=none: a run that writes no checkpoint keeps no "
+          "resume state; choose best, last or both")
+    check(trainer.on_extend in EXTEND_CHOICES,
+          f"trainer.on_extend={trainer.on_extend}: expected one of {', '.join(EXTEND_CHOICES)}")
     check(trainer.max_skipped_batches >= 0,
           f"trainer.max_skipped_batches={trainer.max_skipped_batches}: expected 0 or more")
     unknown = [name for name in cfg.logger.backends if name not in LOGGERS]

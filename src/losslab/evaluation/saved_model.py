@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from losslab.config.run_config import read_run_config
+from losslab.config.validation import checkpoint_choice
 from losslab.data.images import counted
 from losslab.errors import LosslabError
 from losslab.evaluation.tasks import task, task_of
@@ -39,7 +40,7 @@ def load_saved_model(run_dir: Path, checkpoint: str = "best", device: str = "aut
     """
     run_dir = Path(run_dir)
     cfg = read_run_config(run_dir)
-    path = checkpoint_path(run_dir, checkpoint)
+    path = checkpoint_path(run_dir, checkpoint, cfg)
     state = read_checkpoint(path)
     classes = class_names(run_dir, state)
     model = task(cfg).build_model(cfg["model"], inference_losses(cfg, len(classes)), len(classes))
@@ -56,14 +57,26 @@ def load_saved_model(run_dir: Path, checkpoint: str = "best", device: str = "aut
     return SavedModel(cfg, model, classes, category_ids, int(state["epoch"]), path, target, task_of(cfg))
 
 
-def checkpoint_path(run_dir: Path, checkpoint: str) -> Path:
-    """checkpoints/<checkpoint>.pt of the run; a missing one is an error that lists those there are."""
+def checkpoint_path(run_dir: Path, checkpoint: str, cfg: dict | None = None) -> Path:
+    """checkpoints/<checkpoint>.pt of the run; a missing one is an error that says which checkpoints the run
+    keeps (its trainer.checkpoints, from `cfg`) and how to get the one asked for."""
     path = run_dir / "checkpoints" / f"{checkpoint}.pt"
-    if not path.is_file():
-        there = sorted(p.stem for p in (run_dir / "checkpoints").glob("*.pt"))
-        found = f"it has {', '.join(there)}" if there else "it has none (trained with trainer.checkpoints=false?)"
-        raise LosslabError(f"checkpoint {path} does not exist; {found}.")
-    return path
+    if path.is_file():
+        return path
+    there = sorted(p.stem for p in (run_dir / "checkpoints").glob("*.pt"))
+    choice = checkpoint_choice((cfg or {}).get("trainer", {}).get("checkpoints", "both"))
+    other = "best" if checkpoint == "last" else "last"
+    if choice == "none":
+        why = ("the run kept no checkpoint (trained with trainer.checkpoints=none); train it again with "
+               "trainer.checkpoints=best (the default) to keep its best weights")
+    elif choice in ("best", "last") and choice != checkpoint:
+        why = (f"the run keeps only {choice}.pt (trainer.checkpoints={choice}): use --checkpoint {choice}, or train "
+               f"with trainer.checkpoints={checkpoint} or both to keep {checkpoint}.pt")
+    elif there:
+        why = f"it has {', '.join(p + '.pt' for p in there)} (use --checkpoint {other})"
+    else:
+        why = "it has none yet: the run has not finished an epoch, or was stopped before it did"
+    raise LosslabError(f"checkpoint {path} does not exist; {why}.")
 
 
 def class_names(run_dir: Path, state: dict) -> list[str]:

@@ -1,9 +1,10 @@
 """Reading weights files safely, always through `torch.load(weights_only=True)`: losslab checkpoints, and the
-state dicts a run may start from (torchvision's, losslab's, anyone's), with a clear error for a missing, corrupt or
-foreign file."""
+state dicts a run may start from (torchvision's, losslab's, anyone's), with a clear error for a missing, empty,
+corrupt or foreign file."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import torch
@@ -14,7 +15,7 @@ from losslab.errors import LosslabError
 
 
 def read_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict:
-    """A checkpoint saved by losslab; a missing, corrupt or foreign file gives a LosslabError."""
+    """A checkpoint saved by losslab; a missing, empty, corrupt or foreign file gives a LosslabError."""
     if not path.is_file():
         raise LosslabError(f"checkpoint {path} does not exist.")
     state = _load(path, map_location, "checkpoint", "a losslab checkpoint")
@@ -45,8 +46,24 @@ def read_state_dict(path: Path) -> tuple[dict[str, Tensor], dict | None]:
 
 def _load(path: Path, map_location: str | torch.device, name: str, kind: str):
     """torch.load(weights_only=True): tensors and plain containers only, so a file cannot run code."""
+    if path.stat().st_size == 0:
+        raise LosslabError(f"{name} {path} is empty (0 bytes): a copy or a disk that filled up cut it short; "
+                           "losslab itself replaces its files whole. Use another copy of the file.")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # torch raises many types for corrupt or unsafe files
-        raise LosslabError(f"{name} {path} could not be read as {kind} with torch.load(weights_only=True) (a corrupt "
-                           f"or truncated file, or a pickled object rather than tensors): {error}") from error
+        raise LosslabError(f"{name} {path} could not be read as {kind}: {load_failure(error)}") from error
+
+
+def load_failure(error: Exception) -> str:
+    """Why torch.load(weights_only=True) refused a file, without torch's advice to load it unsafely: losslab never
+    does (it would run whatever code the file names)."""
+    text = str(error)
+    refused = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    if refused:
+        return (f"it holds a Python object ({refused.group(1)}) that a safe load refuses. losslab reads checkpoints "
+                "only with torch.load(weights_only=True), and the checkpoints it writes hold only tensors and plain "
+                "values: this file was written by something else.")
+    if "Weights only load failed" in text:
+        return "it is not a file torch.save wrote (its contents are no pickle that torch can read safely)."
+    return text or f"{type(error).__name__} (the file ends early: it was cut short)"

@@ -13,12 +13,16 @@ from pathlib import Path
 import yaml
 
 from losslab.errors import LosslabError
-from losslab.reporting.history import read_metrics
+from losslab.reporting.history import best_row, read_metrics
 from losslab.reporting.ranking import EVALUATED_YARDSTICKS, Ranking, best_of, choose_ranking, ranked
+from losslab.run_lock import owner, resumable
 
 COMPARE_COLUMNS = ("rank", "run", "overrides", "status", "metric", "best", "best_epoch", "epochs_run", "rank_reason",
                    "run_dir")
-RUNS_COLUMNS = ("date", "status", "model", "loss", "start", "best_val_loss", "epochs_run", "run_dir")
+RUNS_COLUMNS = ("date", "status", "model", "loss", "start", "best_val_loss", "epochs_run", "resumable", "size",
+                "run_dir")
+# Files whose presence makes a folder a run for `losslab runs` (split.json: a run killed in its first epoch).
+RUN_MARKERS = ("summary.json", "metrics.csv", "split.json", "checkpoints/last.pt")
 
 
 @dataclass
@@ -111,27 +115,54 @@ def compare_runs(runs: list[FinishedRun], ranking: Ranking) -> list[dict]:
 
 
 def list_runs(root: Path) -> list[dict]:
-    """Every run below `root` (folders with summary.json), newest first."""
+    """Every run below `root`, newest first (by the time it last wrote a file): finished ones as their summary.json
+    says, and those without one as `running` (another process holds the folder's lock) or `killed` (listed with
+    the epochs its metrics.csv holds)."""
     if not root.is_dir():
         raise LosslabError(f"{root} is not a folder; expected where runs are written (outputs or multirun).")
+    folders = {path.parents[marker.count("/")] for marker in RUN_MARKERS for path in root.glob(f"**/{marker}")}
     rows = []
-    for summary_path in root.glob("**/summary.json"):
-        run = summary_path.parent
+    for run in folders:
         summary = read_summary(run)
+        history = read_metrics(run / "metrics.csv") if (run / "metrics.csv").is_file() else []
         config_path = run / ".hydra" / "config.yaml"
         config = yaml.safe_load(config_path.read_text()) if config_path.is_file() else {}
-        title = run_title(config)
+        title = run_title(config or {})
+        last_write = max((run / marker).stat().st_mtime for marker in RUN_MARKERS if (run / marker).exists())
+        if summary:
+            status, epochs, best = summary.get("status"), summary.get("epochs_run"), summary.get("best") or {}
+        else:
+            status = "running" if owner(run) else "killed"
+            epochs, best = len(history), best_row(history, "val/loss", "min") or {}
         rows.append({
-            "date": datetime.fromtimestamp(summary_path.stat().st_mtime).strftime("%Y-%m-%d %H:%M"),
-            "status": summary.get("status"),
+            "time": last_write,
+            "date": datetime.fromtimestamp(last_write).strftime("%Y-%m-%d %H:%M"),
+            "status": status,
             "model": title.split(", loss: ")[0],
             "loss": title.split(", loss: ")[-1],
-            "start": start_of(config),
-            "best_val_loss": (summary.get("best") or {}).get("val/loss"),
-            "epochs_run": summary.get("epochs_run"),
+            "start": start_of(config or {}),
+            "best_val_loss": best.get("val/loss"),
+            "epochs_run": epochs,
+            "resumable": "yes" if resumable(run) else "no",
+            "size": f"{folder_size(run) / 1e6:.0f} MB",
             "run_dir": str(run),
         })
-    return sorted(rows, key=lambda row: row["date"], reverse=True)
+    return sorted(rows, key=lambda row: row["time"], reverse=True)
+
+
+def folder_size(folder: Path) -> int:
+    """The bytes of the files below `folder`, a file hard-linked twice (best.pt and last.pt) counted once."""
+    seen, total = set(), 0
+    for path in Path(folder).rglob("*"):
+        try:
+            stat = path.lstat()
+        except OSError:  # removed while we looked
+            continue
+        if path.is_symlink() or not path.is_file() or (stat.st_dev, stat.st_ino) in seen:
+            continue
+        seen.add((stat.st_dev, stat.st_ino))
+        total += stat.st_size
+    return total
 
 
 def write_table(path: Path, rows: list[dict], columns: tuple[str, ...]) -> Path:

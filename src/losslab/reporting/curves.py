@@ -1,20 +1,21 @@
 """Loss-curve figures: one run's train/val curves per component, a sweep's runs (or groups of repeated runs)
-overlaid, and the groups' statistics."""
+overlaid, and the groups' statistics.
+
+Drawn with matplotlib's object API (a Figure on its own Agg canvas), never pyplot: pyplot keeps global state that
+is not thread-safe, and a run draws its curves in a background thread while it trains.
+"""
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
 
-import matplotlib
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
 
-matplotlib.use("Agg")  # files only; never needs a display
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-
-from losslab.losses.catalogue import COMPONENTS  # noqa: E402
+from losslab.losses.catalogue import COMPONENTS
 
 TRAIN_STYLE = {"color": "tab:blue", "marker": "o", "markersize": 3}
 VAL_STYLE = {"color": "tab:orange", "marker": "o", "markersize": 3}
@@ -46,8 +47,11 @@ def loss_curves_figure(rows: list[dict], title: str = "", best_epoch: int | None
     ncols = min(3, len(panels))
     nrows = math.ceil(len(panels) / ncols) + (1 if has_lr else 0)
     heights = [3] * math.ceil(len(panels) / ncols) + ([1.3] if has_lr else [])
-    fig = plt.figure(figsize=(4.2 * ncols, sum(heights) + 0.6), layout="constrained")
-    grid = fig.add_gridspec(nrows, ncols, height_ratios=heights)
+    # Margins fixed in inches rather than a layout engine: constrained layout doubles the cost of drawing the
+    # figure, which a run redraws after every epoch.
+    size = (4.2 * ncols, sum(heights) + 0.6 + (0.3 if title else 0.0))
+    fig = new_figure(figsize=size)
+    grid = fig.add_gridspec(nrows, ncols, height_ratios=heights, **_margins(size, nrows, ncols, bool(title)))
     for i, name in enumerate(panels):
         ax = fig.add_subplot(grid[i // ncols, i % ncols])
         if name == "metrics":
@@ -89,6 +93,17 @@ def sweep_columns(rank_by: str) -> tuple[str, ...]:
     return ("val/loss", "val/ref_loss", rank_by if rank_by not in ("val/loss", "val/ref_loss") else "train/loss")
 
 
+def _margins(size: tuple[float, float], nrows: int, ncols: int, titled: bool) -> dict[str, float]:
+    """GridSpec margins and gaps leaving room (in inches) for tick labels, axis labels, panel titles and the
+    figure's title."""
+    left, right, bottom, top, gap = 0.95, 0.2, 0.5, 0.35 + (0.35 if titled else 0.0), 0.8
+    width, height = size
+    axes_width = (width - left - right - gap * (ncols - 1)) / ncols
+    axes_height = (height - bottom - top - gap * (nrows - 1)) / nrows
+    return {"left": left / width, "right": 1 - right / width, "bottom": bottom / height, "top": 1 - top / height,
+            "wspace": gap / axes_width, "hspace": gap / axes_height}
+
+
 def plot_sweep_curves(groups: list[tuple[str, list[list[dict]]]], path: Path,
                       columns=("val/loss", "train/loss")) -> Path:
     """Save sweep_figure(...) to `path`."""
@@ -98,7 +113,8 @@ def plot_sweep_curves(groups: list[tuple[str, list[list[dict]]]], path: Path,
 def sweep_figure(groups: list[tuple[str, list[list[dict]]]], columns=("val/loss", "train/loss")) -> Figure:
     """`columns` over epochs, one panel per column, one line per (label, runs' rows) group: a single run's
     values, or the mean over the group's runs with their min-max range shaded."""
-    fig, axes = plt.subplots(1, len(columns), figsize=(6 * len(columns), 4.5), layout="constrained", squeeze=False)
+    fig = new_figure(figsize=(6 * len(columns), 4.5), layout="constrained")
+    axes = fig.subplots(1, len(columns), squeeze=False)
     for ax, column in zip(axes[0], columns, strict=True):
         for label, runs in groups:
             epochs, mean, low, high = _band(runs, column)
@@ -142,7 +158,8 @@ def statistics_figure(rows: list[dict], mode: str) -> Figure:
     the baseline in black with its mean as a dashed line, each verdict on the right. `rows` are
     losslab.reporting.repeats' group rows."""
     metric = rows[0]["rank_by"]
-    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.5 * len(rows)), layout="constrained")
+    fig = new_figure(figsize=(8, 1.2 + 0.5 * len(rows)), layout="constrained")
+    ax = fig.subplots()
     for y, row in enumerate(reversed(rows)):
         color = "black" if row["baseline"] else "tab:blue"
         ax.plot(row["values"], [y] * len(row["values"]), "o", color=color, alpha=0.35, markersize=5)
@@ -191,10 +208,16 @@ def _epoch_axis(ax, epochs: list[int]) -> None:
     ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
 
 
+def new_figure(**kwargs) -> Figure:
+    """A Figure (Figure's keyword arguments) on its own Agg canvas: files only, no display, no pyplot."""
+    fig = Figure(**kwargs)
+    FigureCanvasAgg(fig)
+    return fig
+
+
 def _save(fig: Figure, path: Path) -> Path:
-    """Write the figure as PNG atomically (a reader never sees half a file), then free it."""
+    """Write the figure as PNG atomically (a reader never sees half a file)."""
     tmp = path.with_name(path.stem + ".tmp.png")
     fig.savefig(tmp, dpi=100)
-    plt.close(fig)
     tmp.replace(path)
     return path

@@ -7,13 +7,14 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from losslab.reporting.curves import _save, plt
+from losslab.reporting.curves import _save, new_figure
 from losslab.reporting.drawing import text_colour
 
 
 def plot_pr_curves(curves: dict[str, tuple[list[float], list[float]]], path: Path) -> Path:
     """Precision over recall at IoU 0.5 for every class (COCOeval's interpolated curves) and their mean."""
-    fig, ax = plt.subplots(figsize=(6, 5), layout="constrained")
+    fig = new_figure(figsize=(6, 5), layout="constrained")
+    ax = fig.subplots()
     precisions = []
     for name, (recall, precision) in curves.items():
         ax.plot(recall, precision, label=name)
@@ -36,7 +37,8 @@ def plot_confusion_matrix(matrix, names: list[str], path: Path) -> Path:
 def confusion_matrix_figure(matrix, names: list[str]) -> Figure:
     """Counts and row-normalised rates (true class by predicted class, background included); each number in
     black or white, whichever reads on its cell."""
-    fig, axes = plt.subplots(1, 2, figsize=(5 + 1.2 * len(names), 2.5 + 0.5 * len(names)), layout="constrained")
+    fig = new_figure(figsize=(5 + 1.2 * len(names), 2.5 + 0.5 * len(names)), layout="constrained")
+    axes = fig.subplots(1, 2)
     totals = matrix.sum(axis=1, keepdims=True)
     normalised = matrix / totals.clip(min=1)
     for ax, values, title, fmt in ((axes[0], matrix, "counts", "d"), (axes[1], normalised, "normalised by true class",

@@ -11,7 +11,7 @@ import torch
 from PIL import Image, ImageDraw
 from torchvision.utils import draw_segmentation_masks
 
-from losslab.reporting.curves import _save, plt
+from losslab.reporting.curves import _save, new_figure
 from losslab.reporting.drawing import CLASS_COLOURS, MASK_ALPHA
 
 BACKGROUND_COLOUR = (0, 0, 0)
@@ -61,7 +61,8 @@ def plot_class_iou(metrics: dict[str, float], path: Path) -> Path:
     """IoU of every class (horizontal bars), with the mIoU as a line; classes without an IoU are shown as n/a."""
     names = [key.removeprefix("IoU/") for key in metrics if key.startswith("IoU/")]
     values = [metrics[f"IoU/{name}"] for name in names]
-    fig, ax = plt.subplots(figsize=(6, 1 + 0.35 * len(names)), layout="constrained")
+    fig = new_figure(figsize=(6, 1 + 0.35 * len(names)), layout="constrained")
+    ax = fig.subplots()
     shown = [0.0 if math.isnan(v) else v for v in values]
     ax.barh(names, shown, color=[np.array(class_colour(i)) / 255 if i else "tab:gray" for i in range(len(names))])
     for row, value in enumerate(values):

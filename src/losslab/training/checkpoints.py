@@ -1,8 +1,17 @@
 """Checkpoints: what they hold, written atomically (losslab.modeling.weights reads them back with
-weights_only=True), and a run restored from one."""
+weights_only=True), what a finished run keeps of them, and a run restored from one.
+
+Two kinds, both dicts of tensors and plain values:
+- the resume state (checkpoints/last.pt while a run can go on): weights, optimizer, schedule, random streams,
+  history, config, classes;
+- the weights (checkpoints/best.pt, and last.pt of a finished run that keeps no resume state): what evaluate,
+  predict, export and `model.weights=RUN_DIR` need -- weights, classes, category ids, config, epoch and its
+  metrics row -- about the size of the model's own state_dict.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -17,31 +26,19 @@ from losslab.training.session import Session
 
 log = logging.getLogger(__name__)
 
-
-def save_checkpoint(path: Path, state: dict) -> None:
-    """Write `state` to a temporary file beside `path`, then rename it over `path`: a crash at any
-    moment leaves either the old checkpoint or the new one, never a torn file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+CHOICES = ("best", "last", "both", "none")  # trainer.checkpoints
+WEIGHTS_KEYS = ("model", "epoch", "config", "classes", "category_ids", "metrics")
+RESUME_KEYS = ("optimizer", "scheduler", "rng", "history")  # what the weights lack
 
 
-def mirror_checkpoint(source: Path, path: Path) -> None:
-    """Make `path` hold the same checkpoint as `source` (a hard link where the file system allows,
-    so best.pt costs no extra disk while it equals last.pt), replacing `path` atomically."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(source, tmp)
-    except OSError:
-        shutil.copyfile(source, tmp)
-    os.replace(tmp, path)
+def kept(choice: str) -> set[str]:
+    """The checkpoint names ("best", "last") a finished run keeps for trainer.checkpoints=`choice`."""
+    return {"best": {"best"}, "last": {"last"}, "both": {"best", "last"}, "none": set()}[choice]
 
 
-def training_state(session: Session, rows: list[dict], cfg: DictConfig) -> dict:
+def resume_state(session: Session, rows: list[dict], cfg: DictConfig) -> dict:
     """Everything a resume needs (weights, optimizer, schedule, random streams, history, config, what the weights
-    started from) and what inference needs (class names, the dataset's category ids)."""
+    started from) and what inference needs (class names, the dataset's category ids, the epoch's metrics)."""
     return {
         "model": session.model.state_dict(),
         "optimizer": session.optimizer.state_dict(),
@@ -51,6 +48,7 @@ def training_state(session: Session, rows: list[dict], cfg: DictConfig) -> dict:
                 "cuda": torch.cuda.get_rng_state_all() if session.device.type == "cuda" else None},
         "epoch": rows[-1]["epoch"],
         "history": rows,
+        "metrics": rows[-1],
         "config": OmegaConf.to_yaml(cfg),
         "classes": list(session.data.classes),
         "category_ids": list(session.data.category_ids),
@@ -58,19 +56,106 @@ def training_state(session: Session, rows: list[dict], cfg: DictConfig) -> dict:
     }
 
 
-def save_epoch_checkpoints(run_dir: Path, state: dict, improved: bool) -> None:
-    """checkpoints/last.pt, and best.pt when the epoch `improved` on the best so far."""
-    last = run_dir / "checkpoints" / "last.pt"
-    save_checkpoint(last, state)
-    if improved:
-        mirror_checkpoint(last, run_dir / "checkpoints" / "best.pt")
+def weights_of(state: dict, row: dict | None = None) -> dict:
+    """The weights checkpoint of a resume state (with `row` as its metrics, default the state's own epoch)."""
+    weights = {key: state[key] for key in WEIGHTS_KEYS if key in state}
+    if row is not None:
+        weights["metrics"] = row
+    return weights
 
 
-def restore(session: Session, checkpoint: dict, history: History) -> int:
-    """Load weights, optimizer, schedule, random streams and history; return the last finished epoch."""
+def snapshot(state, reuse=None):
+    """A copy of `state` whose tensors live on the CPU and no longer change with training, made by copying into
+    the tensors of `reuse` (an earlier snapshot of the same structure) where they fit: after the first epoch
+    no memory is allocated, and a copy costs a memcpy of the weights and optimizer state."""
+    if isinstance(state, torch.Tensor):
+        if isinstance(reuse, torch.Tensor) and reuse.shape == state.shape and reuse.dtype == state.dtype:
+            return reuse.copy_(state.detach())
+        return state.detach().to("cpu", copy=True)
+    if isinstance(state, dict):
+        reuse = reuse if isinstance(reuse, dict) else {}
+        return {key: snapshot(value, reuse.get(key)) for key, value in state.items()}
+    if isinstance(state, list | tuple):
+        reuse = reuse if isinstance(reuse, list | tuple) and len(reuse) == len(state) else [None] * len(state)
+        return type(state)(snapshot(value, old) for value, old in zip(state, reuse, strict=True))
+    return state  # numbers, strings, None: immutable
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    """Write `state` to a temporary file beside `path`, then rename it over `path`: a crash at any
+    moment leaves either the old checkpoint or the new one, never a torn file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with _without_crc32():
+        torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def _without_crc32():
+    """Skip the zip format's CRC32 of every tensor, a large part of the time a checkpoint takes to write: a
+    checkpoint is replaced whole by a rename, never torn, and torch.load does not read the checksum."""
+    try:
+        from torch.utils.serialization import config
+    except ImportError:  # older torch has no such setting and always computes it
+        return contextlib.nullcontext()
+    return config.patch({"save.compute_crc32": False})
+
+
+def mirror_checkpoint(source: Path, path: Path) -> None:
+    """Make `path` hold the same checkpoint as `source` (a hard link where the file system allows, so it costs
+    no extra disk), replacing `path` atomically."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(source, tmp)
+    except OSError:
+        shutil.copyfile(source, tmp)
+    os.replace(tmp, path)
+
+
+def finish_checkpoints(folder: Path, choice: str, last: dict | None, best_epoch: int | None) -> None:
+    """Reduce the checkpoints of a finished run that keeps no resume state to what `choice` keeps: last.pt becomes
+    the weights of `last` (the final resume state) or goes, best.pt stays or goes. A last.pt of the best epoch is
+    a hard link to best.pt, which then holds the same."""
+    keep = kept(choice)
+    last_path, best_path = folder / "last.pt", folder / "best.pt"
+    if "best" not in keep:
+        best_path.unlink(missing_ok=True)
+    if "last" not in keep or last is None:
+        last_path.unlink(missing_ok=True)
+    elif "best" in keep and last["epoch"] == best_epoch and best_path.is_file():
+        mirror_checkpoint(best_path, last_path)
+    else:
+        save_checkpoint(last_path, weights_of(last))
+    if not keep and folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
+
+
+def checkpoint_epoch(path: Path) -> int | None:
+    """The epoch a checkpoint holds, read without loading its tensors (None if unreadable)."""
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["epoch"])
+    except Exception:  # any unreadable file is simply not the wanted one
+        return None
+
+
+def restore(session: Session, checkpoint: dict, history: History, max_epochs: int, on_extend: str) -> int:
+    """Load weights, optimizer, schedule, random streams and history; return the last finished epoch.
+
+    A run resumed with a trainer.max_epochs beyond the one it was planned for is extended: its lr then holds at
+    that of the last planned epoch (`on_extend` last_lr) or follows the schedule re-planned over `max_epochs`
+    (replan).
+    """
     session.model.load_state_dict(checkpoint["model"])
     session.optimizer.load_state_dict(checkpoint["optimizer"])
-    session.schedulers.load_state_dict(checkpoint["scheduler"])
+    epoch = checkpoint["epoch"]
+    planned = OmegaConf.create(checkpoint["config"]).trainer.max_epochs
+    extending = max_epochs > planned
+    session.schedulers.load_state_dict(checkpoint["scheduler"], epoch, replan=extending and on_extend == "replan")
+    if extending and on_extend == "last_lr":
+        last_planned = next((row for row in checkpoint["history"] if row["epoch"] == planned),
+                            checkpoint["history"][-1])
+        session.schedulers.hold(planned, last_planned["lr"])
     if session.scaler is not None and checkpoint.get("scaler"):
         session.scaler.load_state_dict(checkpoint["scaler"])
     rng = checkpoint["rng"]
@@ -80,7 +165,6 @@ def restore(session: Session, checkpoint: dict, history: History) -> int:
         torch.cuda.set_rng_state_all(rng["cuda"])
     for row in checkpoint["history"]:
         history.add(row)
-    epoch = checkpoint["epoch"]
     # The schedule's state already carries the phase's lr factor: switch the losses, not the lr.
     session.phase = session.schedule.phase_at(epoch)
     if session.phase is not None:
@@ -88,4 +172,16 @@ def restore(session: Session, checkpoint: dict, history: History) -> int:
     log.info("resuming after epoch %d: metrics.csv keeps epochs 1-%d; the weights are the checkpoint's%s", epoch, epoch,
              f" (model.weights={session.start['weights']} is not loaded again)"
              if session.start and session.start.get("weights") else "")
+    if extending:
+        how = (f"the schedule re-planned over {max_epochs} epochs" if on_extend == "replan"
+               else f"the lr of epoch {planned}, the last planned one")
+        log.info("extending the run from %d to %d epochs: epoch %d trains at lr %.3g, %s (trainer.on_extend=%s)",
+                 planned, max_epochs, epoch + 1, session.optimizer.param_groups[0]["lr"], how, on_extend)
     return epoch
+
+
+def repair_best(folder: Path, checkpoint: dict, best: dict | None) -> None:
+    """A run killed between writing last.pt and best.pt of its best epoch: write best.pt from last.pt."""
+    path = folder / "best.pt"
+    if best is not None and best["epoch"] == checkpoint["epoch"] and checkpoint_epoch(path) != checkpoint["epoch"]:
+        save_checkpoint(path, weights_of(checkpoint, best))

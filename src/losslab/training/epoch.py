@@ -3,7 +3,6 @@ the task's metrics when due (detection: mAP; segmentation: mIoU), and the metric
 
 from __future__ import annotations
 
-import logging
 import time
 
 from losslab.modeling.heads import get_losses, set_losses
@@ -11,22 +10,20 @@ from losslab.reporting.comparison import loss_title
 from losslab.training.loop import train_one_epoch, validation_loss
 from losslab.training.session import Session
 
-log = logging.getLogger(__name__)
-
 SHORT_NAMES = {"classification": "cls", "box_regression": "box", "objectness": "obj",
                "rpn_box_regression": "rpn_box", "mask": "mask", "pixel": "pixel", "aux": "aux"}
 
 
-def enter_phase(session: Session, epoch: int) -> None:
-    """At the start of `epoch`, switch losses and lr factor if a new loss phase begins."""
+def enter_phase(session: Session, epoch: int) -> str | None:
+    """At the start of `epoch`, switch losses and lr factor if a new loss phase begins; the line that says so."""
     phase = session.schedule.phase_at(epoch)
     if phase is None or phase == session.phase:
-        return
+        return None
     set_losses(session.model, session.phase_losses[phase.number])
     session.schedulers.set_phase_factor(phase.lr_factor)
     session.phase = phase
-    log.info("epoch %d: loss phase %d (%s), lr factor %g", epoch, phase.number, loss_title(phase.choices),
-             phase.lr_factor)
+    return (f"epoch {epoch}: loss phase {phase.number} ("
+            + loss_title(phase.choices) + f"), lr factor {phase.lr_factor:g}")
 
 
 def run_epoch(session: Session, epoch: int, seed: int, progress: bool) -> dict:

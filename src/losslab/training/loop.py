@@ -34,12 +34,14 @@ COMPONENT_NAMES = {
 }
 
 class NonFiniteLossError(RuntimeError):
-    """The loss became NaN or infinite; carries where, and which components."""
+    """The loss became NaN or infinite; carries where (the epoch, and the train step or the validation pass) and
+    which components."""
 
-    def __init__(self, epoch: int, step: int, losses: dict[str, float]):
+    def __init__(self, epoch: int, losses: dict[str, float], step: int | None = None):
         self.epoch, self.step, self.losses = epoch, step, losses
         bad = [name for name, value in losses.items() if name != "loss" and not _finite(value)]
-        super().__init__(f"non-finite loss at epoch {epoch}, step {step}: {', '.join(bad) or 'loss'} "
+        where = "the validation pass" if step is None else f"train step {step}"
+        super().__init__(f"non-finite loss at epoch {epoch}, {where}: {', '.join(bad) or 'loss'} "
                          f"({', '.join(f'{k}={v:.4g}' for k, v in losses.items())})")
 
 
@@ -91,7 +93,7 @@ def train_one_epoch(
         # Every process must skip together, or the others would wait forever in the gradient all-reduce.
         if not all_agree(_finite(values["loss"]), device):
             if skip_budget is None or not skip_budget.take():
-                raise NonFiniteLossError(epoch, step, values)
+                raise NonFiniteLossError(epoch, values, step)
             log.warning("skipped a batch with a non-finite loss at epoch %d, step %d (%d skipped so far): %s",
                         epoch, step, skip_budget.skipped, values)
             continue
@@ -189,13 +191,19 @@ class RunningAverage:
         return {name: total / max(1, self.count) for name, total in self.sums.items()}
 
     def reduced(self, device: torch.device) -> RunningAverage:
-        """The average over every data-parallel process's images (itself in a single process)."""
-        names = sorted(self.sums)
-        *sums, count = all_reduce_sum([self.sums[name] for name in names] + [float(self.count)], device)
-        summed = dict(zip(names, sums, strict=True))  # sorted: every process must send the same order
+        """The average over every data-parallel process's images (itself in a single process).
+
+        Every process sends the same list, in the same order: a sum and a presence flag for the total and for
+        every component name, and its image count. So a process that saw no image (more processes than
+        validation images) sends zeros and counts for nothing, and a name counts if any process saw it.
+        """
+        names = [*COMPONENTS, "loss"]  # the order named_losses gives them
+        present = [1.0 if name in self.sums else 0.0 for name in names]
+        reduced = all_reduce_sum([self.sums.get(name, 0.0) for name in names] + present + [float(self.count)], device)
+        sums, seen = reduced[:len(names)], reduced[len(names):-1]
         total = RunningAverage()
-        total.sums = {name: summed[name] for name in self.sums}
-        total.count = round(count)
+        total.sums = {name: value for name, value, flag in zip(names, sums, seen, strict=True) if flag > 0}
+        total.count = round(reduced[-1])
         return total
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -9,25 +10,30 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
+from tqdm.contrib.logging import logging_redirect_tqdm
 
-from losslab.config.validation import validate
+from losslab.config.validation import checkpoint_choice, validate
 from losslab.distributed import World, broadcast, init_world, launched_world
 from losslab.errors import LosslabError
+from losslab.losses.catalogue import COMPONENTS
 from losslab.modeling.runtime import resolve_device
-from losslab.reporting.comparison import loss_title, run_title
-from losslab.reporting.curves import plot_loss_curves
-from losslab.reporting.history import History, write_json, write_metrics
+from losslab.reporting.comparison import folder_size, loss_title, run_title
+from losslab.reporting.history import History, write_json
 from losslab.reporting.loggers import build_loggers
-from losslab.training.checkpoints import restore, save_epoch_checkpoints, training_state
+from losslab.run_lock import release
+from losslab.training.checkpoints import finish_checkpoints, kept, repair_best, restore, resume_state
 from losslab.training.epoch import enter_phase, epoch_line, run_epoch
 from losslab.training.loop import NonFiniteLossError
+from losslab.training.recorder import EpochRecorder, RecordError
 from losslab.training.resume import open_checkpoint, resumed_config
 from losslab.training.run_folder import prepare_run_dir, resolve_run_dir
 from losslab.training.session import Session, setup
 from losslab.training.stopping import EarlyStopping
-from losslab.training.summary import report, run_summary
+from losslab.training.summary import report, run_summary, stop_message
 
 log = logging.getLogger(__name__)
+
+FINISHED = ("completed", "stopped_early", "diverged")  # statuses of a run that does not go on by itself
 
 
 @dataclass
@@ -49,52 +55,30 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> RunResult:
     A diverged run returns normally with status "diverged"; any other failure is re-raised after
     summary.json records it (status "failed" or "interrupted").
 
+    The run owns its folder (an exclusive lock, see losslab.run_lock) from before its first write to its end.
     Under torchrun every process trains its share of each batch and only the first (rank 0) writes.
     """
     world = init_world(resolve_device(cfg.trainer.device, launched_world()).type)
     cfg, run_dir, checkpoint = open_run(cfg, overrides or [], world)
-    plain = OmegaConf.to_container(cfg, resolve=True)
-    title, loss = run_title(plain), loss_title(plain["loss"])
-    history = History(cfg.trainer.monitor, cfg.trainer.mode)
-    session: Session | None = None
-    loggers: list = []
-    status, error = "completed", None
-    started = time.monotonic()
     try:
-        if world.main:
-            loggers = build_loggers(list(cfg.logger.backends), run_dir, plain,
-                                    mlflow_uri=cfg.logger.mlflow_tracking_uri,
-                                    experiment=cfg.logger.mlflow_experiment)
-        session = setup(cfg, run_dir, world, resumed=checkpoint)
-        first_epoch = 1 if checkpoint is None else restore(session, checkpoint, history) + 1
-        if train_epochs(cfg, session, history, run_dir, title, loggers, first_epoch):
-            status = "stopped_early"
-    except NonFiniteLossError as nonfinite:
-        status, error = "diverged", str(nonfinite)
-        log.error("diverged: %s; checkpoints/last.pt keeps the last finished epoch.", nonfinite)
-    except KeyboardInterrupt:
-        status, error = "interrupted", "stopped by the user (Ctrl-C); continue with: train resume=" + str(run_dir)
-        raise
-    except Exception as failure:
-        status, error = "failed", str(failure) if isinstance(failure, LosslabError) else repr(failure)
-        raise
+        return train_in_folder(cfg, run_dir, checkpoint, world)
     finally:
-        summary = run_summary(history, status, error, time.monotonic() - started, loss,
-                              session.device if session else None,
-                              list(session.data.classes) if session else None,
-                              session.class_weights if session else None, session.start if session else None,
-                              run_dir)
         if world.main:
-            finish_run_dir(run_dir, summary, history, title, loggers)
-    return RunResult(history=history.rows, run_dir=run_dir, status=status, summary=summary)
+            release(run_dir)
 
 
 def open_run(cfg: DictConfig, overrides: list[str], world: World) -> tuple[DictConfig, Path, dict | None]:
-    """The config to train with, the run folder and, when resuming, the checkpoint to continue from."""
+    """The config to train with, the run folder (owned by the main process from here on) and, when resuming,
+    the checkpoint to continue from."""
     if cfg.get("resume"):
         run_dir = Path(cfg.resume)
-        checkpoint = open_checkpoint(run_dir)
-        return resumed_config(checkpoint, overrides, run_dir), run_dir, checkpoint
+        checkpoint = open_checkpoint(run_dir, own=world.main)
+        try:
+            return resumed_config(checkpoint, overrides, run_dir), run_dir, checkpoint
+        except BaseException:
+            if world.main:
+                release(run_dir)
+            raise
     validate(cfg)
     run_dir = Path(broadcast(str(resolve_run_dir(cfg))))  # the other processes' Hydra folders are scratch
     if world.main:
@@ -102,45 +86,132 @@ def open_run(cfg: DictConfig, overrides: list[str], world: World) -> tuple[DictC
     return cfg, run_dir, None
 
 
-def train_epochs(cfg: DictConfig, session: Session, history: History, run_dir: Path, title: str, loggers: list,
-                 first_epoch: int) -> bool:
-    """Train from `first_epoch` to trainer.max_epochs, writing every epoch's files; True if it stopped early."""
+def train_in_folder(cfg: DictConfig, run_dir: Path, checkpoint: dict | None, world: World) -> RunResult:
+    """Set up, train and finish the run in `run_dir`, which this process owns."""
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    title, loss = run_title(plain), loss_title(plain["loss"])
+    history = History(cfg.trainer.monitor, cfg.trainer.mode)
+    recorder = EpochRecorder(run_dir, checkpoint_choice(cfg.trainer.checkpoints), title) if world.main else None
+    session: Session | None = None
+    loggers: list = []
+    status, error, failure = "completed", None, None
+    started = time.monotonic()
+    try:
+        # Epoch lines come from the recorder's thread while the next epoch's bar runs: print them above it.
+        with logging_redirect_tqdm() if cfg.trainer.progress and world.main else contextlib.nullcontext():
+            if world.main:
+                loggers = build_loggers(list(cfg.logger.backends), run_dir, plain,
+                                        mlflow_uri=cfg.logger.mlflow_tracking_uri,
+                                        experiment=cfg.logger.mlflow_experiment)
+            session = setup(cfg, run_dir, world, resumed=checkpoint)
+            first_epoch = 1 if checkpoint is None else resume_session(cfg, session, checkpoint, history, run_dir) + 1
+            if train_epochs(cfg, session, history, recorder, loggers, first_epoch):
+                status = "stopped_early"
+    except NonFiniteLossError as nonfinite:
+        status, error = "diverged", str(nonfinite)
+        say(recorder, f"diverged: {nonfinite}", logging.ERROR)
+    except RecordError:
+        pass  # a file could not be written: finish_run_dir says which, and what there is to resume
+    except BaseException as raised:  # Ctrl-C and SIGTERM too: summary.json says what happened, then re-raise
+        failure = raised
+        status = "interrupted" if isinstance(raised, KeyboardInterrupt) else "failed"
+        error = str(raised) if isinstance(raised, LosslabError) else repr(raised)
+    if recorder is not None:
+        status, error = finish_run_dir(cfg, run_dir, recorder, checkpoint, history, status, error, failure)
+    summary = run_summary(history, status, error, time.monotonic() - started, loss,
+                          session.device if session else None, list(session.data.classes) if session else None,
+                          session.class_weights if session else None, session.start if session else None, run_dir)
+    if world.main:
+        write_summary(run_dir, summary, history, loggers, cfg.trainer.keep_resume_state)
+    if failure is not None:
+        raise failure
+    if status == "failed":  # a file of the run folder could not be written
+        raise LosslabError(error)
+    return RunResult(history=history.rows, run_dir=run_dir, status=status, summary=summary)
+
+
+def resume_session(cfg: DictConfig, session: Session, checkpoint: dict, history: History, run_dir: Path) -> int:
+    """Restore `session` from `checkpoint`; the last finished epoch."""
+    epoch = restore(session, checkpoint, history, cfg.trainer.max_epochs, cfg.trainer.on_extend)
+    if session.world.main and "best" in kept(checkpoint_choice(cfg.trainer.checkpoints)):
+        repair_best(run_dir / "checkpoints", checkpoint, history.best)
+    return epoch
+
+
+def train_epochs(cfg: DictConfig, session: Session, history: History, recorder: EpochRecorder | None,
+                 loggers: list, first_epoch: int) -> bool:
+    """Train from `first_epoch` to trainer.max_epochs, recording every epoch's files; True if it stopped early."""
     early = cfg.trainer.early_stopping
     stopping = EarlyStopping(early.monitor, early.mode, early.patience, early.min_delta) if early.enabled else None
-    main = session.world.main
     for epoch in range(first_epoch, cfg.trainer.max_epochs + 1):
-        enter_phase(session, epoch)
+        if begun := enter_phase(session, epoch):
+            say(recorder, begun)
         # Every process decides (best epoch, early stopping, divergence) from the main process's row.
-        row = broadcast(run_epoch(session, epoch, cfg.trainer.seed, cfg.trainer.progress and main))
-        improved = history.improves(row)
-        log.info(epoch_line(row, cfg.trainer.max_epochs, improved))
-        if not math.isfinite(row["val/loss"]):
-            history.add(row)  # logged, but last.pt keeps the last good epoch
-            raise NonFiniteLossError(epoch, len(session.loaders["train"]),
-                                     {k[4:]: v for k, v in row.items() if k.startswith("val/")})
-        # Checkpoint first: an interruption at any point leaves last.pt, history and metrics.csv agreeing.
-        if cfg.trainer.checkpoints and main:
-            save_epoch_checkpoints(run_dir, training_state(session, [*history.rows, row], cfg), improved)
-        history.add(row)
-        if main:
-            write_metrics(run_dir / "metrics.csv", history.rows)
-            plot_loss_curves(history.rows, run_dir / "loss_curves.png", title, history.best_epoch)
+        row = broadcast(run_epoch(session, epoch, cfg.trainer.seed, cfg.trainer.progress and session.world.main))
+        improved = history.add(row)
+        line = epoch_line(row, cfg.trainer.max_epochs, improved)
+        if not math.isfinite(row["val/loss"]):  # logged, but last.pt keeps the last good epoch
+            if recorder is not None:
+                recorder.rows(history.rows, history.best_epoch, line)
+            raise NonFiniteLossError(epoch, {name: row[f"val/{name}"] for name in (*COMPONENTS, "loss")
+                                             if f"val/{name}" in row})
+        if recorder is not None:
+            state = resume_state(session, history.rows, cfg) if recorder.save_last else None
+            recorder.epoch(history.rows, history.best_epoch, improved, line, state)
         for logger in loggers:
             logger.log_epoch(row)
         if stopping is not None and stopping.should_stop(history.rows):
-            log.info("early stopping at epoch %d: %s", epoch, stopping.reason(history.rows))
+            say(recorder, f"early stopping at epoch {epoch}: {stopping.reason(history.rows)}")
             return True
     return False
 
 
-def finish_run_dir(run_dir: Path, summary: dict, history: History, title: str, loggers: list) -> None:
-    """summary.json, the final metrics.csv and curves, the loggers' last words and the console report."""
-    write_json(run_dir / "summary.json", summary)
-    if history.rows:
-        write_metrics(run_dir / "metrics.csv", history.rows)
-        plot_loss_curves(history.rows, run_dir / "loss_curves.png", title, history.best_epoch)
+def say(recorder: EpochRecorder | None, message: str, level: int = logging.INFO) -> None:
+    """Log `message` after the epoch lines the recorder still has to log (at once without a recorder)."""
+    if recorder is not None:
+        recorder.note(message, level)
+    else:
+        log.log(level, message)
+
+
+def finish_run_dir(cfg: DictConfig, run_dir: Path, recorder: EpochRecorder, checkpoint: dict | None,
+                   history: History, status: str, error: str | None, failure: BaseException | None
+                   ) -> tuple[str, str | None]:
+    """Wait for the recorder, then reduce a finished run's checkpoints to what it keeps; the final status and
+    error. A file that could not be written fails the run (the first such file is named), and a stop says what
+    there is to resume."""
+    record_error = recorder.close()
+    if record_error is not None and failure is None:
+        status, error = "failed", f"{record_error}; {stop_message(run_dir, history, 'the run stopped')}"
+    choice = checkpoint_choice(cfg.trainer.checkpoints)
+    if status in FINISHED and not cfg.trainer.keep_resume_state and choice != "none" and record_error is None:
+        try:
+            finish_checkpoints(run_dir / "checkpoints", choice, recorder.last_state or checkpoint,
+                               history.best_epoch)
+        except Exception as problem:  # the run's results stand; say what could not be reduced
+            status, error = "failed", f"could not reduce the checkpoints of {run_dir} to trainer.checkpoints=" \
+                                      f"{choice}: {problem}"
+    if status == "interrupted":
+        reason = f"stopped by {failure}" if str(failure) else "stopped by the user (Ctrl-C)"
+        error = stop_message(run_dir, history, reason)
+    return status, error
+
+
+def write_summary(run_dir: Path, summary: dict, history: History, loggers: list, keep_resume_state: bool) -> None:
+    """summary.json (with whether the run can be resumed and the folder's size), the loggers' last words and the
+    console report: each as far as the folder lets it."""
+    summary["resumable"] = (run_dir / "checkpoints" / "last.pt").is_file() and (
+        summary["status"] not in FINISHED or keep_resume_state)
+    summary["size_mb"] = round(folder_size(run_dir) / 1e6, 1)
+    try:
+        write_json(run_dir / "summary.json", summary)
+    except OSError as error:
+        log.error("could not write %s: %s", run_dir / "summary.json", error.strerror or error)
     artifacts = [run_dir / name for name in ("loss_curves.png", "metrics.csv", "summary.json")]
     for logger in loggers:
-        logger.log_images([run_dir / "loss_curves.png"], len(history.rows))
-        logger.close(summary, artifacts)
+        try:
+            logger.log_images([run_dir / "loss_curves.png"], len(history.rows))
+            logger.close(summary, artifacts)
+        except Exception as error:  # the run is over: report, never mask how it ended
+            log.error("logger %s could not finish: %s", type(logger).__name__, error)
     report(summary, run_dir)

@@ -13,6 +13,7 @@ import torchvision
 from losslab.data.images import counted
 from losslab.reporting.diagnosis import diagnose
 from losslab.reporting.history import History
+from losslab.training.checkpoints import checkpoint_epoch
 
 log = logging.getLogger(__name__)
 
@@ -47,17 +48,33 @@ def run_summary(history: History, status: str, error: str | None, wall_time: flo
 
 
 def report(summary: dict, run_dir: Path) -> None:
-    """The closing console line; a failure is reported by whoever handles the exception."""
+    """The closing console line: how the run ended and what it left. A failure is reported by whoever handles the
+    exception."""
     if summary["status"] == "failed":
         return
+    parts = [f"{summary['status']} after {counted(summary['epochs_run'], 'epoch')}"]
     best = summary["best"]
-    log.info("%s after %s | best epoch %s, val loss %s%s | %s | curves: %s",
-             summary["status"], counted(summary["epochs_run"], "epoch"), summary["best_epoch"],
-             f"{best['val/loss']:.4f}" if "val/loss" in best else "n/a",
-             f", mAP {best['val/mAP']:.3f}" if "val/mAP" in best else
-             f", best mAP {summary['best_mAP']:.3f}" if summary["best_mAP"] is not None else
-             f", best mIoU {summary['best_mIoU']:.3f}" if summary.get("best_mIoU") is not None else "",
-             summary["diagnosis"]["text"], run_dir / "loss_curves.png")
+    if best:
+        parts.append(f"best epoch {summary['best_epoch']}, val loss "
+                     + (f"{best['val/loss']:.4f}" if "val/loss" in best else "n/a")
+                     + (f", mAP {best['val/mAP']:.3f}" if "val/mAP" in best else
+                        f", best mAP {summary['best_mAP']:.3f}" if summary["best_mAP"] is not None else
+                        f", best mIoU {summary['best_mIoU']:.3f}" if summary.get("best_mIoU") is not None else ""))
+        parts.append(summary["diagnosis"]["text"])
+    if (run_dir / "loss_curves.png").is_file():
+        parts.append(f"curves: {run_dir / 'loss_curves.png'}")
+    if summary["status"] == "interrupted":
+        parts.append(summary["error"])
+    log.info("%s", " | ".join(parts))
+
+
+def stop_message(run_dir: Path, history: History, reason: str) -> str:
+    """What a run that stopped before its end (`reason`) left to continue from, in one sentence."""
+    epoch = checkpoint_epoch(run_dir / "checkpoints" / "last.pt")
+    if epoch is not None:
+        return f"{reason} after epoch {epoch}; continue with: train resume={run_dir}"
+    return (f"{reason} during epoch {len(history.rows) + 1} with no checkpoint on disk: there is nothing to resume; "
+            "start the run again")
 
 
 def _version() -> str:

@@ -1,0 +1,192 @@
+"""What a run keeps (trainer.checkpoints, trainer.keep_resume_state), what each checkpoint holds, and the recorder
+that writes every epoch's files in a background thread in the order that keeps a kill harmless."""
+
+from __future__ import annotations
+
+import errno
+import io
+import json
+import logging
+import time
+
+import pytest
+import torch
+
+from conftest import tiny_config
+from losslab import build_model, compose_config, run
+from losslab.config.validation import checkpoint_choice, validate
+from losslab.errors import LosslabError
+from losslab.evaluation.saved_model import checkpoint_path
+from losslab.modeling.weights import read_checkpoint
+from losslab.reporting.comparison import folder_size
+from losslab.reporting.history import read_metrics
+from losslab.training import recorder as recorder_module
+from losslab.training import run as run_module
+from losslab.training.checkpoints import RESUME_KEYS, WEIGHTS_KEYS, finish_checkpoints, save_checkpoint
+from losslab.training.recorder import EpochRecorder, RecordError
+
+
+@pytest.fixture(scope="module")
+def both(tmp_path_factory):
+    """A finished run that keeps both checkpoints, whose best epoch (by the highest lr) is the first of two."""
+    run_dir = tmp_path_factory.mktemp("both")
+    return run(tiny_config("trainer.max_epochs=2", "trainer.checkpoints=both", "trainer.monitor=lr",
+                           "trainer.mode=max", "eval.every=0", run_dir=run_dir))
+
+
+def test_a_finished_run_keeps_weights_the_size_of_the_models_own_state_dict(both):
+    checkpoints = both.run_dir / "checkpoints"
+    best, last = read_checkpoint(checkpoints / "best.pt"), read_checkpoint(checkpoints / "last.pt")
+    assert set(best) == set(last) == set(WEIGHTS_KEYS)  # no optimizer, schedule, random streams or history
+    assert (best["epoch"], last["epoch"]) == (1, 2) == (both.summary["best_epoch"], both.summary["epochs_run"])
+    assert best["metrics"] == pytest.approx(both.history[0]) and last["metrics"] == pytest.approx(both.history[1])
+    assert best["classes"] == ["circle", "square", "triangle"] and best["category_ids"] == [1, 2, 3]
+    model = build_model(tiny_config(), num_classes=3)
+    model.load_state_dict(best["model"])
+    own = io.BytesIO()
+    torch.save(model.state_dict(), own)
+    for path in (checkpoints / "best.pt", checkpoints / "last.pt"):
+        assert path.stat().st_size <= 1.05 * own.tell(), path
+    summary = json.loads((both.run_dir / "summary.json").read_text())
+    assert summary["resumable"] is False
+    assert summary["size_mb"] == pytest.approx(folder_size(both.run_dir) / 1e6, abs=0.1)
+    assert sorted(p.name for p in both.run_dir.iterdir()) == [".hydra", "checkpoints", "loss_curves.png",
+                                                              "metrics.csv", "split.json", "summary.json"]
+
+
+def test_resuming_a_finished_run_without_its_resume_state_says_how_to_keep_it(both):
+    before = {p: p.stat().st_mtime_ns for p in both.run_dir.rglob("*")}
+    with pytest.raises(LosslabError, match="trainer.keep_resume_state=false, which keeps only weights"):
+        run(tiny_config(f"resume={both.run_dir}"), overrides=["trainer.max_epochs=3"])
+    assert {p: p.stat().st_mtime_ns for p in both.run_dir.rglob("*")} == before
+
+
+@pytest.mark.parametrize(("choice", "best_epoch", "kept"), [
+    ("best", 1, {"best.pt"}), ("last", 1, {"last.pt"}), ("both", 1, {"best.pt", "last.pt"}),
+    ("both", 2, {"best.pt", "last.pt"}), ("none", 1, None)])
+def test_finishing_reduces_the_checkpoints_to_what_the_run_keeps(tmp_path, choice, best_epoch, kept):
+    folder = tmp_path / "checkpoints"
+    resume = {"model": {"w": torch.full((4,), 2.0)}, "epoch": 2, "config": "c", "classes": ["a"], "category_ids": [1],
+              "metrics": {"epoch": 2}, "optimizer": {"state": {}}, "scheduler": {}, "rng": {}, "history": []}
+    save_checkpoint(folder / "last.pt", resume)
+    best = {**{k: resume[k] for k in WEIGHTS_KEYS}, "epoch": best_epoch, "metrics": {"epoch": best_epoch}}
+    save_checkpoint(folder / "best.pt", best)
+    finish_checkpoints(folder, choice, resume, best_epoch)
+    if kept is None:
+        assert not folder.exists()
+        return
+    assert {p.name for p in folder.iterdir()} == kept
+    if "last.pt" in kept:
+        last = read_checkpoint(folder / "last.pt")
+        assert set(last) == set(WEIGHTS_KEYS) and last["epoch"] == 2 and torch.equal(last["model"]["w"],
+                                                                                     resume["model"]["w"])
+    if kept == {"best.pt", "last.pt"}:  # the best epoch's weights are kept once, in one file with two names
+        same = (folder / "best.pt").stat().st_ino == (folder / "last.pt").stat().st_ino
+        assert same == (best_epoch == 2)
+
+
+def test_checkpoints_choices_and_the_booleans_of_older_configs():
+    assert [checkpoint_choice(v) for v in (True, False, "True", "false", "best", "none")] == [
+        "both", "none", "both", "none", "best", "none"]
+    validate(compose_config(["trainer.checkpoints=true"]))  # a stored config of before keeps working
+    with pytest.raises(LosslabError, match="trainer.checkpoints=sometimes: expected one of best, last, both, none"):
+        validate(compose_config(["trainer.checkpoints=sometimes"]))
+    with pytest.raises(LosslabError, match="keep_resume_state=true with trainer.checkpoints=none"):
+        validate(compose_config(["trainer.checkpoints=none", "trainer.keep_resume_state=true"]))
+    with pytest.raises(LosslabError, match="trainer.on_extend=restart: expected one of last_lr, replan"):
+        validate(compose_config(["trainer.on_extend=restart"]))
+
+
+@pytest.mark.parametrize(("choice", "asked", "message"), [
+    ("last", "best", "keeps only last.pt \\(trainer.checkpoints=last\\): use --checkpoint last, or train with "
+                     "trainer.checkpoints=best or both"),
+    ("best", "last", "keeps only best.pt \\(trainer.checkpoints=best\\): use --checkpoint best"),
+    ("none", "best", "kept no checkpoint \\(trained with trainer.checkpoints=none\\)"),
+    (True, "best", "it has none yet")])
+def test_inference_on_a_run_without_the_checkpoint_says_what_is_missing_and_how_to_keep_it(tmp_path, choice, asked,
+                                                                                          message):
+    with pytest.raises(LosslabError, match=message):
+        checkpoint_path(tmp_path, asked, {"trainer": {"checkpoints": choice}})
+
+
+def _state(weights: torch.Tensor, epoch: int) -> dict:
+    return {"model": {"w": weights}, "epoch": epoch, "config": "c", "classes": ["a"], "category_ids": [1],
+            "metrics": {"epoch": epoch}, "optimizer": {"state": {0: {"exp_avg": weights * 2}}}, "scheduler": {},
+            "rng": {"torch": torch.zeros(3, dtype=torch.uint8)}, "history": []}
+
+
+def test_an_epoch_is_logged_only_once_its_checkpoint_and_metrics_are_on_disk(tmp_path, monkeypatch):
+    events = []
+
+    def slow_save(path, state):
+        time.sleep(0.2)  # a big checkpoint: training goes on meanwhile
+        save_checkpoint(path, state)
+        events.append(path.name)
+
+    class Events(logging.Handler):
+        def emit(self, record):
+            events.append(record.getMessage())
+
+    monkeypatch.setattr(recorder_module, "save_checkpoint", slow_save)
+    monkeypatch.setattr(recorder_module, "write_metrics", lambda path, rows: events.append(f"metrics {len(rows)}"))
+    monkeypatch.setattr("losslab.reporting.curves.plot_loss_curves",
+                        lambda rows, path, title, best: events.append(f"curves {len(rows)}"))
+    handler = Events()
+    recorder_module.log.addHandler(handler)
+    recorder_module.log.setLevel(logging.INFO)
+    try:
+        weights = torch.zeros(5)
+        recorder = EpochRecorder(tmp_path, "best", "title")
+        recorder.epoch([{"epoch": 1}], 1, True, "epoch 1/2", _state(weights, 1))
+        weights += 1.0  # the next epoch trains on: the checkpoint keeps epoch 1's values
+        first_buffer = recorder.last_state["model"]["w"].data_ptr()
+        recorder.epoch([{"epoch": 1}, {"epoch": 2}], 1, False, "epoch 2/2", _state(weights, 2))
+        recorder.note("closing")
+        assert recorder.close() is None
+    finally:
+        recorder_module.log.removeHandler(handler)
+    drawn = [e for e in events if e.startswith("curves")]
+    events = [e for e in events if not e.startswith("curves")]
+    assert events == ["last.pt", "best.pt", "metrics 1", "epoch 1/2", "last.pt", "metrics 2", "epoch 2/2", "closing"]
+    assert drawn[-1] == "curves 2" and len(drawn) <= 2  # an epoch already superseded is not drawn
+    assert recorder.last_state["model"]["w"].data_ptr() == first_buffer  # one copy, reused every epoch
+    best, last = torch.load(tmp_path / "checkpoints" / "best.pt"), torch.load(tmp_path / "checkpoints" / "last.pt")
+    assert torch.equal(best["model"]["w"], torch.zeros(5)) and set(best) == set(WEIGHTS_KEYS)
+    assert torch.equal(last["model"]["w"], torch.ones(5)) and set(RESUME_KEYS) <= set(last)
+    assert torch.equal(last["optimizer"]["state"][0]["exp_avg"], torch.full((5,), 2.0))
+
+
+def _read_only(path, *args):
+    raise OSError(errno.EROFS, "Read-only file system", str(path))
+
+
+def test_a_folder_turning_read_only_mid_run_keeps_the_first_error(tmp_path, monkeypatch, caplog):
+    saves = []
+
+    def save_once(path, state):
+        saves.append(path.name)
+        if len(saves) > 2:  # last.pt and best.pt of epoch 1 are written, then the disk turns read-only
+            _read_only(path)
+        save_checkpoint(path, state)
+
+    monkeypatch.setattr(recorder_module, "save_checkpoint", save_once)
+    monkeypatch.setattr(run_module, "write_json", _read_only)
+    with pytest.raises(LosslabError) as raised, caplog.at_level(logging.ERROR):
+        run(tiny_config("model=retinanet", "trainer.max_epochs=3", "eval.every=0", run_dir=tmp_path))
+    message = str(raised.value)
+    assert message.startswith(f"could not write {tmp_path / 'checkpoints' / 'last.pt'}: Read-only file system")
+    assert f"after epoch 1; continue with: train resume={tmp_path}" in message
+    assert read_checkpoint(tmp_path / "checkpoints" / "last.pt")["epoch"] == 1
+    assert not (tmp_path / "summary.json").exists() and "summary.json: Read-only file system" in caplog.text
+    assert [row["epoch"] for row in read_metrics(tmp_path / "metrics.csv")] == [1, 2]  # written what it could
+
+
+def test_a_failed_write_is_raised_by_the_training_thread_at_the_next_epoch(tmp_path, monkeypatch):
+    monkeypatch.setattr(recorder_module, "write_metrics", _read_only)
+    recorder = EpochRecorder(tmp_path, "none", "title")
+    recorder.epoch([{"epoch": 1}], 1, True, "epoch 1/2", None)
+    error = recorder.close()
+    assert isinstance(error, RecordError) and str(error) == f"could not write {tmp_path / 'metrics.csv'}: " \
+                                                            "Read-only file system"
+    with pytest.raises(RecordError):
+        recorder.epoch([{"epoch": 1}], 1, True, "epoch 2/2", None)
