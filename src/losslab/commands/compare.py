@@ -9,7 +9,6 @@ from pathlib import Path
 from losslab.errors import LosslabError
 from losslab.reporting import comparison
 from losslab.reporting.curves import plot_group_statistics, plot_sweep_curves, sweep_columns
-from losslab.reporting.repeats import STATS_COLUMNS, format_statistics, group_curves, group_runs, group_statistics
 
 SHOWN_COLUMNS = tuple(c for c in comparison.COMPARE_COLUMNS if c not in ("rank_reason", "run_dir"))  # why: printed once
 
@@ -45,6 +44,9 @@ def main(args: argparse.Namespace) -> int:
         figure = plot_sweep_curves(curves, out / "comparison.png", columns=sweep_columns(ranking.metric))
         print(f"table: {table}\nfigure: {figure}")
         return 0
+    # scipy's statistics take a second to import: only grouped runs need them.
+    from losslab.reporting.repeats import STATS_COLUMNS, format_statistics, group_curves, group_runs, group_statistics
+
     groups = group_runs(runs, args.group_by)
     statistics = group_statistics(groups, ranking, args.baseline, "--baseline")
     figure = plot_sweep_curves(group_curves(groups), out / "comparison.png", columns=sweep_columns(ranking.metric))
