@@ -188,5 +188,5 @@ def test_predict_explains_bad_requests(trained, images, tmp_path, capsys):
     save_checkpoint(no_names / "checkpoints" / "best.pt", {k: v for k, v in state.items() if k != "classes"})
     with pytest.raises(LosslabError, match="no class names"):
         load_saved_model(no_names)
-    with pytest.raises(LosslabError, match="it has best"):
+    with pytest.raises(LosslabError, match="the run keeps only best.pt"):
         load_saved_model(no_names, checkpoint="last")

@@ -53,7 +53,7 @@ EVERY_TITLE = ("cls=userloss.scaled_ce(scale=2.0), box=userloss.smooth_l1(beta=0
 def test_a_user_loss_for_every_component_trains_resumes_and_is_reported_like_a_built_in(tmp_path, capsys):
     work = _work_folder(tmp_path)
     run_dir = work / "outputs" / "run"
-    result, output = _train(*EVERY_COMPONENT, f"run_dir={run_dir}", cwd=work)
+    result, output = _train(*EVERY_COMPONENT, f"run_dir={run_dir}", "trainer.keep_resume_state=true", cwd=work)
     assert result.returncode == 0, output[-3000:]
     for key, target in (("cls", "scaled_ce"), ("box", "smooth_l1"), ("mask", "MaskBCE")):
         assert f"user loss loss.{key}._target_=userloss.{target} ({work / 'userloss.py'}): imported, and called " \

@@ -177,7 +177,7 @@ def test_per_component_override_on_the_command_line():
 
 
 def test_schedule_phases_cycle_and_override_only_what_they_name():
-    base = {"cls": {"name": "weighted_ce"}, "box": {"name": "default"}}
+    base = {"cls": {"name": "weighted_ce"}, "box": {"name": "default"}, "mask": {"name": "default"}}
     phases = [{"epochs": 2, "losses": {}, "lr_factor": 1.0},
               {"epochs": 1, "losses": {"cls": {"name": "ce"}, "mask": {"name": "jaccard"}}, "lr_factor": 0.1}]
     cycling = LossSchedule(base, phases, cycle=True)

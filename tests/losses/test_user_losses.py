@@ -224,6 +224,9 @@ def test_the_synthetic_batch_has_the_shapes_and_dtypes_of_the_contract(key):
         assert first.shape == (8,) and set(inputs[1].tolist()) == {0.0, 1.0}
     elif key == "mask":
         assert first.shape == inputs[1].shape == (3, 28, 28)
+    elif key == "pixel":  # C = 5 pixel classes, background included; 255 marks ignored pixels
+        assert first.shape == (2, 5, 8, 8) and inputs[1].shape == (2, 8, 8) and inputs[1].dtype == torch.int64
+        assert set(inputs[1].unique().tolist()) <= {*range(5), 255} and 255 in inputs[1].tolist()[0][0]
     else:
         pred, target, anchors, box_coder = inputs
         assert pred.shape == target.shape == anchors.shape == (4, 4) and (anchors[:, 2:] > anchors[:, :2]).all()

@@ -202,8 +202,9 @@ def test_corrupt_files_pickled_objects_and_wrong_paths_are_refused_clearly(tmp_p
     torch.save(torch.nn.Linear(2, 2), pickled)  # a whole module: only unpickling it could read it
     not_tensors = tmp_path / "list.pth"
     torch.save([1, 2, 3], not_tensors)
-    cases = {corrupt: f"weights file {corrupt} could not be read as weights with torch.load(weights_only=True)",
-             pickled: "could not be read as weights with torch.load(weights_only=True)",
+    cases = {corrupt: f"weights file {corrupt} could not be read as weights: it is not a file torch.save wrote",
+             pickled: "could not be read as weights: it holds a Python object (torch.nn.modules.linear.Linear) that "
+                      "a safe load refuses",
              not_tensors: "holds list, not a state dict",
              tmp_path / "nowhere.pth": "no such file or folder; expected coco",
              tmp_path: "the folder has no checkpoints/best.pt"}
@@ -245,7 +246,7 @@ def test_a_fine_tuned_run_records_its_start_resumes_and_serves_inference_without
     source = tmp_path / "source"
     shutil.copytree(source_run, source)
     fine_tuned = run(tiny_config(f"model.weights={source}", "model.freeze=backbone", "eval.every=0",
-                                 run_dir=tmp_path / "fine_tuned"))
+                                 "trainer.keep_resume_state=true", run_dir=tmp_path / "fine_tuned"))
     start = fine_tuned.summary["start"]
     assert start["weights"] == str(source) and start["file"] == str(source / "checkpoints" / "best.pt")
     assert start["tensors"]["reinitialised"] == {} and start["tensors"]["loaded"]["backbone.body"] > 0
@@ -291,7 +292,7 @@ def test_the_finetune_preset_trains_from_coco_weights_without_the_network(torch_
     key = ("faster_rcnn", "resnet50_fpn", "v1")
     save_as_coco_file(key, reference_state(key))
     result = run(tiny_config("experiment=finetune", "model.min_size=64", "model.max_size=64",
-                             "trainer.max_epochs=1", run_dir=tmp_path / "run"))
+                             "trainer.max_epochs=1", "trainer.keep_resume_state=true", run_dir=tmp_path / "run"))
     assert result.status == "completed"
     assert result.summary["start"]["weights"] == "coco"
     assert result.summary["start"]["tensors"]["reinitialised"] == {"roi_heads.box_predictor": 4}

@@ -42,7 +42,7 @@ def test_task_segmentation_switches_model_and_loss_defaults_and_keeps_detection_
     (["model=deeplabv3"], "model=deeplabv3 is a semantic segmentation model; add task=segmentation"),
     (["task=segmentation", "model=retinanet"], "model=retinanet is a detector"),
     (["task=segmentation", "data=voc", "data.root=x"], "use data=voc_seg|data=voc_seg"),
-    (["task=segmentation", "trainer.monitor=val/mIoU"], "need eval.every=1"),
+    (["task=segmentation", "trainer.monitor=val/mAP"], "trainer.monitor=val/mAP: expected one of"),
     (["task=segmentation", "augment=strong"], "augment.mosaic.p=0.5: mosaic mixes object instances"),
     (["task=segmentation", "model=fcn", "model.backbone=mobilenet_v3_large"], "model=fcn has the backbones"),
 ])
@@ -125,8 +125,8 @@ def test_two_gloo_processes_average_like_one_process(tmp_path):
     # As tests/training/test_distributed.py for detection: batch size 1 keeps each image's loss and BatchNorm
     # statistics its own, a vanishing learning rate keeps the weights, so both runs average the same numbers;
     # the metrics come from the confusion matrices of both processes' shares, summed.
-    same = ["data.batch_size=1", "optimizer=sgd", "optimizer.lr=1e-12", "scheduler=none", "augment=none",
-            "eval.every=1"]
+    same = ["data.num_images=12", "data.batch_size=1", "optimizer=sgd", "optimizer.lr=1e-12", "scheduler=none",
+            "augment=none", "eval.every=1"]  # 12 images: a train split both processes share evenly
     single = run(tiny_segmentation_config(*same, run_dir=tmp_path / "single")).history[0]
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "losslab",
                *TINY_SEGMENTATION, *same, f"run_dir={tmp_path / 'ddp'}"]

@@ -208,7 +208,7 @@ def detection_problems(cfg: DictConfig) -> list[str]:
     if cfg.model.backbone not in BACKBONES:
         problems.append(f"model.backbone={cfg.model.backbone}: expected one of {', '.join(BACKBONES)}")
     if cfg.model.arch in ARCHS:
-        choices = monitor_choices(cfg.model.arch, evaluates=cfg.eval.every == 1)
+        choices = monitor_choices(cfg.model.arch, evaluates=True)  # watching one evaluates every epoch
         for key, monitor in (("trainer.monitor", cfg.trainer.monitor),
                              ("trainer.early_stopping.monitor", cfg.trainer.early_stopping.monitor)):
             if monitor not in choices:

@@ -14,7 +14,7 @@ from losslab.data.loaders import make_loaders
 from losslab.data.segmentation import SegmentationData
 from losslab.distributed import World, launched_world
 from losslab.errors import LosslabError
-from losslab.evaluation.tasks import task
+from losslab.evaluation.tasks import SEGMENTATION, task
 from losslab.modeling.runtime import resolve_device
 
 
@@ -46,7 +46,7 @@ def build_dataloaders(cfg: DictConfig, data: DetectionData | SegmentationData | 
     world = world or launched_world()
     device = resolve_device(cfg.trainer.device, world)
     return make_loaders(data, cfg.data.batch_size, cfg.data.num_workers, seed=cfg.trainer.seed,
-                        pin_memory=device.type == "cuda", world=world)
+                        pin_memory=device.type == "cuda", world=world, drop_lone_image=task(cfg).name == SEGMENTATION)
 
 
 def build_model(cfg: DictConfig, num_classes: int | None = None, class_counts: list[int] | None = None,
