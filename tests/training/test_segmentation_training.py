@@ -56,7 +56,8 @@ def trained(tmp_path_factory):
     """A 2-epoch run of the cycling recipe with metrics every epoch, on tiny shapes."""
     run_dir = tmp_path_factory.mktemp("segmentation") / "run"
     cfg = tiny_segmentation_config("trainer.max_epochs=2", "eval.every=1", "loss=cycle_wce_jaccard",
-                                   "loss.schedule.phases.0.epochs=1", "model=deeplabv3", run_dir=run_dir)
+                                   "loss.schedule.phases.0.epochs=1", "model=deeplabv3", "trainer.checkpoints=both",
+                                   "trainer.keep_resume_state=true", run_dir=run_dir)
     return run(cfg)
 
 
@@ -89,7 +90,7 @@ def test_evaluate_writes_the_metrics_the_iou_chart_and_the_pixel_confusion_matri
     out = trained.run_dir / "eval_val"
     saved = json.loads((out / "metrics.json").read_text())
     matrix = np.array(saved["confusion_matrix"])
-    assert matrix.shape == (4, 4) and matrix.sum() == 2 * 64 * 64  # 2 val images, no pixel ignored
+    assert matrix.shape == (4, 4) and matrix.sum() == 3 * 64 * 64 and saved["images"] == 3  # val: 3, no pixel ignored
     assert saved["pixel_accuracy"] == pytest.approx(np.trace(matrix) / matrix.sum())
     assert metrics["mIoU"] == saved["mIoU"] and (out / "class_iou.png").is_file()
     assert (out / "confusion_matrix.png").is_file()
