@@ -11,15 +11,14 @@ count is not VOC's 21.
 from __future__ import annotations
 
 import logging
-import socket
 from pathlib import Path
-from urllib.parse import urlparse
 
 import torch
 import torchvision
 from torch import nn
 
 from losslab.errors import LosslabError
+from losslab.modeling.torchvision_weights import cached_file, fetch
 
 log = logging.getLogger(__name__)
 
@@ -33,16 +32,10 @@ WEIGHTS_ENUMS = {
     ("fcn", "resnet101"): "FCN_ResNet101_Weights",
     ("lraspp", "mobilenet_v3_large"): "LRASPP_MobileNet_V3_Large_Weights",
 }
-PROBE_TIMEOUT_S = 5.0  # how long "can this machine reach the download server?" may take
 
 
 def coco_voc_weights(arch: str, backbone: str) -> torchvision.models.WeightsEnum:
     return torchvision.models.get_weight(f"{WEIGHTS_ENUMS[(arch, backbone)]}.COCO_WITH_VOC_LABELS_V1")
-
-
-def cached_file(weights: torchvision.models.WeightsEnum) -> Path:
-    """TORCH_HOME/hub/checkpoints/<the URL's file name>: where torchvision's own builders look for `weights`."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(weights.url).path).name
 
 
 def load_start_weights(network: nn.Module, model: dict) -> dict | None:
@@ -94,31 +87,6 @@ def weights_file(arch: str, backbone: str, download: bool) -> Path:
     possible; otherwise a LosslabError saying which file is needed, where to put it and how to get it."""
     weights = coco_voc_weights(arch, backbone)
     path = cached_file(weights)
-    if path.is_file():
-        return path
-    if not download:
-        raise LosslabError(missing_message(weights, path, "model.download=false forbids downloading it"))
-    host = urlparse(weights.url).hostname
-    try:
-        socket.create_connection((host, 443), timeout=PROBE_TIMEOUT_S).close()
-    except OSError as error:
-        raise LosslabError(missing_message(weights, path, f"this machine cannot reach {host} ({error})")) from error
-    log.warning("downloading torchvision's %s weights %s into torchvision's cache %s (model.download=false forbids "
-                "downloads)", COCO_VOC, weights.url, path.parent)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        torch.hub.download_url_to_file(weights.url, str(path), hash_prefix=torch.hub.HASH_REGEX.search(path.name)
-                                       .group(1), progress=True)
-    except (OSError, RuntimeError) as error:  # network errors, a full disk, a hash that does not match
-        raise LosslabError(missing_message(weights, path, f"downloading it failed ({error})")) from error
+    if not path.is_file():
+        fetch(weights, path, download, COCO_VOC)
     return path
-
-
-def missing_message(weights: torchvision.models.WeightsEnum, path: Path, reason: str) -> str:
-    enum = type(weights).__name__
-    return (f"model.weights={COCO_VOC} needs torchvision's weights file {path.name} "
-            f"({weights.meta.get('_file_size', 0):.0f} MB), which is not in torchvision's cache {path.parent}, and "
-            f"{reason}. Get it on a machine with internet access, from {weights.url} (or with `python -c \"import "
-            f"torchvision; torchvision.models.get_weight('{enum}.COCO_WITH_VOC_LABELS_V1').get_state_dict()\"`, "
-            f"which puts it into that machine's cache), and copy it to {path} (the cache is "
-            "$TORCH_HOME/hub/checkpoints, by default ~/.cache/torch/hub/checkpoints).")

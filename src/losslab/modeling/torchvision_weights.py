@@ -71,31 +71,35 @@ def coco_weights_file(arch: str, backbone: str, variant: str, download: bool) ->
     return Path(broadcast(str(cached_file(weights))))
 
 
-def fetch(weights: torchvision.models.WeightsEnum, path: Path, download: bool) -> None:
-    """Download `weights` to `path` (torchvision's cache), checking the hash its file name carries."""
+def fetch(weights: torchvision.models.WeightsEnum, path: Path, download: bool, choice: str = "coco") -> None:
+    """Download `weights` (what model.weights=`choice` names) to `path`, torchvision's cache, checking the hash its
+    file name carries."""
     if not download:
-        raise LosslabError(missing_message(weights, path, "model.download=false forbids downloading it"))
+        raise LosslabError(missing_message(weights, path, "model.download=false forbids downloading it", choice))
     host = urlparse(weights.url).hostname
     try:
         socket.create_connection((host, 443), timeout=PROBE_TIMEOUT_S).close()
     except OSError as error:
-        raise LosslabError(missing_message(weights, path, f"this machine cannot reach {host} ({error})")) from error
-    log.warning("downloading torchvision's COCO weights %s (%.0f MB) into torchvision's cache %s "
-                "(model.download=false forbids downloads)", weights.url, weights.meta.get("_file_size", 0),
+        raise LosslabError(missing_message(weights, path, f"this machine cannot reach {host} ({error})",
+                                           choice)) from error
+    log.warning("downloading torchvision's %s weights %s (%.0f MB) into torchvision's cache %s "
+                "(model.download=false forbids downloads)", choice, weights.url, weights.meta.get("_file_size", 0),
                 path.parent)
     path.parent.mkdir(parents=True, exist_ok=True)
     hash_prefix = torch.hub.HASH_REGEX.search(path.name).group(1)
     try:
         torch.hub.download_url_to_file(weights.url, str(path), hash_prefix=hash_prefix, progress=True)
     except (OSError, RuntimeError) as error:  # network errors, a full disk, a hash that does not match
-        raise LosslabError(missing_message(weights, path, f"downloading it failed ({error})")) from error
+        raise LosslabError(missing_message(weights, path, f"downloading it failed ({error})", choice)) from error
 
 
-def missing_message(weights: torchvision.models.WeightsEnum, path: Path, reason: str) -> str:
-    enum = type(weights).__name__
-    return (f"model.weights=coco needs torchvision's COCO weights file {path.name} "
+def missing_message(weights: torchvision.models.WeightsEnum, path: Path, reason: str, choice: str = "coco") -> str:
+    """Which file model.weights=`choice` needs, why it is not there (`reason`), where to put it and how to get it."""
+    enum = f"{type(weights).__name__}.{weights.name}"
+    own_file = f"; or give its path: model.weights=/path/to/{path.name}" if choice == "coco" else ""
+    return (f"model.weights={choice} needs torchvision's weights file {path.name} "
             f"({weights.meta.get('_file_size', 0):.0f} MB), which is not in torchvision's cache {path.parent}, and "
             f"{reason}. Get it on a machine with internet access, from {weights.url} (or with `python -c \"import "
-            f"torchvision; torchvision.models.get_weight('{enum}.COCO_V1').get_state_dict()\"`, which puts it into "
+            f"torchvision; torchvision.models.get_weight('{enum}').get_state_dict()\"`, which puts it into "
             f"that machine's cache), and copy it to {path} (the cache is $TORCH_HOME/hub/checkpoints, by default "
-            f"~/.cache/torch/hub/checkpoints); or give its path: model.weights=/path/to/{path.name}.")
+            f"~/.cache/torch/hub/checkpoints){own_file}.")
