@@ -139,6 +139,21 @@ def write_metadata(path: Path, metadata: dict) -> Path:
     return file
 
 
+def input_metadata(transform: nn.Module, resize: str) -> dict:
+    """What an exported model takes: its image format, sizes and normalisation (`transform`: torchvision's
+    GeneralizedRCNNTransform or the segmenter's), with how it resizes (`resize`)."""
+    return {
+        "name": "image",
+        "format": "RGB, float32 in [0, 1], shape [3, H, W], any H and W",
+        "min_size": int(transform.min_size[0]),
+        "max_size": int(transform.max_size),
+        "resize": resize,
+        "image_mean": [float(v) for v in transform.image_mean],
+        "image_std": [float(v) for v in transform.image_std],
+        "normalisation": "inside the model: (image - image_mean) / image_std per channel; pass [0, 1] values",
+    }
+
+
 def require_onnxruntime() -> None:
     try:
         import onnx  # noqa: F401
@@ -285,17 +300,8 @@ def model_metadata(trained: SavedModel, model: nn.Module, format: str, file_name
         "backbone": trained.cfg["model"]["backbone"],
         "variant": trained.cfg["model"]["variant"],
         "classes": ["__background__", *trained.classes],
-        "input": {
-            "name": "image",
-            "format": "RGB, float32 in [0, 1], shape [3, H, W], any H and W",
-            "min_size": int(transform.min_size[0]),
-            "max_size": int(transform.max_size),
-            "resize": "inside the model, to the same size as the PyTorch model: shorter side to min_size, longer "
-                      "side at most max_size; boxes come back in the input's pixels",
-            "image_mean": [float(v) for v in transform.image_mean],
-            "image_std": [float(v) for v in transform.image_std],
-            "normalisation": "inside the model: (image - image_mean) / image_std per channel; pass [0, 1] values",
-        },
+        "input": input_metadata(transform, "inside the model, to the same size as the PyTorch model: shorter side to "
+                                "min_size, longer side at most max_size; boxes come back in the input's pixels"),
         "call": call,
         "outputs": names,
         "output_format": {
@@ -415,17 +421,8 @@ def segmenter_metadata(trained: SavedModel, model: nn.Module, format: str, file_
         "arch": trained.cfg["model"]["arch"],
         "backbone": trained.cfg["model"]["backbone"],
         "classes": list(trained.classes),
-        "input": {
-            "name": "image",
-            "format": "RGB, float32 in [0, 1], shape [3, H, W], any H and W",
-            "min_size": int(transform.min_size[0]),
-            "max_size": int(transform.max_size),
-            "resize": "inside the model: shorter side to min_size, longer side at most max_size; the output comes "
-                      "back at the input's size",
-            "image_mean": [float(v) for v in transform.image_mean],
-            "image_std": [float(v) for v in transform.image_std],
-            "normalisation": "inside the model: (image - image_mean) / image_std per channel; pass [0, 1] values",
-        },
+        "input": input_metadata(transform, "inside the model: shorter side to min_size, longer side at most max_size; "
+                                "the output comes back at the input's size"),
         "call": call,
         "outputs": ["mask", "probabilities"],
         "output_format": {"mask": "int64 [H, W], the index into classes of every pixel",
