@@ -6,7 +6,8 @@ A documented command is run unchanged but for:
 - `train` (and `torchrun -m losslab`): tiny settings for the keys they do not set (tiny data, one epoch, CPU), keys
   they set that only make a run longer (epochs, trials, processes) lowered, and `resume=` runs extended by one epoch;
 - placeholders: `outputs/DATE/TIME` is the newest run in the working folder, a dated run folder that is not there
-  (outputs/2026-12-01/10-00-00) a finished default run (outputs/2026-11-23/10-00-00, which is there),
+  (outputs/2026-12-01/10-00-00) a finished default run kept resumable (outputs/2026-11-23/10-00-00, which is
+  there; trained with trainer.keep_resume_state=true, so it stands in for a killed run too),
   `multirun/DATE/TIME[/N]` the newest sweep (its job N, or its last), `/data/...` the tiny datasets made here
   (COCO under /data/pets, Pascal VOC under /data/VOCdevkit/VOC2012, a VOC-format export with classes bolt and nut
   under /data/parts), `photos/`, `more/**/*.jpg` and `street.png` images made here;
@@ -127,9 +128,6 @@ class World:
         """A documented argument with its placeholders filled."""
         token = token.replace("/data/", f"{self.assets}/data/")
         key, _, value = token.partition("=")
-        elided = self.tiny_data("coco") | self.tiny_data("voc") | self.tiny_data("folder")
-        if value in ELIDED and key in elided:
-            token = f"{key}={elided[key]}"
         if MODEL_FILE.match(value):
             token = f"{key}={self.coco_file(MODEL_FILE.match(value).group(1))}"
         token = RUN_FOLDER.sub(self.run_folder, token)
@@ -217,7 +215,10 @@ class World:
             return kept + [f"{key}={value}" for key, value in extra.items()]
         shapes = "data" not in keys or keys["data"] == "data=shapes"
         kind = keys.get("data", "=shapes").split("=", 1)[1]
-        args = args + [f"{key}={value}" for key, value in self.tiny_data(kind).items() if key not in keys]
+        data = self.tiny_data(kind)  # the elided keys of data=kind (`...`, DIR, FILE.json) and those left unset
+        args = [f"{arg.split('=', 1)[0]}={data[arg.split('=', 1)[0]]}"
+                if arg.split("=", 1)[0] in data and arg.split("=", 1)[1] in ELIDED else arg for arg in args]
+        args += [f"{key}={value}" for key, value in data.items() if key not in keys]
         self.make_coco_weights(args)
         made = [f"{arg.split('=', 1)[0]}={SHORTER[arg.split('=', 1)[0]]}" if arg.split("=", 1)[0] in SHORTER else arg
                 for arg in args]

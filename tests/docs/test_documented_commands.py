@@ -34,7 +34,7 @@ def shared(tmp_path_factory):
     assets = tmp_path_factory.mktemp("assets")
     make_assets(assets)
     tiny = [f"{key}={value}" for key, value in TINY.items()]
-    run_dir = run(compose_config([*tiny, f"run_dir={assets / 'run'}"])).run_dir
+    run_dir = run(compose_config([*tiny, "trainer.keep_resume_state=true", f"run_dir={assets / 'run'}"])).run_dir
     sweep = assets / "sweep"
     result = subprocess.run([sys.executable, "-m", "losslab", "-m", "loss=default,focal", *tiny,
                              f"hydra.sweep.dir={sweep}"], capture_output=True, text=True, cwd=assets, timeout=600)
