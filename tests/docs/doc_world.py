@@ -8,7 +8,8 @@ A documented command is run unchanged but for:
 - placeholders: `outputs/DATE/TIME` is the newest run in the working folder, a dated run folder that is not there
   (outputs/2026-12-01/10-00-00) a finished default run kept resumable (outputs/2026-11-23/10-00-00, which is
   there; trained with trainer.keep_resume_state=true, so it stands in for a killed run too),
-  `multirun/DATE/TIME[/N]` the newest sweep (its job N, or its last), `/data/...` the tiny datasets made here
+  `multirun/DATE/TIME[/N]` the newest sweep (its job N, or its last), `multirun/DATE/TIME-A ... -B` the newest
+  sweeps, A the older, `/data/...` the tiny datasets made here
   (COCO under /data/pets, Pascal VOC under /data/VOCdevkit/VOC2012, a VOC-format export with classes bolt and nut
   under /data/parts), `photos/`, `more/**/*.jpg` and `street.png` images made here;
 - the rest of a command elided as `...`, `DIR` and `FILE.json`: `data=coco` gets the tiny COCO data and `data=voc`
@@ -63,6 +64,7 @@ MODEL_FILE = re.compile(r"^/models/([\w.-]+\.pth)$")
 DEFAULT_RUN = "outputs/2026-11-23/10-00-00"  # seed_folder's finished default run
 RUN_FOLDER = re.compile(r"outputs/(?:DATE/TIME|\d{4}-\d\d-\d\d/\d\d-\d\d-\d\d)")
 SWEEP_FOLDER = re.compile(r"multirun/(?:DATE/TIME|\d{4}-\d\d-\d\d/\d\d-\d\d-\d\d)(?:/(\d+))?")
+LETTERED_SWEEP = re.compile(r"multirun/DATE/TIME-([A-Z])\b")  # several sweeps in one command, made in that order
 
 
 @dataclass
@@ -186,7 +188,11 @@ class World:
 
     def argv(self, command: Command) -> list[str]:
         """The command as it runs here: placeholders filled and tiny settings for train runs."""
-        tokens = [self.fill(token) for token in self.words(command) if token != "..."]
+        letters = sorted(set(LETTERED_SWEEP.findall(command.text)))
+        sweeps = sorted(self.folder.glob("multirun/*/*"), key=lambda path: path.stat().st_mtime)[-len(letters):]
+        named = dict(zip(letters, sweeps, strict=True)) if letters else {}
+        tokens = [LETTERED_SWEEP.sub(lambda m: str(named[m.group(1)]), token) for token in self.words(command)]
+        tokens = [self.fill(token) for token in tokens if token != "..."]
         program, args = tokens[0], tokens[1:]
         if program == "train":
             return [str(BIN / "train"), *self.tiny(args)]
