@@ -121,8 +121,10 @@ def test_extending_a_finished_run_trains_at_the_documented_lr(extendable, tmp_pa
 def test_ctrl_c_leaves_a_consistent_checkpoint_and_an_interrupted_summary(tmp_path):
     import json
 
+    # As from a terminal: a test process started in the background (`cmd &`) inherits SIGINT ignored.
     process = subprocess.Popen([sys.executable, "-m", "losslab", *THREE_EPOCHS, f"run_dir={tmp_path}"],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while not (tmp_path / "checkpoints" / "last.pt").exists():
         assert process.poll() is None and time.monotonic() < deadline
