@@ -4,7 +4,8 @@ they refer to.
 
 A documented command is run unchanged but for:
 - `train` (and `torchrun -m losslab`): tiny settings for the keys they do not set (tiny data, one epoch, CPU), keys
-  they set that only make a run longer (epochs, trials, processes) lowered, and `resume=` runs extended by one epoch;
+  they set that only make a run longer (epochs, trials, processes; a sweep over seeds keeps its first two) lowered,
+  and `resume=` runs extended by one epoch;
 - placeholders: `outputs/DATE/TIME` is the newest run in the working folder, a dated run folder that is not there
   (outputs/2026-12-01/10-00-00) a finished default run kept resumable (outputs/2026-11-23/10-00-00, which is
   there; trained with trainer.keep_resume_state=true, so it stands in for a killed run too),
@@ -189,10 +190,11 @@ class World:
     def argv(self, command: Command) -> list[str]:
         """The command as it runs here: placeholders filled and tiny settings for train runs."""
         letters = sorted(set(LETTERED_SWEEP.findall(command.text)))
-        sweeps = sorted(self.folder.glob("multirun/*/*"), key=lambda path: path.stat().st_mtime)[-len(letters):]
-        named = dict(zip(letters, sweeps, strict=True)) if letters else {}
-        tokens = [LETTERED_SWEEP.sub(lambda m: str(named[m.group(1)]), token) for token in self.words(command)]
-        tokens = [self.fill(token) for token in tokens if token != "..."]
+        made = sorted(self.folder.glob("multirun/*/*"), key=lambda path: path.stat().st_mtime)
+        sweeps = made[len(made) - len(letters):]
+        named = dict(zip(letters, sweeps, strict=True))
+        tokens = [LETTERED_SWEEP.sub(lambda m: str(named[m.group(1)]), token) if LETTERED_SWEEP.search(token)
+                  else self.fill(token) for token in self.words(command) if token != "..."]
         program, args = tokens[0], tokens[1:]
         if program == "train":
             return [str(BIN / "train"), *self.tiny(args)]
@@ -228,6 +230,7 @@ class World:
         self.make_coco_weights(args)
         made = [f"{arg.split('=', 1)[0]}={SHORTER[arg.split('=', 1)[0]]}" if arg.split("=", 1)[0] in SHORTER else arg
                 for arg in args]
+        made = [",".join(arg.split(",")[:2]) if arg.startswith("trainer.seed=") else arg for arg in made]
         segmentation = keys.get("task") == "task=segmentation"
         made += [f"{key}={value}" for key, value in TINY.items()
                  if key not in keys and (shapes or key not in SHAPES_ONLY)
