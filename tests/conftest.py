@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -39,6 +40,19 @@ TINY_SEGMENTATION = [
 def _few_threads():
     # Tests are many small ops; more threads than cores only adds contention on CI's 2 cores.
     torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture(scope="module")
+def module_tmp_path(tmp_path_factory, request):
+    """A folder for a module's shared runs, removed when the module is done unless one of its tests failed.
+
+    Each run keeps checkpoints of up to 200 MB: kept to the end, a suite's runs would fill a CI machine's disk.
+    (pyproject.toml's tmp_path_retention_policy does the same for each test's own tmp_path.)"""
+    failed_before = request.session.testsfailed
+    folder = tmp_path_factory.mktemp(request.module.__name__.rpartition(".")[2])
+    yield folder
+    if request.session.testsfailed == failed_before:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def tiny_config(*overrides: str, run_dir=None):

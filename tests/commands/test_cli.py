@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 
 import pytest
 from scipy import stats
 
 from conftest import TINY
+from forked_command import train
 
 
 def _train(*args, cwd, multirun=False):
     flags = ["-m"] if multirun else []  # Hydra's flags go before the overrides
-    result = subprocess.run([sys.executable, "-m", "losslab", *flags, *TINY, *args], capture_output=True,
-                            text=True, cwd=cwd, timeout=300)
+    result = train(*flags, *TINY, *args, cwd=cwd, timeout=300)
     return result, result.stdout + result.stderr
 
 

@@ -18,8 +18,8 @@ from losslab.errors import LosslabError
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("run")
+def finished(module_tmp_path):
+    run_dir = module_tmp_path
     run(tiny_config("model=mask_rcnn", "trainer.max_epochs=2", "eval.every=0", run_dir=run_dir))
     return run_dir
 

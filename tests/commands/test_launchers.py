@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import csv
-import subprocess
-import sys
 
 import pytest
 import yaml
 
 from conftest import TINY
+from forked_command import train
 
 
 def _multirun(*args, cwd):
-    result = subprocess.run([sys.executable, "-m", "losslab", "-m", *TINY, *args], capture_output=True,
-                            text=True, cwd=cwd, timeout=400)
+    result = train("-m", *TINY, *args, cwd=cwd, timeout=400)
     return result, result.stdout + result.stderr
 
 
@@ -58,9 +56,7 @@ def test_a_study_storage_that_cannot_work_here_is_refused_before_anything_runs(t
 
     if int(version("optuna").split(".")[0]) >= 3 or int(version("sqlalchemy").split(".")[0]) < 2:
         pytest.skip("this environment's Optuna and SQLAlchemy work together")
-    result = subprocess.run([sys.executable, "-m", "losslab", "hparams_search=lr",
-                             "hydra.sweeper.storage=sqlite:///optuna.db"], cwd=tmp_path, capture_output=True,
-                            text=True, timeout=120)
+    result = train("hparams_search=lr", "hydra.sweeper.storage=sqlite:///optuna.db", cwd=tmp_path, timeout=120)
     output = result.stdout + result.stderr
     assert result.returncode == 1
     assert "hydra.sweeper.storage=sqlite:///optuna.db" in output and "sqlalchemy<2" in output

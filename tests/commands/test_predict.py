@@ -46,18 +46,19 @@ def random_image(height: int, width: int, channels: int = 3, seed: int = 0) -> t
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(module_tmp_path):
     """A really trained run: its checkpoint has no class names, so they come from summary.json."""
-    run_dir = tmp_path_factory.mktemp("run")
+    run_dir = module_tmp_path / "run"
     run(tiny_config("eval.every=0", run_dir=run_dir))
     return run_dir
 
 
 @pytest.fixture(scope="module")
-def images(tmp_path_factory):
+def images(module_tmp_path):
     """A folder of images of several sizes and formats, two unreadable files, a text file and a sub-folder
     holding an image with a stem that repeats one in the folder."""
-    folder = tmp_path_factory.mktemp("images")
+    folder = module_tmp_path / "images"
+    folder.mkdir()
     write_png(random_image(64, 64, seed=1), str(folder / "a.png"))
     (folder / "b.jpg").write_bytes(bytes(encode_jpeg(random_image(48, 80, seed=2)).tolist()))
     write_png(random_image(40, 60, channels=1, seed=3), str(folder / "c.png"))  # grayscale
@@ -76,8 +77,8 @@ SIZES = {"a.png": (64, 64), "b.jpg": (48, 80), "c.png": (40, 60), "d.BMP": (30, 
 
 
 @pytest.fixture(scope="module")
-def predicted(trained, images, tmp_path_factory):
-    out = tmp_path_factory.mktemp("predict")
+def predicted(trained, images, module_tmp_path):
+    out = module_tmp_path / "predict"
     # The folder, a glob repeating b.jpg (predicted once) and the sub-folder's image by a recursive glob.
     sources = [images, str(images / "*.jpg"), str(images / "**" / "sub" / "*.png")]
     return predict_images(trained, sources, score_threshold=0.0, out=out, batch_size=2, progress=False)

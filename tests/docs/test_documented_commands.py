@@ -1,17 +1,20 @@
 """Every shell command and Python snippet of README.md and docs/*.md does what the docs say, run as a user would
-type it, with tiny settings (tests/docs/doc_world.py says exactly what is changed). The commands of a document run
-in order in one working folder, so later ones use the runs earlier ones made.
+type it, with tiny settings (tests/docs/doc_world.py says exactly what is changed; `train` and `losslab` run in a
+fork of the test process, tests/forked_command.py). The commands of a document run in order in one working folder,
+so later ones use the runs earlier ones made.
 
 Marked `docs`: `pytest -m "not docs"` skips them locally; CI (`pytest -q`) always runs them.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
 import pytest
 from doc_world import (
+    BIN,
     DOCUMENTS,
     ROOT,
     TINY,
@@ -23,21 +26,27 @@ from doc_world import (
     shell_commands,
 )
 
+from forked_command import run_forked
+
+# The package's console scripts run in a fork of this process (forked_command.py): the same entry point, without a
+# new interpreter's five seconds of imports per command.
+CONSOLE_SCRIPTS = (str(BIN / "train"), str(BIN / "losslab"))
+
 pytestmark = pytest.mark.docs
 
 
 @pytest.fixture(scope="module")
-def shared(tmp_path_factory):
+def shared(module_tmp_path):
     """Tiny data, one finished run and one finished sweep, made once for every document."""
     from losslab import compose_config, run
 
-    assets = tmp_path_factory.mktemp("assets")
+    assets = module_tmp_path
     make_assets(assets)
     tiny = [f"{key}={value}" for key, value in TINY.items()]
     run_dir = run(compose_config([*tiny, "trainer.keep_resume_state=true", f"run_dir={assets / 'run'}"])).run_dir
     sweep = assets / "sweep"
-    result = subprocess.run([sys.executable, "-m", "losslab", "-m", "loss=default,focal", *tiny,
-                             f"hydra.sweep.dir={sweep}"], capture_output=True, text=True, cwd=assets, timeout=600)
+    result = run_forked([str(BIN / "train"), "-m", "loss=default,focal", *tiny, f"hydra.sweep.dir={sweep}"],
+                        cwd=assets, env=dict(os.environ), timeout=600)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     return assets, run_dir, sweep
 
@@ -60,8 +69,11 @@ def test_every_documented_command_runs(document, shared, tmp_path):
             if command.cannot_run_here:
                 continue
             argv = world.argv(command)
-            result = subprocess.run(argv, capture_output=True, text=True, cwd=tmp_path, timeout=900,
-                                    env=environment(world))
+            if argv[0] in CONSOLE_SCRIPTS:
+                result = run_forked(argv, cwd=tmp_path, env=environment(world), timeout=900)
+            else:
+                result = subprocess.run(argv, capture_output=True, text=True, cwd=tmp_path, timeout=900,
+                                        env=environment(world))
             said = f"{block.where}: `{command.text}` (ran as {' '.join(argv)})"
             output = result.stdout + result.stderr
             assert result.returncode == 0, f"{said} failed:\n{output[-3000:]}"
@@ -74,3 +86,15 @@ def test_commands_that_cannot_run_here_are_few_and_marked():
     skipped = [command.text for document in DOCUMENTS for block in code_blocks(document) if block.language == "bash"
                for command in shell_commands(block) if command.cannot_run_here]
     assert len(skipped) <= 8, skipped
+
+
+def test_a_forked_command_gives_the_exit_code_and_output_of_the_installed_script(tmp_path):
+    """The docs' commands pass only if the fork runs them as the script would: a wrong argument fails here too."""
+    wrong = run_forked([str(BIN / "train"), "model=nope"], cwd=tmp_path, env=dict(os.environ), timeout=120)
+    direct = subprocess.run([str(BIN / "train"), "model=nope"], capture_output=True, text=True, cwd=tmp_path,
+                            timeout=120)
+    assert wrong.returncode == direct.returncode == 1
+    assert "nope" in wrong.stdout + wrong.stderr
+    assert (wrong.stdout + wrong.stderr).strip() == (direct.stdout + direct.stderr).strip()
+    helped = run_forked([str(BIN / "losslab"), "--help"], cwd=tmp_path, env=dict(os.environ), timeout=120)
+    assert helped.returncode == 0 and "evaluate" in helped.stdout

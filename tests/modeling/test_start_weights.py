@@ -214,9 +214,9 @@ def test_corrupt_files_pickled_objects_and_wrong_paths_are_refused_clearly(tmp_p
 
 
 @pytest.fixture(scope="module")
-def source_run(tmp_path_factory):
+def source_run(module_tmp_path):
     """A finished Faster R-CNN run on the built-in shapes: what a later run starts from."""
-    return run(tiny_config(run_dir=tmp_path_factory.mktemp("source"))).run_dir
+    return run(tiny_config(run_dir=module_tmp_path)).run_dir
 
 
 def test_a_run_folder_starts_a_model_with_its_best_weights_and_new_heads_for_other_classes(source_run, caplog):

@@ -27,9 +27,9 @@ from losslab.training.recorder import EpochRecorder, RecordError
 
 
 @pytest.fixture(scope="module")
-def both(tmp_path_factory):
+def both(module_tmp_path):
     """A finished run that keeps both checkpoints, whose best epoch (by the highest lr) is the first of two."""
-    run_dir = tmp_path_factory.mktemp("both")
+    run_dir = module_tmp_path
     return run(tiny_config("trainer.max_epochs=2", "trainer.checkpoints=both", "trainer.monitor=lr",
                            "trainer.mode=max", "eval.every=0", run_dir=run_dir))
 

@@ -17,6 +17,7 @@ import torch
 from omegaconf import OmegaConf
 
 from conftest import TINY, tiny_config
+from forked_command import train
 from losslab import run
 from losslab.errors import LosslabError
 from losslab.modeling.weights import read_checkpoint
@@ -56,8 +57,7 @@ def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_result(tmp_path):
     for leftover in leftovers:  # what a kill in the middle of a write leaves
         leftover.write_bytes(b"half a file")
 
-    resumed = subprocess.run([sys.executable, "-m", "losslab", f"resume={run_dir}"], capture_output=True, text=True,
-                             timeout=300)
+    resumed = train(f"resume={run_dir}", cwd=tmp_path, timeout=300)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     rows = read_metrics(run_dir / "metrics.csv")
     assert [r["epoch"] for r in rows] == [1, 2, 3]
@@ -89,9 +89,9 @@ def test_resume_refuses_what_would_change_the_run_and_a_corrupt_checkpoint(tmp_p
 
 
 @pytest.fixture(scope="module")
-def extendable(tmp_path_factory):
+def extendable(module_tmp_path):
     """A finished two-epoch run (cosine schedule, lr 5e-4) that kept its resume state."""
-    run_dir = tmp_path_factory.mktemp("extendable")
+    run_dir = module_tmp_path
     run(tiny_config("trainer.max_epochs=2", "eval.every=0", "trainer.keep_resume_state=true", run_dir=run_dir))
     return run_dir
 

@@ -14,6 +14,7 @@ import time
 import pytest
 
 from conftest import TINY, tiny_config
+from forked_command import train
 from losslab import run
 from losslab.config import compose
 from losslab.errors import LosslabError
@@ -24,8 +25,7 @@ def _train(*args, cwd, timeout=300):
     """`train ARGS` as a user runs it, with its own temporary folder (where Hydra's scratch files would go)."""
     scratch = cwd / "tmp"
     scratch.mkdir(exist_ok=True)
-    result = subprocess.run([sys.executable, "-m", "losslab", *TINY, *args], capture_output=True, text=True, cwd=cwd,
-                            timeout=timeout, env={**os.environ, "TMPDIR": str(scratch)})
+    result = train(*TINY, *args, cwd=cwd, timeout=timeout, env={"TMPDIR": str(scratch)})
     assert not list(scratch.iterdir()), "scratch files left behind"
     return result, result.stdout + result.stderr
 

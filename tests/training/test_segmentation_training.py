@@ -52,9 +52,9 @@ def test_configs_mixing_the_tasks_are_refused_clearly(overrides, message):
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(module_tmp_path):
     """A 2-epoch run of the cycling recipe with metrics every epoch, on tiny shapes."""
-    run_dir = tmp_path_factory.mktemp("segmentation") / "run"
+    run_dir = module_tmp_path / "run"
     cfg = tiny_segmentation_config("trainer.max_epochs=2", "eval.every=1", "loss=cycle_wce_jaccard",
                                    "loss.schedule.phases.0.epochs=1", "model=deeplabv3", "trainer.checkpoints=both",
                                    "trainer.keep_resume_state=true", run_dir=run_dir)

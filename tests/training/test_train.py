@@ -19,8 +19,8 @@ from losslab.training.optim import build_schedulers
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("run")
+def finished(module_tmp_path):
+    run_dir = module_tmp_path
     cfg = tiny_config("trainer.max_epochs=2", "optimizer.lr=0.001", "scheduler=step", "scheduler.step_size=1",
                       "scheduler.gamma=0.5", "scheduler.warmup_epochs=0.5", run_dir=run_dir)
     return cfg, run(cfg)
