@@ -53,3 +53,30 @@ def test_listing_runs_loads_no_torch(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "retinanet (resnet18_fpn)" in result.stdout and "1.5000" in result.stdout
     assert "NO_TORCH" in result.stderr
+
+
+# Notes, for each line `losslab compare` prints, whether matplotlib was imported by then.
+RANKING_PROBE = """
+import sys
+from losslab import cli
+write = sys.stdout.write
+sys.stdout.write = lambda text: write(("PLOTTING " if "matplotlib" in sys.modules else "") + text if text.strip()
+                                      else text)
+sys.exit(cli.main({argv!r}))
+"""
+
+
+def test_compare_shows_its_ranking_before_it_imports_matplotlib_for_its_figure(tmp_path):
+    from conftest import fake_run
+
+    runs = [fake_run(tmp_path / name, [f"optimizer.lr={lr}"], [{"epoch": 1, "val/loss": loss, "train/loss": 2.0}])
+            for name, lr, loss in (("a", 0.001, 1.5), ("b", 0.002, 1.2))]
+    code = RANKING_PROBE.format(argv=["compare", *map(str, runs), "--out", str(tmp_path / "compared")])
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    ranking = [line for line in lines if "optimizer.lr=" in line]
+    assert len(ranking) == 2 and "optimizer.lr=0.002" in ranking[0]  # the lower val/loss first
+    assert not any(line.startswith("PLOTTING") for line in ranking)
+    assert lines[-2].startswith("PLOTTING table:") and lines[-1].startswith("figure:")  # one write: table, figure
+    assert (tmp_path / "compared" / "comparison.png").stat().st_size > 1000

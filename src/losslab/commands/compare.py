@@ -8,7 +8,6 @@ from pathlib import Path
 
 from losslab.errors import LosslabError
 from losslab.reporting import comparison
-from losslab.reporting.curves import plot_group_statistics, plot_sweep_curves, sweep_columns
 
 SHOWN_COLUMNS = tuple(c for c in comparison.COMPARE_COLUMNS if c not in ("rank_reason", "run_dir"))  # why: printed once
 
@@ -38,10 +37,14 @@ def main(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     table = comparison.write_table(out / "comparison.csv", rows, comparison.COMPARE_COLUMNS)
     print(f"ranked by {ranking.metric}: {ranking.reason}")
-    print(comparison.format_table(rows, SHOWN_COLUMNS))
+    print(comparison.format_table(rows, SHOWN_COLUMNS), flush=True)
+    # matplotlib takes most of a second to import: the ranking is on screen before the figures are drawn.
+    from losslab.reporting.curves import plot_group_statistics, plot_sweep_curves, sweep_columns
+
+    columns = sweep_columns(ranking.metric)
     if args.group_by is None:
         curves = [(row["overrides"] or row["run_dir"], [row["history"]]) for row in rows]
-        figure = plot_sweep_curves(curves, out / "comparison.png", columns=sweep_columns(ranking.metric))
+        figure = plot_sweep_curves(curves, out / "comparison.png", columns=columns)
         print(f"table: {table}\nfigure: {figure}")
         return 0
     # scipy's statistics take a second to import: only grouped runs need them.
@@ -49,10 +52,10 @@ def main(args: argparse.Namespace) -> int:
 
     groups = group_runs(runs, args.group_by)
     statistics = group_statistics(groups, ranking, args.baseline, "--baseline")
-    figure = plot_sweep_curves(group_curves(groups), out / "comparison.png", columns=sweep_columns(ranking.metric))
     stats_table = comparison.write_table(out / "comparison_stats.csv", statistics, STATS_COLUMNS)
-    stats_figure = plot_group_statistics(statistics, ranking.mode, out / "comparison_stats.png")
     print(f"\nruns differing only in {args.group_by}, grouped (better or worse than the baseline: p < 0.05):")
-    print(format_statistics(statistics))
+    print(format_statistics(statistics), flush=True)
+    figure = plot_sweep_curves(group_curves(groups), out / "comparison.png", columns=columns)
+    stats_figure = plot_group_statistics(statistics, ranking.mode, out / "comparison_stats.png")
     print(f"tables: {table}, {stats_table}\nfigures: {figure}, {stats_figure}")
     return 0

@@ -93,10 +93,11 @@ def sweep_columns(rank_by: str) -> tuple[str, ...]:
     return ("val/loss", "val/ref_loss", rank_by if rank_by not in ("val/loss", "val/ref_loss") else "train/loss")
 
 
-def _margins(size: tuple[float, float], nrows: int, ncols: int, titled: bool) -> dict[str, float]:
-    """GridSpec margins and gaps leaving room (in inches) for tick labels, axis labels, panel titles and the
-    figure's title."""
-    left, right, bottom, top, gap = 0.95, 0.2, 0.5, 0.35 + (0.35 if titled else 0.0), 0.8
+def _margins(size: tuple[float, float], nrows: int, ncols: int, titled: bool, legend_rows: int = 0) -> dict[str, float]:
+    """GridSpec margins and gaps leaving room (in inches) for tick labels, axis labels, panel titles, the
+    figure's title and `legend_rows` rows of a legend below the panels."""
+    left, right, top, gap = 0.95, 0.2, 0.35 + (0.35 if titled else 0.0), 0.8
+    bottom = 0.5 + (0.1 + 0.22 * legend_rows if legend_rows else 0.0)
     width, height = size
     axes_width = (width - left - right - gap * (ncols - 1)) / ncols
     axes_height = (height - bottom - top - gap * (nrows - 1)) / nrows
@@ -113,7 +114,8 @@ def plot_sweep_curves(groups: list[tuple[str, list[list[dict]]]], path: Path,
 def sweep_figure(groups: list[tuple[str, list[list[dict]]]], columns=("val/loss", "train/loss")) -> Figure:
     """`columns` over epochs, one panel per column, one line per (label, runs' rows) group: a single run's
     values, or the mean over the group's runs with their min-max range shaded."""
-    fig = new_figure(figsize=(6 * len(columns), 4.5), layout="constrained")
+    size = (6 * len(columns), 4.5)
+    fig = new_figure(figsize=size)  # margins set below, not a layout engine: see loss_curves_figure
     axes = fig.subplots(1, len(columns), squeeze=False)
     for ax, column in zip(axes[0], columns, strict=True):
         for label, runs in groups:
@@ -131,8 +133,10 @@ def sweep_figure(groups: list[tuple[str, list[list[dict]]]], columns=("val/loss"
     if any(len(runs) > 1 for _, runs in groups):
         handles.append(Patch(color="gray", alpha=0.2, label="shaded: min-max over the group's runs"))
         labels.append(handles[-1].get_label())
+    legend_columns = min(3, len(labels))
+    fig.subplots_adjust(**_margins(size, 1, len(columns), False, math.ceil(len(labels) / max(1, legend_columns))))
     if handles:
-        fig.legend(handles, labels, loc="outside lower center", fontsize=8, ncols=min(3, len(labels)))
+        fig.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, 0.01), fontsize=8, ncols=legend_columns)
     return fig
 
 
