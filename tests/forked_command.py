@@ -4,18 +4,23 @@ A new interpreter spends about five seconds importing torch, torchvision and los
 and the docs and CLI tests run about a hundred commands. Here a multiprocessing fork server imports them once and
 each command is a fork of it: the entry point the installed script calls (read from the package's metadata), with
 the script's argv, working folder, environment and import path, its output in files and its exit code as the
-script's. Only what was imported before it started differs from a new process. (A fork of the test process itself
-would hang: OpenMP's threads, started by the tests' own training, do not survive a fork; the server runs no torch.)
+script's. Only what was imported before it started differs from a new process (and what the interpreter or those
+imports read from the environment then: the server has the test process's environment). (A fork of the test process
+itself would hang: OpenMP's threads, started by the tests' own training, do not survive a fork; the server runs no
+torch.)
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import multiprocessing
 import os
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import traceback
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -40,23 +45,32 @@ def run_forked(argv: list[str], cwd: Path, env: dict[str, str], timeout: float) 
         out, err = Path(scratch) / "stdout", Path(scratch) / "stderr"
         process = _context.Process(target=_run_script, args=(list(argv), str(cwd), dict(env), str(out), str(err)))
         process.start()
-        process.join(timeout)
-        if process.exitcode is None:
-            os.killpg(process.pid, signal.SIGKILL)  # the command and the workers it started
+        try:
+            process.join(timeout)
+            if process.exitcode is None:
+                raise subprocess.TimeoutExpired(argv, timeout, _text(out), _text(err))
+        finally:
+            _kill_group(process.pid)  # the command if it still runs, and any worker it left behind
             process.join()
-            raise subprocess.TimeoutExpired(argv, timeout)
         return subprocess.CompletedProcess(argv, process.exitcode, _text(out), _text(err))
 
 
+def _kill_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+
+
 def _text(path: Path) -> str:
-    return path.read_bytes().decode(errors="replace") if path.is_file() else ""
+    """What subprocess's text mode reads: decoded, with universal newlines (tqdm's carriage returns included)."""
+    text = path.read_bytes().decode() if path.is_file() else ""
+    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 def _run_script(argv: list[str], cwd: str, env: dict[str, str], out: str, err: str) -> None:
-    code = 1
+    code: int | None = 1
     try:
         os.setpgid(0, 0)
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C raises KeyboardInterrupt, as in a script
         os.chdir(cwd)
         os.environ.clear()
         os.environ.update(env)
@@ -77,8 +91,22 @@ def _run_script(argv: list[str], cwd: str, env: dict[str, str], out: str, err: s
         if isinstance(exited.code, str):
             print(exited.code, file=sys.stderr)
         code = exited.code if isinstance(exited.code, int) or exited.code is None else 1
+    except KeyboardInterrupt:
+        traceback.print_exc()
+        code = 128 + signal.SIGINT
     except BaseException:  # noqa: BLE001 (the script would print it and exit 1)
         traceback.print_exc()
+        code = 1
+    finally:
+        _exit_as_python_does(code or 0)
+
+
+def _exit_as_python_does(code: int) -> None:
+    """Wait for the threads that are not daemons and run the atexit functions, as the interpreter does before it
+    exits (a command that hangs or fails there fails here too), then exit with `code`."""
+    try:
+        threading._shutdown()  # noqa: SLF001 (what the interpreter calls at exit)
+        atexit._run_exitfuncs()  # noqa: SLF001
     finally:
         sys.stdout.flush(), sys.stderr.flush()
-        os._exit(code or 0)
+        os._exit(code)

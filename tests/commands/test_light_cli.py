@@ -55,13 +55,13 @@ def test_listing_runs_loads_no_torch(tmp_path):
     assert "NO_TORCH" in result.stderr
 
 
-# Notes, for each line `losslab compare` prints, whether matplotlib was imported by then.
+# Marks each line `losslab compare` prints once matplotlib is imported.
 RANKING_PROBE = """
 import sys
 from losslab import cli
 write = sys.stdout.write
-sys.stdout.write = lambda text: write(("PLOTTING " if "matplotlib" in sys.modules else "") + text if text.strip()
-                                      else text)
+sys.stdout.write = lambda text: write("".join(("PLOTTING " if "matplotlib" in sys.modules and line.strip() else "")
+                                              + line for line in text.splitlines(keepends=True)))
 sys.exit(cli.main({argv!r}))
 """
 
@@ -77,6 +77,7 @@ def test_compare_shows_its_ranking_before_it_imports_matplotlib_for_its_figure(t
     lines = result.stdout.splitlines()
     ranking = [line for line in lines if "optimizer.lr=" in line]
     assert len(ranking) == 2 and "optimizer.lr=0.002" in ranking[0]  # the lower val/loss first
-    assert not any(line.startswith("PLOTTING") for line in ranking)
-    assert lines[-2].startswith("PLOTTING table:") and lines[-1].startswith("figure:")  # one write: table, figure
+    assert lines[0].startswith("ranked by val/loss")
+    assert not any(line.startswith("PLOTTING") for line in [lines[0], *ranking])
+    assert lines[-2].startswith("PLOTTING table:") and lines[-1].startswith("PLOTTING figure:")
     assert (tmp_path / "compared" / "comparison.png").stat().st_size > 1000

@@ -56,6 +56,17 @@ def test_sweep_figure_overlays_every_run():
     assert val["loss=focal"][1] == [2.5, 2.2] and val["loss=default"][1] == [3.5, 3.2]
 
 
+@pytest.mark.parametrize("runs", [1, 60])
+def test_a_sweep_figure_keeps_its_panels_full_height_below_a_legend_of_any_length(runs):
+    fig = sweep_figure([(f"optimizer.lr={index}", [ROWS]) for index in range(runs)])
+    fig.canvas.draw()
+    legend = fig.legends[0].get_window_extent()
+    for ax in fig.axes:
+        assert ax.get_window_extent().height / fig.dpi > 3.0  # inches, as with a short legend
+        assert legend.y1 < ax.xaxis.label.get_window_extent().y0  # the legend is below the "epoch" labels
+    assert len(fig.legends[0].get_texts()) == runs
+
+
 def test_losslab_plot_redraws_from_metrics_csv(tmp_path, capsys):
     write_metrics(tmp_path / "metrics.csv", ROWS)
     assert losslab_main(["plot", str(tmp_path)]) == 0

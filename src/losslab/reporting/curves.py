@@ -134,7 +134,10 @@ def sweep_figure(groups: list[tuple[str, list[list[dict]]]], columns=("val/loss"
         handles.append(Patch(color="gray", alpha=0.2, label="shaded: min-max over the group's runs"))
         labels.append(handles[-1].get_label())
     legend_columns = min(3, len(labels))
-    fig.subplots_adjust(**_margins(size, 1, len(columns), False, math.ceil(len(labels) / max(1, legend_columns))))
+    legend_rows = math.ceil(len(labels) / max(1, legend_columns))
+    size = (size[0], size[1] + 0.22 * legend_rows)  # the panels keep their height however many runs there are
+    fig.set_size_inches(size)
+    fig.subplots_adjust(**_margins(size, 1, len(columns), False, legend_rows))
     if handles:
         fig.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, 0.01), fontsize=8, ncols=legend_columns)
     return fig
