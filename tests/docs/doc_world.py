@@ -4,7 +4,8 @@ they refer to.
 
 A documented command is run unchanged but for:
 - `train` (and `torchrun -m losslab`): tiny settings for the keys they do not set (tiny data, one epoch, CPU), keys
-  they set that only make a run longer (epochs, trials, processes; a sweep over seeds keeps its first two) lowered,
+  they set that only make a run longer (epochs, trials, processes, images of the built-in data; a sweep over seeds
+  keeps its first two) lowered,
   and `resume=` runs extended by one epoch;
 - placeholders: `outputs/DATE/TIME` is the newest run in the working folder, a dated run folder that is not there
   (outputs/2026-12-01/10-00-00) a finished default run kept resumable (outputs/2026-11-23/10-00-00, which is
@@ -58,7 +59,8 @@ TINY = {
 }
 SHAPES_ONLY = ("data.num_images", "data.image_size", "data.max_objects")
 DETECTION_ONLY = ("model.box_batch_size_per_image",)  # keys task=segmentation's models do not have
-SHORTER = {"hydra.sweeper.n_trials": "2", "hydra.launcher.n_jobs": "2", "trainer.max_epochs": "1"}
+SHORTER = {"hydra.sweeper.n_trials": "2", "hydra.launcher.n_jobs": "2", "trainer.max_epochs": "1",
+           "data.num_images": TINY["data.num_images"]}
 RESUMABLE = ("trainer.max_epochs", "trainer.progress", "trainer.device", "data.num_workers")
 ELIDED = ("...", "DIR", "FILE.json")
 MODEL_FILE = re.compile(r"^/models/([\w.-]+\.pth)$")
