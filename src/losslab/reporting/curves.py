@@ -93,11 +93,10 @@ def sweep_columns(rank_by: str) -> tuple[str, ...]:
     return ("val/loss", "val/ref_loss", rank_by if rank_by not in ("val/loss", "val/ref_loss") else "train/loss")
 
 
-def _margins(size: tuple[float, float], nrows: int, ncols: int, titled: bool, legend_rows: int = 0) -> dict[str, float]:
+def _margins(size: tuple[float, float], nrows: int, ncols: int, titled: bool, legend: float = 0.0) -> dict[str, float]:
     """GridSpec margins and gaps leaving room (in inches) for tick labels, axis labels, panel titles, the
-    figure's title and `legend_rows` rows of a legend below the panels."""
-    left, right, top, gap = 0.95, 0.2, 0.35 + (0.35 if titled else 0.0), 0.8
-    bottom = 0.5 + (0.1 + 0.22 * legend_rows if legend_rows else 0.0)
+    figure's title and a legend `legend` inches high below the panels."""
+    left, right, bottom, top, gap = 0.95, 0.2, 0.5 + legend, 0.35 + (0.35 if titled else 0.0), 0.8
     width, height = size
     axes_width = (width - left - right - gap * (ncols - 1)) / ncols
     axes_height = (height - bottom - top - gap * (nrows - 1)) / nrows
@@ -134,10 +133,10 @@ def sweep_figure(groups: list[tuple[str, list[list[dict]]]], columns=("val/loss"
         handles.append(Patch(color="gray", alpha=0.2, label="shaded: min-max over the group's runs"))
         labels.append(handles[-1].get_label())
     legend_columns = min(3, len(labels))
-    legend_rows = math.ceil(len(labels) / max(1, legend_columns))
-    size = (size[0], size[1] + 0.22 * legend_rows)  # the panels keep their height however many runs there are
+    legend = 0.1 + 0.22 * math.ceil(len(labels) / legend_columns) if labels else 0.0  # inches
+    size = (size[0], size[1] + legend)  # the panels keep their height however many runs there are
     fig.set_size_inches(size)
-    fig.subplots_adjust(**_margins(size, 1, len(columns), False, legend_rows))
+    fig.subplots_adjust(**_margins(size, 1, len(columns), False, legend))
     if handles:
         fig.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, 0.01), fontsize=8, ncols=legend_columns)
     return fig
