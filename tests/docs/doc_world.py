@@ -5,8 +5,7 @@ they refer to.
 A documented command is run unchanged but for:
 - `train` (and `torchrun -m losslab`): tiny settings for the keys they do not set (tiny data, one epoch, CPU), keys
   they set that only make a run longer (epochs, trials, processes, images of the built-in data; a sweep over seeds
-  keeps its first two) lowered,
-  and `resume=` runs extended by one epoch;
+  keeps its first two) lowered, and `resume=` runs extended by one epoch;
 - placeholders: `outputs/DATE/TIME` is the newest run in the working folder, a dated run folder that is not there
   (outputs/2026-12-01/10-00-00) a finished default run kept resumable (outputs/2026-11-23/10-00-00, which is
   there; trained with trainer.keep_resume_state=true, so it stands in for a killed run too),

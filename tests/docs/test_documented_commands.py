@@ -8,7 +8,6 @@ Marked `docs`: `pytest -m "not docs"` skips them locally; CI (`pytest -q`) alway
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
@@ -26,10 +25,10 @@ from doc_world import (
     shell_commands,
 )
 
-from forked_command import run_forked
+from forked_command import run_forked, train
 
-# The package's console scripts run in a fork of this process (forked_command.py): the same entry point, without a
-# new interpreter's five seconds of imports per command.
+# The package's console scripts run as forks of a server that imported the package (forked_command.py): the same
+# entry point, without a new interpreter's five seconds of imports per command.
 CONSOLE_SCRIPTS = (str(BIN / "train"), str(BIN / "losslab"))
 
 pytestmark = pytest.mark.docs
@@ -45,8 +44,7 @@ def shared(module_tmp_path):
     tiny = [f"{key}={value}" for key, value in TINY.items()]
     run_dir = run(compose_config([*tiny, "trainer.keep_resume_state=true", f"run_dir={assets / 'run'}"])).run_dir
     sweep = assets / "sweep"
-    result = run_forked([str(BIN / "train"), "-m", "loss=default,focal", *tiny, f"hydra.sweep.dir={sweep}"],
-                        cwd=assets, env=dict(os.environ), timeout=600)
+    result = train("-m", "loss=default,focal", *tiny, f"hydra.sweep.dir={sweep}", cwd=assets, timeout=600)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     return assets, run_dir, sweep
 
@@ -86,4 +84,3 @@ def test_commands_that_cannot_run_here_are_few_and_marked():
     skipped = [command.text for document in DOCUMENTS for block in code_blocks(document) if block.language == "bash"
                for command in shell_commands(block) if command.cannot_run_here]
     assert len(skipped) <= 8, skipped
-
