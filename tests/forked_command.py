@@ -12,7 +12,6 @@ torch.)
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import multiprocessing
 import os
@@ -20,10 +19,11 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import traceback
 from importlib.metadata import entry_points
 from pathlib import Path
+
+from losslab.cli import exit_code_of, exit_now
 
 TESTS = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent  # where the installed scripts are
@@ -67,7 +67,7 @@ def _text(path: Path) -> str:
 
 
 def _run_script(argv: list[str], cwd: str, env: dict[str, str], out: str, err: str) -> None:
-    code: int | None = 1
+    code = 1
     try:
         os.setpgid(0, 0)
         signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C raises KeyboardInterrupt, as in a script
@@ -86,11 +86,7 @@ def _run_script(argv: list[str], cwd: str, env: dict[str, str], out: str, err: s
         sys.path[:] = [str(Path(argv[0]).parent), *(entry for entry in sys.path if entry not in ("", ".")
                                                      and not Path(entry).resolve().is_relative_to(TESTS))]
         (script,) = entry_points(group="console_scripts", name=Path(argv[0]).name)
-        code = script.load()()
-    except SystemExit as exited:
-        if isinstance(exited.code, str):
-            print(exited.code, file=sys.stderr)
-        code = exited.code if isinstance(exited.code, int) or exited.code is None else 1
+        code = exit_code_of(script.load())
     except KeyboardInterrupt:
         traceback.print_exc()
         code = 128 + signal.SIGINT
@@ -98,15 +94,4 @@ def _run_script(argv: list[str], cwd: str, env: dict[str, str], out: str, err: s
         traceback.print_exc()
         code = 1
     finally:
-        _exit_as_python_does(code or 0)
-
-
-def _exit_as_python_does(code: int) -> None:
-    """Wait for the threads that are not daemons and run the atexit functions, as the interpreter does before it
-    exits (a command that hangs or fails there fails here too), then exit with `code`."""
-    try:
-        threading._shutdown()  # noqa: SLF001 (what the interpreter calls at exit)
-        atexit._run_exitfuncs()  # noqa: SLF001
-    finally:
-        sys.stdout.flush(), sys.stderr.flush()
-        os._exit(code)
+        exit_now(code)  # as the script ends: threads, atexit functions, console, exit code
