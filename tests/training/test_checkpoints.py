@@ -9,8 +9,10 @@ import json
 import logging
 import time
 
+import numpy as np
 import pytest
 import torch
+from matplotlib.image import imread
 
 from conftest import tiny_config
 from losslab import build_model, compose_config, run
@@ -19,6 +21,8 @@ from losslab.errors import LosslabError
 from losslab.evaluation.saved_model import checkpoint_path
 from losslab.modeling.weights import read_checkpoint
 from losslab.reporting.comparison import folder_size
+from losslab.reporting.curve_process import CurveProcess
+from losslab.reporting.curves import plot_loss_curves
 from losslab.reporting.history import read_metrics
 from losslab.training import recorder as recorder_module
 from losslab.training import run as run_module
@@ -127,10 +131,29 @@ def test_an_epoch_is_logged_only_once_its_checkpoint_and_metrics_are_on_disk(tmp
         def emit(self, record):
             events.append(record.getMessage())
 
+    class Helper:
+        """The curves' helper process, drawing when its result is asked for."""
+
+        @classmethod
+        def start(cls):
+            events.append("helper started")
+            return cls()
+
+        def submit(self, rows, path, title, best_epoch):
+            events.append(f"curves {len(rows)} begun")
+            self.drawing = rows, path
+
+        def result(self):
+            rows, path = self.drawing
+            path.write_text(f"{len(rows)} epochs")
+            events.append(f"curves {len(rows)} drawn")
+
+        def close(self):
+            events.append("helper closed")
+
     monkeypatch.setattr(recorder_module, "save_checkpoint", slow_save)
     monkeypatch.setattr(recorder_module, "write_metrics", lambda path, rows: events.append(f"metrics {len(rows)}"))
-    monkeypatch.setattr("losslab.reporting.curves.plot_loss_curves",
-                        lambda rows, path, title, best: events.append(f"curves {len(rows)}"))
+    monkeypatch.setattr(recorder_module, "CurveProcess", Helper)
     handler = Events()
     recorder_module.log.addHandler(handler)
     recorder_module.log.setLevel(logging.INFO)
@@ -140,20 +163,68 @@ def test_an_epoch_is_logged_only_once_its_checkpoint_and_metrics_are_on_disk(tmp
         recorder.epoch([{"epoch": 1}], 1, True, "epoch 1/2", _state(weights, 1))
         weights += 1.0  # the next epoch trains on: the checkpoint keeps epoch 1's values
         first_buffer = recorder.last_state["model"]["w"].data_ptr()
-        recorder.epoch([{"epoch": 1}, {"epoch": 2}], 1, False, "epoch 2/2", _state(weights, 2))
+        recorder.epoch([{"epoch": 1}, {"epoch": 2}], 1, False, "epoch 2/2", _state(weights, 2), last=True)
         recorder.note("closing")
         assert recorder.close() is None
     finally:
         recorder_module.log.removeHandler(handler)
-    drawn = [e for e in events if e.startswith("curves")]
-    events = [e for e in events if not e.startswith("curves")]
-    assert events == ["last.pt", "best.pt", "metrics 1", "epoch 1/2", "last.pt", "metrics 2", "epoch 2/2", "closing"]
-    assert drawn[-1] == "curves 2" and len(drawn) <= 2  # an epoch already superseded is not drawn
+    # The curves are drawn while the files before them are written, and appear after them (a rename).
+    assert events == ["helper started", "curves 1 begun", "last.pt", "best.pt", "metrics 1", "epoch 1/2",
+                      "curves 1 drawn", "curves 2 begun", "last.pt", "metrics 2", "epoch 2/2", "curves 2 drawn",
+                      "closing", "helper closed"]
+    assert (tmp_path / "loss_curves.png").read_text() == "2 epochs" and not (tmp_path / "loss_curves.next.png").exists()
     assert recorder.last_state["model"]["w"].data_ptr() == first_buffer  # one copy, reused every epoch
     best, last = torch.load(tmp_path / "checkpoints" / "best.pt"), torch.load(tmp_path / "checkpoints" / "last.pt")
     assert torch.equal(best["model"]["w"], torch.zeros(5)) and set(best) == set(WEIGHTS_KEYS)
     assert torch.equal(last["model"]["w"], torch.ones(5)) and set(RESUME_KEYS) <= set(last)
     assert torch.equal(last["optimizer"]["state"][0]["exp_avg"], torch.full((5,), 2.0))
+
+
+ROWS = [{"epoch": epoch, "lr": 1e-3, "train/loss": 2.0 - epoch / 10, "val/loss": 2.2 - epoch / 5}
+        for epoch in (1, 2, 3)]
+
+
+class CountedHelper(CurveProcess):
+    started: list[CurveProcess] = []
+
+    @classmethod
+    def start(cls):
+        helper = super().start()
+        cls.started.append(helper)
+        return helper
+
+
+def _curves_of(rows, path):
+    plot_loss_curves(rows, path, "title", 1)
+    return imread(path)
+
+
+def test_a_runs_only_epoch_is_drawn_in_its_own_process_without_a_helper(tmp_path, monkeypatch):
+    monkeypatch.setattr(recorder_module, "CurveProcess", CountedHelper)
+    CountedHelper.started.clear()
+    recorder = EpochRecorder(tmp_path, "none", "title")
+    recorder.epoch(ROWS[:1], 1, True, "epoch 1/1", None, last=True)
+    assert recorder.close() is None
+    assert CountedHelper.started == []
+    assert np.array_equal(imread(tmp_path / "loss_curves.png"), _curves_of(ROWS[:1], tmp_path / "expected.png"))
+
+
+def test_curves_go_on_without_their_helper_when_it_dies(tmp_path, monkeypatch):
+    monkeypatch.setattr(recorder_module, "CurveProcess", CountedHelper)
+    CountedHelper.started.clear()
+    recorder = EpochRecorder(tmp_path, "none", "title")
+    recorder.epoch(ROWS[:1], 1, True, "epoch 1/3", None)
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "loss_curves.png").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    (helper,) = CountedHelper.started
+    helper._process.kill()
+    recorder.epoch(ROWS[:2], 1, False, "epoch 2/3", None)
+    recorder.epoch(ROWS, 1, False, "epoch 3/3", None, last=True)
+    assert recorder.close() is None
+    assert len(CountedHelper.started) == 1  # not started again: drawn in the run's process
+    assert np.array_equal(imread(tmp_path / "loss_curves.png"), _curves_of(ROWS, tmp_path / "expected.png"))
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["expected.png", "loss_curves.png", "metrics.csv"]
 
 
 def _read_only(path, *args):

@@ -5,9 +5,13 @@ repeated and never claims more than it kept:
 1. checkpoints/last.pt (the resume state), then best.pt (the weights) when the epoch improved;
 2. metrics.csv, every epoch so far;
 3. the epoch's console line: it is logged only once the epoch's checkpoint is on disk;
-4. loss_curves.png, unless a later epoch is already waiting (then only that one is drawn).
+4. loss_curves.png, unless a later epoch is already waiting (then only that one is drawn). While training goes on,
+   a helper process draws it (losslab.reporting.curve_process: drawing in this process would slow training), into
+   a staging file while 1-3 are written, renamed when they are; the curves of a run's only epoch are drawn here,
+   once 1-3 are written (training is over: no helper is worth starting).
 The training thread only copies the state to save into buffers that are reused every epoch (a memcpy of weights
-and optimizer state), and waits only when the previous epoch's checkpoint is still being written.
+and optimizer state), and waits only when the previous epoch's checkpoint is still being written. The background
+thread runs at the lowest CPU priority, so that it takes the cores only when training leaves them idle.
 
 A failed write (a full or read-only disk) is kept -- the first one, with its file -- and the thread goes on
 writing what it can; the training thread raises it at the next epoch, or when it closes the recorder.
@@ -15,13 +19,17 @@ writing what it can; the training thread raises it at the next epoch, or when it
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import queue
+import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from losslab.errors import LosslabError
+from losslab.reporting.curve_process import CurveProcess
 from losslab.reporting.history import write_metrics
 from losslab.training.checkpoints import save_checkpoint, snapshot, weights_of
 
@@ -35,7 +43,24 @@ class _Epoch:
     improved: bool
     line: str | None  # logged once the files before it are written
     state: dict | None  # the resume state to save (the snapshot buffer), or None
+    last: bool  # the run's last epoch: no training goes on after it
     number: int  # the how-manieth epoch recorded: only the latest one is drawn
+
+
+def _yield_to_training() -> None:
+    """Run this thread (and the helper process it starts, which inherits it) at the lowest CPU priority, so that
+    writing checkpoints and drawing take the cores only when training leaves them idle: on 2 cores, a checkpoint's
+    write competing at equal priority cost six training steps 0.3-1.1 s, at the lowest 0-0.5 s. The thread drops the
+    interpreter's lock while it writes, so the training thread never waits for it. Linux only (elsewhere a
+    process's priority is not a thread's)."""
+    if sys.platform == "linux":
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+
+
+def _shown(task: _Epoch) -> tuple:
+    """What loss_curves.png shows when drawn for `task`: its epochs and best epoch."""
+    return tuple(row["epoch"] for row in task.rows), task.best_epoch
 
 
 class RecordError(LosslabError):
@@ -72,26 +97,31 @@ class EpochRecorder:
         self._buffer_free = threading.Event()
         self._buffer_free.set()
         self._tasks: queue.Queue = queue.Queue()
-        self._drawn: tuple | None = None  # (epochs, best epoch) of loss_curves.png as drawn
+        self._drawn: tuple | None = None  # what loss_curves.png shows (see _shown)
+        self._curve_process: CurveProcess | None = None  # started with the first curves drawn while training goes on
+        self._curve_process_failed = False  # it could not start or ended: the curves are drawn here
+        self._staged_curves = self.run_dir / "loss_curves.next.png"  # what the helper draws, renamed when due
         self._recorded = 0  # epochs (and row sets) recorded so far
         self._thread = threading.Thread(target=self._work, name="losslab-recorder", daemon=True)
         self._thread.start()
 
-    def epoch(self, rows: list[dict], best_epoch: int | None, improved: bool, line: str, state: dict | None) -> None:
+    def epoch(self, rows: list[dict], best_epoch: int | None, improved: bool, line: str, state: dict | None,
+              last: bool = False) -> None:
         """Record a finished epoch: `rows` so far, its console `line` and the resume `state` to save (live tensors:
-        copied here, before training goes on)."""
+        copied here, before training goes on); `last` if the run trains no further epoch."""
         self.raise_error()
         saved = None
         if state is not None and self.save_last:
             self._buffer_free.wait()  # the previous epoch's checkpoint is written: its buffers may be reused
+            self.raise_error()  # and if it could not be, training stops here
             self._buffer_free.clear()
             saved = self.last_state = snapshot(state, self.last_state)
-        self._put(_Epoch(list(rows), best_epoch, improved, line, saved, 0))
+        self._put(_Epoch(list(rows), best_epoch, improved, line, saved, last, 0))
 
     def rows(self, rows: list[dict], best_epoch: int | None, line: str | None = None) -> None:
         """metrics.csv and the curves for `rows` (and a console line), without a checkpoint: e.g. a diverged
-        epoch, which is logged but never saved."""
-        self._put(_Epoch(list(rows), best_epoch, False, line, None, 0))
+        epoch, which is logged but never saved and ends the run."""
+        self._put(_Epoch(list(rows), best_epoch, False, line, None, True, 0))
 
     def note(self, message: str, level: int = logging.INFO) -> None:
         """A console line, logged after everything recorded before it."""
@@ -102,6 +132,9 @@ class EpochRecorder:
         if self._thread.is_alive():
             self._tasks.put(None)
             self._thread.join()
+        if self._curve_process is not None:
+            self._curve_process.close()
+            self._curve_process = None
         return self.error
 
     def _put(self, task: _Epoch) -> None:
@@ -114,6 +147,7 @@ class EpochRecorder:
             raise self.error
 
     def _work(self) -> None:
+        _yield_to_training()
         while (task := self._tasks.get()) is not None:
             try:
                 if isinstance(task, tuple):
@@ -126,31 +160,62 @@ class EpochRecorder:
                     self.error = RecordError(self.run_dir, error)
 
     def _write(self, task: _Epoch) -> None:
-        if task.state is not None:
-            checkpoints = self.run_dir / "checkpoints"
-            try:
-                self._attempt(checkpoints / "last.pt", save_checkpoint, checkpoints / "last.pt", task.state)
-                if task.improved and self.save_best:
-                    self._attempt(checkpoints / "best.pt", save_checkpoint, checkpoints / "best.pt",
-                                  weights_of(task.state))
-            finally:
-                self._buffer_free.set()
-        self._attempt(self.run_dir / "metrics.csv", write_metrics, self.run_dir / "metrics.csv", task.rows)
-        if task.line:
-            log.info(task.line)
-        if task.number == self._recorded:  # else a later epoch is waiting, and draws the curves itself
-            self._draw(task.rows, task.best_epoch)
+        staged = self._begin_curves(task)
+        try:
+            if task.state is not None:
+                checkpoints = self.run_dir / "checkpoints"
+                try:
+                    self._attempt(checkpoints / "last.pt", save_checkpoint, checkpoints / "last.pt", task.state)
+                    if task.improved and self.save_best:
+                        self._attempt(checkpoints / "best.pt", save_checkpoint, checkpoints / "best.pt",
+                                      weights_of(task.state))
+                finally:
+                    self._buffer_free.set()
+            self._attempt(self.run_dir / "metrics.csv", write_metrics, self.run_dir / "metrics.csv", task.rows)
+            if task.line:
+                log.info(task.line)
+        finally:  # a drawing submitted is always collected: the helper answers in order
+            if staged is not None:
+                path = self.run_dir / "loss_curves.png"
+                if self._attempt(path, self._finish_curves, task, path, staged):
+                    self._drawn = _shown(task)
 
-    def _draw(self, rows: list[dict], best_epoch: int | None) -> None:
-        """loss_curves.png of `rows`, unless it already shows exactly them."""
-        drawn = (tuple(row["epoch"] for row in rows), best_epoch)
-        if not rows or drawn == self._drawn:
-            return
+    def _begin_curves(self, task: _Epoch) -> bool | None:
+        """None if loss_curves.png needs no drawing for `task` (a later epoch is waiting and draws it, or it shows
+        these rows already); else whether the helper process now draws it into the staging file, while the files
+        before it are written."""
+        if task.number != self._recorded or not task.rows or _shown(task) == self._drawn:
+            return None
+        if self._curve_process is None and not task.last and not self._curve_process_failed:
+            self._curve_process = CurveProcess.start()
+            self._curve_process_failed = self._curve_process is None
+        if self._curve_process is None:
+            return False
+        try:
+            self._curve_process.submit(task.rows, self._staged_curves, self.title, task.best_epoch)
+        except ConnectionError as lost:
+            self._lose_curve_process(lost)
+            return False
+        return True
+
+    def _finish_curves(self, task: _Epoch, path: Path, staged: bool) -> None:
+        """Publish the curves the helper drew (a rename), or draw them here."""
+        if staged:
+            try:
+                self._curve_process.result()
+                self._staged_curves.replace(path)
+                return
+            except ConnectionError as lost:
+                self._lose_curve_process(lost)
         from losslab.reporting.curves import plot_loss_curves  # matplotlib loads here, off the training thread
 
-        path = self.run_dir / "loss_curves.png"
-        if self._attempt(path, plot_loss_curves, rows, path, self.title, best_epoch):
-            self._drawn = drawn
+        plot_loss_curves(task.rows, path, self.title, task.best_epoch)
+
+    def _lose_curve_process(self, lost: ConnectionError) -> None:
+        log.debug("%s; the curves are drawn in the run's process from now on", lost)
+        self._curve_process.close()
+        self._curve_process, self._curve_process_failed = None, True
+        self._staged_curves.unlink(missing_ok=True)
 
     def _attempt(self, path: Path, write, *args) -> bool:
         try:

@@ -155,12 +155,14 @@ def train_epochs(cfg: DictConfig, session: Session, history: History, recorder: 
                 recorder.rows(history.rows, history.best_epoch, line)
             raise NonFiniteLossError(epoch, {name: row[f"val/{name}"] for name in (*COMPONENTS, "loss")
                                              if f"val/{name}" in row})
+        stop = stopping is not None and stopping.should_stop(history.rows)
         if recorder is not None:
             state = resume_state(session, history.rows, cfg) if recorder.save_last else None
-            recorder.epoch(history.rows, history.best_epoch, improved, line, state)
+            recorder.epoch(history.rows, history.best_epoch, improved, line, state,
+                           last=stop or epoch == cfg.trainer.max_epochs)
         for logger in loggers:
             logger.log_epoch(row)
-        if stopping is not None and stopping.should_stop(history.rows):
+        if stop:
             say(recorder, f"early stopping at epoch {epoch}: {stopping.reason(history.rows)}")
             return True
     return False
