@@ -2,7 +2,8 @@
 
 1. Whole process: `python -m losslab OVERRIDES` (the `train` command, as a user runs it) against a bare script
    (this one with --bare) that builds the same data and model and runs the same train steps, validation-loss
-   passes and evaluations with losslab's loop functions, and writes nothing. They run interleaved, train then
+   passes and evaluations with losslab's loop functions, writes nothing, and ends as `train` ends, without the
+   interpreter's teardown of torch's modules (1-1.5 s that is no bookkeeping). They run interleaved, train then
    bare, --repeats times; the script prints the median wall and CPU times (user + system, the process and its
    DataLoader workers) and their ratios bare/train, with the load average each repetition ran under.
 2. Per epoch, in one more `run(cfg)` in this process: the wall time outside the train steps and the
@@ -12,7 +13,7 @@
    prints what that finished run folder holds on disk: its size, and best.pt's size against the
    model's own state_dict serialised alone.
 
-    python scripts/bench_bookkeeping.py                              # default config, 2 epochs, 3 repetitions
+    python scripts/bench_bookkeeping.py                              # default config, 2 epochs, 5 repetitions
     python scripts/bench_bookkeeping.py --repeats 5 model=retinanet  # trailing arguments: train overrides
 
 The default config's epoch is 48 train images (12 steps) and a 24-image validation pass; eval.every=2 evaluates
@@ -134,14 +135,15 @@ def folder_on_disk(run_dir: Path) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3, help="interleaved repetitions of train and bare")
+    parser.add_argument("--repeats", type=int, default=5, help="interleaved repetitions of train and bare")
     parser.add_argument("--bare", action="store_true", help="run the bare script once (what the benchmark times)")
     parser.add_argument("overrides", nargs="*", help="train overrides (default: trainer.max_epochs=2)")
     args = parser.parse_args()
     overrides = [*BENCH_DEFAULTS, *args.overrides]
     if args.bare:
         bare(overrides)
-        return
+        sys.stdout.flush(), sys.stderr.flush()
+        os._exit(0)  # as `train` ends (losslab.cli.exit_now): the interpreter's teardown of torch is no bookkeeping
     with tempfile.TemporaryDirectory() as scratch:
         print(f"train {' '.join(overrides)}: whole process vs bare script, {args.repeats} interleaved repetitions")
         train, plain = whole_process(overrides, args.repeats, Path(scratch))

@@ -114,6 +114,8 @@ def main() -> None:
         torch.backends.cudnn.benchmark = True
     torch.manual_seed(0)
     model = build_model(cfg, num_classes=3).to(device)
+    if cfg.trainer.channels_last:  # as the run's session converts it
+        model.to(memory_format=torch.channels_last)
     batches = make_batches(cfg, args.steps, image_size)
     if device.type == "cuda":  # both loops copy from pinned memory, as the DataLoader gives them on CUDA
         batches = [(tuple(i.pin_memory() for i in imgs), tgts) for imgs, tgts in batches]
@@ -157,7 +159,8 @@ def main() -> None:
     print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
           f"device {torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}, torch {torch.__version__}")
     print(f"model: {cfg.model.arch}/{cfg.model.backbone} at {image_size} px, batch {cfg.data.batch_size}, "
-          f"{args.steps} steps x {args.repeats} repetitions, precision {args.precision}")
+          f"{args.steps} steps x {args.repeats} repetitions, precision {args.precision}"
+          f"{', channels_last' if cfg.trainer.channels_last else ''}")
     print(f"bare loop     {bare_ips:8.2f} images/s   (median of {[round(t, 2) for t in bare]} s)")
     print(f"losslab loop  {ours_ips:8.2f} images/s   (median of {[round(t, 2) for t in ours]} s)")
     print(f"ratio losslab/bare throughput: {ours_ips / bare_ips:.3f}  (target >= 0.98)")
