@@ -75,11 +75,13 @@ def exit_now(code: int) -> NoReturn:
     try:
         # What the interpreter runs at exit, in its order (multiprocessing's own processes end this way too):
         # the threads' exit hooks (concurrent.futures stops its executors) and joining the threads that are
-        # not daemons, then the atexit functions.
-        threading._shutdown()  # noqa: SLF001
-        atexit._run_exitfuncs()  # noqa: SLF001
+        # not daemons, then the atexit functions, even after a Ctrl-C while waiting for the threads.
+        try:
+            threading._shutdown()  # noqa: SLF001
+        finally:
+            atexit._run_exitfuncs()  # noqa: SLF001
     finally:
-        for stream in (sys.stdout, sys.stderr):
+        for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
             with contextlib.suppress(OSError, ValueError):  # a closed pipe (`losslab runs | head`): nothing to keep
                 stream.flush()
         os._exit(code)

@@ -4,14 +4,17 @@ no torch."""
 
 from __future__ import annotations
 
+import multiprocessing
 import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
 from matplotlib.image import imread
 
+from losslab.reporting import curve_process
 from losslab.reporting.curve_process import CurveProcess
 from losslab.reporting.curves import plot_loss_curves
 
@@ -69,3 +72,24 @@ def test_the_helper_imports_no_torch():
             "print(sorted({'torch', 'torchvision'} & set(sys.modules)))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_closing_ends_the_helper_even_while_a_forked_process_holds_its_input_open(tmp_path):
+    helper = CurveProcess.start()
+    draw(helper, tmp_path / "curves.png")
+    holder = multiprocessing.get_context("fork").Process(target=time.sleep, args=(60,))  # as a DataLoader worker
+    holder.start()
+    try:
+        helper.close()  # asked to stop: it does not wait for its input to close (30 s, then killed)
+        assert helper._process.returncode == 0
+    finally:
+        holder.kill()
+        holder.join()
+
+
+def test_a_helper_that_cannot_start_is_none(monkeypatch):
+    def no_interpreter(*args, **kwargs):
+        raise FileNotFoundError(2, "No such file or directory")
+
+    monkeypatch.setattr(curve_process.subprocess, "Popen", no_interpreter)
+    assert CurveProcess.start() is None

@@ -172,7 +172,7 @@ def test_an_epoch_is_logged_only_once_its_checkpoint_and_metrics_are_on_disk(tmp
     assert events == ["helper started", "curves 1 begun", "last.pt", "best.pt", "metrics 1", "epoch 1/2",
                       "curves 1 drawn", "curves 2 begun", "last.pt", "metrics 2", "epoch 2/2", "curves 2 drawn",
                       "closing", "helper closed"]
-    assert (tmp_path / "loss_curves.png").read_text() == "2 epochs" and not (tmp_path / "loss_curves.next.png").exists()
+    assert (tmp_path / "loss_curves.png").read_text() == "2 epochs" and not list(tmp_path.glob("loss_curves.next*"))
     assert recorder.last_state["model"]["w"].data_ptr() == first_buffer  # one copy, reused every epoch
     best, last = torch.load(tmp_path / "checkpoints" / "best.pt"), torch.load(tmp_path / "checkpoints" / "last.pt")
     assert torch.equal(best["model"]["w"], torch.zeros(5)) and set(best) == set(WEIGHTS_KEYS)
@@ -207,6 +207,18 @@ def test_a_runs_only_epoch_is_drawn_in_its_own_process_without_a_helper(tmp_path
     assert recorder.close() is None
     assert CountedHelper.started == []
     assert np.array_equal(imread(tmp_path / "loss_curves.png"), _curves_of(ROWS[:1], tmp_path / "expected.png"))
+
+
+def test_curves_are_drawn_in_the_runs_process_when_no_helper_starts_and_stale_staging_files_go(tmp_path,
+                                                                                                 monkeypatch):
+    monkeypatch.setattr(recorder_module.CurveProcess, "start", classmethod(lambda cls: None))
+    (tmp_path / "loss_curves.next-1.png").write_text("left by a killed run")
+    recorder = EpochRecorder(tmp_path, "none", "title")
+    assert not (tmp_path / "loss_curves.next-1.png").exists()
+    recorder.epoch(ROWS[:1], 1, True, "epoch 1/2", None)
+    recorder.epoch(ROWS[:2], 1, False, "epoch 2/2", None, last=True)
+    assert recorder.close() is None
+    assert np.array_equal(imread(tmp_path / "loss_curves.png"), _curves_of(ROWS[:2], tmp_path / "expected.png"))
 
 
 def test_curves_go_on_without_their_helper_when_it_dies(tmp_path, monkeypatch):

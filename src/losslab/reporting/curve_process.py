@@ -5,10 +5,10 @@ they take the interpreter's lock from the training loop, whose model code is Pyt
 the default model: importing matplotlib and drawing four times in a thread cost six training steps 1.36 s; the same
 work in another process cost them 0.08-0.34 s.
 
-The helper is this module run by the same interpreter (`python -m losslab.reporting.curve_process`, started by
+The helper is this module's `serve`, run by the same interpreter in its own process group (started by
 `CurveProcess.start`). It reads pickled requests from its standard input and answers each with a pickled result:
-None, or the exception that drawing raised. It ignores Ctrl-C (the run decides what a stop means) and ends when
-its input closes, which also happens when the run's process dies.
+None, or the exception that drawing raised. Ctrl-C is not its to handle (the run decides what a stop means); it
+ends when the run closes it, or when its input closes because the run's process died.
 """
 
 from __future__ import annotations
@@ -25,6 +25,10 @@ from typing import NoReturn
 import losslab
 
 _PACKAGE_ROOT = str(Path(losslab.__file__).resolve().parent.parent)  # the folder losslab is imported from
+# -P: not the working folder on the import path; losslab's folder last, so that it is found as this process found
+# it (a source checkout run without installing) without shadowing anything installed.
+_BOOT = f"import sys; sys.path.append({_PACKAGE_ROOT!r}); from {__name__} import serve; serve()"
+_STOP = "stop"  # the request that ends the helper (its input may stay open in processes forked from the run)
 
 
 class CurveProcess:
@@ -36,22 +40,21 @@ class CurveProcess:
     @classmethod
     def start(cls) -> CurveProcess | None:
         """A new helper, or None if none can start (the caller then draws itself)."""
-        paths = [_PACKAGE_ROOT, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
         try:
-            # -P: not the working folder first on the import path; PYTHONPATH: losslab as this process imports it
-            process = subprocess.Popen([sys.executable, "-P", "-m", __name__], stdin=subprocess.PIPE,
-                                       stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": os.pathsep.join(paths)})
-        except OSError:
+            # Its own process group: a Ctrl-C in the terminal is the run's to handle, not the helper's.
+            process = subprocess.Popen([sys.executable, "-P", "-c", _BOOT], stdin=subprocess.PIPE,
+                                       stdout=subprocess.PIPE, process_group=0)
+        except Exception:  # noqa: BLE001 (no interpreter to start, no process left: the run draws itself)
             return None
         return cls(process)
 
     def submit(self, rows: list[dict], path: Path, title: str, best_epoch: int | None) -> None:
         """Have the helper run plot_loss_curves(rows, path, title, best_epoch); `result` waits for it. Raises
-        ConnectionError if the helper is gone."""
+        ConnectionError if the helper is gone (or the request could not be sent)."""
         try:
             pickle.dump((rows, path, title, best_epoch), self._process.stdin)
             self._process.stdin.flush()
-        except OSError as lost:
+        except Exception as lost:
             raise self._gone() from lost
 
     def result(self) -> None:
@@ -59,7 +62,7 @@ class CurveProcess:
         is gone."""
         try:
             error = pickle.load(self._process.stdout)
-        except (OSError, EOFError, pickle.UnpicklingError) as lost:
+        except Exception as lost:
             raise self._gone() from lost
         if error is not None:
             raise error
@@ -68,7 +71,10 @@ class CurveProcess:
         return ConnectionError(f"the helper process drawing the curves ended (exit code {self._process.poll()})")
 
     def close(self) -> None:
-        """End the helper: its input closes, it exits."""
+        """End the helper: ask it to stop, close its input, wait for it."""
+        with contextlib.suppress(Exception):
+            pickle.dump(_STOP, self._process.stdin)
+            self._process.stdin.flush()
         with contextlib.suppress(OSError):
             self._process.stdin.close()
         try:
@@ -80,7 +86,8 @@ class CurveProcess:
 
 
 def serve() -> NoReturn:
-    """The helper's loop: draw each request, answer it, end when the input closes."""
+    """The helper's loop: draw each request, answer it; end when asked to or when the input closes, without
+    tearing down matplotlib's modules (0.2 s the run would wait for)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     from losslab.reporting.curves import plot_loss_curves  # matplotlib loads while the run's first request waits
 
@@ -88,21 +95,23 @@ def serve() -> NoReturn:
     sys.stdout = sys.stderr  # a stray print would break the answers
     while True:
         try:
-            rows, path, title, best_epoch = pickle.load(requests)
-        except EOFError:  # the run is done with it: every answer is written, nothing else to keep
-            os._exit(0)  # without tearing down matplotlib's modules (0.2 s the run would wait for)
+            request = pickle.load(requests)
+        except EOFError:
+            os._exit(0)
+        if request == _STOP:
+            os._exit(0)
         try:
-            plot_loss_curves(rows, path, title, best_epoch)
+            plot_loss_curves(*request)
             answer = None
         except Exception as error:  # the run reports it as it would its own
             answer = error
         try:
             data = pickle.dumps(answer)
-        except Exception:  # an exception that does not pickle: its text
-            data = pickle.dumps(RuntimeError(repr(answer)))
-        answers.write(data)
-        answers.flush()
-
-
-if __name__ == "__main__":
-    serve()
+            pickle.loads(data)  # an exception that pickles may still fail to rebuild (a custom __init__)
+        except Exception:
+            data = pickle.dumps(RuntimeError(f"{type(answer).__name__}: {answer}"))
+        try:
+            answers.write(data)
+            answers.flush()
+        except OSError:  # the run is gone (killed): nothing to answer
+            os._exit(0)

@@ -5,10 +5,10 @@ repeated and never claims more than it kept:
 1. checkpoints/last.pt (the resume state), then best.pt (the weights) when the epoch improved;
 2. metrics.csv, every epoch so far;
 3. the epoch's console line: it is logged only once the epoch's checkpoint is on disk;
-4. loss_curves.png, unless a later epoch is already waiting (then only that one is drawn). While training goes on,
-   a helper process draws it (losslab.reporting.curve_process: drawing in this process would slow training), into
-   a staging file while 1-3 are written, renamed when they are; the curves of a run's only epoch are drawn here,
-   once 1-3 are written (training is over: no helper is worth starting).
+4. loss_curves.png, unless a later epoch is already waiting when its turn comes (then only that one is drawn).
+   While training goes on, a helper process draws it (losslab.reporting.curve_process: drawing in this process
+   would slow training), into a staging file while 1-3 are written, renamed when they are; the curves of a run's
+   only epoch are drawn here, once 1-3 are written (training is over: no helper is worth starting).
 The training thread only copies the state to save into buffers that are reused every epoch (a memcpy of weights
 and optimizer state), and waits only when the previous epoch's checkpoint is still being written. The background
 thread runs at the lowest CPU priority, so that it takes the cores only when training leaves them idle.
@@ -100,7 +100,10 @@ class EpochRecorder:
         self._drawn: tuple | None = None  # what loss_curves.png shows (see _shown)
         self._curve_process: CurveProcess | None = None  # started with the first curves drawn while training goes on
         self._curve_process_failed = False  # it could not start or ended: the curves are drawn here
-        self._staged_curves = self.run_dir / "loss_curves.next.png"  # what the helper draws, renamed when due
+        # What the helper draws, renamed when due; one left by a killed run is not this one's.
+        self._staged_curves = self.run_dir / f"loss_curves.next-{os.getpid()}.png"
+        for stale in self.run_dir.glob("loss_curves.next-*.png"):
+            stale.unlink(missing_ok=True)
         self._recorded = 0  # epochs (and row sets) recorded so far
         self._thread = threading.Thread(target=self._work, name="losslab-recorder", daemon=True)
         self._thread.start()
@@ -160,22 +163,24 @@ class EpochRecorder:
                     self.error = RecordError(self.run_dir, error)
 
     def _write(self, task: _Epoch) -> None:
-        staged = self._begin_curves(task)
+        staged, buffer_in_use = None, task.state is not None
         try:
+            staged = self._begin_curves(task)
             if task.state is not None:
                 checkpoints = self.run_dir / "checkpoints"
-                try:
-                    self._attempt(checkpoints / "last.pt", save_checkpoint, checkpoints / "last.pt", task.state)
-                    if task.improved and self.save_best:
-                        self._attempt(checkpoints / "best.pt", save_checkpoint, checkpoints / "best.pt",
-                                      weights_of(task.state))
-                finally:
-                    self._buffer_free.set()
+                self._attempt(checkpoints / "last.pt", save_checkpoint, checkpoints / "last.pt", task.state)
+                if task.improved and self.save_best:
+                    self._attempt(checkpoints / "best.pt", save_checkpoint, checkpoints / "best.pt",
+                                  weights_of(task.state))
+                self._buffer_free.set()
+                buffer_in_use = False  # the next epoch's snapshot may overwrite it from now on: never set it again
             self._attempt(self.run_dir / "metrics.csv", write_metrics, self.run_dir / "metrics.csv", task.rows)
             if task.line:
                 log.info(task.line)
-        finally:  # a drawing submitted is always collected: the helper answers in order
-            if staged is not None:
+        finally:
+            if buffer_in_use:  # whatever went wrong: the training thread never waits forever
+                self._buffer_free.set()
+            if staged is not None:  # a drawing submitted is always collected: the helper answers in order
                 path = self.run_dir / "loss_curves.png"
                 if self._attempt(path, self._finish_curves, task, path, staged):
                     self._drawn = _shown(task)
