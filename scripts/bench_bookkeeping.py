@@ -141,9 +141,10 @@ def main() -> None:
     args = parser.parse_args()
     overrides = [*BENCH_DEFAULTS, *args.overrides]
     if args.bare:
+        from losslab.cli import exit_now
+
         bare(overrides)
-        sys.stdout.flush(), sys.stderr.flush()
-        os._exit(0)  # as `train` ends (losslab.cli.exit_now): the interpreter's teardown of torch is no bookkeeping
+        exit_now(0)  # as `train` ends: the interpreter's teardown of torch is no bookkeeping
     with tempfile.TemporaryDirectory() as scratch:
         print(f"train {' '.join(overrides)}: whole process vs bare script, {args.repeats} interleaved repetitions")
         train, plain = whole_process(overrides, args.repeats, Path(scratch))
