@@ -10,13 +10,13 @@ import sys
 import pytest
 import torch
 import torchvision  # noqa: F401  (registers the detection ops a TorchScript detector calls)
+from losslab.evaluation.saved_model import load_saved_model
 from test_predict import CLASSES, untrained_run
 
 from losslab.cli import main as losslab_main
 from losslab.commands import export
 from losslab.commands.export import export_run
 from losslab.errors import LosslabError
-from losslab.evaluation.saved_model import load_saved_model
 
 # A photo the 64 px test models shrink, to a size (48 x 64) that torchvision's scripted resize misses (47 x 63).
 IMAGE = torch.rand(3, 600, 800, generator=torch.Generator().manual_seed(7))

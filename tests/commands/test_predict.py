@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from losslab.evaluation.saved_model import load_saved_model
 from omegaconf import OmegaConf
 from PIL import Image
 from pycocotools.coco import COCO
@@ -19,9 +20,9 @@ from torchvision.io import decode_image, encode_jpeg, write_png
 from conftest import tiny_config
 from losslab import build_model, run
 from losslab.cli import main as losslab_main
-from losslab.commands.predict import draw_detections, predict_images
+from losslab.commands.predict import predict_images
 from losslab.errors import LosslabError
-from losslab.evaluation.saved_model import load_saved_model
+from losslab.tasks.detection import draw_detections
 from losslab.training.checkpoints import save_checkpoint
 
 CLASSES = ["circle", "square", "triangle"]  # the shapes dataset's, in label order

@@ -9,12 +9,11 @@ import numpy as np
 import pytest
 
 from conftest import tiny_config
-from losslab import compose_config, run
+from losslab import build_data, compose_config, run
 from losslab.config.validation import validate
 from losslab.data.datasets import build_datasets
 from losslab.data.split import SPLITS, random_split, split_sizes, stratified_split, write_split
 from losslab.errors import LosslabError
-from losslab.training.builders import build_data
 
 SHAPES = {"name": "shapes", "num_images": 24, "image_size": 32, "min_objects": 1, "max_objects": 3, "seed": 0}
 RATIOS = {"train": 0.5, "val": 0.25, "test": 0.25}

@@ -12,9 +12,11 @@ from torchvision.ops import complete_box_iou_loss, sigmoid_focal_loss
 
 from losslab.errors import LosslabError
 from losslab.losses import functional as L
+from losslab.losses import mask_losses as M
 from losslab.losses.adapters import rpn_smooth_l1
-from losslab.losses.build import build_losses, class_weights
+from losslab.losses.build import build_losses
 from losslab.losses.catalogue import CATALOGUE
+from losslab.losses.components import class_weights
 
 UNIT_CODER = BoxCoder((1.0, 1.0, 1.0, 1.0))  # RetinaNet's weights
 RCNN_CODER = BoxCoder((10.0, 10.0, 5.0, 5.0))
@@ -81,7 +83,7 @@ def test_ciou_eps_enters_every_denominator_and_every_width_and_height():
     (L.softmax_focal, [[30.0, -30.0, -30.0]], [0]),
     (L.sigmoid_focal, [[-30.0, 30.0]], [1]),
     (L.objectness_focal, [30.0, -30.0], [1.0, 0.0]),
-    (L.mask_focal, [[[30.0, -30.0], [-30.0, 30.0]]], [[[1.0, 0.0], [0.0, 1.0]]]),
+    (M.mask_focal, [[[30.0, -30.0], [-30.0, 30.0]]], [[[1.0, 0.0], [0.0, 1.0]]]),
 ], ids=["softmax_focal", "sigmoid_focal", "objectness_focal", "mask_focal"])
 @pytest.mark.parametrize("alpha", [-1, 0.25])
 def test_focal_losses_with_gamma_below_one_have_finite_gradients_at_certainty(fn, logits, labels, alpha):
@@ -95,7 +97,7 @@ def test_sigmoid_focal_is_torchvisions_bit_for_bit_wherever_torchvision_is_finit
     logits = torch.randn(64, 5, generator=gen) * 8
     logits[:4] = 30.0 * logits[:4].sign()  # saturated: p_t is exactly 0 or 1 in float32
     targets = (torch.rand(64, 5, generator=gen) > 0.7).float()
-    ours, our_gradient = _value_and_gradient(lambda x: L.mask_focal(x, targets, alpha=0.25, gamma=gamma), logits)
+    ours, our_gradient = _value_and_gradient(lambda x: M.mask_focal(x, targets, alpha=0.25, gamma=gamma), logits)
     theirs, their_gradient = _value_and_gradient(
         lambda x: sigmoid_focal_loss(x, targets, alpha=0.25, gamma=gamma, reduction="mean"), logits)
     assert torch.equal(ours, theirs)
@@ -104,7 +106,7 @@ def test_sigmoid_focal_is_torchvisions_bit_for_bit_wherever_torchvision_is_finit
     assert torch.isfinite(our_gradient).all()
 
 
-@pytest.mark.parametrize("fn", [L.dice, L.jaccard, L.bce_dice, L.ce_iou])
+@pytest.mark.parametrize("fn", [M.dice, M.jaccard, M.bce_dice, M.ce_iou])
 def test_overlap_losses_refuse_smooth_zero(fn):
     with pytest.raises(ValueError, match="smooth must be > 0"):
         fn(torch.full((1, 4, 4), -200.0), torch.zeros(1, 4, 4), smooth=0.0)
@@ -116,7 +118,7 @@ def test_building_an_overlap_loss_with_smooth_zero_names_the_key(name):
         build_losses("mask_rcnn", {"mask": {"name": name, "smooth": 0.0}}, {})
 
 
-@pytest.mark.parametrize("fn", [L.dice, L.jaccard])
+@pytest.mark.parametrize("fn", [M.dice, M.jaccard])
 @pytest.mark.parametrize("logit", [-200.0, -30.0])
 def test_overlap_losses_of_a_confident_empty_prediction_of_an_empty_mask_are_zero(fn, logit):
     value, gradient = _value_and_gradient(fn, torch.full((1, 4, 4), logit), torch.zeros(1, 4, 4))
@@ -124,7 +126,7 @@ def test_overlap_losses_of_a_confident_empty_prediction_of_an_empty_mask_are_zer
 
 
 def test_auto_class_weights_of_a_class_without_train_objects_are_neutral():
-    weights = class_weights("auto", [10, 0, 30])
+    weights = class_weights("cls", "auto", [10, 0, 30])
     assert weights.tolist() == pytest.approx([1.0, 2.0, 1.0, 2 / 3])  # not the largest weight, as before
 
 
@@ -203,7 +205,7 @@ def _parameter_sets(key: str, name: str, function_name: str):
     """The catalogue's defaults, bound as `build_losses` binds them, and gamma 0.5 and 2 for the focal losses."""
     params = dict(CATALOGUE[key][name].defaults)
     if "weights" in params:  # weighted_ce: auto weights of a skewed train split
-        params["weight"] = class_weights(params.pop("weights"), [30, 1, 4])
+        params["weight"] = class_weights("cls", params.pop("weights"), [30, 1, 4])
     if key == "cls":
         params["reduction"] = "sum" if function_name == "sigmoid_focal" else "mean"
     if "gamma" not in params:
@@ -224,7 +226,7 @@ def _built_in_losses():
 
 @pytest.mark.parametrize(("key", "function_name", "params"), list(_built_in_losses()))
 def test_every_built_in_loss_is_finite_with_finite_gradients_at_its_edges(key, function_name, params):
-    fn = getattr(L, function_name)
+    fn = getattr(L, function_name, None) or getattr(M, function_name)
     if key == "box":
         for coder in (UNIT_CODER, RCNN_CODER):
             scale = torch.tensor(coder.weights)

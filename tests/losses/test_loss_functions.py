@@ -18,6 +18,7 @@ from torchvision.ops import (
 )
 
 from losslab.losses import functional as L
+from losslab.losses import mask_losses as M
 
 CODER = BoxCoder(weights=(10.0, 10.0, 5.0, 5.0))
 
@@ -217,36 +218,36 @@ BCE = (math.log(2.0) + math.log(4 / 3)) / 2  # mean over 8 pixels, 4 of each kin
 
 
 def test_mask_bce_matches_torch_and_hand_value():
-    _close(L.mask_bce(MASK_LOGITS, MASK_TARGETS), BCE)
+    _close(M.mask_bce(MASK_LOGITS, MASK_TARGETS), BCE)
     gen = torch.Generator().manual_seed(0)
     logits, targets = torch.randn(3, 5, 5, generator=gen), torch.rand(3, 5, 5, generator=gen)
-    _close(L.mask_bce(logits, targets), F.binary_cross_entropy_with_logits(logits, targets))
+    _close(M.mask_bce(logits, targets), F.binary_cross_entropy_with_logits(logits, targets))
 
 
 def test_dice_hand_computed():
     assert math.isclose(DICE, 0.3)
-    _close(L.dice(MASK_LOGITS[:1], MASK_TARGETS[:1]), 0.4)
-    _close(L.dice(MASK_LOGITS, MASK_TARGETS), DICE)
+    _close(M.dice(MASK_LOGITS[:1], MASK_TARGETS[:1]), 0.4)
+    _close(M.dice(MASK_LOGITS, MASK_TARGETS), DICE)
     # smooth = 0.5: instance 0 is 1 - (2 + 0.5) / (4 + 0.5) = 4/9.
-    _close(L.dice(MASK_LOGITS[:1], MASK_TARGETS[:1], smooth=0.5), 4 / 9)
+    _close(M.dice(MASK_LOGITS[:1], MASK_TARGETS[:1], smooth=0.5), 4 / 9)
 
 
 def test_jaccard_hand_computed():
     assert math.isclose(JACCARD, (1 / 2 + 2 / 7) / 2)
-    _close(L.jaccard(MASK_LOGITS[1:], MASK_TARGETS[1:]), 2 / 7)
-    _close(L.jaccard(MASK_LOGITS, MASK_TARGETS), JACCARD)
+    _close(M.jaccard(MASK_LOGITS[1:], MASK_TARGETS[1:]), 2 / 7)
+    _close(M.jaccard(MASK_LOGITS, MASK_TARGETS), JACCARD)
 
 
 def test_ce_iou_hand_computed():
-    _close(L.ce_iou(MASK_LOGITS, MASK_TARGETS), 0.5 * BCE + 0.5 * JACCARD)
+    _close(M.ce_iou(MASK_LOGITS, MASK_TARGETS), 0.5 * BCE + 0.5 * JACCARD)
 
 
 def test_bce_dice_hand_computed():
-    _close(L.bce_dice(MASK_LOGITS, MASK_TARGETS), 0.5 * BCE + 0.5 * DICE)
-    _close(L.bce_dice(MASK_LOGITS, MASK_TARGETS, bce_weight=0.25), 0.25 * BCE + 0.75 * DICE)
+    _close(M.bce_dice(MASK_LOGITS, MASK_TARGETS), 0.5 * BCE + 0.5 * DICE)
+    _close(M.bce_dice(MASK_LOGITS, MASK_TARGETS, bce_weight=0.25), 0.25 * BCE + 0.75 * DICE)
 
 
-@pytest.mark.parametrize("fn", [L.dice, L.jaccard])
+@pytest.mark.parametrize("fn", [M.dice, M.jaccard])
 def test_overlap_losses_of_confident_correct_logits_are_zero(fn):
     targets = torch.tensor([[[1.0, 0.0], [0.0, 1.0]], [[0.0, 0.0], [1.0, 1.0]]])
     logits = torch.where(targets > 0, 20.0, -20.0)
@@ -259,8 +260,8 @@ def test_mask_focal_matches_torchvision():
     logits, targets = torch.randn(2, 4, 4, generator=gen), (torch.rand(2, 4, 4, generator=gen) > 0.5).float()
     for alpha, gamma in ((0.25, 2.0), (-1, 0.0)):
         expected = sigmoid_focal_loss(logits, targets, alpha=alpha, gamma=gamma, reduction="mean")
-        _close(L.mask_focal(logits, targets, alpha=alpha, gamma=gamma), expected)
-    _close(L.mask_focal(logits, targets, alpha=-1, gamma=0.0), F.binary_cross_entropy_with_logits(logits, targets))
+        _close(M.mask_focal(logits, targets, alpha=alpha, gamma=gamma), expected)
+    _close(M.mask_focal(logits, targets, alpha=-1, gamma=0.0), F.binary_cross_entropy_with_logits(logits, targets))
 
 
 # ---------------------------------------------------------------------------------------------- objectness
@@ -302,7 +303,7 @@ EMPTY_CASES = [
     *((fn, _empty_classification) for fn in (L.cross_entropy, L.binary_cross_entropy, L.sigmoid_focal,
                                              L.softmax_focal, L.multi_margin)),
     *((fn, _empty_box) for fn in (L.smooth_l1, L.l1, L.mse, L.huber, L.iou, L.giou, L.diou, L.ciou)),
-    *((fn, _empty_mask) for fn in (L.mask_bce, L.dice, L.jaccard, L.bce_dice, L.ce_iou, L.mask_focal)),
+    *((fn, _empty_mask) for fn in (M.mask_bce, M.dice, M.jaccard, M.bce_dice, M.ce_iou, M.mask_focal)),
     *((fn, _empty_objectness) for fn in (L.objectness_bce, L.objectness_focal)),
 ]
 

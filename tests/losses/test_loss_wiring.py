@@ -9,15 +9,15 @@ import pytest
 import torch
 
 from conftest import TINY, tiny_config
-from losslab import build_model, compose_config, run
+from losslab import build_data, build_model, compose_config, run
 from losslab.data.datasets import count_classes
 from losslab.errors import LosslabError
-from losslab.losses.build import build_losses, class_weights
+from losslab.losses.build import build_losses
 from losslab.losses.catalogue import ARCH_COMPONENTS, CATALOGUE, CONFIG_KEYS
+from losslab.losses.components import class_weights
 from losslab.losses.schedule import LossSchedule
 from losslab.modeling.detectors import create_detector
 from losslab.modeling.heads import get_losses, set_losses
-from losslab.training.builders import build_data
 from losslab.training.loop import named_losses
 
 ARCHS = ["faster_rcnn", "mask_rcnn", "retinanet"]
@@ -92,7 +92,7 @@ def test_auto_weights_are_the_train_splits_balanced_inverse_class_frequencies():
             expected[label - 1] += 1
     assert counts == expected and sum(counts) > 0
     assert all(counts)  # every class has train objects: each weighs n / (K n_k)
-    weights = class_weights("auto", counts)
+    weights = class_weights("cls", "auto", counts)
     assert weights[0] == 1.0  # background
     assert torch.allclose(weights[1:], sum(counts) / (3 * torch.tensor(counts, dtype=torch.float32)))
     model = build_model(cfg, class_counts=counts)
@@ -128,24 +128,24 @@ def test_class_counts_come_from_the_annotations_without_decoding_an_image(tmp_pa
 
 def test_auto_weights_keep_background_at_one_and_objects_at_one_on_average():
     # Issue 19: counts [1, 1000] gave [1, 1.998, 0.002]; balanced: n = 1001, K = 2 -> 1001/2 and 1001/2000.
-    weights = class_weights("auto", [1, 1000])
+    weights = class_weights("cls", "auto", [1, 1000])
     assert torch.allclose(weights, torch.tensor([1.0, 500.5, 0.5005]))
     assert torch.isclose((weights[1:] * torch.tensor([1.0, 1000.0])).sum() / 1001, torch.tensor(1.0))
 
 
 def test_explicit_class_weights_need_one_per_class_and_none_negative():
-    assert class_weights([1.0, 2.0, 3.0], [5, 5, 5]).tolist() == [1.0, 1.0, 2.0, 3.0]
-    assert class_weights([1.0, 0.0, 3.0], None, num_classes=3).tolist() == [1.0, 1.0, 0.0, 3.0]
+    assert class_weights("cls", [1.0, 2.0, 3.0], [5, 5, 5]).tolist() == [1.0, 1.0, 2.0, 3.0]
+    assert class_weights("cls", [1.0, 0.0, 3.0], None, num_classes=3).tolist() == [1.0, 1.0, 0.0, 3.0]
     with pytest.raises(LosslabError, match=r"has 2 values \(\[1.0, 2.0\]\); expected one per object class of the data "
                                            r"\(3, background not counted\), or auto"):
-        class_weights([1.0, 2.0], [5, 5, 5])
+        class_weights("cls", [1.0, 2.0], [5, 5, 5])
     with pytest.raises(LosslabError, match=r"has 2 values .* \(3, background not counted\)"):
-        class_weights([1.0, 2.0], None, num_classes=3)  # explicit weights: no class counts are read
+        class_weights("cls", [1.0, 2.0], None, num_classes=3)  # explicit weights: no class counts are read
     with pytest.raises(LosslabError, match=r"loss.cls.weights=\[1.0, -0.001, 1.0\]: expected weights >= 0"):
-        class_weights([1.0, -0.001, 1.0], None, num_classes=3)
+        class_weights("cls", [1.0, -0.001, 1.0], None, num_classes=3)
     with pytest.raises(LosslabError, match=r"loss.cls.weights=2.0: expected auto or a list of numbers, one per object "
                                            r"class \(3\)"):
-        class_weights(2.0, None, num_classes=3)
+        class_weights("cls", 2.0, None, num_classes=3)
 
 
 @pytest.mark.parametrize("weights", ["[1.0,2.0]", "[1.0,-0.001,1.0]"])

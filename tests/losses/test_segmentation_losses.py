@@ -13,11 +13,8 @@ import torch.nn.functional as F
 
 from losslab.losses import segmentation as S
 from losslab.losses.catalogue import CATALOGUE
-from losslab.losses.segmentation_build import (
-    build_segmentation_losses,
-    pixel_class_weights,
-    reference_losses,
-)
+from losslab.losses.components import class_weights
+from losslab.losses.segmentation_build import build_segmentation_losses, reference_losses
 
 # One image of 2 x 2 pixels, two classes; logits log(p) so that the softmax gives exactly p (class 1's probability).
 P1 = torch.tensor([0.9, 0.2, 0.6, 0.1], dtype=torch.float64)
@@ -114,7 +111,7 @@ def _losses():
     for name, loss in CATALOGUE["pixel"].items():
         params = dict(loss.defaults)
         if "weights" in params:
-            params["weight"] = pixel_class_weights(params.pop("weights"), [100, 3, 0])
+            params["weight"] = class_weights("pixel", params.pop("weights"), [100, 3, 0])
         variants = [params] + ([{**params, "gamma": 0.5}] if name == "focal" else [])
         for variant in variants:
             yield pytest.param(loss.function, variant, id=f"{name}-{variant.get('gamma', '')}")
@@ -134,8 +131,8 @@ def test_every_pixel_loss_is_finite_with_finite_gradients_at_its_edges(function,
 
 def test_automatic_weights_are_balanced_over_the_pixels_of_every_class():
     # scikit-learn's balanced n / (K n_k): 1000 pixels of 3 classes (900, 90, 10)
-    assert pixel_class_weights("auto", [900, 90, 10]).tolist() == pytest.approx([1000 / 2700, 1000 / 270, 1000 / 30])
-    assert pixel_class_weights([1, 2, 3], [5, 5, 5]).tolist() == [1, 2, 3]
+    assert class_weights("pixel", "auto", [900, 90, 10]).tolist() == pytest.approx([1000 / 2700, 1000 / 270, 1000 / 30])
+    assert class_weights("pixel", [1, 2, 3], [5, 5, 5]).tolist() == [1, 2, 3]
 
 
 def test_component_weights_scale_each_term_and_the_reference_is_plain_cross_entropy_of_the_main_output():
@@ -152,7 +149,7 @@ def test_component_weights_scale_each_term_and_the_reference_is_plain_cross_entr
 
 def test_a_user_pixel_loss_is_called_like_the_built_in_one_and_checked_before_training(user_folder):
     from losslab.errors import LosslabError
-    from losslab.losses.segmentation_build import check_user_losses
+    from losslab.losses.components import check_user_losses
 
     torch.manual_seed(0)
     logits, target = torch.randn(2, 3, 5, 5), torch.randint(0, 3, (2, 5, 5))
@@ -162,9 +159,10 @@ def test_a_user_pixel_loss_is_called_like_the_built_in_one_and_checked_before_tr
     expected = F.cross_entropy(logits, target, ignore_index=255, label_smoothing=0.1)
     assert torch.allclose(losses.pixel(logits, target), expected)
     assert torch.allclose(losses.aux(logits, target), 0.5 * expected)
-    checked = check_user_losses([custom, custom], 3, torch.device("cpu"))  # once, however many phases name it
+    # once, however many phases name it
+    checked = check_user_losses(("pixel",), "segmentation", [custom, custom], 3, torch.device("cpu"))
     assert [loss.target for loss in checked] == ["userloss.pixel_ce"]
     wrong = {"pixel": {"name": "custom", "_target_": "userloss.pixel_sum"}}
     with pytest.raises(LosslabError, match=r"loss.pixel._target_=userloss.pixel_sum \(per-pixel loss\): returned "
                                            r"shape \[8, 8\] instead of a scalar"):
-        check_user_losses([wrong], 3, torch.device("cpu"))
+        check_user_losses(("pixel",), "segmentation", [wrong], 3, torch.device("cpu"))

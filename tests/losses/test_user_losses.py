@@ -16,10 +16,11 @@ import torch.nn.functional as F
 
 from losslab.errors import LosslabError
 from losslab.losses import functional
-from losslab.losses.build import build_losses, check_user_losses
+from losslab.losses.build import build_losses
 from losslab.losses.user import INPUTS, synthetic_batch, user_loss
 from losslab.modeling.detectors import create_detector
 from losslab.modeling.heads import set_losses
+from losslab.tasks.detection import DETECTION
 from losslab.training.loop import named_losses
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "polyloss"
@@ -112,7 +113,7 @@ def test_the_check_before_training_leaves_the_random_streams_as_they_were(user_f
     state = torch.get_rng_state()
     base = {"cls": custom("noisy.ce"), "box": {"name": "default"}}
     phase = {**base, "box": custom("userloss.smooth_l1")}  # a loss phase: the base's cls, its own box loss
-    checked = check_user_losses("faster_rcnn", [base, phase], 3, CPU)
+    checked = DETECTION.check_user_losses({"arch": "faster_rcnn"}, [base, phase], 3, CPU)
     assert [loss.target for loss in checked] == ["noisy.ce", "userloss.smooth_l1"]  # each checked once
     assert torch.equal(torch.get_rng_state(), state)
 
@@ -205,7 +206,7 @@ def test_each_mistake_in_a_user_loss_is_one_error_naming_component_target_and_pr
     (user_folder / "broken.py").write_text(BROKEN)
     (user_folder / "failing_import.py").write_text("raise RuntimeError('no GPU here')\n")
     with pytest.raises(LosslabError) as raised:
-        check_user_losses("faster_rcnn", [{"cls": custom(target, **params)}], 3, CPU)
+        DETECTION.check_user_losses({"arch": "faster_rcnn"}, [{"cls": custom(target, **params)}], 3, CPU)
     text = str(raised.value)
     assert text.startswith(f"loss.cls._target_={target} (classification loss): "), text
     assert "\n" not in text and 'docs/losses.md, "Your own loss"' in text

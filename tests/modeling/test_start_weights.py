@@ -183,7 +183,7 @@ def test_weights_of_another_architecture_or_variant_are_refused_naming_the_file_
                          "retinanet_resnet50_fpn_coco-eeacb38b.pth is torchvision's file for model=retinanet "
                          "model.backbone=resnet50_fpn model.variant=v1"],
         v2_file: ["backbone.fpn.inner_blocks.0.0.bias is not in the file"],
-        classifier_file: ["none of its tensor names is one of this detector's"],
+        classifier_file: ["none of its tensor names is one of this model's"],
     }
     for file, expected in cases.items():
         cfg = tiny_config("model.backbone=resnet50_fpn", f"model.weights={file}")

@@ -12,13 +12,13 @@ import time
 import numpy as np
 import pytest
 import torch
+from losslab.evaluation.saved_model import checkpoint_path
 from matplotlib.image import imread
 
 from conftest import tiny_config
 from losslab import build_model, compose_config, run
 from losslab.config.validation import checkpoint_choice, validate
 from losslab.errors import LosslabError
-from losslab.evaluation.saved_model import checkpoint_path
 from losslab.modeling.weights import read_checkpoint
 from losslab.reporting.comparison import folder_size
 from losslab.reporting.curve_process import CurveProcess

@@ -65,10 +65,10 @@ def _validate_shard(rank: int, size: int, port: int, results) -> None:
     """One of `size` gloo processes: the validation loss and detection metrics of its shard, averaged over all."""
     import torch.distributed as dist
 
+    from losslab import build_data
     from losslab.data.loaders import make_loaders
     from losslab.distributed import World
     from losslab.evaluation.inference import detection_metrics
-    from losslab.training.builders import build_data
     from losslab.training.loop import validation_loss
 
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=size)
@@ -93,8 +93,8 @@ def test_processes_with_no_validation_image_contribute_nothing():
     import torch.multiprocessing as mp
 
     cfg = tiny_config(*SAME_PER_IMAGE_LOSSES)
+    from losslab import build_data
     from losslab.evaluation.inference import detection_metrics
-    from losslab.training.builders import build_data
     from losslab.training.loop import validation_loss
 
     data = build_data(cfg)

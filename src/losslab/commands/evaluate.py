@@ -1,25 +1,17 @@
-"""`losslab evaluate RUN_DIR`: a finished run's checkpoint scored on a split, with COCO exports and plots
-(task=segmentation: mIoU, per-class IoU and the pixels' confusion matrix)."""
+"""`losslab evaluate RUN_DIR`: a finished run's checkpoint scored on a split, with its task's files: COCO exports
+and plots (task=segmentation: mIoU, per-class IoU and the pixels' confusion matrix)."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from pathlib import Path
 
 import numpy as np
 
+from losslab.commands.saved_model import load_saved_model
 from losslab.data.loaders import make_loaders
 from losslab.errors import LosslabError
-from losslab.evaluation.inference import predict
-from losslab.evaluation.metrics import confusion_matrix, score_detections
-from losslab.evaluation.saved_model import SavedModel, load_saved_model
-from losslab.evaluation.segmentation_metrics import scores, split_confusion_matrix
-from losslab.evaluation.tasks import task
-from losslab.reporting.evaluation_figures import plot_confusion_matrix, plot_pr_curves
-from losslab.reporting.history import write_json
-from losslab.reporting.segmentation_figures import plot_class_iou
 
 log = logging.getLogger(__name__)
 
@@ -35,44 +27,14 @@ def evaluate_run(run_dir: Path, split: str = "val", checkpoint: str = "best", sc
     trained = load_saved_model(run_dir, checkpoint, device)
     cfg = trained.cfg
     threshold = cfg["eval"]["score_threshold"] if score_threshold is None else score_threshold
-    data = task(cfg).build_data(cfg["data"], cfg["split"])  # no augmentation
+    data = trained.task.build_data(cfg["data"], cfg["split"])  # no augmentation
     loader = make_loaders(data, cfg["data"]["batch_size"], cfg["data"]["num_workers"],
                           pin_memory=trained.device.type == "cuda")[split]
     if len(loader.dataset) == 0:
         raise LosslabError(f"the {split} split of {run_dir} is empty (split.{split}=0); evaluate another split.")
     out = run_dir / f"eval_{split}" if out is None else Path(out)
     header = {"split": split, "checkpoint": checkpoint, "epoch": trained.epoch, "images": len(loader.dataset)}
-    if trained.task == "segmentation":
-        return evaluate_segmentation(trained, loader, header, out, progress)
-    predictions, targets, sizes = predict(trained.model, loader, trained.device, progress)
-
-    metrics, ground_truth, results = score_detections(predictions, targets, sizes, data.classes, threshold,
-                                                      with_pr=True, category_ids=data.category_ids,
-                                                      backend=cfg["eval"]["backend"])
-    curves = metrics.pop("pr")
-    matrix = confusion_matrix(predictions, targets, len(data.classes), threshold)
-
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "metrics.json", {**header, "score_threshold": threshold, **metrics,
-                                      "confusion_matrix": matrix.tolist()})
-    (out / "predictions.json").write_text(json.dumps(results))
-    (out / "ground_truth.json").write_text(json.dumps(ground_truth))
-    plot_pr_curves(curves, out / "pr_curve.png")
-    plot_confusion_matrix(matrix, ["background", *data.classes], out / "confusion_matrix.png")
-    return metrics
-
-
-def evaluate_segmentation(trained: SavedModel, loader, header: dict, out: Path, progress: bool) -> dict:
-    """task=segmentation: the confusion matrix of the split's pixels, its scores, class_iou.png and
-    confusion_matrix.png (rows normalised: the share of each true class's pixels predicted as each class)."""
-    matrix = split_confusion_matrix(trained.model, loader, len(trained.classes), trained.device, progress)
-    metrics = scores(matrix, trained.classes)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "metrics.json", {**header, **metrics, "classes": trained.classes,
-                                      "confusion_matrix": matrix.tolist()})
-    plot_class_iou(metrics, out / "class_iou.png")
-    plot_confusion_matrix(matrix.numpy(), list(trained.classes), out / "confusion_matrix.png")
-    return metrics
+    return trained.task.evaluate(trained, data, loader, header, out, threshold, progress)
 
 
 def metrics_table(metrics: dict) -> str:

@@ -13,25 +13,16 @@ from pathlib import Path
 
 import torch
 from torch import Tensor
-from torchvision.io import write_png
-from torchvision.transforms.v2.functional import to_dtype
 from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from losslab.data.images import counted, decode_pixels
+from losslab.commands.saved_model import load_saved_model
+from losslab.data.images import IMAGE_EXTENSIONS, counted, decode_pixels
 from losslab.errors import LosslabError
-from losslab.evaluation.inference import detect
-from losslab.evaluation.masks import paste_masks
-from losslab.evaluation.metrics import coco_results
-from losslab.evaluation.saved_model import load_saved_model
-from losslab.modeling.heads import scores_at_least
 from losslab.modeling.runtime import eval_mode
-from losslab.reporting.drawing import draw_objects
-from losslab.reporting.segmentation_figures import draw_class_mask, save_index_png
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 BATCH_SIZE = 4  # images per forward pass
 
 
@@ -67,55 +58,20 @@ def predict_images(run_dir: Path, sources: Sequence[str | Path], checkpoint: str
     out = Path(run_dir) / "predict" if out is None else Path(out)
     out.mkdir(parents=True, exist_ok=True)
 
-    result = PredictResult(out, predicted=0, detections=0)
-    results: list[dict] = []
+    result = PredictResult(out, predicted=0, detections=0, counted=trained.task.predicted)
+    records: list[dict] = []
     drawn_names = output_names(files)
-    if trained.task == "segmentation":
-        return predict_masks(trained, files, drawn_names, out, batch_size, progress, result)
     with (eval_mode(trained.model), torch.inference_mode(), logging_redirect_tqdm(),  # warnings above the bar
           tqdm(total=len(files), desc="predict", unit="image", disable=not progress, dynamic_ncols=True) as bar):
         for batch in batches(files, batch_size, result.skipped):
-            with scores_at_least(trained.model, threshold):
-                outputs = detect(trained.model, [image.to(trained.device) for _, _, image in batch])
+            outputs = trained.task.predict(trained.model, [image.to(trained.device) for _, _, image in batch],
+                                           threshold)
             for (index, path, image), output in zip(batch, outputs, strict=True):
-                kept = above_threshold({k: v.cpu() for k, v in output.items()}, threshold)
-                write_png(draw_detections(image, kept, trained.classes), str(out / drawn_names[index]))
-                results += [{**r, "file_name": str(path)}
-                            for r in coco_results([kept], [index], with_masks="mask_crops" in kept,
-                                                  category_ids=trained.category_ids,
-                                                  image_sizes=[tuple(image.shape[-2:])])]
+                records += trained.task.write_prediction(image, output, trained, index, path, out / drawn_names[index])
             result.predicted += len(batch)
             bar.update(batch[-1][0] + 1 - bar.n)  # files done so far, skipped ones included
         bar.update(len(files) - bar.n)  # unreadable files after the last batch
-    result.detections = len(results)
-    (out / "predictions.json").write_text(json.dumps(results))
-    return result
-
-
-def predict_masks(trained, files: list[Path], drawn_names: list[str], out: Path, batch_size: int, progress: bool,
-                  result: PredictResult) -> PredictResult:
-    """task=segmentation: for every readable file, `out`/NAME.png (the class mask over the image, with a legend)
-    and `out`/masks/NAME.png (the class index of every pixel, a palette PNG), and predictions.json listing
-    {image_id, file_name, mask_file, classes: {name: share of the pixels}} per image."""
-    (out / "masks").mkdir(exist_ok=True)
-    records = []
-    with (eval_mode(trained.model), torch.inference_mode(), logging_redirect_tqdm(),
-          tqdm(total=len(files), desc="predict", unit="image", disable=not progress, dynamic_ncols=True) as bar):
-        for batch in batches(files, batch_size, result.skipped):
-            outputs = trained.model([image.to(trained.device) for _, _, image in batch])
-            for (index, path, image), output in zip(batch, outputs, strict=True):
-                mask = output["mask"].cpu()
-                write_png(draw_class_mask(to_dtype(image, torch.uint8, scale=True), mask, trained.classes),
-                          str(out / drawn_names[index]))
-                save_index_png(mask, len(trained.classes), out / "masks" / drawn_names[index])
-                shares = torch.bincount(mask.flatten(), minlength=len(trained.classes)) / mask.numel()
-                records.append({"image_id": index, "file_name": str(path), "mask_file": f"masks/{drawn_names[index]}",
-                                "classes": {name: round(float(share), 6) for name, share
-                                            in zip(trained.classes, shares, strict=True) if share > 0}})
-            result.predicted += len(batch)
-            bar.update(batch[-1][0] + 1 - bar.n)
-        bar.update(len(files) - bar.n)
-    result.detections, result.counted = len(records), "masks"
+    result.detections = len(records)
     (out / "predictions.json").write_text(json.dumps(records))
     return result
 
@@ -185,23 +141,6 @@ def unreadable_reason(error: Exception) -> str:
     """The first line of why a file could not be read."""
     lines = str(error).strip().splitlines()
     return lines[0] if lines else type(error).__name__
-
-
-def above_threshold(prediction: dict[str, Tensor], threshold: float) -> dict[str, Tensor]:
-    """The detections with score >= `threshold`."""
-    keep = prediction["scores"] >= threshold
-    return {k: v[keep] for k, v in prediction.items()}
-
-
-def draw_detections(image: Tensor, prediction: dict[str, Tensor], classes: Sequence[str]) -> Tensor:
-    """The uint8 [3, H, W] image with translucent masks (if any), boxes and "class score" labels drawn."""
-    labels = prediction["labels"].tolist()
-    names = [f"{classes[label - 1]} {score:.2f}" for label, score in zip(labels, prediction["scores"].tolist(),
-                                                                            strict=True)]
-    height, width = image.shape[-2:]
-    masks = paste_masks(prediction["mask_crops"], prediction["boxes"], height, width) \
-        if "mask_crops" in prediction else None
-    return draw_objects(to_dtype(image.cpu(), torch.uint8, scale=True), prediction["boxes"], labels, names, masks)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -15,7 +15,6 @@ from pathlib import Path
 import torch
 from hydra.errors import HydraException
 from matplotlib.image import imsave
-from omegaconf import OmegaConf
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
@@ -23,12 +22,9 @@ from torchvision.utils import make_grid
 
 from losslab.config.compose import compose_config
 from losslab.config.validation import validate
-from losslab.data.datasets import build_datasets
 from losslab.data.mixing import augmented
-from losslab.data.segmentation import build_segmentation_datasets
 from losslab.data.transforms import JointTransform
 from losslab.errors import LosslabError
-from losslab.evaluation.tasks import task_of
 from losslab.reporting.drawing import draw_objects
 from losslab.reporting.segmentation_figures import draw_class_mask
 
@@ -106,10 +102,7 @@ def draw_augmentations(overrides: list[str], out: Path, samples: int, seed: int)
         cfg = compose_config(overrides)
     except HydraException as error:
         raise LosslabError(f"the overrides {' '.join(overrides)} do not compose: {error}") from error
-    validate(cfg)
-    if task_of(cfg) == "segmentation":  # image and mask augmented together by the split itself
-        data = build_segmentation_datasets(OmegaConf.to_container(cfg.data), OmegaConf.to_container(cfg.split),
-                                           OmegaConf.to_container(cfg.augment))
-        return show_augment(data.train, None, out, samples, seed, data.classes)
-    data = build_datasets(OmegaConf.to_container(cfg.data), OmegaConf.to_container(cfg.split))  # not augmented
-    return show_augment(data.train, OmegaConf.to_container(cfg.augment), out, samples, seed, data.classes)
+    plan = validate(cfg)
+    sections = plan.sections
+    train, augment, classes = plan.task.augmented_train_split(sections["data"], sections["split"], sections["augment"])
+    return show_augment(train, augment, out, samples, seed, classes)

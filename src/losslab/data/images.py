@@ -27,6 +27,8 @@ from tqdm.auto import tqdm
 
 from losslab.errors import LosslabError
 
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")  # the files read as images, in
+# order of preference where one image has several (VOC's JPEGImages)
 EXIF_ORIENTATION = 0x0112
 TURNED_SIDEWAYS = (5, 6, 7, 8)  # orientations that swap width and height
 MAX_LISTED = 5  # problem files named in an error message; the rest are counted

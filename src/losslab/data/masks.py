@@ -17,8 +17,8 @@ from PIL import Image
 
 from losslab.data.images import ImageFile, listing
 from losslab.errors import LosslabError
+from losslab.losses.catalogue import IGNORE_INDEX
 
-IGNORE_INDEX = 255  # pixels that count in no loss and no metric (VOC's object borders, COCO's crowds, padding)
 INDEX_MODES = ("P", "L", "I;16", "I;16B", "I;16L", "I", "1")  # Pillow modes that hold one index per pixel
 
 

@@ -26,19 +26,19 @@ from pycocotools import mask as mask_utils
 
 from losslab.data.coco import CocoDataset, read_json
 from losslab.data.coco import _rle as coco_rle  # polygons or an RLE (either counts) as pycocotools' RLE
-from losslab.data.datasets import SplitDataset, split_datasets
-from losslab.data.images import ImageFile, existing_folder, listing, probe_images, read_image
-from losslab.data.masks import IGNORE_INDEX, fit_to_masks, mask_headers, read_mask
+from losslab.data.datasets import LOADER_KEYS, SplitDataset, split_datasets
+from losslab.data.images import IMAGE_EXTENSIONS, ImageFile, existing_folder, listing, probe_images, read_image
+from losslab.data.masks import fit_to_masks, mask_headers, read_mask
 from losslab.data.segmentation_transforms import segmentation_train_transform
 from losslab.data.shapes import CLASSES as SHAPE_CLASSES
 from losslab.data.shapes import OBJECT_SIZE, ShapesDataset, paint_shapes
 from losslab.data.voc import read_image_set
 from losslab.errors import LosslabError
+from losslab.losses.catalogue import IGNORE_INDEX
 
 log = logging.getLogger(__name__)
 
 BACKGROUND = "background"
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
 class SemanticDataset(torch.utils.data.Dataset):
@@ -200,7 +200,6 @@ READERS: dict[str, Callable[..., SemanticDataset]] = {
     "shapes": ShapesSegmentation, "folder": folder_dataset, "voc_seg": voc_segmentation_dataset,
     "coco": CocoSegmentation,
 }
-LOADER_KEYS = ("name", "batch_size", "num_workers")
 
 
 def load_segmentation_dataset(data_options: dict) -> SemanticDataset:

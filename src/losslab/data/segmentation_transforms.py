@@ -14,9 +14,9 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from losslab.data.augment_options import GEOMETRIC, MIXING, PHOTOMETRIC, checked_options, enabled
-from losslab.data.masks import IGNORE_INDEX
 from losslab.data.transforms import build_operation
 from losslab.errors import LosslabError
+from losslab.losses.catalogue import IGNORE_INDEX
 
 
 def segmentation_train_transform(options: dict) -> SegmentationTransform | None:

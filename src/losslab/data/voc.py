@@ -26,6 +26,7 @@ from xml.parsers.expat import ErrorString
 import numpy as np
 
 from losslab.data.images import (
+    IMAGE_EXTENSIONS,
     AnnotatedImages,
     Record,
     counted,
@@ -44,7 +45,6 @@ VOC_CLASSES = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable", "dog",
     "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
 )
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")  # in order of preference
 
 
 class VocDataset(AnnotatedImages):

@@ -18,8 +18,8 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from losslab.distributed import all_reduce_sum
+from losslab.losses.catalogue import IGNORE_INDEX
 from losslab.modeling.runtime import autocast, eval_mode, to_device
-from losslab.modeling.segmenters import IGNORE_INDEX
 
 
 def confusion_matrix(predicted: Tensor, target: Tensor, num_classes: int) -> Tensor:

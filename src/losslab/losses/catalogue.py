@@ -25,16 +25,21 @@ ARCH_COMPONENTS = {
     "retinanet": ("classification", "box_regression"),
 }
 
-# config key under `loss` -> the component it selects
+# config key under `loss` -> the component it selects (detection's; segmentation's key `pixel` names its component)
 CONFIG_KEYS = {"cls": "classification", "box": "box_regression", "objectness": "objectness", "mask": "mask"}
+# The config keys whose classes include the background (class 0): weighted_ce weighs every pixel class. A
+# detector's classification weighs the object classes 1..K; the background keeps weight 1.
+WITH_BACKGROUND = ("pixel",)
 
 
 @dataclass(frozen=True)
 class Param:
-    """One parameter of a loss: its default and a one-line meaning (for help and docs)."""
+    """One parameter of a loss: its default, a one-line meaning (for help and docs) and whether it must be > 0
+    (checked before any training)."""
 
     default: Any
     doc: str
+    positive: bool = False
 
 
 @dataclass(frozen=True)
@@ -46,7 +51,7 @@ class Loss:
     summary: str
     params: dict[str, Param] = field(default_factory=dict)
     retinanet_function: str | None = None
-    module: str = "functional"  # segmentation's per-pixel losses: "segmentation"
+    module: str = "functional"  # the mask head's: "mask_losses"; segmentation's per-pixel losses: "segmentation"
 
     @property
     def defaults(self) -> dict[str, Any]:
@@ -57,12 +62,15 @@ SMOOTHING = Param(0.0, "spread this much target mass evenly over all classes (0 
 ALPHA = Param(0.25, "weight of positive terms, negatives get 1 - alpha; -1 turns weighting off")
 GAMMA = Param(2.0, "focusing exponent; 0 gives (alpha-weighted) cross-entropy")
 EPS = Param(1e-7, "added to denominators for numerical stability (ciou: also to widths and heights)")
-SMOOTH = Param(1.0, "added to numerator and denominator, > 0; keeps empty masks finite")
+SMOOTH = Param(1.0, "added to numerator and denominator, > 0; keeps empty masks finite", positive=True)
 
 # Per-pixel losses of task=segmentation: `fn(logits [B, C, H, W], target [B, H, W] int64, **params)`, C classes with
 # background 0 and `ignore_index` marking pixels that count nowhere. Dice, Jaccard, Tversky and Lovasz are
 # segmentation_models_pytorch's (smp.losses), multi-class: a class without a target pixel in the batch adds 0.
-IGNORE = Param(255, "pixels with this target index count nowhere (255: the data's void label, VOC's borders)")
+# The target index of pixels that count in no loss and no metric: the data's void label (VOC's object borders, COCO's
+# crowds) and the padding of a batch. Every module that knows it imports it from here.
+IGNORE_INDEX = 255
+IGNORE = Param(IGNORE_INDEX, "pixels with this target index count nowhere (255: the data's void label, VOC's borders)")
 PIXEL_SMOOTHING = Param(0.0, "spread this much target mass evenly over all classes (0 = none)")
 PIXEL_CLASSES = Param(None, "the class indices the loss averages over (null = every class, background included)")
 PIXEL_SMOOTH = Param(0.0, "added to numerator and denominator of each class's score (smp's default 0)")
@@ -98,13 +106,15 @@ CATALOGUE: dict[str, dict[str, Loss]] = {
         "ciou": Loss("ciou", "complete IoU loss", {"eps": EPS}),
     },
     "mask": {
-        "bce": Loss("mask_bce", "per-pixel binary cross-entropy"),
-        "dice": Loss("dice", "soft Dice loss per instance", {"smooth": SMOOTH}),
-        "jaccard": Loss("jaccard", "soft IoU (Jaccard) loss per instance", {"smooth": SMOOTH}),
+        "bce": Loss("mask_bce", "per-pixel binary cross-entropy", module="mask_losses"),
+        "dice": Loss("dice", "soft Dice loss per instance", {"smooth": SMOOTH}, module="mask_losses"),
+        "jaccard": Loss("jaccard", "soft IoU (Jaccard) loss per instance", {"smooth": SMOOTH}, module="mask_losses"),
         "bce_dice": Loss("bce_dice", "BCE and Dice, weighted",
-                         {"bce_weight": Param(0.5, "share of BCE in the mix; the rest is Dice"), "smooth": SMOOTH}),
-        "ce_iou": Loss("ce_iou", "average of cross-entropy and IoU loss", {"smooth": SMOOTH}),
-        "focal": Loss("mask_focal", "per-pixel sigmoid focal loss", {"alpha": ALPHA, "gamma": GAMMA}),
+                         {"bce_weight": Param(0.5, "share of BCE in the mix; the rest is Dice"), "smooth": SMOOTH},
+                         module="mask_losses"),
+        "ce_iou": Loss("ce_iou", "average of cross-entropy and IoU loss", {"smooth": SMOOTH}, module="mask_losses"),
+        "focal": Loss("mask_focal", "per-pixel sigmoid focal loss", {"alpha": ALPHA, "gamma": GAMMA},
+                      module="mask_losses"),
     },
     "objectness": {
         "bce": Loss("objectness_bce", "binary cross-entropy"),

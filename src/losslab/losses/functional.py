@@ -10,7 +10,8 @@ Forms (all return a scalar tensor):
   reduced over the N rows;
 - box regression: `fn(pred_deltas [P, 4], target_deltas [P, 4], anchors [P, 4] XYXY, box_coder, **params)`,
   summed over the P boxes; IoU losses compare the boxes that `box_coder` decodes from the deltas;
-- mask: `fn(mask_logits [P, M, M], targets [P, M, M] in [0, 1], **params)`, the logits of each instance's class;
+- mask (losslab.losses.mask_losses): `fn(mask_logits [P, M, M], targets [P, M, M] in [0, 1], **params)`, the
+  logits of each instance's class;
 - objectness: `fn(logits [S], labels [S] float 0/1, **params)`, mean over the S sampled anchors.
 
 Empty inputs give `x.sum() * 0`: a zero that stays on the autograd graph, so `backward()` yields zero gradients
@@ -30,21 +31,14 @@ from torchvision.ops import distance_box_iou_loss, generalized_box_iou_loss
 
 __all__ = [
     "balanced_class_weights",
-    "bce_dice",
     "binary_cross_entropy",
-    "ce_iou",
-    "check_smooth",
     "ciou",
     "cross_entropy",
-    "dice",
     "diou",
     "giou",
     "huber",
     "iou",
-    "jaccard",
     "l1",
-    "mask_bce",
-    "mask_focal",
     "mse",
     "multi_margin",
     "objectness_bce",
@@ -277,74 +271,6 @@ def _decoded_boxes_loss(box_loss, pred_deltas: Tensor, target_deltas: Tensor, an
         return pred_deltas.sum() * 0
     pred, target = _decode_pair(pred_deltas, target_deltas, anchors, box_coder)
     return box_loss(pred, target, reduction="sum", eps=eps)
-
-
-# --------------------------------------------------------------------------------------------------------- mask
-
-
-def mask_bce(mask_logits: Tensor, targets: Tensor) -> Tensor:
-    """Mean over all pixels of BCE(sigmoid(x), t): torchvision's Mask R-CNN mask loss."""
-    if mask_logits.numel() == 0:
-        return mask_logits.sum() * 0
-    return F.binary_cross_entropy_with_logits(mask_logits, targets.to(mask_logits.dtype))
-
-
-def check_smooth(smooth: float) -> None:
-    """Raise ValueError unless smooth > 0, for the overlap losses (Dice, Jaccard and their mixes); the message says
-    why."""
-    if not smooth > 0:
-        raise ValueError(f"smooth must be > 0, got {smooth}: with smooth = 0 an empty target mask gives 0/0 (NaN) "
-                         "for an empty prediction and the largest loss, 1, for any other; a small value such as 1e-6 "
-                         "keeps the loss close to exact Dice / IoU on the other instances")
-
-
-def _soft_overlaps(mask_logits: Tensor, targets: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Per instance (sum p t, sum p, sum t) with p = sigmoid(logits)."""
-    probs = mask_logits.sigmoid().flatten(1)
-    targets = targets.to(probs.dtype).flatten(1)
-    return (probs * targets).sum(dim=1), probs.sum(dim=1), targets.sum(dim=1)
-
-
-def dice(mask_logits: Tensor, targets: Tensor, *, smooth: float = 1.0) -> Tensor:
-    """Mean over instances of 1 - (2 sum p t + smooth) / (sum p + sum t + smooth), p = sigmoid(logits);
-    smooth > 0 (`check_smooth`), so an empty target with a confident empty prediction gives about 0."""
-    check_smooth(smooth)
-    if mask_logits.numel() == 0:
-        return mask_logits.sum() * 0
-    inter, sum_p, sum_t = _soft_overlaps(mask_logits, targets)
-    return (1 - (2 * inter + smooth) / (sum_p + sum_t + smooth)).mean()
-
-
-def jaccard(mask_logits: Tensor, targets: Tensor, *, smooth: float = 1.0) -> Tensor:
-    """Soft IoU loss: mean over instances of 1 - (sum p t + smooth) / (sum p + sum t - sum p t + smooth)."""
-    check_smooth(smooth)
-    if mask_logits.numel() == 0:
-        return mask_logits.sum() * 0
-    inter, sum_p, sum_t = _soft_overlaps(mask_logits, targets)
-    return (1 - (inter + smooth) / (sum_p + sum_t - inter + smooth)).mean()
-
-
-def bce_dice(mask_logits: Tensor, targets: Tensor, *, bce_weight: float = 0.5, smooth: float = 1.0) -> Tensor:
-    """bce_weight * mask_bce + (1 - bce_weight) * dice."""
-    check_smooth(smooth)
-    if mask_logits.numel() == 0:
-        return mask_logits.sum() * 0
-    return bce_weight * mask_bce(mask_logits, targets) + (1 - bce_weight) * dice(mask_logits, targets, smooth=smooth)
-
-
-def ce_iou(mask_logits: Tensor, targets: Tensor, *, smooth: float = 1.0) -> Tensor:
-    """CrossEntropyIoULoss2D: the average of the two, 0.5 * mask_bce + 0.5 * jaccard."""
-    check_smooth(smooth)
-    if mask_logits.numel() == 0:
-        return mask_logits.sum() * 0
-    return 0.5 * mask_bce(mask_logits, targets) + 0.5 * jaccard(mask_logits, targets, smooth=smooth)
-
-
-def mask_focal(mask_logits: Tensor, targets: Tensor, *, alpha: float = 0.25, gamma: float = 2.0) -> Tensor:
-    """Mean over all pixels of -a_t (1 - p_t)^gamma log p_t (`torchvision.ops.sigmoid_focal_loss`)."""
-    if mask_logits.numel() == 0:
-        return mask_logits.sum() * 0
-    return _sigmoid_focal_terms(mask_logits, targets.to(mask_logits.dtype), alpha, gamma).mean()
 
 
 # --------------------------------------------------------------------------------------------------- objectness

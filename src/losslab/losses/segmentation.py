@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 # One-vs-rest sigmoid focal terms with a finite gradient at saturation (losslab.losses.functional, issue 19).
+from losslab.losses.catalogue import IGNORE_INDEX
 from losslab.losses.functional import _sigmoid_focal_terms
 
 __all__ = ["ce_iou", "cross_entropy", "dice", "focal", "jaccard", "lovasz", "tversky"]
@@ -27,7 +28,7 @@ def _nothing_counted(target: Tensor, ignore_index: int) -> bool:
     return not bool((target != ignore_index).any())
 
 
-def cross_entropy(logits: Tensor, target: Tensor, *, label_smoothing: float = 0.0, ignore_index: int = 255,
+def cross_entropy(logits: Tensor, target: Tensor, *, label_smoothing: float = 0.0, ignore_index: int = IGNORE_INDEX,
                   weight: Tensor | None = None) -> Tensor:
     """-log p_y averaged over the counted pixels, exactly `F.cross_entropy` (weighted: sum(w_y l) / sum(w_y))."""
     if _nothing_counted(target, ignore_index):
@@ -38,7 +39,7 @@ def cross_entropy(logits: Tensor, target: Tensor, *, label_smoothing: float = 0.
 
 
 def focal(logits: Tensor, target: Tensor, *, alpha: float | None = None, gamma: float = 2.0,
-          ignore_index: int = 255) -> Tensor:
+          ignore_index: int = IGNORE_INDEX) -> Tensor:
     """Mean over classes c of the mean over counted pixels of -a_t (1 - p_t)^gamma log p_t, p = sigmoid(logit_c)
     against (target == c): smp's FocalLoss(mode="multiclass"), with a finite gradient at p_t = 1 for gamma < 1."""
     if _nothing_counted(target, ignore_index):
@@ -51,7 +52,7 @@ def focal(logits: Tensor, target: Tensor, *, alpha: float | None = None, gamma: 
 
 
 def dice(logits: Tensor, target: Tensor, *, smooth: float = 0.0, classes: list[int] | None = None,
-         log_loss: bool = False, ignore_index: int = 255) -> Tensor:
+         log_loss: bool = False, ignore_index: int = IGNORE_INDEX) -> Tensor:
     """1 - soft Dice 2|P n T| / (|P| + |T|) per class over the batch's counted pixels, averaged over `classes`
     (smp's DiceLoss); a class without a target pixel in the batch adds 0."""
     if _nothing_counted(target, ignore_index):
@@ -61,7 +62,7 @@ def dice(logits: Tensor, target: Tensor, *, smooth: float = 0.0, classes: list[i
 
 
 def jaccard(logits: Tensor, target: Tensor, *, smooth: float = 0.0, classes: list[int] | None = None,
-            log_loss: bool = False, ignore_index: int = 255) -> Tensor:
+            log_loss: bool = False, ignore_index: int = IGNORE_INDEX) -> Tensor:
     """1 - soft IoU |P n T| / |P u T| per class over the batch's counted pixels, averaged over `classes`
     (smp's JaccardLoss); a class without a target pixel in the batch adds 0."""
     if _nothing_counted(target, ignore_index):
@@ -71,14 +72,14 @@ def jaccard(logits: Tensor, target: Tensor, *, smooth: float = 0.0, classes: lis
 
 
 def ce_iou(logits: Tensor, target: Tensor, *, smooth: float = 0.0, classes: list[int] | None = None,
-           ignore_index: int = 255) -> Tensor:
+           ignore_index: int = IGNORE_INDEX) -> Tensor:
     """CrossEntropyIoULoss2D: 0.5 cross-entropy + 0.5 Jaccard loss."""
     return 0.5 * cross_entropy(logits, target, ignore_index=ignore_index) + 0.5 * jaccard(
         logits, target, smooth=smooth, classes=classes, ignore_index=ignore_index)
 
 
 def tversky(logits: Tensor, target: Tensor, *, alpha: float = 0.5, beta: float = 0.5, gamma: float = 1.0,
-            smooth: float = 0.0, classes: list[int] | None = None, ignore_index: int = 255) -> Tensor:
+            smooth: float = 0.0, classes: list[int] | None = None, ignore_index: int = IGNORE_INDEX) -> Tensor:
     """(mean over classes of 1 - |P n T| / (|P n T| + alpha FP + beta FN))^gamma (smp's TverskyLoss); alpha = beta
     = 0.5 is Dice, 1 and 1 Jaccard."""
     if _nothing_counted(target, ignore_index):
@@ -87,7 +88,7 @@ def tversky(logits: Tensor, target: Tensor, *, alpha: float = 0.5, beta: float =
                            beta=beta, gamma=gamma)(logits, target)
 
 
-def lovasz(logits: Tensor, target: Tensor, *, per_image: bool = False, ignore_index: int = 255) -> Tensor:
+def lovasz(logits: Tensor, target: Tensor, *, per_image: bool = False, ignore_index: int = IGNORE_INDEX) -> Tensor:
     """Lovasz-softmax (Berman et al. 2018): the Lovasz extension of each present class's Jaccard loss on the
     softmax probabilities, averaged (smp's LovaszLoss)."""
     if _nothing_counted(target, ignore_index):

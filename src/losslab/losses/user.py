@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from torchvision.models.detection._utils import BoxCoder
 
 from losslab.errors import LosslabError
+from losslab.losses.catalogue import IGNORE_INDEX
 
 log = logging.getLogger(__name__)
 
@@ -245,7 +246,7 @@ def synthetic_batch(key: str, family: str, num_classes: int, device: torch.devic
     if key == "pixel":  # task=segmentation: [B, C, H, W] logits, [B, H, W] class indices, 255 ignored
         logits = uniform(2, num_classes, 8, 8) * 4 - 2
         target = torch.randint(0, num_classes, (2, 8, 8), generator=generator)
-        target[:, 0] = 255
+        target[:, 0] = IGNORE_INDEX
         return logits.to(device).requires_grad_(), target.to(device)
     if key == "mask":
         size = 28  # torchvision's mask head: 28 x 28 logits per positive proposal

@@ -18,6 +18,7 @@ import torchvision
 from torch import nn
 
 from losslab.errors import LosslabError
+from losslab.modeling.surgery import fit_weights
 from losslab.modeling.torchvision_weights import cached_file, fetch
 
 log = logging.getLogger(__name__)
@@ -52,34 +53,17 @@ def load_start_weights(network: nn.Module, model: dict) -> dict | None:
     except Exception as error:  # torch raises many types for corrupt files
         raise LosslabError(f"{path} could not be read as torchvision's weights ({error}); delete it and let "
                            "model.download=true fetch it again, or copy a good copy there.") from error
-    counts = fit_state(network, state, path)
+    fits = fit_weights(network, state, path, f"model={model['arch']} model.backbone={model['backbone']}",
+                       class_specific=CLASS_SPECIFIC, optional=OPTIONAL)
+    counts = {kind: sum(fits[kind].values()) for kind in ("loaded", "reinitialised")}
     log.info("start: %s weights from %s: %d tensors loaded, %d left random (the class count differs from VOC's 21)",
              COCO_VOC, path, counts["loaded"], counts["reinitialised"])
     return {"weights": COCO_VOC, "file": str(path), "tensors": counts}
 
 
-def fit_state(network: nn.Module, state: dict, path: Path) -> dict[str, int]:
-    """Copy every tensor of `state` whose name and shape fit `network`; the class-specific last layers that do not
-    fit stay as built. Any other mismatch means weights of another model: a LosslabError naming the first ones."""
-    own = network.state_dict()
-    fitting = {name: value for name, value in state.items() if name in own and own[name].shape == value.shape}
-    classifier_layers = [name for name in own if name not in fitting and _class_specific(name)]
-    aux_extra = [name for name in state if name not in own and name.startswith("aux_classifier.")]
-    foreign = sorted(set(state) - set(fitting) - set(classifier_layers) - set(aux_extra))
-    missing = sorted(set(own) - set(fitting) - set(classifier_layers))
-    if foreign or missing:
-        raise LosslabError(f"{path} does not fit the configured model: {len(foreign)} of its tensors have no place "
-                           f"in it ({', '.join(foreign[:3]) or 'none'}) and {len(missing)} of the model's have none "
-                           f"in the file ({', '.join(missing[:3]) or 'none'}). It holds another architecture's "
-                           "weights; delete it so that the right file is fetched.")
-    network.load_state_dict(fitting, strict=False)
-    return {"loaded": len(fitting), "reinitialised": len(classifier_layers)}
-
-
-def _class_specific(name: str) -> bool:
-    """The last layer of the classifier or of the auxiliary head: one output channel per class."""
-    return name.startswith(("classifier.4.", "aux_classifier.4.", "classifier.low_classifier.",
-                            "classifier.high_classifier."))
+# The last layer of the classifier and of the auxiliary head: one output channel per class.
+CLASS_SPECIFIC = ("classifier.4.", "aux_classifier.4.", "classifier.low_classifier.", "classifier.high_classifier.")
+OPTIONAL = ("aux_classifier.",)  # a model without an auxiliary head starts from weights with one, and back
 
 
 def weights_file(arch: str, backbone: str, download: bool) -> Path:

@@ -20,9 +20,9 @@ from torch.nn import functional as F
 from torchvision.models import segmentation
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
+from losslab.losses.catalogue import IGNORE_INDEX
 from losslab.losses.segmentation_build import SegmentationLosses
 
-IGNORE_INDEX = 255  # the target index of pixels that count nowhere (padding, VOC's borders, COCO's crowds)
 IMAGENET_MEAN = [0.485, 0.456, 0.406]  # what torchvision's segmentation weights were trained with
 IMAGENET_STD = [0.229, 0.224, 0.225]
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from torch import nn
 
 from losslab.errors import LosslabError
+from losslab.modeling.detectors import VARIANTS
 from losslab.modeling.freezing import FREEZABLE, freeze_names, parameter_counts
 from losslab.modeling.surgery import counts_line, fit_weights
 from losslab.modeling.torchvision_weights import COCO_WEIGHTS, coco_choices, coco_weights_file, known_coco_file
@@ -26,8 +27,8 @@ def start_problems(model: dict) -> list[str]:
     trainable_backbone_layers), as messages naming the keys; files are looked for when the run starts."""
     arch, backbone, variant, weights = model["arch"], model["backbone"], model["variant"], model["weights"]
     problems = []
-    if variant not in ("v1", "v2"):
-        problems.append(f"model.variant={variant}: expected v1 or v2")
+    if variant not in VARIANTS:
+        problems.append(f"model.variant={variant}: expected {' or '.join(VARIANTS)}")
     elif variant == "v2" and backbone != "resnet50_fpn":
         problems.append(f"model.variant=v2 is torchvision's improved R50-FPN architecture; it needs "
                         f"model.backbone=resnet50_fpn, not {backbone}")

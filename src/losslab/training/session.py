@@ -8,20 +8,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
-from losslab.config.validation import evaluation_interval
+from losslab.config.plan import Plan
 from losslab.data.datasets import DetectionData
 from losslab.data.images import counted
 from losslab.data.segmentation import SegmentationData
 from losslab.data.split import write_split
 from losslab.distributed import World
-from losslab.evaluation.tasks import Task, task
-from losslab.losses.build import ComponentLosses, class_weights
+from losslab.losses.build import ComponentLosses
+from losslab.losses.catalogue import WITH_BACKGROUND
+from losslab.losses.components import class_weights, needs_class_counts
 from losslab.losses.schedule import LossSchedule, Phase
-from losslab.losses.segmentation_build import SegmentationLosses, pixel_class_weights
+from losslab.losses.segmentation_build import SegmentationLosses
 from losslab.modeling.runtime import resolve_device
+from losslab.tasks import Task
 from losslab.training.builders import build_data, build_dataloaders
 from losslab.training.loop import SkipBudget
 from losslab.training.optim import Schedulers, build_optimizer, build_schedulers
@@ -57,103 +58,85 @@ class Session:
     start: dict | None = None  # what the weights started from (losslab.modeling.start.load_start_weights)
 
 
-def setup(cfg: DictConfig, run_dir: Path, world: World, resumed: dict | None = None) -> Session:
+def setup(plan: Plan, run_dir: Path, world: World, resumed: dict | None = None) -> Session:
     """Seed, build data, model with its start weights, every loss phase, optimizer and schedulers, then write
     split.json (so that a bad choice fails first). A resumed run (`resumed`: the checkpoint it continues from) does
     not load its start weights again: the checkpoint's replace them, and the start it recorded is kept."""
-    kind = task(cfg)
-    device = resolve_device(cfg.trainer.device, world)
-    model_options = OmegaConf.to_container(cfg.model, resolve=True)
+    task, sections, model_options = plan.task, plan.sections, plan.model
+    device = resolve_device(plan.device, world)
     # Found (or downloaded) first, so that a missing weights file fails before the run writes anything.
-    start_file = None if resumed else kind.locate_start_weights(model_options)
-    torch.manual_seed(cfg.trainer.seed)
-    data = build_data(cfg)
-    arch = cfg.model.arch
-    choices, weights = kind.loss_choices(OmegaConf.to_container(cfg.loss, resolve=True))
-    schedule = LossSchedule(choices, OmegaConf.to_container(cfg.loss.schedule.phases, resolve=True),
-                            cycle=cfg.loss.schedule.cycle)
+    start_file = None if resumed else task.locate_start_weights(model_options)
+    torch.manual_seed(plan.seed)
+    data = build_data(plan)
+    choices, weights = plan.loss_choices, plan.loss_weights
+    loss_schedule = sections["loss"]["schedule"]
+    schedule = LossSchedule(choices, loss_schedule["phases"], cycle=loss_schedule["cycle"])
     every_choice = [choices] + [phase.choices for phase in schedule.phases]
-    counts = kind.class_counts(data) if kind.needs_class_counts(every_choice) else None
+    counts = task.class_counts(data) if needs_class_counts(every_choice) else None
     # Every phase's losses are built, and user losses tried on a synthetic batch, before anything is written:
     # a bad choice fails at once, leaving only the failed run's summary.
-    for checked in kind.check_user_losses(model_options, every_choice, len(data.classes), device):
+    for checked in task.check_user_losses(model_options, every_choice, len(data.classes), device):
         log.info("user loss loss.%s._target_=%s (%s): imported, and called on a synthetic batch", checked.key,
                  checked.target, checked.origin)
-    losses = kind.build_losses(model_options, choices, weights, counts, len(data.classes))
-    phase_losses = {phase.number: kind.build_losses(model_options, phase.choices, weights, counts, len(data.classes))
+    losses = task.build_losses(model_options, choices, weights, counts, len(data.classes))
+    phase_losses = {phase.number: task.build_losses(model_options, phase.choices, weights, counts, len(data.classes))
                     for phase in schedule.phases}
-    loaders = build_dataloaders(cfg, data, world)
-    model = kind.build_model(model_options, losses, len(data.classes))
-    start = resumed.get("start") if resumed else kind.load_start_weights(model, start_file, model_options)
+    loaders = build_dataloaders(plan, data, world)
+    model = task.build_model(model_options, losses, len(data.classes))
+    start = resumed.get("start") if resumed else task.load_start_weights(model, start_file, model_options)
     model = model.to(device)
-    trained = prepare_for_speed(model, cfg.trainer, device, world)
-    trains_reference = not schedule.phases and kind.trains_reference(choices, weights, model_options)
-    reference = None if trains_reference else kind.reference_losses(model_options)
-    optimizer = build_optimizer(OmegaConf.to_container(cfg.optimizer, resolve=True), model)
-    schedulers = build_schedulers(OmegaConf.to_container(cfg.scheduler, resolve=True), optimizer,
-                                  steps_per_epoch=len(loaders["train"]))
+    trained = prepare_for_speed(model, sections["trainer"], device, world)
+    trains_reference = not schedule.phases and task.trains_reference(choices, weights, model_options)
+    reference = None if trains_reference else task.reference_losses(model_options)
+    optimizer = build_optimizer(sections["optimizer"], model)
+    schedulers = build_schedulers(sections["scheduler"], optimizer, steps_per_epoch=len(loaders["train"]))
     if world.main:
-        write_split(run_dir / "split.json", data.split_ids, cfg.split.seed)
-    log.info("run folder %s | %s/%s, %s, %d train / %d val / %d test images, device %s", run_dir, arch,
-             cfg.model.backbone, counted(len(data.classes), "class", "classes"), len(data.train), len(data.val),
-             len(data.test), device)
+        write_split(run_dir / "split.json", data.split_ids, sections["split"]["seed"])
+    log.info("run folder %s | %s/%s, %s, %d train / %d val / %d test images, device %s", run_dir,
+             model_options["arch"], model_options["backbone"], counted(len(data.classes), "class", "classes"),
+             len(data.train), len(data.val), len(data.test), device)
     auto_weights = None
     if counts is not None:
-        auto_weights = _automatic_weights(kind, counts)
-        _log_class_weights(kind, data.classes, counts, auto_weights)
-    skip_budget = SkipBudget(cfg.trainer.max_skipped_batches) if cfg.trainer.on_nonfinite == "skip" else None
-    scaler = torch.amp.GradScaler(device.type) if cfg.trainer.precision == "16-mixed" else None
-    return Session(kind, world, device, data, loaders, model, trained, cfg.trainer.precision, scaler, optimizer,
-                   schedulers, schedule, phase_losses, reference, monitor=cfg.trainer.monitor,
-                   grad_clip_norm=cfg.trainer.grad_clip_norm, skip_budget=skip_budget,
-                   eval_every=_evaluation_interval(cfg), eval_options=OmegaConf.to_container(cfg.eval, resolve=True),
-                   class_weights=auto_weights, start=start)
+        auto_weights = class_weights(task.weights_key, "auto", counts).tolist()
+        _log_class_weights(task, data.classes, counts, auto_weights)
+    if plan.eval_every != sections["eval"]["every"]:
+        log.info("an evaluated metric (%s) is monitored: evaluating every epoch, not every %d (eval.every)",
+                 plan.monitor, sections["eval"]["every"])
+    skip_budget = SkipBudget(plan.max_skipped_batches) if plan.max_skipped_batches is not None else None
+    scaler = torch.amp.GradScaler(device.type) if plan.precision == "16-mixed" else None
+    return Session(task, world, device, data, loaders, model, trained, plan.precision, scaler, optimizer,
+                   schedulers, schedule, phase_losses, reference, monitor=plan.monitor,
+                   grad_clip_norm=plan.grad_clip_norm, skip_budget=skip_budget, eval_every=plan.eval_every,
+                   eval_options=sections["eval"], class_weights=auto_weights, start=start)
 
 
-def _automatic_weights(kind: Task, counts: list[int]) -> list[float]:
-    """weighted_ce's automatic weights: [background, class 1..K] of the objects' counts (detection), or of every
-    pixel class's counts (segmentation)."""
-    if kind.counted == "pixels":
-        return pixel_class_weights("auto", counts).tolist()
-    return class_weights("auto", counts).tolist()
-
-
-def _log_class_weights(kind: Task, classes: list[str], counts: list[int], weights: list[float]) -> None:
+def _log_class_weights(task: Task, classes: list[str], counts: list[int], weights: list[float]) -> None:
     """Log weighted_ce's automatic weights with the train counts they come from, and warn about classes the train
     split has none of."""
-    unit = kind.counted.removesuffix("s")
-    if kind.counted == "pixels":  # every class, background included, has a count and a weight
+    unit = task.counted.removesuffix("s")
+    if task.weights_key in WITH_BACKGROUND:  # every class, background included, has a count and a weight
         background, named = [], zip(classes, counts, weights, strict=True)
     else:
         background, named = [f"background {weights[0]:.3g}"], zip(classes, counts, weights[1:], strict=True)
     log.info("weighted_ce weights (auto: scikit-learn's balanced n / (K n_k) over the train split's %s): %s",
-             kind.counted, ", ".join([*background, *(f"{name} {weight:.3g} ({counted(count, unit)})"
+             task.counted, ", ".join([*background, *(f"{name} {weight:.3g} ({counted(count, unit)})"
                                                      for name, count, weight in named)]))
     absent = [name for name, count in zip(classes, counts, strict=True) if count == 0]
     if absent:
         log.warning("weighted_ce weights=auto: the train split has no %s of %s; weight 1, which only scales "
                     "their terms in the validation loss (they are never a training target). Give loss.%s.weights "
-                    "as a list to choose it.", kind.counted.removesuffix("s"), ", ".join(absent),
-                    "pixel" if kind.counted == "pixels" else "cls")
+                    "as a list to choose it.", unit, ", ".join(absent), task.weights_key)
 
 
-def _evaluation_interval(cfg: DictConfig) -> int:
-    every = evaluation_interval(cfg)
-    if every != cfg.eval.every:
-        log.info("an evaluated metric (%s) is monitored: evaluating every epoch, not every %d (eval.every)",
-                 cfg.trainer.monitor, cfg.eval.every)
-    return every
-
-
-def prepare_for_speed(model: torch.nn.Module, trainer: DictConfig, device: torch.device, world: World
+def prepare_for_speed(model: torch.nn.Module, trainer: dict, device: torch.device, world: World
                       ) -> torch.nn.Module:
     """Apply the trainer's speed options to `model` in place; return what the training step should call
     (a DistributedDataParallel wrapper under torchrun, else the model)."""
     if device.type == "cuda":
-        torch.backends.cudnn.benchmark = trainer.cudnn_benchmark
-    if trainer.channels_last:
+        torch.backends.cudnn.benchmark = trainer["cudnn_benchmark"]
+    if trainer["channels_last"]:
         model.to(memory_format=torch.channels_last)
-    if trainer.compile:
+    if trainer["compile"]:
         model.backbone.compile()  # in place: state_dict keys stay those of the plain model
     if not world.distributed:
         return model

@@ -1,4 +1,5 @@
-"""A finished run's model ready for inference: config, weights and class names, without its training data."""
+"""A finished run's model ready for inference: config, weights and class names, without its training data (what
+`losslab evaluate`, `predict` and `export` start from)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ from losslab.config.run_config import read_run_config
 from losslab.config.validation import checkpoint_choice
 from losslab.data.images import counted
 from losslab.errors import LosslabError
-from losslab.evaluation.tasks import task, task_of
+from losslab.losses.components import needs_class_counts
 from losslab.modeling.runtime import resolve_device
 from losslab.modeling.weights import read_checkpoint
+from losslab.tasks import Task, task_of
 
 
 @dataclass
@@ -29,7 +31,7 @@ class SavedModel:
     epoch: int
     checkpoint: Path
     device: torch.device
-    task: str = "detection"  # detection | segmentation
+    task: Task
 
 
 def load_saved_model(run_dir: Path, checkpoint: str = "best", device: str = "auto") -> SavedModel:
@@ -43,7 +45,8 @@ def load_saved_model(run_dir: Path, checkpoint: str = "best", device: str = "aut
     path = checkpoint_path(run_dir, checkpoint, cfg)
     state = read_checkpoint(path)
     classes = class_names(run_dir, state)
-    model = task(cfg).build_model(cfg["model"], inference_losses(cfg, len(classes)), len(classes))
+    task = task_of(cfg)
+    model = task.build_model(cfg["model"], inference_losses(task, cfg, len(classes)), len(classes))
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as error:  # the config and the weights describe different models
@@ -51,10 +54,10 @@ def load_saved_model(run_dir: Path, checkpoint: str = "best", device: str = "aut
                            f"with {counted(len(classes), 'class', 'classes')}: {error}") from error
     target = resolve_device(device, key="--device")
     model = model.to(target).eval()
-    settle_roi_pool_scales(model, cfg["model"]["min_size"], target)
+    task.prepare_for_inference(model, cfg["model"], target)
     # Runs from before checkpoints kept category ids: their labels were the ids.
     category_ids = [int(i) for i in state.get("category_ids") or range(1, len(classes) + 1)]
-    return SavedModel(cfg, model, classes, category_ids, int(state["epoch"]), path, target, task_of(cfg))
+    return SavedModel(cfg, model, classes, category_ids, int(state["epoch"]), path, target, task)
 
 
 def checkpoint_path(run_dir: Path, checkpoint: str, cfg: dict | None = None) -> Path:
@@ -94,34 +97,15 @@ def class_names(run_dir: Path, state: dict) -> list[str]:
     return [str(name) for name in classes]
 
 
-def settle_roi_pool_scales(model: nn.Module, size: int, device: torch.device) -> None:
-    """Fix the R-CNN RoI pools' feature-map scales on a blank `size` square image.
-
-    torchvision's MultiScaleRoIAlign infers those scales from the first images it sees and keeps them. A first image
-    much wider than tall (resized height far below the padded height) gives wrong ones, and every later prediction
-    would depend on which image came first; an exported model would carry them too. Only the backbone runs here.
-    """
-    if not hasattr(model, "roi_heads"):
-        return  # RetinaNet pools nothing
-    with torch.inference_mode():
-        batch, _ = model.transform([torch.zeros(3, size, size, device=device)])
-        features = model.backbone(batch.tensors)
-        no_boxes = [torch.zeros(0, 4, device=device)]
-        for pool in (model.roi_heads.box_roi_pool, model.roi_heads.mask_roi_pool):
-            if pool is not None:
-                pool(features, no_boxes, batch.image_sizes)
-
-
-def inference_losses(cfg: dict, num_classes: int):
+def inference_losses(task: Task, cfg: dict, num_classes: int):
     """The run's training losses, which the model holds but inference never calls.
 
     weighted_ce with automatic weights needs the train split's class counts to be built: placeholder ones stand
     in for them, as losses cannot change a prediction. A user loss (`custom`) is never imported here: the default
     stands in for it, so a run folder's config cannot choose what inference imports.
     """
-    kind = task(cfg)
-    choices, weights = kind.loss_choices(cfg["loss"])
+    choices, weights = task.loss_choices(cfg["loss"])
     choices = {key: {"name": "default"} if choice.get("name") == "custom" else choice
                for key, choice in choices.items()}
-    counts = [1] * num_classes if kind.needs_class_counts([choices]) else None
-    return kind.build_losses(cfg["model"], choices, weights, counts, num_classes)
+    counts = [1] * num_classes if needs_class_counts([choices]) else None
+    return task.build_losses(cfg["model"], choices, weights, counts, num_classes)

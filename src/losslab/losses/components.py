@@ -1,0 +1,138 @@
+"""The one builder of a component's loss, shared by every task: a choice of the `loss` config section (plain
+values: {"name": "focal", "alpha": ...}) -> the pure loss function with its parameters bound, checked against the
+catalogue. What a task adds (detection's head adapters, segmentation's auxiliary head) is built on top of it in
+losslab.losses.build and losslab.losses.segmentation_build.
+
+`default` means torchvision's own loss for the head family (catalogue.TORCHVISION_DEFAULTS); `custom` the user's
+own, named by `_target_` (losslab.losses.user).
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import torch
+
+from losslab.errors import LosslabError
+from losslab.losses.catalogue import CATALOGUE, TORCHVISION_DEFAULTS, WITH_BACKGROUND, Loss
+from losslab.losses.functional import balanced_class_weights
+from losslab.losses.mask_losses import check_smooth
+from losslab.losses.user import COMPONENT_NAMES, UserLoss, check_user_loss, user_loss
+
+
+def component_loss(key: str, spec: dict, family: str, class_counts: list[int] | None = None,
+                   num_classes: int | None = None) -> Callable:
+    """The pure loss `spec` names for config key `key` (cls, box, objectness, mask, pixel) of head `family`
+    (rcnn, retinanet, segmentation), its parameters bound (and `reduction` for classification).
+
+    Every check a choice needs is made here, before any training: the name is the key's, every parameter is
+    the loss's, `smooth` is valid, and weighted_ce's weights fit the classes (`class_counts`: the train split's
+    count of each class, for `weights: auto`; `num_classes`: what a list of weights is checked against).
+    """
+    spec = dict(spec)
+    name = spec.pop("name", "default")
+    if name == "custom":
+        return user_loss(key, family, spec)
+    if name == "default":
+        name, spec = TORCHVISION_DEFAULTS[(family, key)]
+    loss, params = checked_parameters(key, name, spec)
+    if "weights" in params:
+        params["weight"] = class_weights(key, params.pop("weights"), class_counts, num_classes)
+    function_name = loss.retinanet_function if family == "retinanet" and loss.retinanet_function else loss.function
+    function = getattr(importlib.import_module(f"losslab.losses.{loss.module}"), function_name)
+    if key == "cls":
+        # R-CNN averages over the sampled RoIs; RetinaNet sums over anchors and divides by the
+        # number of foreground anchors in the head, as torchvision does.
+        params["reduction"] = "sum" if family == "retinanet" else "mean"
+    return partial(function, **params)
+
+
+def checked_parameters(key: str, name: str, spec: dict) -> tuple[Loss, dict]:
+    """The catalogue's loss `name` of config key `key` and its parameters (its defaults updated by `spec`), once
+    the name is the key's, every parameter is the loss's, and `smooth` is valid; a LosslabError naming the key
+    otherwise. Validation calls it for every choice of a config, so a wrong parameter of a loss phase that starts
+    late fails before anything runs."""
+    options = CATALOGUE[key]
+    if name not in options:
+        raise LosslabError(f"loss.{key}={name} is not a {COMPONENT_NAMES[key]} loss; expected one of "
+                           f"{['default', *options, 'custom']}.")
+    loss = options[name]
+    unknown = sorted(set(spec) - set(loss.defaults))
+    if unknown:
+        raise LosslabError(f"loss.{key}={name} has no parameter {', '.join(unknown)}; its parameters are "
+                           f"{', '.join(loss.defaults) or 'none'} (a loss of your own: loss/{key}=custom).")
+    params = {**loss.defaults, **spec}
+    if "smooth" in params and loss.params["smooth"].positive:  # refused now rather than at the first batch
+        try:
+            check_smooth(params["smooth"])
+        except ValueError as error:
+            raise LosslabError(f"loss.{key}.smooth={params['smooth']} ({name}): {error}.") from None
+    return loss, params
+
+
+def class_weights(key: str, weights: Any, class_counts: list[int] | None, num_classes: int | None = None
+                  ) -> torch.Tensor:
+    """weighted_ce's cross-entropy weights for config key `key`, as given or, for `auto`, scikit-learn's
+    "balanced" weights n / (K n_k) of the train split's counts (`functional.balanced_class_weights`: they average 1
+    per counted object or pixel).
+
+    `class_counts` and a list of weights cover the key's classes: the object classes 1..K for `cls` (the
+    background then gets weight 1 in front, so the balance between background and objects stays that of plain
+    cross-entropy), every pixel class 0..K-1 for `pixel`. A list must hold one weight >= 0 per class (K:
+    `num_classes`, or the length of `class_counts`), checked when K is known.
+    """
+    background = [torch.ones(1)] if key not in WITH_BACKGROUND else []
+    noun = "pixel class" if key in WITH_BACKGROUND else "object class"
+    if weights == "auto":
+        if class_counts is None:
+            raise LosslabError(f"loss.{key}.weights=auto needs the train split's class counts; pass class_counts.")
+        return torch.cat([*background, balanced_class_weights(class_counts)])
+    expected = len(class_counts) if class_counts is not None else num_classes
+    if not isinstance(weights, list | tuple) or not all(isinstance(w, int | float) for w in weights):
+        raise LosslabError(f"loss.{key}.weights={weights}: expected auto or a list of numbers, one per {noun}"
+                           f"{f' ({expected})' if expected is not None else ''}.")
+    if expected is not None and len(weights) != expected:
+        order = "background not counted" if background else "background first"
+        raise LosslabError(f"loss.{key}.weights has {len(weights)} values ({list(weights)}); expected one per {noun} "
+                           f"of the data ({expected}, {order}), or auto.")
+    if not all(math.isfinite(w) and w >= 0 for w in weights):
+        raise LosslabError(f"loss.{key}.weights={list(weights)}: expected weights >= 0 (a negative weight rewards "
+                           "misclassifying that class), or auto.")
+    return torch.cat([*background, torch.as_tensor(list(weights), dtype=torch.float32)])
+
+
+def needs_class_counts(every_choice: list[dict[str, dict]]) -> bool:
+    """Whether any of these loss choices (one set per loss phase) is weighted_ce with automatic weights."""
+    return any(spec.get("name") == "weighted_ce" and spec.get("weights", "auto") == "auto"
+               for choices in every_choice for spec in choices.values())
+
+
+def check_user_losses(keys: tuple[str, ...], family: str, every_choice: list[dict[str, dict]], num_classes: int,
+                      device: torch.device) -> list[UserLoss]:
+    """Import every distinct user loss (`custom`) among these choices (one set per loss phase) of the config
+    `keys` a model has, and call it on a synthetic batch of its component's shapes for `num_classes` classes on
+    `device`; the losses checked. A LosslabError naming the component and target if one fails."""
+    checked: list[UserLoss] = []
+    seen: list[tuple[str, dict]] = []
+    for choices in every_choice:
+        for key, spec in choices.items():
+            if spec.get("name") != "custom" or key not in keys or (key, spec) in seen:
+                continue
+            seen.append((key, spec))
+            loss = user_loss(key, family, spec)
+            check_user_loss(loss, num_classes, device)
+            checked.append(loss)
+    return checked
+
+
+def scaled(function: Callable, weight: float) -> Callable:
+    """`function` with its result multiplied by `weight` (itself for 1)."""
+    return function if weight == 1.0 else partial(_weighted, function, weight)
+
+
+def _weighted(function: Callable, weight: float, *args, **kwargs):
+    return weight * function(*args, **kwargs)

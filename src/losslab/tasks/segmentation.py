@@ -1,0 +1,159 @@
+"""task=segmentation: torchvision segmentation networks (LR-ASPP, DeepLabV3, FCN), pixel classes 0..K-1 (the
+background is class 0, named in `classes`), mIoU; predictions drawn as class masks and written as index PNGs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torchvision.io import write_png
+from torchvision.transforms.v2.functional import to_dtype
+
+from losslab.data.augment_options import MIXING, enabled
+from losslab.data.segmentation import SegmentationData, build_segmentation_datasets, count_pixels
+from losslab.evaluation.segmentation_metrics import scores, segmentation_metrics, split_confusion_matrix
+from losslab.losses.components import check_user_losses
+from losslab.losses.segmentation_build import (
+    FAMILY,
+    KEY,
+    build_segmentation_losses,
+    reference_losses,
+    segmentation_loss_choices,
+)
+from losslab.modeling import segmentation_weights
+from losslab.modeling.segmenters import BUILDERS, build_segmenter, has_aux
+from losslab.reporting.evaluation_figures import plot_confusion_matrix
+from losslab.reporting.history import write_json
+from losslab.reporting.segmentation_figures import draw_class_mask, plot_class_iou, save_index_png
+
+METRICS = ("mIoU", "mDice", "pixel_accuracy")
+# data= options that hold no class masks, with what to do instead
+FOREIGN_DATA = {"voc": "data=voc holds boxes only; task=segmentation reads Pascal VOC's segmentation set with "
+                       "data=voc_seg"}
+
+
+class Segmentation:
+    name = "segmentation"
+    archs = tuple(BUILDERS)
+    model_noun = "a semantic segmentation model"
+    counted = "pixels"
+    weights_key = KEY
+    drops_lone_image = True
+    predicted = "masks"
+
+    def config_problems(self, cfg: dict) -> list[str]:
+        """The data, model, start weights, augmentation and monitors of a task=segmentation config."""
+        model, trainer, augment = cfg["model"], cfg["trainer"], cfg["augment"]
+        problems = [FOREIGN_DATA[cfg["data"]["name"]]] if cfg["data"]["name"] in FOREIGN_DATA else []
+        problems += [f"augment.{name}.p={augment[name]['p']}: {name} mixes object instances between images, which "
+                     "task=segmentation does not have; set it to 0 (augment=basic and augment=none do)"
+                     for name in enabled(augment, MIXING)]
+        if model["arch"] not in BUILDERS:
+            return problems  # the task checks name it
+        if model["backbone"] not in BUILDERS[model["arch"]]:
+            problems.append(f"model.backbone={model['backbone']}: model={model['arch']} has the backbones "
+                            f"{', '.join(BUILDERS[model['arch']])}")
+        if model["weights"] not in (None, segmentation_weights.COCO_VOC):
+            problems.append(f"model.weights={model['weights']}: expected null (random) or "
+                            f"{segmentation_weights.COCO_VOC} (torchvision's weights trained on COCO with the Pascal "
+                            "VOC classes)")
+        if model["weights"] is not None and model["pretrained"]:
+            problems.append(f"model.pretrained=true downloads ImageNet backbone weights that model.weights="
+                            f"{model['weights']} replaces; set model.pretrained=false")
+        choices = self.monitor_choices(model, evaluates=True)  # watching one evaluates every epoch
+        for key, monitor in (("trainer.monitor", trainer["monitor"]),
+                             ("trainer.early_stopping.monitor", trainer["early_stopping"]["monitor"])):
+            if monitor not in choices:
+                problems.append(f"{key}={monitor}: expected one of {', '.join(choices)}")
+        return problems
+
+    def monitor_choices(self, model: dict, evaluates: bool = False) -> list[str]:
+        components = ["loss", "pixel", *(["aux"] if has_aux(model) else [])]
+        columns = ["lr", *(f"{split}/{name}" for split in ("train", "val") for name in components),
+                   "val/ref_loss", "val/ref_pixel"]
+        return columns + (self.evaluated_metrics(model) if evaluates else [])
+
+    def evaluated_metrics(self, model: dict) -> list[str]:
+        return [f"val/{metric}" for metric in METRICS]
+
+    def build_data(self, data: dict, split: dict, augment: dict | None = None) -> SegmentationData:
+        return build_segmentation_datasets(data, split, augment)
+
+    def check_data(self, model: dict, data_name: str, data: SegmentationData) -> None:
+        return None  # every segmentation dataset gives every model its class masks
+
+    def class_counts(self, data: SegmentationData) -> list[int]:
+        return count_pixels(data.train, len(data.classes))
+
+    def loss_choices(self, loss: dict) -> tuple[dict[str, dict], dict[str, float]]:
+        return segmentation_loss_choices(loss)
+
+    def build_losses(self, model: dict, choices: dict, weights: dict, counts: list[int] | None, num_classes: int):
+        return build_segmentation_losses(choices, weights, has_aux(model), counts, num_classes)
+
+    def check_user_losses(self, model: dict, every_choice: list[dict], num_classes: int, device: torch.device) -> list:
+        return check_user_losses((KEY,), FAMILY, every_choice, num_classes, device)
+
+    def reference_losses(self, model: dict):
+        return reference_losses()
+
+    def trains_reference(self, choices: dict, weights: dict, model: dict) -> bool:
+        # The reference scores the main output with plain cross-entropy: the default loss at weight 1 computes the
+        # same value only when there is no auxiliary head to add.
+        return not has_aux(model) and choices[KEY].get("name") == "default" and weights.get(KEY, 1.0) == 1.0
+
+    def build_model(self, model: dict, losses, num_classes: int) -> nn.Module:
+        return build_segmenter(model, losses, num_classes)
+
+    def locate_start_weights(self, model: dict) -> Path | None:
+        return None  # found when loaded: torchvision's cache rules
+
+    def load_start_weights(self, built: nn.Module, file: Path | None, model: dict) -> dict | None:
+        return segmentation_weights.load_start_weights(built.network, model)
+
+    def prepare_for_inference(self, built: nn.Module, model: dict, device: torch.device) -> None:
+        return None  # a segmenter keeps no state between images
+
+    def metrics(self, built: nn.Module, loader, classes: Sequence[str], eval_options: dict, device: torch.device,
+                progress: bool, precision: str) -> dict[str, float]:
+        return segmentation_metrics(built, loader, classes, device, progress, precision)
+
+    def evaluate(self, saved, data: SegmentationData, loader, header: dict, out: Path, threshold: float,
+                 progress: bool) -> dict:
+        """The confusion matrix of the split's pixels, its scores, metrics.json, class_iou.png and
+        confusion_matrix.png (rows normalised: the share of each true class's pixels predicted as each class)."""
+        matrix = split_confusion_matrix(saved.model, loader, len(saved.classes), saved.device, progress)
+        metrics = scores(matrix, saved.classes)
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "metrics.json", {**header, **metrics, "classes": saved.classes,
+                                          "confusion_matrix": matrix.tolist()})
+        plot_class_iou(metrics, out / "class_iou.png")
+        plot_confusion_matrix(matrix.numpy(), list(saved.classes), out / "confusion_matrix.png")
+        return metrics
+
+    def predict(self, built: nn.Module, images: list[Tensor], threshold: float) -> list[dict[str, Tensor]]:
+        return [{"mask": output["mask"].cpu()} for output in built(images)]
+
+    def write_prediction(self, image: Tensor, output: dict[str, Tensor], saved, index: int, path: Path,
+                         drawn: Path) -> list[dict]:
+        """The class mask drawn over the image into `drawn` (with a legend) and the class index of every pixel
+        into masks/NAME.png beside it (a palette PNG); the record {image_id, file_name, mask_file, classes: {name:
+        share of the pixels}}."""
+        mask = output["mask"]
+        write_png(draw_class_mask(to_dtype(image, torch.uint8, scale=True), mask, saved.classes), str(drawn))
+        (drawn.parent / "masks").mkdir(exist_ok=True)
+        save_index_png(mask, len(saved.classes), drawn.parent / "masks" / drawn.name)
+        shares = torch.bincount(mask.flatten(), minlength=len(saved.classes)) / mask.numel()
+        return [{"image_id": index, "file_name": str(path), "mask_file": f"masks/{drawn.name}",
+                 "classes": {name: round(float(share), 6) for name, share in zip(saved.classes, shares, strict=True)
+                             if share > 0}}]
+
+    def augmented_train_split(self, data: dict, split: dict, augment: dict) -> tuple[Any, dict | None, list[str]]:
+        built = build_segmentation_datasets(data, split, augment)  # image and mask augmented together by the split
+        return built.train, None, built.classes
+
+
+SEGMENTATION = Segmentation()
