@@ -19,6 +19,7 @@ from torchvision.ops import (
 
 from losslab.losses import functional as L
 from losslab.losses import mask_losses as M
+from losslab.losses.components import balanced_class_weights
 
 CODER = BoxCoder(weights=(10.0, 10.0, 5.0, 5.0))
 
@@ -333,10 +334,10 @@ def test_empty_classification_with_weight_or_smoothing(reduction):
 def test_balanced_class_weights_hand_computed():
     # n = 100 objects in K = 3 classes: w_k = 100 / (3 n_k) -> 10/3, 10/9, 5/9; they average 1 per object.
     counts = [10, 30, 60]
-    weights = L.balanced_class_weights(counts)
+    weights = balanced_class_weights(counts)
     assert weights.dtype == torch.float32
     _close(weights, [10 / 3, 10 / 9, 5 / 9])
-    _close(L.balanced_class_weights(torch.tensor(counts)), [10 / 3, 10 / 9, 5 / 9])
+    _close(balanced_class_weights(torch.tensor(counts)), [10 / 3, 10 / 9, 5 / 9])
     _close((weights * torch.tensor(counts)).sum() / sum(counts), 1.0)
 
 
@@ -345,13 +346,13 @@ def test_balanced_class_weights_are_scikit_learns_balanced_weights():
     counts = [10, 30, 60, 1, 7]
     labels = np.repeat(np.arange(len(counts)), counts)
     expected = class_weight.compute_class_weight("balanced", classes=np.arange(len(counts)), y=labels)
-    _close(L.balanced_class_weights(counts), expected, rtol=1e-6)
+    _close(balanced_class_weights(counts), expected, rtol=1e-6)
 
 
 def test_balanced_class_weights_give_a_class_without_objects_weight_one():
     # Present: 10 and 30 objects, n = 40, K = 2 -> 40/20 = 2 and 40/60 = 2/3; the class without objects gets 1
     # (issue 19: it used to get the largest weight).
-    _close(L.balanced_class_weights([10, 0, 30]), [2.0, 1.0, 2 / 3])
-    _close(L.balanced_class_weights([0, 0]), [1.0, 1.0])
+    _close(balanced_class_weights([10, 0, 30]), [2.0, 1.0, 2 / 3])
+    _close(balanced_class_weights([0, 0]), [1.0, 1.0])
     with pytest.raises(ValueError):
-        L.balanced_class_weights([3, -1])
+        balanced_class_weights([3, -1])

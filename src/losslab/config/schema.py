@@ -21,6 +21,17 @@ from typing import Any
 
 from omegaconf import MISSING
 
+from losslab.config.data_schema import (
+    CocoDataConfig,
+    DataConfig,
+    FolderDataConfig,
+    PredefinedSplitConfig,
+    RandomSplitConfig,
+    ShapesDataConfig,
+    SplitConfig,
+    VocDataConfig,
+    VocSegDataConfig,
+)
 from losslab.data.augment_options import AugmentConfig
 from losslab.losses.catalogue import CATALOGUE
 
@@ -127,87 +138,6 @@ class SegmentationLossConfig:
     schedule: LossSchedule = field(default_factory=LossSchedule)
 
 
-@dataclass
-class DataConfig:
-    name: str = MISSING
-    batch_size: int = MISSING
-    num_workers: int = MISSING
-
-
-@dataclass
-class ShapesDataConfig(DataConfig):
-    num_images: int = MISSING
-    image_size: int = MISSING
-    min_objects: int = MISSING
-    max_objects: int = MISSING
-    seed: int = MISSING
-    object_size: list[float] = MISSING
-
-
-@dataclass
-class CocoDataConfig(DataConfig):
-    images: str = MISSING
-    annotations: str = MISSING
-    keep_empty: bool = MISSING
-    follow_outside_links: bool = MISSING
-
-
-@dataclass
-class VocDataConfig(DataConfig):
-    root: str = MISSING
-    image_set: str | None = MISSING
-    keep_difficult: bool = MISSING
-    classes: list[str] = MISSING
-    follow_outside_links: bool = MISSING
-
-
-@dataclass
-class FolderDataConfig(DataConfig):
-    images: str = MISSING
-    masks: str = MISSING
-    classes: list[str] = MISSING
-
-
-@dataclass
-class VocSegDataConfig(DataConfig):
-    root: str = MISSING
-    image_set: str = MISSING
-    classes: list[str] = MISSING
-
-
-# What each dataset cannot do without (for the message when a key is unset).
-REQUIRED_DATA_KEYS = {"coco": "data.images=DIR and data.annotations=FILE.json", "voc": "data.root=DIR",
-                      "voc_seg": "data.root=DIR",
-                      "folder": "data.images=DIR, data.masks=DIR and data.classes=[background,...]"}
-
-
-@dataclass
-class SplitConfig:
-    name: str = MISSING
-    seed: int = MISSING
-
-
-@dataclass
-class RandomSplitConfig(SplitConfig):
-    train: float = MISSING
-    val: float = MISSING
-    test: float = MISSING
-
-
-@dataclass
-class SplitFiles:
-    train: str | None = MISSING
-    val: str | None = MISSING
-    test: str | None = MISSING
-
-
-@dataclass
-class PredefinedSplitConfig(SplitConfig):
-    files: SplitFiles = field(default_factory=SplitFiles)
-    from_run: str | None = MISSING
-
-
-# losslab's own keys beside the torch class's arguments: plain nodes, so a YAML option may add any argument.
 OPTIMIZER_BASE = {
     "exempt_norm_and_bias": False,  # true: no weight decay on normalisation weights and biases
 }

@@ -9,8 +9,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from losslab.config.data_schema import REQUIRED_DATA_KEYS
 from losslab.config.plan import CHECKPOINT_CHOICES, Plan, Stopping
-from losslab.config.schema import REQUIRED_DATA_KEYS
 from losslab.config.torch_arguments import optimizer_problems, scheduler_problems
 from losslab.data.augment_options import validate_augment
 from losslab.data.split import check_split_options

@@ -21,14 +21,20 @@ from __future__ import annotations
 
 import json
 import logging
-from collections import Counter, defaultdict
-from numbers import Real
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 import torch
 from pycocotools import mask as mask_utils
 
+from losslab.data.coco_structure import (
+    annotated_size,
+    annotation_name,
+    check_structure,
+    raise_if,
+    without_background,
+)
 from losslab.data.images import (
     AnnotatedImages,
     Record,
@@ -62,7 +68,7 @@ class CocoDataset(AnnotatedImages):
         images_used = [image for image in content["images"] if keep_empty or by_image[image["id"]]]
         names = [image["file_name"] for image in images_used]
         files = probe_images(resolve_files(folder, names, str(path), follow_outside_links),
-                             [_annotated_size(image) for image in images_used], str(path))
+                             [annotated_size(image) for image in images_used], str(path))
         label_of = {category["id"]: label for label, category in enumerate(categories, start=1)}
         dropped = _Dropped()
         records = []
@@ -112,97 +118,6 @@ def read_json(path: Path) -> dict:
                            f"{error.start}); expected a COCO instances file (JSON).") from error
 
 
-# ---------------------------------------------------------------------------------------------- structure
-
-IMAGE_FIELDS = {"id": int, "file_name": str}
-CATEGORY_FIELDS = {"id": int, "name": str}
-ANNOTATION_FIELDS = {"image_id": int, "category_id": int, "bbox": list}
-
-
-def check_structure(content: object, path: Path) -> None:
-    """Raise one LosslabError naming the first kind of problem (with examples) that makes `content` unusable."""
-    if not isinstance(content, dict) or not all(isinstance(content.get(key), list)
-                                                for key in ("images", "annotations", "categories")):
-        raise LosslabError(f"data.annotations={path} is not a COCO instances file: expected a JSON object with the "
-                           "lists 'images', 'annotations' and 'categories'.")
-    for key, fields in (("images", IMAGE_FIELDS), ("categories", CATEGORY_FIELDS),
-                        ("annotations", ANNOTATION_FIELDS)):
-        _raise_if(_field_problems(content[key], key, fields), path, f"each entry of '{key}' needs "
-                  + ", ".join(f"'{name}' ({kind.__name__})" for name, kind in fields.items()))
-    for key in ("images", "categories"):
-        duplicates = sorted(i for i, count in Counter(entry["id"] for entry in content[key]).items() if count > 1)
-        _raise_if([f"{key} id {i}" for i in duplicates], path, f"every {key[:-1]} id must be unique")
-    if not content["categories"]:
-        raise LosslabError(f"data.annotations={path} has no categories; expected at least one object class.")
-    _check_annotations(content, path)
-
-
-def _check_annotations(content: dict, path: Path) -> None:
-    images = {image["id"] for image in content["images"]}
-    categories = {category["id"] for category in content["categories"]}
-    annotations = content["annotations"]
-    _raise_if([f"annotation {_name(a)}: bbox {a['bbox']}" for a in annotations
-               if len(a["bbox"]) != 4 or not all(isinstance(v, Real) for v in a["bbox"])],
-              path, "a bbox is [x, y, width, height] in pixels")
-    _raise_if([f"annotation {_name(a)}: image_id {a['image_id']}" for a in annotations if a["image_id"] not in images],
-              path, "every annotation's image_id must be the id of an image in 'images'")
-    _raise_if([f"annotation {_name(a)}: category_id {a['category_id']}" for a in annotations
-               if a["category_id"] not in categories], path,
-              f"every annotation's category_id must be one of the 'categories' ids ({listing(sorted(categories), 20)})")
-
-
-def _field_problems(entries: list, key: str, fields: dict[str, type]) -> list[str]:
-    problems = []
-    for i, entry in enumerate(entries):
-        if not isinstance(entry, dict):
-            problems.append(f"{key}[{i}] is {type(entry).__name__}")
-            continue
-        wrong = [name for name, kind in fields.items()
-                 if not isinstance(entry.get(name), kind) or isinstance(entry.get(name), bool)]
-        if wrong:
-            problems.append(f"{key}[{i}] ({', '.join(f'{name}={entry.get(name)!r}' for name in wrong)})")
-    return problems
-
-
-def _raise_if(problems: list[str], path: Path, rule: str) -> None:
-    if problems:
-        raise LosslabError(f"data.annotations={path}: {rule}; {len(problems)} do not: {listing(problems)}. "
-                           "Fix the annotation file.")
-
-
-def _name(annotation: dict) -> str:
-    """How an error names an annotation: by its id, or by its image when it has none."""
-    return f"id {annotation['id']}" if "id" in annotation else f"without id of image {annotation['image_id']}"
-
-
-def _annotated_size(image: dict) -> tuple[int, int] | None:
-    """(width, height) from the image entry, or None when it does not give both (the file's size is used)."""
-    width, height = image.get("width"), image.get("height")
-    if isinstance(width, int) and isinstance(height, int) and width > 0 and height > 0:
-        return width, height
-    return None
-
-
-BACKGROUND_NAMES = ("_background_", "background", "__background__")
-
-
-def without_background(categories: list[dict], annotations: list[dict], path: Path) -> tuple[list[dict], list[dict]]:
-    """The categories and annotations without a background category (id 0, named as in BACKGROUND_NAMES), with one
-    warning when there was one; a LosslabError when no other category is left."""
-    background = [c for c in categories if c["id"] == 0 and c["name"].strip().lower() in BACKGROUND_NAMES]
-    if not background:
-        return categories, annotations
-    objects = [c for c in categories if c["id"] != 0]
-    if not objects:
-        raise LosslabError(f"data.annotations={path} has no category but the background (id 0, "
-                           f"'{background[0]['name']}'); expected at least one object class.")
-    kept = [a for a in annotations if a["category_id"] != 0]
-    dropped = f", with its {len(annotations) - len(kept)} annotation(s)" if len(kept) < len(annotations) else ""
-    log.warning("%s: category 0 '%s' is the background (as labelme's COCO converter writes it), not an object "
-                "class: left out%s", path, background[0]["name"], dropped)
-    return objects, kept
-
-
 # ---------------------------------------------------------------------------------------------- objects
 
 
@@ -237,7 +152,7 @@ def _objects(annotations: list[dict], width: int, height: int, dropped: _Dropped
     xyxy = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
     boxes, valid = fit_boxes(xyxy, width, height)
     dropped.clipped += int(((boxes != xyxy).any(axis=1) & valid).sum())
-    dropped.degenerate += [_name(a) for a, ok in zip(kept, valid, strict=True) if not ok]
+    dropped.degenerate += [annotation_name(a) for a, ok in zip(kept, valid, strict=True) if not ok]
     return [(a, box.tolist()) for a, box, ok in zip(kept, boxes, valid, strict=True) if ok]
 
 
@@ -250,7 +165,7 @@ def compact_segmentations(objects: list[tuple[dict, list[float]]], width: int, h
     compact, problems = [], []
     for annotation, _ in objects:
         segmentation = annotation.get("segmentation")
-        name = f"annotation {_name(annotation)}"
+        name = f"annotation {annotation_name(annotation)}"
         if isinstance(segmentation, dict):
             problems += _rle_problems(name, segmentation, height, width)
             compact.append(segmentation)
@@ -264,7 +179,7 @@ def compact_segmentations(objects: list[tuple[dict, list[float]]], width: int, h
             compact.append(polygons or None)  # no polygon of three points or more: no mask
         else:
             compact.append(None)
-    _raise_if(problems, path, "a segmentation is a list of polygons [x1, y1, x2, y2, ...] or an RLE "
+    raise_if(problems, path, "a segmentation is a list of polygons [x1, y1, x2, y2, ...] or an RLE "
               "{'size': [height, width], 'counts': ...} of its image's size")
     return compact
 

@@ -16,10 +16,10 @@ from functools import partial
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from losslab.errors import LosslabError
 from losslab.losses.catalogue import CATALOGUE, TORCHVISION_DEFAULTS, WITH_BACKGROUND, Loss
-from losslab.losses.functional import balanced_class_weights
 from losslab.losses.mask_losses import check_smooth
 from losslab.losses.user import COMPONENT_NAMES, UserLoss, check_user_loss, user_loss
 
@@ -77,7 +77,7 @@ def checked_parameters(key: str, name: str, spec: dict) -> tuple[Loss, dict]:
 def class_weights(key: str, weights: Any, class_counts: list[int] | None, num_classes: int | None = None
                   ) -> torch.Tensor:
     """weighted_ce's cross-entropy weights for config key `key`, as given or, for `auto`, scikit-learn's
-    "balanced" weights n / (K n_k) of the train split's counts (`functional.balanced_class_weights`: they average 1
+    "balanced" weights n / (K n_k) of the train split's counts (`balanced_class_weights`: they average 1
     per counted object or pixel).
 
     `class_counts` and a list of weights cover the key's classes: the object classes 1..K for `cls` (the
@@ -136,3 +136,22 @@ def scaled(function: Callable, weight: float) -> Callable:
 
 def _weighted(function: Callable, weight: float, *args, **kwargs):
     return weight * function(*args, **kwargs)
+
+
+def balanced_class_weights(counts: list[int] | Tensor) -> Tensor:
+    """scikit-learn's "balanced" weights: w_k = n / (K n_k) for each class k with n_k > 0 objects, n the objects
+    of all classes and K the number of classes that have any (e.g. [10, 30, 60] -> [10/3, 10/9, 5/9]).
+
+    Every class then carries the same total weight n / K, and the weights average 1 per object, so objects as a whole
+    weigh what they do unweighted (the background's weight, 1, keeps its balance with them). A class with no objects
+    (which scikit-learn refuses) gets 1: it is never a training target, so its weight only scales its objects'
+    terms in a validation loss; the caller says so. With no objects at all every weight is 1. Returns float32 [K].
+    """
+    counts = torch.as_tensor(counts, dtype=torch.float64).flatten()
+    if (counts < 0).any():
+        raise ValueError(f"class counts must be >= 0, got {counts.tolist()}")
+    present = counts > 0
+    if not present.any():
+        return torch.ones(counts.numel(), dtype=torch.float32)
+    balanced = counts.sum() / (present.sum() * counts.clamp(min=1))
+    return torch.where(present, balanced, 1.0).to(torch.float32)

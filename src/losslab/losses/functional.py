@@ -30,7 +30,6 @@ from torchvision.models.detection._utils import BoxCoder
 from torchvision.ops import distance_box_iou_loss, generalized_box_iou_loss
 
 __all__ = [
-    "balanced_class_weights",
     "binary_cross_entropy",
     "ciou",
     "cross_entropy",
@@ -288,25 +287,3 @@ def objectness_focal(logits: Tensor, labels: Tensor, *, alpha: float = 0.25, gam
     if logits.numel() == 0:
         return logits.sum() * 0
     return _sigmoid_focal_terms(logits, labels.to(logits.dtype), alpha, gamma).mean()
-
-
-# ------------------------------------------------------------------------------------------------ class weights
-
-
-def balanced_class_weights(counts: list[int] | Tensor) -> Tensor:
-    """scikit-learn's "balanced" weights: w_k = n / (K n_k) for each class k with n_k > 0 objects, n the objects
-    of all classes and K the number of classes that have any (e.g. [10, 30, 60] -> [10/3, 10/9, 5/9]).
-
-    Every class then carries the same total weight n / K, and the weights average 1 per object, so objects as a whole
-    weigh what they do unweighted (the background's weight, 1, keeps its balance with them). A class with no objects
-    (which scikit-learn refuses) gets 1: it is never a training target, so its weight only scales its objects'
-    terms in a validation loss; the caller says so. With no objects at all every weight is 1. Returns float32 [K].
-    """
-    counts = torch.as_tensor(counts, dtype=torch.float64).flatten()
-    if (counts < 0).any():
-        raise ValueError(f"class counts must be >= 0, got {counts.tolist()}")
-    present = counts > 0
-    if not present.any():
-        return torch.ones(counts.numel(), dtype=torch.float32)
-    balanced = counts.sum() / (present.sum() * counts.clamp(min=1))
-    return torch.where(present, balanced, 1.0).to(torch.float32)
