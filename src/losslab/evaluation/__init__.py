@@ -1,2 +1,3 @@
-"""Evaluation and inference: COCO metrics (pycocotools), prediction over a loader, and a finished run's model
-loaded for inference. Imports config, data, losses and modeling; never losslab.training."""
+"""Evaluation and inference: COCO metrics (pycocotools), segmentation metrics, prediction over a loader, Mask
+R-CNN's masks. Takes models and loaders, never a config. Imports data, losses and modeling; never config or
+losslab.training."""

@@ -1,2 +1,3 @@
-"""Losses: the functions (functional), their catalogue (names, parameters, defaults), the per-head adapters,
-loss schedules and `build_losses`. Imports nothing of losslab's but errors."""
+"""Losses: the functions (functional, mask_losses, segmentation), their catalogue (names, parameters, defaults),
+one component-loss builder for every task (components), the per-head adapters and what each task's models call
+(build, segmentation_build), loss schedules and users' own losses. Imports nothing of losslab's but errors."""
