@@ -16,7 +16,7 @@ from losslab.cli import main as losslab_main
 from losslab.errors import LosslabError
 from losslab.reporting.comparison import read_run
 from losslab.reporting.curves import statistics_figure, sweep_figure
-from losslab.reporting.repeats import group_runs, is_repeat
+from losslab.reporting.repeats import group_curves, group_runs, is_repeat
 from losslab.reporting.statistics import against_baseline, bounds_of, clip, describe, verdict, versus
 from losslab.reporting.sweep import summarize_repeats, summarize_sweep
 
@@ -269,3 +269,15 @@ def test_a_group_curve_with_one_point_draws_its_range_as_an_error_bar():
     # A range that is not drawn is not promised.
     only_map = [text.get_text() for text in sweep_figure([("loss=focal", runs)], ("val/mAP",)).legends[0].get_texts()]
     assert not any(text.startswith("shaded") for text in only_map)
+
+
+def test_a_group_has_one_colour_in_the_sweeps_curves_and_statistics(seeds):
+    report = summarize_sweep(seeds, monitor="val/loss")
+    rows = summarize_repeats(seeds, report, baseline=None)
+    # Each group takes the colour of its first job: default job 0, focal job 3, giou job 6.
+    expected = {"loss=default": "tab:blue", "loss=focal": "tab:red", "loss=giou": "tab:pink"}
+    curves = sweep_figure(group_curves(report.groups), ("val/mAP",)).axes[0].get_lines()
+    assert {line.get_label().split(" (")[0]: line.get_color() for line in curves} == expected
+    ax = statistics_figure(rows, "max").axes[0]
+    diamonds = [line.get_color() for line in ax.get_lines() if line.get_marker() == "D"]
+    assert diamonds == [expected[row["group"]] for row in reversed(rows)]  # best on top, drawn bottom up

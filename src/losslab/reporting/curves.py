@@ -216,13 +216,13 @@ def plot_group_statistics(rows: list[dict], mode: str, path: Path) -> Path:
 
 def statistics_figure(rows: list[dict], mode: str) -> Figure:
     """Each group's mean ranking metric with its 95% interval (best group on top), each run's value as a dot,
-    the baseline in black with its mean as a dashed line, each verdict on the right. `rows` are
-    losslab.reporting.repeats' group rows."""
+    in the group's colour of the sweep's curves (its "folder", see curve_styles), the baseline's mean as a black
+    dashed line, each verdict on the right. `rows` are losslab.reporting.repeats' group rows."""
     metric = rows[0]["rank_by"]
     fig = new_figure(figsize=(8, 1.2 + 0.5 * len(rows)), layout="constrained")
     ax = fig.subplots()
-    for y, row in enumerate(reversed(rows)):
-        color = "black" if row["baseline"] else "tab:blue"
+    colors = [style["color"] for style in curve_styles([row.get("folder") for row in reversed(rows)])]
+    for y, (row, color) in enumerate(zip(reversed(rows), colors, strict=True)):
         ax.plot(row["values"], [y] * len(row["values"]), "o", color=color, alpha=0.35, markersize=5)
         if row["mean"] is None:
             continue

@@ -104,7 +104,7 @@ def group_statistics(groups: list[Group], ranking: Ranking, baseline: str | None
         row = {"group": group.label, "baseline": "yes" if group is base else "", "jobs": len(group.runs),
                "statuses": _statuses(group, ranking.metric), "repeats": " ".join(group.repeats),
                "epochs": " ".join(str(run.summary.get("epochs_run", len(run.history))) for run in group.runs),
-               "rank_by": ranking.metric, "values": [value for _, value in values],
+               "rank_by": ranking.metric, "values": [value for _, value in values], "folder": group.runs[0].path,
                **summary, "ci_clipped": _yes(clipped),
                **{f"ref_loss_{key}": value for key, value in describe([v for v in ref if v is not None]).items()
                   if key != "n"}}
