@@ -68,6 +68,7 @@ def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_result(tmp_path):
     for resumed_row, straight_row in zip(_without_time(rows), expected, strict=True):
         assert resumed_row == pytest.approx(straight_row, rel=1e-5)  # approx compares flat dicts only
     assert (run_dir / ".hydra" / "config.yaml").read_text().count("max_epochs: 3") == 1  # the run's own config kept
+    assert (run_dir / ".hydra" / "resume" / "overrides.yaml").read_text() == f"- resume={run_dir}\n"
     assert not any(leftover.exists() for leftover in leftovers)
 
 

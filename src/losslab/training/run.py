@@ -23,10 +23,11 @@ from losslab.reporting.loggers import build_loggers
 from losslab.run_lock import release
 from losslab.training.checkpoints import finish_checkpoints, kept, repair_best, restore, resume_state
 from losslab.training.epoch import enter_phase, epoch_line, run_epoch
+from losslab.training.hydra_job import HydraJob
 from losslab.training.loop import NonFiniteLossError
 from losslab.training.recorder import EpochRecorder, RecordError
 from losslab.training.resume import open_checkpoint, resumed_config
-from losslab.training.run_folder import prepare_run_dir, resolve_run_dir
+from losslab.training.run_folder import take_run_dir
 from losslab.training.session import Session, setup
 from losslab.training.stopping import EarlyStopping
 from losslab.training.summary import report, run_summary, stop_message
@@ -46,7 +47,7 @@ class RunResult:
     summary: dict = field(default_factory=dict)
 
 
-def run(cfg: DictConfig, overrides: list[str] | None = None) -> RunResult:
+def run(cfg: DictConfig, overrides: list[str] | None = None, job: HydraJob | None = None) -> RunResult:
     """Train the configured model; write metrics.csv, loss_curves.png, summary.json, split.json
     and checkpoints into the run folder as the epochs go. Returns the history and final status.
 
@@ -55,35 +56,39 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> RunResult:
     A diverged run returns normally with status "diverged"; any other failure is re-raised after
     summary.json records it (status "failed" or "interrupted").
 
-    The run owns its folder (an exclusive lock, see losslab.run_lock) from before its first write to its end.
-    Under torchrun every process trains its share of each batch and only the first (rank 0) writes.
+    The run owns its folder (an exclusive lock, see losslab.run_lock) from before its first write to its end;
+    nothing is written for a run refused before (its config, or a folder that holds another run). `job` is the
+    `train` command's Hydra job: the run writes its Hydra files and train.log, and the job gives the folder up
+    when it ends (after its last log line). Under torchrun every process trains its share of each batch and only
+    the first (rank 0) writes.
     """
     world = init_world(resolve_device(cfg.trainer.device, launched_world()).type)
-    cfg, run_dir, checkpoint = open_run(cfg, overrides or [], world)
+    cfg, run_dir, checkpoint = open_run(cfg, overrides or [], world, job)
     try:
         return train_in_folder(cfg, run_dir, checkpoint, world)
     finally:
-        if world.main:
+        if world.main and job is None:
             release(run_dir)
 
 
-def open_run(cfg: DictConfig, overrides: list[str], world: World) -> tuple[DictConfig, Path, dict | None]:
-    """The config to train with, the run folder (owned by the main process from here on) and, when resuming,
-    the checkpoint to continue from."""
+def open_run(cfg: DictConfig, overrides: list[str], world: World, job: HydraJob | None
+             ) -> tuple[DictConfig, Path, dict | None]:
+    """The config to train with, the run folder (owned by the main process from here on, once the config passed
+    its checks) and, when resuming, the checkpoint to continue from."""
     if cfg.get("resume"):
         run_dir = Path(cfg.resume)
         checkpoint = open_checkpoint(run_dir, own=world.main)
         try:
-            return resumed_config(checkpoint, overrides, run_dir), run_dir, checkpoint
+            cfg = resumed_config(checkpoint, overrides, run_dir)
+            if world.main and job is not None:
+                job.settle(run_dir, resumed=True)
+            return cfg, run_dir, checkpoint
         except BaseException:
             if world.main:
                 release(run_dir)
             raise
     validate(cfg)
-    run_dir = Path(broadcast(str(resolve_run_dir(cfg))))  # the other processes' Hydra folders are scratch
-    if world.main:
-        prepare_run_dir(run_dir, cfg)
-    return cfg, run_dir, None
+    return cfg, take_run_dir(cfg, job, world), None
 
 
 def train_in_folder(cfg: DictConfig, run_dir: Path, checkpoint: dict | None, world: World) -> RunResult:
