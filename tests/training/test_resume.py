@@ -17,7 +17,7 @@ import torch
 from omegaconf import OmegaConf
 
 from conftest import TINY, tiny_config
-from forked_command import train
+from in_process import train
 from losslab import run
 from losslab.errors import LosslabError
 from losslab.modeling.weights import read_checkpoint
@@ -57,7 +57,7 @@ def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_result(tmp_path):
     for leftover in leftovers:  # what a kill in the middle of a write leaves
         leftover.write_bytes(b"half a file")
 
-    resumed = train(f"resume={run_dir}", cwd=tmp_path, timeout=300)
+    resumed = train(f"resume={run_dir}", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     rows = read_metrics(run_dir / "metrics.csv")
     assert [r["epoch"] for r in rows] == [1, 2, 3]
@@ -180,7 +180,7 @@ def test_a_stored_config_imports_nothing_but_what_the_schema_allows(tmp_path):
               "    except LosslabError as error:\n"
               "        errors[section] = str(error)\n"
               "print(json.dumps({'errors': errors, 'imported': 'this' in sys.modules}))\n")
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     found = json.loads(result.stdout.splitlines()[-1])
     assert found["imported"] is False  # `import this` would have printed the Zen of Python

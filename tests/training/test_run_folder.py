@@ -14,18 +14,18 @@ import time
 import pytest
 
 from conftest import TINY, tiny_config
-from forked_command import train
+from in_process import train
 from losslab import run
 from losslab.config import compose
 from losslab.errors import LosslabError
 from losslab.run_lock import claim, owner, release
 
 
-def _train(*args, cwd, timeout=300):
+def _train(*args, cwd):
     """`train ARGS` as a user runs it, with its own temporary folder (where Hydra's scratch files would go)."""
     scratch = cwd / "tmp"
     scratch.mkdir(exist_ok=True)
-    result = train(*TINY, *args, cwd=cwd, timeout=timeout, env={"TMPDIR": str(scratch)})
+    result = train(*TINY, *args, cwd=cwd, env={"TMPDIR": str(scratch)})
     assert not list(scratch.iterdir()), "scratch files left behind"
     return result, result.stdout + result.stderr
 
