@@ -59,7 +59,7 @@ def test_every_documented_command_runs(document, shared, tmp_path):
         if block.language == "python":
             world.link_export()
             result = subprocess.run([sys.executable, "-c", world.python_source(block.text)], capture_output=True,
-                                    text=True, cwd=tmp_path)
+                                    text=True, cwd=tmp_path, timeout=600)
             assert result.returncode == 0, f"{block.where}: the snippet failed:\n{result.stderr[-3000:]}"
             ran += 1
             continue

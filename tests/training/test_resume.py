@@ -232,7 +232,7 @@ def test_a_stored_config_imports_nothing_but_what_the_schema_allows(tmp_path):
               "    except LosslabError as error:\n"
               "        errors[section] = str(error)\n"
               "print(json.dumps({'errors': errors, 'imported': 'this' in sys.modules}))\n")
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     found = json.loads(result.stdout.splitlines()[-1])
     assert found["imported"] is False  # `import this` would have printed the Zen of Python
