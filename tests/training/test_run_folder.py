@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from conftest import TINY, tiny_config
-from forked_command import train
+from in_process import train
 from losslab import run
 from losslab.config import compose
 from losslab.distributed import SINGLE_PROCESS
@@ -26,11 +26,11 @@ from losslab.training import run_folder
 from losslab.training.run_folder import take_run_dir
 
 
-def _train(*args, cwd, timeout=300):
+def _train(*args, cwd):
     """`train ARGS` as a user runs it, with its own temporary folder (where Hydra's scratch files would go)."""
     scratch = cwd / "tmp"
     scratch.mkdir(exist_ok=True)
-    result = train(*TINY, *args, cwd=cwd, timeout=timeout, env={"TMPDIR": str(scratch)})
+    result = train(*TINY, *args, cwd=cwd, env={"TMPDIR": str(scratch)})
     assert not list(scratch.iterdir()), "scratch files left behind"
     return result, result.stdout + result.stderr
 

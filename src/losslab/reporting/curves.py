@@ -1,8 +1,8 @@
 """Loss-curve figures: one run's train/val curves per component, a sweep's runs (or groups of repeated runs)
 overlaid, and the groups' statistics.
 
-Drawn with matplotlib's object API (a Figure on its own Agg canvas), never pyplot: pyplot keeps global state that
-is not thread-safe, and a run draws its curves in a background thread while it trains.
+Drawn with matplotlib's object API (a Figure on its own Agg canvas), never pyplot: pyplot keeps global state (open
+figures, a backend chosen on import) that a run drawing its curves every epoch, or a test process, must not share.
 """
 
 from __future__ import annotations
