@@ -2,19 +2,21 @@
 
 1. Whole process: `python -m losslab OVERRIDES` (the `train` command, as a user runs it) against a bare script
    (this one with --bare) that builds the same data and model and runs the same train steps, validation-loss
-   passes and evaluations with losslab's loop functions, writes nothing, and ends as `train` ends, without the
-   interpreter's teardown of torch's modules (1-1.5 s that is no bookkeeping). They run interleaved, train then
-   bare, --repeats times; the script prints the median wall and CPU times (user + system, the process and its
-   DataLoader workers) and their ratios bare/train, with the load average each repetition ran under.
+   passes and evaluations with losslab's loop functions, writes nothing, and ends as `train` ends (a normal
+   interpreter exit). They run interleaved, train then bare, --repeats times (0: skip this part); the script
+   prints the median wall and CPU times (user + system, the process and its DataLoader workers) and their ratios
+   bare/train, with the load average each repetition ran under.
 2. Per epoch, in one more `run(cfg)` in this process: the wall time outside the train steps and the
    validation/evaluation passes (the gap from the end of one epoch's passes to the start of the next one's),
-   as a share of the epoch, and the time from the end of the last epoch's passes until `run` returns (waiting
-   for the last checkpoint and curves, reducing the checkpoints, summary.json and the closing report). It also
+   as a share of the epoch: the epoch's files (checkpoint, metrics.csv, console line, curves), written by the
+   training process as the epoch ends, and the next epoch's start; and the time from the end of the last epoch's
+   passes until `run` returns (the last epoch's files, reducing the checkpoints, summary.json, the report). It also
    prints what that finished run folder holds on disk: its size, and best.pt's size against the
    model's own state_dict serialised alone.
 
     python scripts/bench_bookkeeping.py                              # default config, 2 epochs, 5 repetitions
     python scripts/bench_bookkeeping.py --repeats 5 model=retinanet  # trailing arguments: train overrides
+    python scripts/bench_bookkeeping.py --repeats 0 trainer.max_epochs=3   # only the per-epoch figures
 
 The default config's epoch is 48 train images (12 steps) and a 24-image validation pass; eval.every=2 evaluates
 the second epoch. Run on an otherwise idle machine: both processes compete for the same cores.
@@ -141,16 +143,14 @@ def main() -> None:
     args = parser.parse_args()
     overrides = [*BENCH_DEFAULTS, *args.overrides]
     if args.bare:
-        from losslab.cli import exit_now
-
         bare(overrides)
-        exit_now(0)  # as `train` ends: the interpreter's teardown of torch is no bookkeeping
+        return
     with tempfile.TemporaryDirectory() as scratch:
         print(f"train {' '.join(overrides)}: whole process vs bare script, {args.repeats} interleaved repetitions")
         train, plain = whole_process(overrides, args.repeats, Path(scratch))
         epochs, tail, last = per_epoch(overrides, Path(scratch) / "epochs")
         on_disk = folder_on_disk(Path(scratch) / "epochs")
-    for index, kind in enumerate(("wall", "CPU")):
+    for index, kind in enumerate(("wall", "CPU") if train else ()):
         trains, plains = [t[index] for t in train], [p[index] for p in plain]
         ratios = [p / t for t, p in zip(trains, plains, strict=True)]
         print(f"{kind} time: train {statistics.median(trains):.2f} s, bare {statistics.median(plains):.2f} s "
@@ -160,8 +160,8 @@ def main() -> None:
     for number, (gap, wall) in enumerate(epochs, start=1):
         print(f"epoch {number}: {gap * 1000:.0f} ms outside the passes of a {wall:.1f} s epoch = "
               f"{100 * gap / wall:.2f}% (target <= 2%)")
-    print(f"after the last epoch's passes ({last:.1f} s): {tail:.2f} s until run() returned (last checkpoint and "
-          "curves, checkpoints reduced, summary.json, report)")
+    print(f"after the last epoch's passes ({last:.1f} s): {tail:.2f} s until run() returned (the last epoch's "
+          "files, checkpoints reduced, summary.json, report)")
     print(on_disk)
 
 

@@ -1,23 +1,17 @@
 """Console entry points: `train` (the Hydra app) and `losslab COMMAND` (every verb, `losslab train` included).
 
 Nothing heavy is imported here: a command's module (and torch, when it needs it) is imported only once that
-command runs, so `--help`, `losslab runs` and tab completion answer at once. The installed scripts run a command
-through `train_script` and `losslab_script`, which end the process as soon as the command is done (see
-`exit_now`); `train` and `main` return, for callers in Python.
+command runs, so `--help`, `losslab runs` and tab completion answer at once. The installed scripts are
+`sys.exit(train())` and `sys.exit(main())`; tests call `main(argv)` in their own process.
 """
 
 from __future__ import annotations
 
 import argparse
-import atexit
-import contextlib
 import errno
 import importlib
 import logging
-import os
 import sys
-import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
@@ -43,48 +37,12 @@ UNWRITABLE = (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC)
 
 def train_script() -> NoReturn:
     """The installed `train` script, and `python -m losslab`."""
-    exit_now(exit_code_of(train))
+    sys.exit(train())
 
 
 def losslab_script() -> NoReturn:
     """The installed `losslab` script."""
-    exit_now(exit_code_of(main))
-
-
-def exit_code_of(command: Callable[[], int | None]) -> int:
-    """Run `command`; its exit code, as the interpreter would make it of what it returned or gave to sys.exit.
-    Other exceptions go on and end the process the usual way, with their traceback."""
-    try:
-        code = command()
-    except SystemExit as exited:
-        code = exited.code
-    if code is None or isinstance(code, int):
-        return code or 0
-    print(code, file=sys.stderr)
-    return 1
-
-
-def exit_now(code: int) -> NoReturn:
-    """End the process as the interpreter ends it, but without tearing down its modules: wait for the threads
-    that are not daemons, run the atexit functions (logging's flush, MLflow, DataLoader workers' shutdown), flush
-    the console and exit with `code`.
-
-    The teardown skipped is the slow part once torch is imported: about 1.2 s on 2 cores for torch and
-    torchvision alone, 1.5-2 s after a training run, spent after every file of the command is written and
-    closed."""
-    try:
-        # What the interpreter runs at exit, in its order (multiprocessing's own processes end this way too):
-        # the threads' exit hooks (concurrent.futures stops its executors) and joining the threads that are
-        # not daemons, then the atexit functions, even after a Ctrl-C while waiting for the threads.
-        try:
-            threading._shutdown()  # noqa: SLF001
-        finally:
-            atexit._run_exitfuncs()  # noqa: SLF001
-    finally:
-        for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
-            with contextlib.suppress(OSError, ValueError):  # a closed pipe (`losslab runs | head`): nothing to keep
-                stream.flush()
-        os._exit(code)
+    sys.exit(main())
 
 
 def train() -> None:

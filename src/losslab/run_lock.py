@@ -1,7 +1,7 @@
 """Who owns a run folder, and what it holds as its files show: an exclusive lock on RUN_DIR/.lock that one process
 holds for the life of a run or a resume, whether a folder already holds a run, and whether that run can be resumed.
-Plain Python (no torch, no Hydra), so every layer may use it: the resolver that picks Hydra's output folder before
-Hydra writes anything, the run itself, and `losslab runs`.
+Plain Python (no torch, no Hydra), so every layer may use it: the run (which takes the lock before it writes
+anything into its folder), the sweep callback and `losslab runs`.
 
 The lock is a POSIX record lock (`fcntl.lockf`): the kernel drops it when its process ends, even by kill -9, and a
 process's children (DataLoader workers) do not inherit it. The lock file holds the owner's process id, which the
@@ -19,15 +19,29 @@ from pathlib import Path
 from losslab.errors import LosslabError
 
 LOCK_FILE = ".lock"
-# What a run writes once it has really started (Hydra's .hydra/ and train.log come first, also for a run that
-# its config check refused): a folder with any of these holds a run and is never written into by another.
+# What a run writes once it has started; the refusal of a folder that holds a run names those it finds.
 RUN_FILES = ("metrics.csv", "summary.json", "split.json", "checkpoints")
+# A run has finished an epoch once one of these is on disk (the checkpoint is written first, then metrics.csv).
+CHECKPOINTS = ("checkpoints/last.pt", "checkpoints/best.pt")
 
 _held: dict[Path, int] = {}  # the folders this process owns -> the open lock file
 
 
 def holds_run(folder: Path) -> bool:
-    return any((Path(folder) / name).exists() for name in RUN_FILES)
+    """Whether `folder` holds a run that finished an epoch: a checkpoint, or a metrics.csv row (trainer.checkpoints=
+    none). A run that stopped before (refused data, killed in epoch 1) left nothing to keep: its folder may be
+    used again."""
+    folder = Path(folder)
+    return any((folder / name).is_file() for name in CHECKPOINTS) or _has_rows(folder / "metrics.csv")
+
+
+def _has_rows(metrics: Path) -> bool:
+    """Whether metrics.csv holds a row below its header."""
+    try:
+        with metrics.open(errors="replace") as lines:
+            return sum(1 for line, _ in zip(lines, range(2), strict=False) if line.strip()) > 1
+    except OSError:
+        return False
 
 
 def resumable(folder: Path) -> bool:
@@ -99,8 +113,7 @@ def release(folder: Path) -> None:
 
 
 def release_all() -> None:
-    """Give up every folder this process owns (e.g. one the `train` resolver claimed for a run that then stopped
-    at its config check)."""
+    """Give up every folder this process owns (whatever way its run ended)."""
     for folder in list(_held):
         release(folder)
 

@@ -9,12 +9,12 @@ import pytest
 from scipy import stats
 
 from conftest import TINY
-from forked_command import train
+from in_process import train
 
 
 def _train(*args, cwd, multirun=False):
     flags = ["-m"] if multirun else []  # Hydra's flags go before the overrides
-    result = train(*flags, *TINY, *args, cwd=cwd, timeout=300)
+    result = train(*flags, *TINY, *args, cwd=cwd)
     return result, result.stdout + result.stderr
 
 

@@ -8,11 +8,11 @@ import pytest
 import yaml
 
 from conftest import TINY
-from forked_command import train
+from in_process import train
 
 
 def _multirun(*args, cwd):
-    result = train("-m", *TINY, *args, cwd=cwd, timeout=400)
+    result = train("-m", *TINY, *args, cwd=cwd)
     return result, result.stdout + result.stderr
 
 
@@ -56,7 +56,7 @@ def test_a_study_storage_that_cannot_work_here_is_refused_before_anything_runs(t
 
     if int(version("optuna").split(".")[0]) >= 3 or int(version("sqlalchemy").split(".")[0]) < 2:
         pytest.skip("this environment's Optuna and SQLAlchemy work together")
-    result = train("hparams_search=lr", "hydra.sweeper.storage=sqlite:///optuna.db", cwd=tmp_path, timeout=120)
+    result = train("hparams_search=lr", "hydra.sweeper.storage=sqlite:///optuna.db", cwd=tmp_path)
     output = result.stdout + result.stderr
     assert result.returncode == 1
     assert "hydra.sweeper.storage=sqlite:///optuna.db" in output and "sqlalchemy<2" in output

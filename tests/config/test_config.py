@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from hydra.errors import ConfigCompositionException
 
-from forked_command import train
+from in_process import train
 from losslab import compose_config
 from losslab.config.compose import config_dir
 from losslab.config.schema import loss_options
@@ -120,7 +120,7 @@ def test_a_loss_choice_that_names_no_loss_is_a_configuration_error(overrides, me
 
 
 def _train_cli(*args, cwd):
-    return train(*args, cwd=cwd, timeout=120)
+    return train(*args, cwd=cwd)
 
 
 def test_cli_unknown_model_lists_the_choices_without_traceback(tmp_path):
@@ -227,7 +227,7 @@ def test_cli_user_error_at_run_time_is_one_clear_line(tmp_path):
 
 
 def test_help_lists_every_option_of_every_group(tmp_path):
-    result = train("--help", cwd=tmp_path, timeout=120)
+    result = train("--help", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     lines = {line.split()[0]: line for line in result.stdout.splitlines() if line.strip()}
     groups = {d.name: [p.stem for p in d.glob("*.yaml")] for d in config_dir().glob("*/") if d.name != "hydra"}

@@ -12,7 +12,7 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from conftest import TINY
-from forked_command import train
+from in_process import train
 from losslab import compose_config, run
 from losslab.data.coco import CocoDataset, compressed_counts
 from losslab.data.datasets import build_datasets
@@ -394,7 +394,7 @@ def test_predefined_split_files_must_agree_and_not_overlap(tmp_path):
 def test_bad_data_on_the_command_line_is_one_paragraph_and_exit_code_1(tmp_path):
     folder, path = training_coco(tmp_path)
     path.write_text(path.read_text()[:-40])
-    result = train(*coco_overrides(folder, path, f"run_dir={tmp_path / 'run'}"), cwd=tmp_path, timeout=120)
+    result = train(*coco_overrides(folder, path, f"run_dir={tmp_path / 'run'}"), cwd=tmp_path)
     output = result.stdout + result.stderr
     assert result.returncode == 1
     assert "instances.json is not valid JSON" in output and "line 1, column" in output and "Traceback" not in output

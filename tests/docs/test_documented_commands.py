@@ -1,6 +1,6 @@
 """Every shell command and Python snippet of README.md and docs/*.md does what the docs say, run as a user would
-type it, with tiny settings (tests/docs/doc_world.py says exactly what is changed; `train` and `losslab` run as
-forks of a server that imported the package, tests/forked_command.py). The commands of a document run in order in
+type it, with tiny settings (tests/docs/doc_world.py says exactly what is changed; `train` and `losslab` run in
+the test process, tests/in_process.py). The commands of a document run in order in
 one working folder, so later ones use the runs earlier ones made.
 
 Marked `docs`: `pytest -m "not docs"` skips them locally; CI (`pytest -q`) always runs them.
@@ -25,10 +25,10 @@ from doc_world import (
     shell_commands,
 )
 
-from forked_command import run_forked, train
+from in_process import run_command, train
 
-# The package's console scripts run as forks of a server that imported the package (forked_command.py): the same
-# entry point, without a new interpreter's five seconds of imports per command.
+# The package's console scripts run in the test process (in_process.py): the same entry point, without a new
+# interpreter's five seconds of imports per command.
 CONSOLE_SCRIPTS = (str(BIN / "train"), str(BIN / "losslab"))
 
 pytestmark = pytest.mark.docs
@@ -44,7 +44,7 @@ def shared(module_tmp_path):
     tiny = [f"{key}={value}" for key, value in TINY.items()]
     run_dir = run(compose_config([*tiny, "trainer.keep_resume_state=true", f"run_dir={assets / 'run'}"])).run_dir
     sweep = assets / "sweep"
-    result = train("-m", "loss=default,focal", *tiny, f"hydra.sweep.dir={sweep}", cwd=assets, timeout=600)
+    result = train("-m", "loss=default,focal", *tiny, f"hydra.sweep.dir={sweep}", cwd=assets)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     return assets, run_dir, sweep
 
@@ -68,7 +68,7 @@ def test_every_documented_command_runs(document, shared, tmp_path):
                 continue
             argv = world.argv(command)
             if argv[0] in CONSOLE_SCRIPTS:
-                result = run_forked(argv, cwd=tmp_path, env=environment(world), timeout=900)
+                result = run_command(argv, cwd=tmp_path, env=environment(world))
             else:
                 result = subprocess.run(argv, capture_output=True, text=True, cwd=tmp_path, timeout=900,
                                         env=environment(world))

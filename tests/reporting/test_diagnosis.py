@@ -1,16 +1,19 @@
 """The diagnosis's words follow from the numbers it quotes, whatever the curves: rising, flat, noisy, one epoch
-(a property test over made-up curves, with hypothesis)."""
+(a property test over made-up curves, with hypothesis); each of its thresholds, on both sides."""
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
+import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from losslab.reporting.diagnosis import diagnose
+from losslab.reporting.diagnosis import EXPLODE_FACTOR, MIN_EPOCHS, MIN_VAL_IMAGES, PATTERN_EPOCHS, diagnose
 
-STATES = ("diverging", "overfitting", "underfitting", "plateau", "not improving", "learning", "too early")
+STATES = ("diverging", "train loss rising", "overfitting", "val loss rising", "underfitting", "plateau",
+          "not improving", "learning", "too early")
 # "<verb> from A [at epoch N] to B": what each verb claims about B against A
 MOVES = {"fell only": "lower", "fell": "lower", "rose": "higher", "is up": "higher", "did not fall:": "not lower",
          "went": None}
@@ -60,3 +63,70 @@ def test_the_words_of_a_verdict_follow_from_the_numbers_it_quotes(train_and_val)
         assert val[-1] < val[0] and "fell from" in text
     if state == "not improving":
         assert val[-1] >= val[0] * 0.99
+
+
+FALLING = [3.0, 2.0, 1.5, 1.2]  # a train loss that keeps falling
+
+
+@pytest.mark.parametrize(
+    ("train", "val", "state", "since"),
+    [
+        # EXPLODE_FACTOR (10): a loss above 10 times its first value diverges; at 10 times it is a finite rise.
+        ([1.0, 0.5, 10.0], [1.0, 0.9, 0.8], "train loss rising", 3),
+        ([1.0, 0.5, 10.01], [1.0, 0.9, 0.8], "diverging", 3),
+        (FALLING[:3], [1.0, 0.9, 10.0], "overfitting", 3),
+        (FALLING[:3], [1.0, 0.9, 10.01], "diverging", 3),
+        # rise_tolerance (10%): train loss ending 9% above its minimum is no rise, 11% is.
+        ([2.0, 1.0, 1.09], [2.0, 1.5, 1.2], "learning", None),
+        ([2.0, 1.0, 1.11], [2.0, 1.5, 1.2], "train loss rising", 3),
+        # overfit_tolerance (5%) and PATTERN_EPOCHS (3): a val rise over 5% with train falling is overfitting from
+        # the third epoch; with two epochs, or with train loss not falling, it is "val loss rising".
+        (FALLING[:3], [2.0, 1.0, 1.04], "learning", None),
+        (FALLING[:3], [2.0, 1.0, 1.06], "overfitting", 3),
+        (FALLING[:2], [1.0, 1.06], "val loss rising", 2),
+        (FALLING[:2], [1.0, 1.04], "not improving", None),
+        ([3.0, 2.0, 2.1], [2.0, 1.0, 1.2], "val loss rising", 3),
+        # underfit_tolerance (10% of the first train loss, over PATTERN_EPOCHS or more).
+        ([2.0, 1.95, 1.81], [2.0, 1.5, 1.2], "underfitting", 1),
+        ([2.0, 1.95, 1.79], [2.0, 1.5, 1.2], "learning", None),
+        ([2.0, 1.81], [2.0, 1.5], "learning", None),
+        # plateau_tolerance (1%): the last 2 epochs' best 0.8% below the best before them is a plateau, 1.1% not.
+        (FALLING, [2.0, 1.0, 0.995, 0.992], "plateau", 3),
+        (FALLING, [2.0, 1.0, 0.995, 0.989], "learning", None),
+        # MIN_EPOCHS (2): one epoch is not judged, two are.
+        (FALLING[:1], [2.0], "too early", None),
+        (FALLING[:2], [2.0, 1.5], "learning", None),
+    ],
+)
+def test_each_threshold_on_both_sides(train, val, state, since):
+    verdict = diagnose(rows(train, val))
+    assert (verdict["state"], verdict["since_epoch"]) == (state, since), verdict["text"]
+
+
+def test_the_thresholds_are_the_documented_ones():
+    assert (EXPLODE_FACTOR, MIN_EPOCHS, PATTERN_EPOCHS, MIN_VAL_IMAGES) == (10.0, 2, 3, 20)
+    documented = " ".join((Path(__file__).parents[2] / "docs" / "run-folder.md").read_text().split())
+    for words in ("above 10 times its first value", "fewer than 2 epochs", "3 or more epochs",
+                  "fewer than 20 validation images"):
+        assert words in documented, words
+
+
+def test_an_exploding_loss_says_where_it_rose_from_and_past_what():
+    verdict = diagnose(rows([3.0, 2.0, 1.0, 5.0, 40.0, 900.0], [2.5, 2.0, 1.5, 6.0, 50.0, 1e3]))
+    assert verdict["text"] == ("diverging: train loss rose from 1 at epoch 3 to 40 at epoch 5, above 10 times its "
+                               "first value 3")
+    # The val loss exploding first is the one quoted; a first value of 0 gives no scale to explode against.
+    assert diagnose(rows(FALLING[:3], [1.0, 12.0, 13.0]))["text"].startswith("diverging: val loss rose from 1 at")
+    assert diagnose(rows([0.0, 0.5, 50.0], [2.0, 1.5, 1.2]))["state"] == "train loss rising"
+
+
+def test_too_few_validation_images_are_said_to_be_too_few_to_judge():
+    train, val = FALLING[:3], [2.0, 1.0, 1.5]  # a rise that one hard image among 19 could make
+    assert diagnose(rows(train, val), val_images=19) == {
+        "state": "too few images", "since_epoch": None,
+        "text": "too few images: 19 validation images are too few to judge the curves (each weighs 1/19 of the val "
+                "loss, over 1/20); validate on 20 or more"}
+    assert diagnose(rows(train, val), val_images=20)["state"] == "overfitting"
+    assert diagnose(rows(train, val))["state"] == "overfitting"  # the count unknown: judged
+    # Non-finite or exploding losses are judged whatever the count.
+    assert diagnose(rows([2.0, float("nan")], [1.0, 1.0]), val_images=6)["state"] == "diverging"

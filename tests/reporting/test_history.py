@@ -43,7 +43,8 @@ def test_best_row_ignores_non_finite_values_and_prefers_the_earliest_tie():
         ([3.0, 2.0, 1.5, 1.0, 0.7, 0.5], [2.5, 1.8, 1.6, 1.8, 2.0, 2.2], "overfitting", 4),
         ([3.0, 2.0, 1.9, 1.9, 1.9, 1.9], [2.5, 2.0, 2.0, 2.0, 1.999, 2.0], "plateau", 3),
         ([2.0, 1.98, 1.95, 1.93], [2.1, 2.08, 2.06, 2.05], "underfitting", 1),
-        ([2.0, 1.2, 1.1, 1.0, 1.1, 1.2], [2.2, 1.8, 1.4, 1.1, 1.3, 1.5], "diverging", 5),
+        # A finite rise (20% above the minimum) is no divergence (issue 29): the train loss is rising.
+        ([2.0, 1.2, 1.1, 1.0, 1.1, 1.2], [2.2, 1.8, 1.4, 1.1, 1.3, 1.5], "train loss rising", 5),
         ([3.0, 2.0, 1.0, 5.0, 40.0, 900.0], [2.5, 2.0, 1.5, 6.0, 50.0, 1e3], "diverging", 4),
         ([3.0, 2.0, math.inf], [2.5, 2.0, math.nan], "diverging", 3),
         ([6.5], [6.431], "too early", None),  # was "learning: val loss fell from 6.431 to 6.431"

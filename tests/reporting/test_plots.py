@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+
 import matplotlib.image
 import numpy as np
 import pytest
@@ -176,3 +178,48 @@ def test_panel_labels_and_titles_fit_the_figure_without_overlapping(components):
         assert fig.bbox.x0 <= box.x0 and box.x1 <= fig.bbox.x1 and fig.bbox.y0 <= box.y0 and box.y1 <= fig.bbox.y1
     for i, first in enumerate(boxes):
         assert not any(first.overlaps(second) for second in boxes[i + 1:])
+
+
+def test_a_run_keeps_its_colour_in_its_sweeps_figure_and_in_a_comparison_that_names_it_by_its_folder(
+        tmp_path, monkeypatch):
+    import losslab.reporting.curves as curves
+    from conftest import fake_run
+    from losslab.reporting.sweep import summarize_sweep
+
+    figures = {}
+    saving = curves._save
+    monkeypatch.setattr(curves, "_save", lambda fig, path: figures.setdefault(path, fig) and saving(fig, path))
+    rows = [{"epoch": 1, "val/loss": 2.0, "val/ref_loss": 2.0}, {"epoch": 2, "val/loss": 1.5, "val/ref_loss": 1.5}]
+    for sweep in ("A", "B"):
+        for job, loss in enumerate(("default", "focal", "giou")):
+            failed = (sweep, job) == ("A", 1)  # A's focal job failed at once: no curve, one place fewer in A's list
+            fake_run(tmp_path / sweep / str(job), [f"loss={loss}"], [] if failed else rows,
+                     "failed" if failed else "completed", loss={"cls": {"name": loss}})
+        summarize_sweep(tmp_path / sweep)
+    assert losslab_main(["compare", str(tmp_path / "A"), str(tmp_path / "B"), "--out", str(tmp_path / "out")]) == 0
+
+    def styles(path):
+        return {line.get_label(): (line.get_color(), line.get_linestyle())
+                for line in figures[path].axes[0].get_lines()}
+
+    # Job N takes colour N whatever its place in the list; each sweep of a comparison its own line style.
+    blue, orange, green = "tab:blue", "tab:orange", "tab:green"
+    assert styles(tmp_path / "A" / "sweep_curves.png") == {"loss=default": (blue, "-"), "loss=giou": (green, "-")}
+    assert styles(tmp_path / "B" / "sweep_curves.png") == {
+        "loss=default": (blue, "-"), "loss=focal": (orange, "-"), "loss=giou": (green, "-")}
+    assert styles(tmp_path / "out" / "comparison.png") == {
+        "A/0: loss=default": (blue, "-"), "A/2: loss=giou": (green, "-"),
+        "B/0: loss=default": (blue, "--"), "B/1: loss=focal": (orange, "--"), "B/2: loss=giou": (green, "--")}
+    with (tmp_path / "out" / "comparison.csv").open() as f:
+        assert sorted(row["run"] for row in csv.DictReader(f)) == ["A/0", "A/1", "A/2", "B/0", "B/1", "B/2"]
+
+
+def test_line_colours_follow_the_run_folder_not_the_place_in_the_list(tmp_path):
+    from losslab.reporting.curves import PALETTE, curve_styles
+
+    jobs = [tmp_path / "sweep" / name for name in ("12", "2", "0", "10")]
+    # 12 and 2 both want colour 2, 10 and 0 colour 0: job order (0, 2, 10, 12) decides who gives way.
+    assert [style["color"] for style in curve_styles(jobs)] == [PALETTE[3], PALETTE[2], PALETTE[0], PALETTE[1]]
+    assert curve_styles(jobs[::-1]) == curve_styles(jobs)[::-1]
+    named = curve_styles([tmp_path / "14-03-22", tmp_path / "14-05-01", None])
+    assert named[0]["color"] != named[1]["color"] and named[2]["color"] == PALETTE[2]  # no folder: its place

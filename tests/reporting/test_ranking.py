@@ -14,7 +14,7 @@ from conftest import fake_run
 from losslab.cli import main as losslab_main
 from losslab.commands.train import SweepSummaryCallback
 from losslab.config.compose import config_dir
-from losslab.reporting.ranking import choose_ranking, loss_differences, own_objective
+from losslab.reporting.ranking import choose_ranking, loss_differences, own_objective, ranked
 from losslab.reporting.sweep import summarize_sweep
 
 FOCAL = {"cls": {"name": "focal", "alpha": 0.25, "gamma": 2.0}, "box": {"name": "default"}}
@@ -123,3 +123,14 @@ def test_an_optuna_search_over_losses_by_their_own_loss_warns_at_its_start(caplo
         SweepSummaryCallback().on_multirun_start(config("val/loss"))
     [warning] = caplog.records
     assert "varies loss.cls.gamma but optimises trainer.monitor=val/loss" in warning.message
+
+
+def test_equal_values_share_a_rank_and_the_next_one_skips():
+    rows = [{"run": "a", "best": 0.3}, {"run": "b", "best": 0.5}, {"run": "c", "best": 0.1 + 0.2},
+            {"run": "d", "best": None}, {"run": "e", "best": 0.1}, {"run": "f", "best": None}]
+    # 0.1 + 0.2 is 0.30000000000000004: the same value, summed otherwise.
+    best_first = ranked(rows, "max")
+    assert [row["run"] for row in best_first][4:] == ["d", "f"]  # without a value: last, in the order given
+    assert {row["run"]: row["rank"] for row in best_first} == {"b": 1, "a": 2, "c": 2, "e": 4, "d": 5, "f": 6}
+    assert {row["run"]: row["rank"] for row in ranked(rows, "min")} == {"e": 1, "a": 2, "c": 2, "b": 4, "d": 5, "f": 6}
+    assert [row["rank"] for row in ranked([{"best": 1.0}, {"best": 1.0}, {"best": 1.0}], "min")] == [1, 1, 1]

@@ -1,5 +1,5 @@
-"""What a run keeps (trainer.checkpoints, trainer.keep_resume_state), what each checkpoint holds, and the recorder
-that writes every epoch's files in a background thread in the order that keeps a kill harmless."""
+"""What a run keeps (trainer.checkpoints, trainer.keep_resume_state), what each checkpoint holds, and the files of
+every epoch, written as it ends in the order that keeps a kill harmless."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import errno
 import io
 import json
 import logging
-import time
 
 import numpy as np
 import pytest
@@ -21,13 +20,12 @@ from losslab.config.validation import checkpoint_choice, validate
 from losslab.errors import LosslabError
 from losslab.modeling.weights import read_checkpoint
 from losslab.reporting.comparison import folder_size
-from losslab.reporting.curve_process import CurveProcess
 from losslab.reporting.curves import plot_loss_curves
 from losslab.reporting.history import read_metrics
-from losslab.training import recorder as recorder_module
+from losslab.training import epoch_files
 from losslab.training import run as run_module
 from losslab.training.checkpoints import RESUME_KEYS, WEIGHTS_KEYS, finish_checkpoints, save_checkpoint
-from losslab.training.recorder import EpochRecorder, RecordError
+from losslab.training.epoch_files import EpochFiles, RecordError
 
 
 @pytest.fixture(scope="module")
@@ -119,11 +117,11 @@ def _state(weights: torch.Tensor, epoch: int) -> dict:
             "rng": {"torch": torch.zeros(3, dtype=torch.uint8)}, "history": []}
 
 
-def test_an_epoch_is_logged_only_once_its_checkpoint_and_metrics_are_on_disk(tmp_path, monkeypatch):
+def test_an_epochs_files_are_written_in_order_and_its_line_logged_once_its_checkpoint_and_metrics_are_on_disk(
+        tmp_path, monkeypatch, caplog):
     events = []
 
-    def slow_save(path, state):
-        time.sleep(0.2)  # a big checkpoint: training goes on meanwhile
+    def save(path, state):
         save_checkpoint(path, state)
         events.append(path.name)
 
@@ -131,49 +129,23 @@ def test_an_epoch_is_logged_only_once_its_checkpoint_and_metrics_are_on_disk(tmp
         def emit(self, record):
             events.append(record.getMessage())
 
-    class Helper:
-        """The curves' helper process, drawing when its result is asked for."""
-
-        @classmethod
-        def start(cls):
-            events.append("helper started")
-            return cls()
-
-        def submit(self, rows, path, title, best_epoch):
-            events.append(f"curves {len(rows)} begun")
-            self.drawing = rows, path
-
-        def result(self):
-            rows, path = self.drawing
-            path.write_text(f"{len(rows)} epochs")
-            events.append(f"curves {len(rows)} drawn")
-
-        def close(self):
-            events.append("helper closed")
-
-    monkeypatch.setattr(recorder_module, "save_checkpoint", slow_save)
-    monkeypatch.setattr(recorder_module, "write_metrics", lambda path, rows: events.append(f"metrics {len(rows)}"))
-    monkeypatch.setattr(recorder_module, "CurveProcess", Helper)
+    monkeypatch.setattr(epoch_files, "save_checkpoint", save)
+    monkeypatch.setattr(epoch_files, "write_metrics", lambda path, rows: events.append(f"metrics {len(rows)}"))
+    monkeypatch.setattr(epoch_files, "plot_loss_curves",
+                        lambda rows, path, title, best: events.append(f"curves {len(rows)}"))
     handler = Events()
-    recorder_module.log.addHandler(handler)
-    recorder_module.log.setLevel(logging.INFO)
+    epoch_files.log.addHandler(handler)
     try:
-        weights = torch.zeros(5)
-        recorder = EpochRecorder(tmp_path, "best", "title")
-        recorder.epoch([{"epoch": 1}], 1, True, "epoch 1/2", _state(weights, 1))
-        weights += 1.0  # the next epoch trains on: the checkpoint keeps epoch 1's values
-        first_buffer = recorder.last_state["model"]["w"].data_ptr()
-        recorder.epoch([{"epoch": 1}, {"epoch": 2}], 1, False, "epoch 2/2", _state(weights, 2), last=True)
-        recorder.note("closing")
-        assert recorder.close() is None
+        with caplog.at_level(logging.INFO, logger=epoch_files.log.name):
+            weights = torch.zeros(5)
+            files = EpochFiles(tmp_path, "best", "title")
+            files.write([{"epoch": 1}], 1, True, "epoch 1/2", _state(weights, 1))
+            weights += 1.0  # the next epoch trains on: the checkpoint keeps epoch 1's values
+            files.write([{"epoch": 1}, {"epoch": 2}], 1, False, "epoch 2/2", _state(weights, 2))
     finally:
-        recorder_module.log.removeHandler(handler)
-    # The curves are drawn while the files before them are written, and appear after them (a rename).
-    assert events == ["helper started", "curves 1 begun", "last.pt", "best.pt", "metrics 1", "epoch 1/2",
-                      "curves 1 drawn", "curves 2 begun", "last.pt", "metrics 2", "epoch 2/2", "curves 2 drawn",
-                      "closing", "helper closed"]
-    assert (tmp_path / "loss_curves.png").read_text() == "2 epochs" and not list(tmp_path.glob("loss_curves.next*"))
-    assert recorder.last_state["model"]["w"].data_ptr() == first_buffer  # one copy, reused every epoch
+        epoch_files.log.removeHandler(handler)
+    assert events == ["last.pt", "best.pt", "metrics 1", "epoch 1/2", "curves 1",
+                      "last.pt", "metrics 2", "epoch 2/2", "curves 2"]
     best, last = torch.load(tmp_path / "checkpoints" / "best.pt"), torch.load(tmp_path / "checkpoints" / "last.pt")
     assert torch.equal(best["model"]["w"], torch.zeros(5)) and set(best) == set(WEIGHTS_KEYS)
     assert torch.equal(last["model"]["w"], torch.ones(5)) and set(RESUME_KEYS) <= set(last)
@@ -184,58 +156,17 @@ ROWS = [{"epoch": epoch, "lr": 1e-3, "train/loss": 2.0 - epoch / 10, "val/loss":
         for epoch in (1, 2, 3)]
 
 
-class CountedHelper(CurveProcess):
-    started: list[CurveProcess] = []
-
-    @classmethod
-    def start(cls):
-        helper = super().start()
-        cls.started.append(helper)
-        return helper
-
-
 def _curves_of(rows, path):
     plot_loss_curves(rows, path, "title", 1)
     return imread(path)
 
 
-def test_a_runs_only_epoch_is_drawn_in_its_own_process_without_a_helper(tmp_path, monkeypatch):
-    monkeypatch.setattr(recorder_module, "CurveProcess", CountedHelper)
-    CountedHelper.started.clear()
-    recorder = EpochRecorder(tmp_path, "none", "title")
-    recorder.epoch(ROWS[:1], 1, True, "epoch 1/1", None, last=True)
-    assert recorder.close() is None
-    assert CountedHelper.started == []
-    assert np.array_equal(imread(tmp_path / "loss_curves.png"), _curves_of(ROWS[:1], tmp_path / "expected.png"))
-
-
-def test_curves_are_drawn_in_the_runs_process_when_no_helper_starts_and_stale_staging_files_go(tmp_path,
-                                                                                                 monkeypatch):
-    monkeypatch.setattr(recorder_module.CurveProcess, "start", classmethod(lambda cls: None))
-    (tmp_path / "loss_curves.next-1.png").write_text("left by a killed run")
-    recorder = EpochRecorder(tmp_path, "none", "title")
-    assert not (tmp_path / "loss_curves.next-1.png").exists()
-    recorder.epoch(ROWS[:1], 1, True, "epoch 1/2", None)
-    recorder.epoch(ROWS[:2], 1, False, "epoch 2/2", None, last=True)
-    assert recorder.close() is None
-    assert np.array_equal(imread(tmp_path / "loss_curves.png"), _curves_of(ROWS[:2], tmp_path / "expected.png"))
-
-
-def test_curves_go_on_without_their_helper_when_it_dies(tmp_path, monkeypatch):
-    monkeypatch.setattr(recorder_module, "CurveProcess", CountedHelper)
-    CountedHelper.started.clear()
-    recorder = EpochRecorder(tmp_path, "none", "title")
-    recorder.epoch(ROWS[:1], 1, True, "epoch 1/3", None)
-    deadline = time.monotonic() + 60
-    while not (tmp_path / "loss_curves.png").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    (helper,) = CountedHelper.started
-    helper._process.kill()
-    recorder.epoch(ROWS[:2], 1, False, "epoch 2/3", None)
-    recorder.epoch(ROWS, 1, False, "epoch 3/3", None, last=True)
-    assert recorder.close() is None
-    assert len(CountedHelper.started) == 1  # not started again: drawn in the run's process
+def test_the_curves_are_those_of_every_epoch_so_far_and_no_other_file_is_left(tmp_path):
+    files = EpochFiles(tmp_path, "none", "title")
+    for epoch in (1, 2, 3):
+        files.write(ROWS[:epoch], 1, epoch == 1, f"epoch {epoch}/3", None)
     assert np.array_equal(imread(tmp_path / "loss_curves.png"), _curves_of(ROWS, tmp_path / "expected.png"))
+    assert read_metrics(tmp_path / "metrics.csv") == ROWS
     assert sorted(path.name for path in tmp_path.iterdir()) == ["expected.png", "loss_curves.png", "metrics.csv"]
 
 
@@ -252,7 +183,7 @@ def test_a_folder_turning_read_only_mid_run_keeps_the_first_error(tmp_path, monk
             _read_only(path)
         save_checkpoint(path, state)
 
-    monkeypatch.setattr(recorder_module, "save_checkpoint", save_once)
+    monkeypatch.setattr(epoch_files, "save_checkpoint", save_once)
     monkeypatch.setattr(run_module, "write_json", _read_only)
     with pytest.raises(LosslabError) as raised, caplog.at_level(logging.ERROR):
         run(tiny_config("model=retinanet", "trainer.max_epochs=3", "eval.every=0", run_dir=tmp_path))
@@ -264,12 +195,13 @@ def test_a_folder_turning_read_only_mid_run_keeps_the_first_error(tmp_path, monk
     assert [row["epoch"] for row in read_metrics(tmp_path / "metrics.csv")] == [1, 2]  # written what it could
 
 
-def test_a_failed_write_is_raised_by_the_training_thread_at_the_next_epoch(tmp_path, monkeypatch):
-    monkeypatch.setattr(recorder_module, "write_metrics", _read_only)
-    recorder = EpochRecorder(tmp_path, "none", "title")
-    recorder.epoch([{"epoch": 1}], 1, True, "epoch 1/2", None)
-    error = recorder.close()
-    assert isinstance(error, RecordError) and str(error) == f"could not write {tmp_path / 'metrics.csv'}: " \
-                                                            "Read-only file system"
-    with pytest.raises(RecordError):
-        recorder.epoch([{"epoch": 1}], 1, True, "epoch 2/2", None)
+def test_a_failed_write_is_raised_once_the_epochs_other_files_are_written_and_its_line_is_not_logged(
+        tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(epoch_files, "write_metrics", _read_only)
+    files = EpochFiles(tmp_path, "last", "title")
+    with pytest.raises(RecordError) as raised, caplog.at_level(logging.INFO):
+        files.write(ROWS[:1], 1, True, "epoch 1/2", _state(torch.zeros(5), 1))
+    assert str(raised.value) == f"could not write {tmp_path / 'metrics.csv'}: Read-only file system"
+    assert read_checkpoint(tmp_path / "checkpoints" / "last.pt")["epoch"] == 1  # written before it
+    assert (tmp_path / "loss_curves.png").is_file()  # and after it
+    assert "epoch 1/2" not in caplog.text and "could not write" in caplog.text

@@ -3,21 +3,24 @@ checkpoints or resume requests are refused clearly."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
+import random
 import shutil
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
 from omegaconf import OmegaConf
 
 from conftest import TINY, tiny_config
-from forked_command import train
+from in_process import train
 from losslab import run
 from losslab.errors import LosslabError
 from losslab.modeling.weights import read_checkpoint
@@ -26,6 +29,10 @@ from losslab.run_lock import owner
 from losslab.training.checkpoints import RESUME_KEYS, save_checkpoint
 
 THREE_EPOCHS = [*TINY, "trainer.max_epochs=3", "model=retinanet"]
+_script = importlib.util.spec_from_file_location(
+    "kill_resume_check", Path(__file__).resolve().parents[2] / "scripts" / "kill_resume_check.py")
+kill_check = importlib.util.module_from_spec(_script)
+_script.loader.exec_module(kill_check)
 
 
 def _without_time(rows):
@@ -57,7 +64,7 @@ def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_result(tmp_path):
     for leftover in leftovers:  # what a kill in the middle of a write leaves
         leftover.write_bytes(b"half a file")
 
-    resumed = train(f"resume={run_dir}", cwd=tmp_path, timeout=300)
+    resumed = train(f"resume={run_dir}", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     rows = read_metrics(run_dir / "metrics.csv")
     assert [r["epoch"] for r in rows] == [1, 2, 3]
@@ -68,7 +75,53 @@ def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_result(tmp_path):
     for resumed_row, straight_row in zip(_without_time(rows), expected, strict=True):
         assert resumed_row == pytest.approx(straight_row, rel=1e-5)  # approx compares flat dicts only
     assert (run_dir / ".hydra" / "config.yaml").read_text().count("max_epochs: 3") == 1  # the run's own config kept
+    assert (run_dir / ".hydra" / "resume" / "overrides.yaml").read_text() == f"- resume={run_dir}\n"
     assert not any(leftover.exists() for leftover in leftovers)
+
+
+def _when(condition, process, timeout=600) -> float:
+    """The moment `condition()` came true while `process` ran."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert process.poll() is None and time.monotonic() < deadline, "the run ended or hung"
+        time.sleep(0.02)
+    return time.monotonic()
+
+
+def test_a_run_killed_at_a_random_moment_on_a_busy_cpu_loses_no_finished_epoch(tmp_path):
+    """An epoch is finished once its checkpoint is on disk, and only then is it logged or in metrics.csv: a kill
+    at any moment, while another process keeps a core busy, loses no epoch the run said it finished, and the
+    resume names the epoch it continues after (scripts/kill_resume_check.py repeats this with 20 kills)."""
+    run_dir = tmp_path / "killed"
+    fraction = random.random()
+    log = run_dir / "train.log"
+    with kill_check.busy_cpu():
+        process = kill_check.start_run(run_dir)
+        try:
+            set_up = _when(lambda: log.is_file() and "run folder" in log.read_text(), process)
+            first = _when(lambda: kill_check.logged_epochs(run_dir) == [1], process)
+            time.sleep(fraction * (first - set_up))  # somewhere in epoch 2, its files included
+        finally:
+            killed = kill_check.kill(process)
+        assert killed, "the run ended before it was killed"
+        problems = kill_check.check_kill(run_dir, _resume_in_process)
+    assert problems == [], f"killed {fraction:.2f} of epoch 1's time after epoch 1 was logged"
+
+
+def test_the_kill_check_finds_a_logged_epoch_that_the_checkpoint_lacks(tmp_path):
+    """What the old background writer did on a busy machine: epoch 2 logged while last.pt still held epoch 1."""
+    (tmp_path / "train.log").write_text("[2026-12-01 10:00:00,000][INFO] epoch 1/3 | train 3.0\n"
+                                       "[2026-12-01 10:00:09,000][INFO] epoch 2/3 | train 2.9\n")
+    save_checkpoint(tmp_path / "checkpoints" / "last.pt", {"epoch": 1, "model": {}})
+    problems = kill_check.check_kill(tmp_path, lambda run_dir: (0, "resuming after epoch 1: metrics.csv keeps ..."))
+    assert problems[0] == "epoch 2 was logged but the checkpoint holds epoch 1"
+    assert kill_check.check_kill(tmp_path, lambda run_dir: (0, "resuming after epoch 2"))[1].startswith(
+        "resume did not say it resumes after epoch 1")
+
+
+def _resume_in_process(run_dir):
+    resumed = train(f"resume={run_dir}", cwd=run_dir.parent)
+    return resumed.returncode, resumed.stdout + resumed.stderr
 
 
 def test_resume_refuses_what_would_change_the_run_and_a_corrupt_checkpoint(tmp_path):

@@ -10,22 +10,27 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime
+from pathlib import Path
 
 import pytest
 
 from conftest import TINY, tiny_config
-from forked_command import train
+from in_process import train
 from losslab import run
 from losslab.config import compose
+from losslab.distributed import SINGLE_PROCESS
 from losslab.errors import LosslabError
-from losslab.run_lock import claim, owner, release
+from losslab.run_lock import claim, holds_run, owner, release
+from losslab.training import run_folder
+from losslab.training.run_folder import take_run_dir
 
 
-def _train(*args, cwd, timeout=300):
+def _train(*args, cwd):
     """`train ARGS` as a user runs it, with its own temporary folder (where Hydra's scratch files would go)."""
     scratch = cwd / "tmp"
     scratch.mkdir(exist_ok=True)
-    result = train(*TINY, *args, cwd=cwd, timeout=timeout, env={"TMPDIR": str(scratch)})
+    result = train(*TINY, *args, cwd=cwd, env={"TMPDIR": str(scratch)})
     assert not list(scratch.iterdir()), "scratch files left behind"
     return result, result.stdout + result.stderr
 
@@ -36,11 +41,11 @@ def _contents(folder):
 
 
 def _finished_run(folder):
-    """A folder as a finished run leaves it (its files' contents do not matter here)."""
+    """A folder as a finished run leaves it: a metrics.csv row (its files' contents do not matter otherwise)."""
     (folder / ".hydra").mkdir(parents=True)
-    for name in (".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml", "train.log", "metrics.csv",
-                 "summary.json"):
+    for name in (".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml", "train.log", "summary.json"):
         (folder / name).write_text(f"the finished run's {name}\n")
+    (folder / "metrics.csv").write_text("epoch,train/loss,val/loss\n1,2.5,2.25\n")
     return folder
 
 
@@ -55,12 +60,13 @@ def test_a_refused_run_leaves_every_file_of_the_run_already_there_untouched(tmp_
 
 
 def test_a_run_its_config_check_refuses_gives_its_folder_up(tmp_path):
-    """The folder is claimed before Hydra writes into it, i.e. before the config is checked: a refused run (a job of
-    a sweep, which goes on in the same process) must not leave it held."""
+    """The run takes its folder only once its config passed the checks: a refused run (a job of a sweep, which goes
+    on in the same process) neither holds nor makes it."""
     folder = tmp_path / "run"
     result, output = _train(f"run_dir={folder}", "trainer.precision=bogus", cwd=tmp_path)
     assert result.returncode == 1 and "trainer.precision=bogus: expected one of" in output, output
     assert not (folder / ".lock").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tmp"]  # no run folder, no outputs/DATE/TIME
 
 
 @pytest.fixture
@@ -119,15 +125,23 @@ def test_resume_of_a_folder_that_holds_no_run_writes_nothing_there(tmp_path):
     assert not (tmp_path / "nowhere").exists()
 
 
+class _TenOClock(datetime):
+    @classmethod
+    def now(cls, tz=None):
+        return datetime(2026, 11, 23, 10, 0, 0)
+
+
 def test_runs_started_in_the_same_second_get_folders_of_their_own(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    first = compose.run_dir(None, None, "outputs/day/10-00-00")
-    second = compose.run_dir(None, None, "outputs/day/10-00-00")  # the same process: its own folder, claimed once
-    assert first == second == "outputs/day/10-00-00" and owner(tmp_path / first) == os.getpid()
-    (tmp_path / first / "metrics.csv").write_text("epoch\n")
+    monkeypatch.setattr(run_folder, "datetime", _TenOClock)
+    cfg = tiny_config()
+    first = take_run_dir(cfg, None, SINGLE_PROCESS)
+    second = take_run_dir(cfg, None, SINGLE_PROCESS)  # the same process: its own folder, claimed once
+    assert first == second == Path("outputs/2026-11-23/10-00-00") and owner(tmp_path / first) == os.getpid()
+    (tmp_path / first / "metrics.csv").write_text("epoch\n1\n")
     release(tmp_path / first)
-    assert compose.run_dir(None, None, "outputs/day/10-00-00") == "outputs/day/10-00-00_1"
-    release(tmp_path / "outputs/day/10-00-00_1")
+    assert take_run_dir(cfg, None, SINGLE_PROCESS) == Path("outputs/2026-11-23/10-00-00_1")
+    release(tmp_path / "outputs/2026-11-23/10-00-00_1")
 
 
 def test_a_read_only_run_folder_is_refused_clearly(tmp_path, monkeypatch):
@@ -140,10 +154,12 @@ def test_a_read_only_run_folder_is_refused_clearly(tmp_path, monkeypatch):
         raise OSError(errno.EROFS, "Read-only file system", str(path))
 
     monkeypatch.setattr("losslab.run_lock._lock", read_only)
-    assert compose.is_scratch(compose.run_dir(str(folder), None, "unused"))  # Hydra would write elsewhere
+    before = _contents(folder)
+    assert compose.run_dir(str(folder), None) == str(folder)  # Hydra only "makes" the folder that is there
     with pytest.raises(LosslabError, match=f"run folder {folder} cannot be written \\(Read-only file system\\).*"
                                            "copy its folder somewhere writable and resume the copy"):
         run(tiny_config(f"resume={folder}"), overrides=["trainer.max_epochs=2"])
+    assert _contents(folder) == before
 
 
 def test_sigterm_before_the_first_checkpoint_leaves_a_summary_that_says_so(tmp_path):
@@ -164,3 +180,10 @@ def test_sigterm_before_the_first_checkpoint_leaves_a_summary_that_says_so(tmp_p
     assert "loss_curves.png" not in output and "resume=" not in output  # the closing line names what is there
     assert "interrupted after 0 epochs | stopped by SIGTERM during epoch 1" in output
     assert "Traceback" not in output
+    # It finished no epoch, so it is no run to keep: started again with the same run_dir, the new run takes the
+    # folder and the stopped run's summary and split go.
+    assert not holds_run(run_dir)
+    assert take_run_dir(tiny_config(run_dir=run_dir), None, SINGLE_PROCESS) == run_dir
+    release(run_dir)
+    assert not (run_dir / "summary.json").exists() and not (run_dir / "split.json").exists()
+

@@ -43,7 +43,9 @@ def main(args: argparse.Namespace) -> int:
 
     columns = sweep_columns(ranking.metric)
     if args.group_by is None:
-        curves = [(row["overrides"] or row["run_dir"], [row["history"]]) for row in rows]
+        # Named as in the table (A/2), the overrides that set it apart after it; coloured by its folder.
+        curves = [(f"{row['run']}: {row['overrides']}" if row["overrides"] else row["run"], [row["history"]],
+                   Path(row["run_dir"])) for row in rows]
         figure = plot_sweep_curves(curves, out / "comparison.png", columns=columns)
         print(f"table: {table}\nfigure: {figure}")
         return 0

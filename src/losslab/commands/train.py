@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 
 from losslab.config.compose import config_dir, is_scratch, register
 from losslab.errors import LosslabError
-from losslab.run_lock import release_all
+from losslab.run_lock import holds_run, release_all
 
 log = logging.getLogger("losslab")
 
@@ -34,6 +34,7 @@ def _train_app(cfg: DictConfig) -> float | None:
     stop the sweep; a single run exits non-zero.
     """
     from losslab.distributed import launched_world, shutdown  # torch: imported only once a run starts
+    from losslab.training.hydra_job import start_job
     from losslab.training.run import run
 
     hydra_config = HydraConfig.get()
@@ -41,8 +42,9 @@ def _train_app(cfg: DictConfig) -> float | None:
     world = launched_world()
     if world.rank > 0:  # under torchrun the main process reports; the others only warn
         logging.getLogger().setLevel(logging.WARNING)
+    job = start_job(cfg) if world.main else None  # its Hydra files and train.log, written once the run owns a folder
     try:
-        result = run(cfg, overrides=list(hydra_config.overrides.task))
+        result = run(cfg, overrides=list(hydra_config.overrides.task), job=job)
     except LosslabError as error:
         log.error("%s", error)
         if multirun:
@@ -55,11 +57,12 @@ def _train_app(cfg: DictConfig) -> float | None:
         log.exception("%s: %s (this job failed; the sweep goes on)", type(failure).__name__, failure)
         return None
     finally:
-        release_all()  # run() gives its folder up; this covers a run that stopped before it could
+        if job is not None:
+            job.close()  # after the error line above: train.log ends with it
+        release_all()  # covers a run that stopped between taking its folder and handing it to the job
         if world.distributed:
             shutdown()
-        # Hydra's files went to a scratch folder: this is another rank than the main one, or the run folder
-        # was refused before Hydra could write into it (see losslab_run_dir in losslab.config.compose).
+        # Hydra made a scratch folder where the run chooses its own (see losslab_run_dir in losslab.config.compose).
         if is_scratch(hydra_config.runtime.output_dir):
             shutil.rmtree(hydra_config.runtime.output_dir, ignore_errors=True)
     return result.summary["best"].get(cfg.trainer.monitor)
@@ -108,14 +111,27 @@ def check_study_storage(overrides: list[str]) -> None:
             "pip install \"sqlalchemy<2\" \"alembic<1.14\" and without MLflow (docs/scale.md).")
 
 
+def refuse_used_sweep_dir(sweep_dir: Path) -> None:
+    """Exit (1) before the sweeper writes its multirun.yaml when `sweep_dir` holds the runs of another sweep: each
+    job would be refused, and the summary rewritten over the other sweep's. (Hydra turns a callback's exception
+    into a warning, so this exits.)"""
+    done = sorted(job.name for job in sweep_dir.glob("*/") if holds_run(job)) if sweep_dir.is_dir() else []
+    if done:
+        log.error("sweep folder %s already holds the runs of a sweep (jobs %s); choose another hydra.sweep.dir so "
+                  "nothing is overwritten.", sweep_dir, ", ".join(done))
+        sys.exit(1)
+
+
 class SweepSummaryCallback(Callback):
     """Ends a multirun with sweep_summary.csv and sweep_curves.png in the sweep folder, and with repeated seeds
     sweep_stats.csv and sweep_stats.png; logs the ranking, and the group table best first with its verdicts."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
-        """Warn when an optimising sweeper searches loss settings by each trial's own loss."""
+        """Refuse a sweep folder that holds another sweep's runs; warn when an optimising sweeper searches loss
+        settings by each trial's own loss."""
         from losslab.reporting.ranking import own_objective
 
+        refuse_used_sweep_dir(Path(config.hydra.sweep.dir))
         sweeper = config.hydra.sweeper
         searched = [key for key in (sweeper.get("params") or {}) if key.lstrip("+~").startswith("loss")]
         # An optimising sweeper (Optuna's has a `direction`) optimises what every job returns: its trainer.monitor.

@@ -9,9 +9,6 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from losslab.errors import LosslabError
-from losslab.run_lock import claim, holds_run, owned, release, resumable
-
 _registered = False
 SCRATCH_PREFIX = "losslab-"
 
@@ -38,7 +35,6 @@ def register() -> None:
         group, _, name = path.rpartition("/")
         store.store(group=group, name=name, node=node)
     OmegaConf.register_new_resolver("losslab_run_dir", run_dir, replace=True)
-    OmegaConf.register_new_resolver("losslab_hydra_subdir", hydra_subdir, replace=True)
     _registered = True
 
 
@@ -58,48 +54,19 @@ def trainer_defaults() -> DictConfig:
     return values
 
 
-# Hydra's run folder is the first of resume, run_dir and outputs/DATE/TIME that is set, and a resumed run keeps its
-# own .hydra/ files: the resolvers train.yaml uses for that. Hydra writes .hydra/ and train.log into the folder
-# before the run starts, so the folder is claimed here (its lock taken) and only when a run may write there: a
-# folder that holds another run, is locked by another process, cannot be written or (for resume) is no resumable
-# run gets nothing; Hydra writes into a scratch folder instead and the run then refuses with the reason.
-def run_dir(resume: str | None, chosen: str | None, new: str) -> str:
-    rank = int(os.environ.get("RANK", 0))
-    if rank > 0:
-        # Under torchrun only rank 0 writes the run folder (the others learn its path from rank 0);
-        # the other processes' Hydra files (their config copy and log) go to a scratch folder.
-        return str(scratch_dir(f"rank{rank}"))
-    if resume:
-        return resume if _take(Path(resume), resuming=True) else str(scratch_dir("refused"))
-    if chosen:
-        return chosen if _take(Path(chosen)) else str(scratch_dir("refused"))
-    # Runs started in the same second share outputs/DATE/TIME: later ones get TIME_1, TIME_2, ...
-    for candidate in (new, *(f"{new}_{n}" for n in range(1, 100))):
-        if _take(Path(candidate)):
-            return candidate
-    return str(scratch_dir("refused"))
-
-
-def _take(folder: Path, resuming: bool = False) -> bool:
-    """Claim `folder` for this process if a new run (or, `resuming`, a resume) may write there."""
-    if resuming and not resumable(folder):  # checked before claiming: claiming would create the folder
-        return False
-    try:
-        claim(folder)
-    except LosslabError:
-        return False
-    if not resuming and holds_run(folder):  # checked once it is ours, so no run can start there in between
-        release(folder)
-        return False
-    return True
-
-
-def hydra_subdir(resume: str | None) -> str:
-    return ".hydra/resume" if resume and owned(Path(resume)) else ".hydra"
+# Hydra's run folder (hydra.run.dir) is where Hydra would write; losslab's Hydra config has it write nothing there
+# (no .hydra/, no log file: the run writes them once it owns its folder, see losslab.training.run_folder). Hydra
+# still creates the folder before the run starts, so this resolver only chooses a path that creating leaves as it
+# was: the folder of resume= or run_dir= when it already exists, else a scratch folder of this process's own. The
+# run takes the folder it is given (or a new outputs/DATE/TIME) itself, with its lock, after its config checks;
+# under torchrun only rank 0 does, and tells the others.
+def run_dir(resume: str | None, chosen: str | None) -> str:
+    folder = resume or chosen
+    return folder if folder and Path(folder).is_dir() else str(scratch_dir("new"))
 
 
 def scratch_dir(kind: str) -> Path:
-    """A folder of this process's own for Hydra's files that belong in no run folder (removed when the run ends)."""
+    """A folder of this process's own for Hydra to create instead of a run folder (removed when the job ends)."""
     return Path(tempfile.gettempdir()) / f"{SCRATCH_PREFIX}{kind}-{os.getpid()}"
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -98,13 +99,24 @@ def run_ranking(runs: list[FinishedRun], requested: str | None, mode: str | None
                           evaluated, source)
 
 
+def run_names(paths: list[Path]) -> list[str]:
+    """Each run folder named by its path below the folder that holds them all: `2` for the jobs of one sweep,
+    `A/2` and `B/2` for the jobs of sweeps A and B side by side, a run folder's own name for one run."""
+    resolved = [path.resolve() for path in paths]
+    if len(set(resolved)) < 2:
+        return [path.name for path in resolved]
+    root = Path(os.path.commonpath(resolved))
+    return [str(path.relative_to(root)) for path in resolved]
+
+
 def compare_runs(runs: list[FinishedRun], ranking: Ranking) -> list[dict]:
-    """One row per run: its best ranking metric over the epochs, ranked best first (runs without it last)."""
+    """One row per run (named by run_names): its best ranking metric over the epochs, ranked best first (runs
+    without it last)."""
     labels = distinguishing([run.overrides for run in runs])
     rows = []
-    for run, label in zip(runs, labels, strict=True):
+    for run, name, label in zip(runs, run_names([run.path for run in runs]), labels, strict=True):
         best, best_epoch = best_of(run.history, ranking.metric, ranking.mode)
-        rows.append({"run": run.path.name, "overrides": " ".join(label), "status": run.status,
+        rows.append({"run": name, "overrides": " ".join(label), "status": run.status,
                      "metric": ranking.metric, "best": best, "best_epoch": best_epoch, "epochs_run": len(run.history),
                      "rank_reason": ranking.reason, "run_dir": str(run.path), "history": run.history})
     if not any(row["best"] is not None for row in rows):

@@ -1,26 +1,33 @@
 """Loss-curve figures: one run's train/val curves per component, a sweep's runs (or groups of repeated runs)
 overlaid, and the groups' statistics.
 
-Drawn with matplotlib's object API (a Figure on its own Agg canvas), never pyplot: pyplot keeps global state that
-is not thread-safe, and a run draws its curves in a background thread while it trains.
+Drawn with matplotlib's object API (a Figure on its own Agg canvas), never pyplot: pyplot keeps global state (open
+figures, a backend chosen on import) that a run drawing its curves every epoch, or a test process, must not share.
 """
 
 from __future__ import annotations
 
 import math
+import zlib
 from pathlib import Path
+from typing import NamedTuple
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import TABLEAU_COLORS
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
 from losslab.losses.catalogue import COMPONENTS
+from losslab.reporting.comparison import job_order
 
 TRAIN_STYLE = {"color": "tab:blue", "marker": "o", "markersize": 3}
 VAL_STYLE = {"color": "tab:orange", "marker": "o", "markersize": 3}
 METRIC_LINES = ("val/mAP", "val/mAP50", "val/mask_mAP", "val/F1", "val/mIoU", "val/mDice", "val/pixel_accuracy")
 REF_STYLE = {"color": "tab:gray", "linestyle": "--", "marker": ".", "markersize": 3}
+PALETTE = tuple(TABLEAU_COLORS)  # tab:blue, tab:orange, ... : matplotlib's default cycle, by name
+SWEEP_STYLES = ("-", "--", ":", "-.")  # a figure holding runs of several sweeps: one line style per sweep
+SHADED, BARRED = "shaded: min-max over the group's runs", "error bar: min-max over the group's runs at its one epoch"
 SWEEP_TITLES = {"val/loss": "val/loss (each run's training objective)",
                 "val/ref_loss": "val/ref_loss (loss=default: comparable across runs)"}
 
@@ -104,34 +111,52 @@ def _margins(size: tuple[float, float], nrows: int, ncols: int, titled: bool, le
             "wspace": gap / axes_width, "hspace": gap / axes_height}
 
 
-def plot_sweep_curves(groups: list[tuple[str, list[list[dict]]]], path: Path,
-                      columns=("val/loss", "train/loss")) -> Path:
+class Curve(NamedTuple):
+    """A line of a sweep figure: its label, the metrics.csv rows of each run it stands for (their mean is drawn),
+    and the run folder whose identity picks its colour (a job, or a group's first job; None: its place)."""
+
+    label: str
+    runs: list[list[dict]]
+    folder: Path | None = None
+
+
+def plot_sweep_curves(groups: list[Curve], path: Path, columns=("val/loss", "train/loss")) -> Path:
     """Save sweep_figure(...) to `path`."""
     return _save(sweep_figure(groups, columns), path)
 
 
-def sweep_figure(groups: list[tuple[str, list[list[dict]]]], columns=("val/loss", "train/loss")) -> Figure:
-    """`columns` over epochs, one panel per column, one line per (label, runs' rows) group: a single run's
-    values, or the mean over the group's runs with their min-max range shaded."""
+def sweep_figure(groups: list[Curve], columns=("val/loss", "train/loss")) -> Figure:
+    """`columns` over epochs, one panel per column, one line per Curve (or (label, runs) pair): a single run's
+    values, or the mean over the group's runs with their min-max range shaded (an error bar where the column has
+    one epoch only, which a shade cannot show). Colours and line styles: curve_styles."""
+    curves = [Curve(*group) for group in groups]
+    styles = curve_styles([curve.folder for curve in curves])
     size = (6 * len(columns), 4.5)
     fig = new_figure(figsize=size)  # margins set below, not a layout engine: see loss_curves_figure
     axes = fig.subplots(1, len(columns), squeeze=False)
+    ranges = set()  # how min-max ranges were drawn: SHADED, BARRED
     for ax, column in zip(axes[0], columns, strict=True):
-        for label, runs in groups:
+        for (label, runs, _), style in zip(curves, styles, strict=True):
             epochs, mean, low, high = _band(runs, column)
             if not epochs:
                 continue
-            line, = ax.plot(epochs, mean, marker="o", markersize=3,
-                            label=label if len(runs) == 1 else f"{label} (mean of {len(runs)})")
-            if len(runs) > 1:
-                ax.fill_between(epochs, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
+            ax.plot(epochs, mean, marker="o", markersize=3, **style,
+                    label=label if len(runs) == 1 else f"{label} (mean of {len(runs)})")
+            if len(runs) > 1 and len(epochs) > 1:
+                ax.fill_between(epochs, low, high, color=style["color"], alpha=0.2, linewidth=0)
+                ranges.add(SHADED)
+            elif len(runs) > 1:
+                ax.errorbar(epochs, mean, yerr=[[mean[0] - low[0]], [high[0] - mean[0]]], fmt="none",
+                            ecolor=style["color"], alpha=0.6, capsize=4)
+                ranges.add(BARRED)
         ax.set_title(SWEEP_TITLES.get(column, column))
-        _epoch_axis(ax, [row["epoch"] for _, runs in groups for rows in runs for row in rows])
+        _epoch_axis(ax, [row["epoch"] for curve in curves for rows in curve.runs for row in rows])
         ax.grid(alpha=0.3)
     handles, labels = axes[0][0].get_legend_handles_labels()
-    if any(len(runs) > 1 for _, runs in groups):
-        handles.append(Patch(color="gray", alpha=0.2, label="shaded: min-max over the group's runs"))
-        labels.append(handles[-1].get_label())
+    for text in (SHADED, BARRED):  # promised only where drawn
+        if text in ranges:
+            handles.append(Patch(color="gray", alpha=0.2 if text == SHADED else 0.6, label=text))
+            labels.append(text)
     legend_columns = min(3, len(labels))
     legend = 0.1 + 0.22 * math.ceil(len(labels) / legend_columns) if labels else 0.0  # inches
     size = (size[0], size[1] + legend)  # the panels keep their height however many runs there are
@@ -140,6 +165,36 @@ def sweep_figure(groups: list[tuple[str, list[list[dict]]]], columns=("val/loss"
     if handles:
         fig.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, 0.01), fontsize=8, ncols=legend_columns)
     return fig
+
+
+def curve_styles(folders: list[Path | None]) -> list[dict]:
+    """Each line's colour and line style from the run folder it stands for, not its place in the list, so that a
+    run looks the same in its sweep's figure and in every comparison: job N of a sweep takes colour N of the 10,
+    any other folder the colour a checksum of its name picks. In a figure holding runs of several sweeps (parent
+    folders) each sweep has its own line style (in the order of their paths), so job 2 of sweep A and job 2 of
+    sweep B share a colour but not a style. Two lines of one sweep that would share a colour (more than 10 jobs,
+    or checksums that meet) cannot both keep it: the later job takes the next free colour. A line without a
+    folder is coloured by its place."""
+    resolved = [None if folder is None else Path(folder).resolve() for folder in folders]
+    sweeps = sorted({str(folder.parent) for folder in resolved if folder is not None})
+    styles: list[dict] = [{"color": PALETTE[i % len(PALETTE)], "linestyle": "-"} for i in range(len(folders))]
+    taken: dict[str, set[int]] = {}
+    placed = sorted((folder, i) for i, folder in enumerate(resolved) if folder is not None)
+    for folder, i in sorted(placed, key=lambda pair: job_order(pair[0])):
+        used = taken.setdefault(str(folder.parent), set())
+        color = _preferred_color(folder.name)
+        while color in used and len(used) < len(PALETTE):
+            color = (color + 1) % len(PALETTE)
+        used.add(color)
+        styles[i] = {"color": PALETTE[color],
+                     "linestyle": SWEEP_STYLES[sweeps.index(str(folder.parent)) % len(SWEEP_STYLES)]}
+    return styles
+
+
+def _preferred_color(name: str) -> int:
+    """A palette index from a folder's name: a job number itself, any other name a checksum (stable across
+    processes, unlike hash())."""
+    return (int(name) if name.isdigit() else zlib.crc32(name.encode())) % len(PALETTE)
 
 
 def _band(runs: list[list[dict]], column: str) -> tuple[list[int], list[float], list[float], list[float]]:
@@ -161,13 +216,13 @@ def plot_group_statistics(rows: list[dict], mode: str, path: Path) -> Path:
 
 def statistics_figure(rows: list[dict], mode: str) -> Figure:
     """Each group's mean ranking metric with its 95% interval (best group on top), each run's value as a dot,
-    the baseline in black with its mean as a dashed line, each verdict on the right. `rows` are
-    losslab.reporting.repeats' group rows."""
+    in the group's colour of the sweep's curves (its "folder", see curve_styles), the baseline's mean as a black
+    dashed line, each verdict on the right. `rows` are losslab.reporting.repeats' group rows."""
     metric = rows[0]["rank_by"]
     fig = new_figure(figsize=(8, 1.2 + 0.5 * len(rows)), layout="constrained")
     ax = fig.subplots()
-    for y, row in enumerate(reversed(rows)):
-        color = "black" if row["baseline"] else "tab:blue"
+    colors = [style["color"] for style in curve_styles([row.get("folder") for row in reversed(rows)])]
+    for y, (row, color) in enumerate(zip(reversed(rows), colors, strict=True)):
         ax.plot(row["values"], [y] * len(row["values"]), "o", color=color, alpha=0.35, markersize=5)
         if row["mean"] is None:
             continue

@@ -1,27 +1,40 @@
-"""What the loss curves say: diverging, overfitting, underfitting, plateau, not improving or learning. Each verdict's
-words follow from the numbers it quotes (tests/reporting/test_diagnosis.py checks it over made-up curves)."""
+"""What the loss curves say: diverging, train or val loss rising, overfitting, underfitting, plateau, not improving
+or learning, unless too few epochs or validation images leave nothing to judge. Each verdict's words follow from
+the numbers it quotes (tests/reporting/test_diagnosis.py checks it over made-up curves), and each threshold is a
+constant here, documented in docs/run-folder.md and tested on both sides."""
 
 from __future__ import annotations
 
 import math
 
+EXPLODE_FACTOR = 10.0  # a finite loss above this many times its first value is exploding: diverging
+MIN_EPOCHS = 2  # below this the curves are not judged at all: one point has no direction
+PATTERN_EPOCHS = 3  # overfitting, underfitting and a plateau are patterns over epochs: a turn needs three points
+# Below this many validation images one image weighs more than 1/20 = 5% of the mean val loss, as much as the
+# tolerances below: a single hard image could make or unmake any verdict.
+MIN_VAL_IMAGES = 20
+
 
 def diagnose(rows: list[dict], rise_tolerance: float = 0.1, overfit_tolerance: float = 0.05,
-             underfit_tolerance: float = 0.1, plateau_tolerance: float = 0.01) -> dict:
+             underfit_tolerance: float = 0.1, plateau_tolerance: float = 0.01, val_images: int | None = None) -> dict:
     """What the curves say, checked in this order:
 
-    - diverging: a loss went non-finite, or the train loss ended more than `rise_tolerance`
-      (relative) above its minimum: the optimisation itself is going the wrong way.
-    - overfitting: val loss ended more than `overfit_tolerance` above its minimum while the train
-      loss kept falling after that epoch.
-    - underfitting: over at least 3 epochs the train loss fell by less than `underfit_tolerance`
-      of its first value: the model does not fit even the training data (capacity, lr).
-    - plateau: the last third of the epochs (at least 2) brought no val loss more than
+    - diverging: a loss went non-finite, or a train or val loss rose above EXPLODE_FACTOR times its first value
+      (a first value above 0): the optimisation blew up. Judged from the first epochs on.
+    - too early: fewer than MIN_EPOCHS epochs.
+    - too few images: `val_images` (None: not known) is below MIN_VAL_IMAGES.
+    - train loss rising: the train loss ended more than `rise_tolerance` (relative) above its minimum: finite,
+      but the optimisation is going the wrong way (lr, schedule).
+    - overfitting (PATTERN_EPOCHS or more): val loss ended more than `overfit_tolerance` above its minimum while
+      the train loss kept falling after that epoch.
+    - val loss rising: val loss ended more than `overfit_tolerance` above its minimum (too few epochs to call
+      it overfitting, or the train loss did not fall).
+    - underfitting (PATTERN_EPOCHS or more): the train loss fell by less than `underfit_tolerance` of its first
+      value: the model does not fit even the training data (capacity, lr).
+    - plateau: the last third of the epochs (at least 2, after at least one) brought no val loss more than
       `plateau_tolerance` below the best before them.
     - not improving: the val loss did not end more than `plateau_tolerance` below where it started.
     - learning: otherwise (the val loss ended lower than it started).
-
-    One finished epoch is too little to judge: unless its loss is non-finite, the verdict is "too early".
     """
     if not rows:
         return {"state": "not started", "since_epoch": None, "text": "no epoch finished"}
@@ -31,18 +44,28 @@ def diagnose(rows: list[dict], rise_tolerance: float = 0.1, overfit_tolerance: f
     bad = [e for e, t, v in zip(epochs, train, val, strict=True) if not (math.isfinite(t) and math.isfinite(v))]
     if bad:
         return _verdict("diverging", bad[0], f"the loss became non-finite at epoch {bad[0]}")
-    if len(rows) == 1:
+    exploded = _exploding(epochs, train, val)
+    if exploded:
+        return exploded
+    if len(rows) < MIN_EPOCHS:
         return _verdict("too early", None, f"one epoch is too little to judge the curves (val loss {val[0]:.4g}); "
-                        "train for 2 or more")
+                        f"train for {MIN_EPOCHS} or more")
+    if val_images is not None and val_images < MIN_VAL_IMAGES:
+        return _verdict("too few images", None, f"{val_images} validation images are too few to judge the curves "
+                        f"(each weighs 1/{val_images} of the val loss, over 1/{MIN_VAL_IMAGES}); validate on "
+                        f"{MIN_VAL_IMAGES} or more")
     low = _argmin(train)
     if train[-1] > train[low] * (1 + rise_tolerance):
-        return _verdict("diverging", epochs[low + 1], f"train loss rose from {train[low]:.4g} at epoch "
+        return _verdict("train loss rising", epochs[low + 1], f"train loss rose from {train[low]:.4g} at epoch "
                         f"{epochs[low]} to {train[-1]:.4g}")
     best = _argmin(val)
-    if val[-1] > val[best] * (1 + overfit_tolerance) and train[-1] < train[best]:
-        return _verdict("overfitting", epochs[best + 1], f"val loss is up from {val[best]:.4g} at epoch "
-                        f"{epochs[best]} to {val[-1]:.4g} while train loss kept falling")
-    if len(train) >= 3 and train[0] - train[-1] < underfit_tolerance * abs(train[0]):
+    if val[-1] > val[best] * (1 + overfit_tolerance):
+        if len(rows) >= PATTERN_EPOCHS and train[-1] < train[best]:
+            return _verdict("overfitting", epochs[best + 1], f"val loss is up from {val[best]:.4g} at epoch "
+                            f"{epochs[best]} to {val[-1]:.4g} while train loss kept falling")
+        return _verdict("val loss rising", epochs[best + 1], f"val loss is up from {val[best]:.4g} at epoch "
+                        f"{epochs[best]} to {val[-1]:.4g}")
+    if len(train) >= PATTERN_EPOCHS and train[0] - train[-1] < underfit_tolerance * abs(train[0]):
         went = "fell only" if _quoted(train[-1]) < _quoted(train[0]) else "did not fall:"
         return _verdict("underfitting", epochs[0], f"train loss {went} from {train[0]:.4g} to {train[-1]:.4g} "
                         f"in {len(train)} epochs")
@@ -57,6 +80,24 @@ def diagnose(rows: list[dict], rise_tolerance: float = 0.1, overfit_tolerance: f
         return _verdict("not improving", None, f"val loss {went} from {val[0]:.4g} to {val[-1]:.4g} in {len(val)} "
                         f"epochs (best {val[best]:.4g} at epoch {epochs[best]})")
     return _verdict("learning", None, f"val loss fell from {val[0]:.4g} to {val[-1]:.4g}")
+
+
+def _exploding(epochs: list[int], train: list[float], val: list[float]) -> dict | None:
+    """"diverging" since the rise began, if a train or val loss went above EXPLODE_FACTOR times its first value
+    (the earlier of the two; a first value of 0 or below gives no scale); else None."""
+    found = []
+    for name, values in (("train", train), ("val", val)):
+        limit = EXPLODE_FACTOR * values[0]
+        above = next((i for i, value in enumerate(values) if value > limit), None)
+        if values[0] > 0 and above is not None:
+            found.append((above, name, values))
+    if not found:
+        return None
+    above, name, values = min(found, key=lambda item: item[0])  # the earliest; train first on a tie
+    low = _argmin(values[:above])
+    return _verdict("diverging", epochs[low + 1], f"{name} loss rose from {values[low]:.4g} at epoch {epochs[low]} "
+                    f"to {values[above]:.4g} at epoch {epochs[above]}, above {EXPLODE_FACTOR:g} times its first "
+                    f"value {values[0]:.4g}")
 
 
 def _quoted(value: float) -> float:

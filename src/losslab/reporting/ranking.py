@@ -91,12 +91,20 @@ def best_of(history: list[dict], metric: str, mode: str) -> tuple[float | None, 
 
 
 def ranked(rows: list[dict], mode: str, value: str = "best") -> list[dict]:
-    """`rows` sorted by their `value` (rows without one last), each given its "rank"."""
+    """`rows` sorted by their `value` (rows without one last, in the order given), each given its "rank":
+    competition ranking, so equal values share a rank and the next value skips as many (1, 1, 3); rows without a
+    value follow one by one (nothing ties them). Equal means equal up to float rounding (a mean summed in another
+    order)."""
     sign = 1 if mode == "min" else -1
     rows = sorted(rows, key=lambda row: (row[value] is None, sign * (row[value] or 0.0)))
-    for rank, row in enumerate(rows, start=1):
-        row["rank"] = rank
+    for position, row in enumerate(rows):
+        before = rows[position - 1] if position else None
+        row["rank"] = before["rank"] if before and _tied(before[value], row[value]) else position + 1
     return rows
+
+
+def _tied(a: float | None, b: float | None) -> bool:
+    return a is not None and b is not None and math.isclose(a, b, rel_tol=1e-12, abs_tol=1e-15)
 
 
 def _named(keys: list[str]) -> str:

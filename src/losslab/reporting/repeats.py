@@ -6,18 +6,20 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from losslab.errors import LosslabError
 from losslab.reporting.comparison import FinishedRun, distinguishing, format_table
 from losslab.reporting.ranking import REF_LOSS, Ranking, best_of, ranked
-from losslab.reporting.statistics import describe, verdict, versus
+from losslab.reporting.statistics import against_baseline, bounds_of, clip, describe
 
 IGNORED_KEYS = ("run_dir", "resume")  # they name a run's folder, not what it trains
 USABLE = ("completed", "stopped_early")  # runs whose values are averaged; the others are counted, never averaged in
 DEFAULT_BASELINE = "loss=default"
 STATS_COLUMNS = ("rank", "group", "baseline", "jobs", "n", "statuses", "repeats", "epochs", "rank_by", "mean", "sd",
-                 "ci_low", "ci_high", "ref_loss_mean", "ref_loss_sd", "ref_loss_ci_low", "ref_loss_ci_high", "diff",
-                 "diff_ci_low", "diff_ci_high", "p_value", "test", "verdict")
+                 "ci_low", "ci_high", "ci_clipped", "ref_loss_mean", "ref_loss_sd", "ref_loss_ci_low",
+                 "ref_loss_ci_high", "diff", "diff_ci_low", "diff_ci_high", "diff_ci_clipped", "p_value", "test",
+                 "verdict")
 
 
 @dataclass
@@ -60,11 +62,12 @@ def has_repeats(groups: list[Group]) -> bool:
     return any(len(group.runs) > 1 for group in groups)
 
 
-def group_curves(groups: list[Group]) -> list[tuple[str, list[list[dict]]]]:
-    """(label, metrics.csv rows of each averaged run) per group with any: what sweep_curves.png draws."""
-    curves = [(group.label, [run.history for run in group.runs if run.status in USABLE and run.history])
-              for group in groups]
-    return [(label, histories) for label, histories in curves if histories]
+def group_curves(groups: list[Group]) -> list[tuple[str, list[list[dict]], Path]]:
+    """(label, metrics.csv rows of each averaged run, the group's first run folder) per group with any: the lines
+    sweep_curves.png draws (curves.Curve), each coloured by its first run's folder."""
+    curves = [(group.label, [run.history for run in group.runs if run.status in USABLE and run.history],
+               group.runs[0].path) for group in groups]
+    return [curve for curve in curves if curve[1]]
 
 
 def baseline_group(groups: list[Group], requested: str | None, source: str) -> Group:
@@ -82,28 +85,34 @@ def baseline_group(groups: list[Group], requested: str | None, source: str) -> G
 
 
 def group_statistics(groups: list[Group], ranking: Ranking, baseline: str | None, source: str) -> list[dict]:
-    """One sweep_stats.csv row per group, best mean first: n, mean, sd and 95% interval of each run's best
-    ranking metric and best val/ref_loss, and (but for the baseline) the difference of the means from the
-    baseline's, its interval, the p-value of a paired t-test when both groups have the same repeats, else
-    Welch's, and the verdict. Only completed (or early-stopped) runs are averaged; the others are counted."""
+    """One sweep_stats.csv row per group, best mean first (equal means share a rank): n, mean, sd and 95% interval
+    of each run's best ranking metric and best val/ref_loss, and (but for the baseline) the difference of the
+    means from the baseline's, its interval, the p-value of a paired t-test when both groups have the same repeats,
+    else Welch's, and the verdict (see statistics.against_baseline: identical results, too few runs, evidence too
+    thin, better, worse, no clear difference). The intervals of a metric bounded to [0, 1] are clipped to what it
+    can take, and flagged "yes" in ci_clipped / diff_ci_clipped. Only completed (or early-stopped) runs are
+    averaged; the others are counted."""
     base = baseline_group(groups, baseline, source)
     base_values = _values(base, ranking)
+    bounds = bounds_of(ranking.metric)
     rows = []
     for group in groups:
         values = _values(group, ranking)
         ref = [best_of(run.history, REF_LOSS, "min")[0] for run in group.runs if run.status in USABLE]
+        summary = describe([value for _, value in values])
+        summary["ci_low"], summary["ci_high"], clipped = clip(summary["ci_low"], summary["ci_high"], bounds)
         row = {"group": group.label, "baseline": "yes" if group is base else "", "jobs": len(group.runs),
                "statuses": _statuses(group, ranking.metric), "repeats": " ".join(group.repeats),
                "epochs": " ".join(str(run.summary.get("epochs_run", len(run.history))) for run in group.runs),
-               "rank_by": ranking.metric, "values": [value for _, value in values],
-               **describe([value for _, value in values]),
+               "rank_by": ranking.metric, "values": [value for _, value in values], "folder": group.runs[0].path,
+               **summary, "ci_clipped": _yes(clipped),
                **{f"ref_loss_{key}": value for key, value in describe([v for v in ref if v is not None]).items()
                   if key != "n"}}
         if group is base:
             row["verdict"] = "baseline"
         else:
-            difference = versus(*_samples(values, base_values))
-            row |= difference | {"verdict": verdict(difference["diff"], difference["p_value"], ranking.mode)}
+            difference = against_baseline(*_samples(values, base_values), ranking.mode, bounds)
+            row |= difference | {"diff_ci_clipped": _yes(difference["diff_ci_clipped"])}
         rows.append(row)
     return ranked(rows, ranking.mode, value="mean")
 
@@ -112,9 +121,11 @@ def format_statistics(rows: list[dict]) -> str:
     """The console table of group_statistics rows: n of jobs, mean and interval, the difference from the
     baseline with its interval, p-value, test and verdict."""
     shown = [{"rank": row["rank"], "group": row["group"], "n": f"{row['n']}/{row['jobs']}",
-              f"mean {row['rank_by']}": row["mean"], "95% CI": _interval(row["ci_low"], row["ci_high"]),
+              f"mean {row['rank_by']}": row["mean"],
+              "95% CI": _interval(row["ci_low"], row["ci_high"], row["ci_clipped"]),
               "vs baseline": None if row.get("diff") is None else f"{row['diff']:+.4f}",
-              "95% CI of the difference": _interval(row.get("diff_ci_low"), row.get("diff_ci_high")),
+              "95% CI of the difference": _interval(row.get("diff_ci_low"), row.get("diff_ci_high"),
+                                                          row.get("diff_ci_clipped")),
               "p": None if row.get("p_value") is None else f"{row['p_value']:.3g}", "test": row.get("test"),
               "verdict": row["verdict"], "runs": row["statuses"]} for row in rows]
     return format_table(shown, tuple(shown[0]))
@@ -147,5 +158,9 @@ def _statuses(group: Group, metric: str) -> str:
     return ", ".join(f"{status} {count}" for status, count in counts.items())
 
 
-def _interval(low: float | None, high: float | None) -> str | None:
-    return None if low is None else f"[{low:.4f}, {high:.4f}]"
+def _interval(low: float | None, high: float | None, clipped: str | None) -> str | None:
+    return None if low is None else f"[{low:.4f}, {high:.4f}]" + (" clipped" if clipped else "")
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else ""

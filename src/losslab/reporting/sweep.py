@@ -88,7 +88,7 @@ def summarize_sweep(sweep_dir: Path, rank_by: str | None = None, mode: str | Non
     if has_repeats(groups):
         curves = group_curves(groups)
     else:  # every job, whatever its status: a diverged job's curve shows where it went wrong
-        curves = [(row["overrides"] or row["job"], [run.history]) for row, run in zip(rows, runs, strict=True)
+        curves = [(row["overrides"] or row["job"], [run.history], run.path) for row, run in zip(rows, runs, strict=True)
                   if run.history]
     plot_sweep_curves(curves, sweep_dir / "sweep_curves.png", columns=sweep_columns(ranking.metric))
     return SweepReport(ranking, jobs, groups)

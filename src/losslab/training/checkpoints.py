@@ -64,23 +64,6 @@ def weights_of(state: dict, row: dict | None = None) -> dict:
     return weights
 
 
-def snapshot(state, reuse=None):
-    """A copy of `state` whose tensors live on the CPU and no longer change with training, made by copying into
-    the tensors of `reuse` (an earlier snapshot of the same structure) where they fit: after the first epoch
-    no memory is allocated, and a copy costs a memcpy of the weights and optimizer state."""
-    if isinstance(state, torch.Tensor):
-        if isinstance(reuse, torch.Tensor) and reuse.shape == state.shape and reuse.dtype == state.dtype:
-            return reuse.copy_(state.detach())
-        return state.detach().to("cpu", copy=True)
-    if isinstance(state, dict):
-        reuse = reuse if isinstance(reuse, dict) else {}
-        return {key: snapshot(value, reuse.get(key)) for key, value in state.items()}
-    if isinstance(state, list | tuple):
-        reuse = reuse if isinstance(reuse, list | tuple) and len(reuse) == len(state) else [None] * len(state)
-        return type(state)(snapshot(value, old) for value, old in zip(state, reuse, strict=True))
-    return state  # numbers, strings, None: immutable
-
-
 def save_checkpoint(path: Path, state: dict) -> None:
     """Write `state` to a temporary file beside `path`, then rename it over `path`: a crash at any
     moment leaves either the old checkpoint or the new one, never a torn file."""

@@ -17,16 +17,18 @@ from losslab.distributed import World, broadcast, init_world, launched_world
 from losslab.errors import LosslabError
 from losslab.losses.catalogue import COMPONENTS
 from losslab.modeling.runtime import resolve_device
+from losslab.modeling.weights import read_checkpoint
 from losslab.reporting.comparison import folder_size, loss_title, run_title
 from losslab.reporting.history import History, write_json
 from losslab.reporting.loggers import build_loggers
 from losslab.run_lock import release
 from losslab.training.checkpoints import finish_checkpoints, kept, repair_best, restore, resume_state
 from losslab.training.epoch import enter_phase, epoch_line, run_epoch
+from losslab.training.epoch_files import EpochFiles, RecordError
+from losslab.training.hydra_job import HydraJob
 from losslab.training.loop import NonFiniteLossError
-from losslab.training.recorder import EpochRecorder, RecordError
 from losslab.training.resume import open_checkpoint, resumed_config
-from losslab.training.run_folder import prepare_run_dir, resolve_run_dir
+from losslab.training.run_folder import take_run_dir
 from losslab.training.session import Session, setup
 from losslab.training.stopping import EarlyStopping
 from losslab.training.summary import report, run_summary, stop_message
@@ -46,7 +48,7 @@ class RunResult:
     summary: dict = field(default_factory=dict)
 
 
-def run(cfg: DictConfig, overrides: list[str] | None = None) -> RunResult:
+def run(cfg: DictConfig, overrides: list[str] | None = None, job: HydraJob | None = None) -> RunResult:
     """Train the configured model; write metrics.csv, loss_curves.png, summary.json, split.json
     and checkpoints into the run folder as the epochs go. Returns the history and final status.
 
@@ -55,35 +57,39 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> RunResult:
     A diverged run returns normally with status "diverged"; any other failure is re-raised after
     summary.json records it (status "failed" or "interrupted").
 
-    The run owns its folder (an exclusive lock, see losslab.run_lock) from before its first write to its end.
-    Under torchrun every process trains its share of each batch and only the first (rank 0) writes.
+    The run owns its folder (an exclusive lock, see losslab.run_lock) from before its first write to its end;
+    nothing is written for a run refused before (its config, or a folder that holds another run). `job` is the
+    `train` command's Hydra job: the run writes its Hydra files and train.log, and the job gives the folder up
+    when it ends (after its last log line). Under torchrun every process trains its share of each batch and only
+    the first (rank 0) writes.
     """
     world = init_world(resolve_device(cfg.trainer.device, launched_world()).type)
-    cfg, run_dir, checkpoint = open_run(cfg, overrides or [], world)
+    cfg, run_dir, checkpoint = open_run(cfg, overrides or [], world, job)
     try:
         return train_in_folder(cfg, run_dir, checkpoint, world)
     finally:
-        if world.main:
+        if world.main and job is None:
             release(run_dir)
 
 
-def open_run(cfg: DictConfig, overrides: list[str], world: World) -> tuple[DictConfig, Path, dict | None]:
-    """The config to train with, the run folder (owned by the main process from here on) and, when resuming,
-    the checkpoint to continue from."""
+def open_run(cfg: DictConfig, overrides: list[str], world: World, job: HydraJob | None
+             ) -> tuple[DictConfig, Path, dict | None]:
+    """The config to train with, the run folder (owned by the main process from here on, once the config passed
+    its checks) and, when resuming, the checkpoint to continue from."""
     if cfg.get("resume"):
         run_dir = Path(cfg.resume)
         checkpoint = open_checkpoint(run_dir, own=world.main)
         try:
-            return resumed_config(checkpoint, overrides, run_dir), run_dir, checkpoint
+            cfg = resumed_config(checkpoint, overrides, run_dir)
+            if world.main and job is not None:
+                job.settle(run_dir, resumed=True)
+            return cfg, run_dir, checkpoint
         except BaseException:
             if world.main:
                 release(run_dir)
             raise
     validate(cfg)
-    run_dir = Path(broadcast(str(resolve_run_dir(cfg))))  # the other processes' Hydra folders are scratch
-    if world.main:
-        prepare_run_dir(run_dir, cfg)
-    return cfg, run_dir, None
+    return cfg, take_run_dir(cfg, job, world), None
 
 
 def train_in_folder(cfg: DictConfig, run_dir: Path, checkpoint: dict | None, world: World) -> RunResult:
@@ -91,13 +97,13 @@ def train_in_folder(cfg: DictConfig, run_dir: Path, checkpoint: dict | None, wor
     plain = OmegaConf.to_container(cfg, resolve=True)
     title, loss = run_title(plain), loss_title(plain["loss"])
     history = History(cfg.trainer.monitor, cfg.trainer.mode)
-    recorder = EpochRecorder(run_dir, checkpoint_choice(cfg.trainer.checkpoints), title) if world.main else None
+    files = EpochFiles(run_dir, checkpoint_choice(cfg.trainer.checkpoints), title) if world.main else None
     session: Session | None = None
     loggers: list = []
-    status, error, failure = "completed", None, None
+    status, error, failure, record_error = "completed", None, None, None
     started = time.monotonic()
     try:
-        # Epoch lines come from the recorder's thread while the next epoch's bar runs: print them above it.
+        # Lines logged while a progress bar runs are printed above it.
         with logging_redirect_tqdm() if cfg.trainer.progress and world.main else contextlib.nullcontext():
             if world.main:
                 loggers = build_loggers(list(cfg.logger.backends), run_dir, plain,
@@ -105,19 +111,19 @@ def train_in_folder(cfg: DictConfig, run_dir: Path, checkpoint: dict | None, wor
                                         experiment=cfg.logger.mlflow_experiment)
             session = setup(cfg, run_dir, world, resumed=checkpoint)
             first_epoch = 1 if checkpoint is None else resume_session(cfg, session, checkpoint, history, run_dir) + 1
-            if train_epochs(cfg, session, history, recorder, loggers, first_epoch):
+            if train_epochs(cfg, session, history, files, loggers, first_epoch):
                 status = "stopped_early"
     except NonFiniteLossError as nonfinite:
         status, error = "diverged", str(nonfinite)
-        say(recorder, f"diverged: {nonfinite}", logging.ERROR)
-    except RecordError:
-        pass  # a file could not be written: finish_run_dir says which, and what there is to resume
+        log.error("diverged: %s", nonfinite)
+    except RecordError as raised:  # finish_run_dir says which file, and what there is to resume
+        record_error = raised
     except BaseException as raised:  # Ctrl-C and SIGTERM too: summary.json says what happened, then re-raise
         failure = raised
         status = "interrupted" if isinstance(raised, KeyboardInterrupt) else "failed"
         error = str(raised) if isinstance(raised, LosslabError) else repr(raised)
-    if recorder is not None:
-        status, error = finish_run_dir(cfg, run_dir, recorder, checkpoint, history, status, error, failure)
+    if world.main:
+        status, error = finish_run_dir(cfg, run_dir, checkpoint, history, status, error, failure, record_error)
     summary = run_summary(history, status, error, time.monotonic() - started, loss,
                           session.device if session else None, list(session.data.classes) if session else None,
                           session.class_weights if session else None, session.start if session else None, run_dir)
@@ -138,58 +144,46 @@ def resume_session(cfg: DictConfig, session: Session, checkpoint: dict, history:
     return epoch
 
 
-def train_epochs(cfg: DictConfig, session: Session, history: History, recorder: EpochRecorder | None,
+def train_epochs(cfg: DictConfig, session: Session, history: History, files: EpochFiles | None,
                  loggers: list, first_epoch: int) -> bool:
-    """Train from `first_epoch` to trainer.max_epochs, recording every epoch's files; True if it stopped early."""
+    """Train from `first_epoch` to trainer.max_epochs, writing every epoch's files as it ends; True if it stopped
+    early."""
     early = cfg.trainer.early_stopping
     stopping = EarlyStopping(early.monitor, early.mode, early.patience, early.min_delta) if early.enabled else None
     for epoch in range(first_epoch, cfg.trainer.max_epochs + 1):
         if begun := enter_phase(session, epoch):
-            say(recorder, begun)
+            log.info(begun)
         # Every process decides (best epoch, early stopping, divergence) from the main process's row.
         row = broadcast(run_epoch(session, epoch, cfg.trainer.seed, cfg.trainer.progress and session.world.main))
         improved = history.add(row)
         line = epoch_line(row, cfg.trainer.max_epochs, improved)
         if not math.isfinite(row["val/loss"]):  # logged, but last.pt keeps the last good epoch
-            if recorder is not None:
-                recorder.rows(history.rows, history.best_epoch, line)
+            if files is not None:
+                files.write(history.rows, history.best_epoch, False, line)
             raise NonFiniteLossError(epoch, {name: row[f"val/{name}"] for name in (*COMPONENTS, "loss")
                                              if f"val/{name}" in row})
-        stop = stopping is not None and stopping.should_stop(history.rows)
-        if recorder is not None:
-            state = resume_state(session, history.rows, cfg) if recorder.save_last else None
-            recorder.epoch(history.rows, history.best_epoch, improved, line, state,
-                           last=stop or epoch == cfg.trainer.max_epochs)
+        if files is not None:
+            state = resume_state(session, history.rows, cfg) if files.save_last else None
+            files.write(history.rows, history.best_epoch, improved, line, state)
         for logger in loggers:
             logger.log_epoch(row)
-        if stop:
-            say(recorder, f"early stopping at epoch {epoch}: {stopping.reason(history.rows)}")
+        if stopping is not None and stopping.should_stop(history.rows):
+            log.info("early stopping at epoch %d: %s", epoch, stopping.reason(history.rows))
             return True
     return False
 
 
-def say(recorder: EpochRecorder | None, message: str, level: int = logging.INFO) -> None:
-    """Log `message` after the epoch lines the recorder still has to log (at once without a recorder)."""
-    if recorder is not None:
-        recorder.note(message, level)
-    else:
-        log.log(level, message)
-
-
-def finish_run_dir(cfg: DictConfig, run_dir: Path, recorder: EpochRecorder, checkpoint: dict | None,
-                   history: History, status: str, error: str | None, failure: BaseException | None
+def finish_run_dir(cfg: DictConfig, run_dir: Path, checkpoint: dict | None, history: History, status: str,
+                   error: str | None, failure: BaseException | None, record_error: RecordError | None
                    ) -> tuple[str, str | None]:
-    """Wait for the recorder, then reduce a finished run's checkpoints to what it keeps; the final status and
-    error. A file that could not be written fails the run (the first such file is named), and a stop says what
-    there is to resume."""
-    record_error = recorder.close()
-    if record_error is not None and failure is None:
-        status, error = "failed", f"{record_error}; {stop_message(run_dir, history, 'the run stopped')}"
+    """Reduce a finished run's checkpoints to what it keeps; the final status and error. A file that could not be
+    written (`record_error`) fails the run, naming the file, and a stop says what there is to resume."""
+    if record_error is not None:
+        return "failed", f"{record_error}; {stop_message(run_dir, history, 'the run stopped')}"
     choice = checkpoint_choice(cfg.trainer.checkpoints)
-    if status in FINISHED and not cfg.trainer.keep_resume_state and choice != "none" and record_error is None:
+    if status in FINISHED and not cfg.trainer.keep_resume_state and choice != "none":
         try:
-            finish_checkpoints(run_dir / "checkpoints", choice, recorder.last_state or checkpoint,
-                               history.best_epoch)
+            finish_checkpoints(run_dir / "checkpoints", choice, last_saved(run_dir, checkpoint), history.best_epoch)
         except Exception as problem:  # the run's results stand; say what could not be reduced
             status, error = "failed", f"could not reduce the checkpoints of {run_dir} to trainer.checkpoints=" \
                                       f"{choice}: {problem}"
@@ -197,6 +191,12 @@ def finish_run_dir(cfg: DictConfig, run_dir: Path, recorder: EpochRecorder, chec
         reason = f"stopped by {failure}" if str(failure) else "stopped by the user (Ctrl-C)"
         error = stop_message(run_dir, history, reason)
     return status, error
+
+
+def last_saved(run_dir: Path, checkpoint: dict | None) -> dict | None:
+    """The resume state last written (a diverged epoch trained on after it), or the one resumed from."""
+    path = run_dir / "checkpoints" / "last.pt"
+    return read_checkpoint(path) if path.is_file() else checkpoint
 
 
 def write_summary(run_dir: Path, summary: dict, history: History, loggers: list, keep_resume_state: bool) -> None:

@@ -1,51 +1,102 @@
-"""The run folder: where a run writes, made this process's own (its lock) before anything is written there, and
-refused when it already holds a run."""
+"""The run folder: chosen and made this process's own (its lock) by the run itself, after its config checks and
+before anything is written there; refused when it holds another run."""
 
 from __future__ import annotations
 
+import logging
+import os
 from datetime import datetime
 from pathlib import Path
 
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from losslab.config.compose import is_scratch
+from losslab.distributed import World, broadcast
 from losslab.errors import LosslabError
 from losslab.run_lock import RUN_FILES, claim, holds_run, release, resumable
+from losslab.training.hydra_job import HydraJob
+
+log = logging.getLogger(__name__)
 
 # Half-written files a killed run leaves (every file is written to one of these, then renamed over its name).
 LEFTOVERS = ("*.tmp", "*.tmp.png", "checkpoints/*.tmp")
+# What a run that never finished an epoch leaves (refused data, killed in epoch 1): replaced by the next run there.
+UNFINISHED = ("summary.json", "metrics.csv", "split.json", "loss_curves.png", "train.log", ".hydra/config.yaml",
+              ".hydra/hydra.yaml", ".hydra/overrides.yaml")
+NEW_FOLDERS = 100  # runs started in the same second share outputs/DATE/TIME: later ones get TIME_1, TIME_2, ...
 
 
-def resolve_run_dir(cfg: DictConfig) -> Path:
-    """cfg.run_dir if set, else Hydra's output folder, else a new outputs/DATE/TIME."""
-    if cfg.get("run_dir"):
-        return Path(cfg.run_dir)
-    if HydraConfig.initialized():  # a config composed by the compose API has no output folder: "???"
-        output_dir = OmegaConf.select(HydraConfig.get(), "runtime.output_dir", default=None)
-        if output_dir:
-            return Path(output_dir)
-    return Path("outputs") / datetime.now().strftime("%Y-%m-%d/%H-%M-%S-%f")
+def take_run_dir(cfg: DictConfig, job: HydraJob | None, world: World) -> Path:
+    """The folder of a new run, owned by the main process from here on, with the run's config (and `job`'s Hydra
+    files and train.log) in it: run_dir=, else the job's named folder (hydra.run.dir=, a sweep's job folder), else a
+    new outputs/DATE/TIME. Every process gets its path, or the main process's refusal as a LosslabError."""
+    path, refusal = None, None
+    if world.main:
+        try:
+            path = str(_take(cfg, job))
+        except LosslabError as refused:
+            refusal = str(refused)
+    path, refusal = broadcast((path, refusal))
+    if refusal is not None:
+        raise LosslabError(refusal)
+    return Path(path)
 
 
-def prepare_run_dir(run_dir: Path, cfg: DictConfig) -> None:
-    """Make `run_dir` this process's own for a new run and give the Python API's runs the config file Hydra writes.
-
-    Refuses (a LosslabError, nothing written) a folder that holds another run or that another process owns.
-    """
-    if is_scratch(run_dir):  # `train`'s resolver found no free outputs/DATE/TIME_N (see config/compose.py)
-        raise LosslabError("no free run folder under outputs/ for this second; choose one with run_dir=DIR.")
-    claim(run_dir)
-    if holds_run(run_dir):
+def _take(cfg: DictConfig, job: HydraJob | None) -> Path:
+    named = Path(cfg.run_dir) if cfg.get("run_dir") else job.output_dir if job is not None and job.named else None
+    run_dir = _new_folder() if named is None else _own(named)
+    try:
+        clear_unfinished(run_dir)
+        if job is not None:
+            job.settle(run_dir, resumed=False)
+        else:  # the Python API's run: the config file `train` writes from Hydra's
+            (run_dir / ".hydra").mkdir(exist_ok=True)
+            OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")
+    except OSError as error:
         release(run_dir)
-        there = ", ".join(name for name in RUN_FILES if (run_dir / name).exists())
-        resume = f", or continue that run with resume={run_dir}" if resumable(run_dir) else ""
-        raise LosslabError(f"run folder {run_dir} already holds a run ({there}); choose another run_dir so nothing "
+        raise LosslabError(f"run folder {run_dir} cannot be written ({error.strerror or error}); choose a writable "
+                           "run_dir.") from error
+    return run_dir
+
+
+def _own(folder: Path) -> Path:
+    """Make `folder` this process's own, or refuse it (nothing written) when it holds another run."""
+    claim(folder)
+    if holds_run(folder):  # checked once it is ours, so no run can start there in between
+        release(folder)
+        there = ", ".join(name for name in RUN_FILES if (folder / name).exists())
+        resume = f", or continue that run with resume={folder}" if resumable(folder) else ""
+        raise LosslabError(f"run folder {folder} already holds a run ({there}); choose another run_dir so nothing "
                            f"is overwritten{resume}.")
-    config_file = run_dir / ".hydra" / "config.yaml"
-    if not config_file.exists():  # Hydra writes it for `train`; the Python API writes it here
-        config_file.parent.mkdir(exist_ok=True)
-        OmegaConf.save(cfg, config_file)
+    return folder
+
+
+def _new_folder() -> Path:
+    """A new outputs/DATE/TIME (TIME_N when runs started in the same second took the first ones), this process's."""
+    base = Path("outputs") / datetime.now().strftime("%Y-%m-%d/%H-%M-%S")
+    parent = next(folder for folder in base.absolute().parents if folder.exists())
+    if not os.access(parent, os.W_OK):
+        where = f"the working folder {parent}" if parent == Path.cwd() else f"{parent}"
+        raise LosslabError(f"{where} is read-only, and train makes each new run's folder ({base}) there; choose a "
+                           "writable run folder with run_dir=DIR (or start train in a writable folder).")
+    for candidate in (base, *(base.with_name(f"{base.name}_{n}") for n in range(1, NEW_FOLDERS))):
+        try:
+            return _own(candidate)
+        except LosslabError:
+            continue  # another run of this second owns it, or its run is done
+    raise LosslabError(f"no free run folder under {base.parent} for this second ({NEW_FOLDERS} runs started in it); "
+                       "choose one with run_dir=DIR.")
+
+
+def clear_unfinished(run_dir: Path) -> None:
+    """Remove what an earlier run in `run_dir` left that never finished an epoch (no checkpoint, no metrics row):
+    its summary, split, log and Hydra files, and any half-written file. The folder is this run's now."""
+    found = [name for name in UNFINISHED if (run_dir / name).is_file()]
+    for name in found:
+        (run_dir / name).unlink()
+    remove_leftovers(run_dir)
+    if found:
+        log.info("run folder %s held a run that never finished an epoch; its %s are replaced by this run's",
+                 run_dir, ", ".join(found))
 
 
 def remove_leftovers(run_dir: Path) -> None:
