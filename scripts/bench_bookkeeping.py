@@ -43,10 +43,9 @@ def bare(overrides: list[str]) -> None:
     import torch
     from omegaconf import OmegaConf
 
-    from losslab import compose_config
+    from losslab import build_data, build_dataloaders, build_model, compose_config
     from losslab.evaluation.inference import detection_metrics
     from losslab.modeling.runtime import resolve_device
-    from losslab.training.builders import build_data, build_dataloaders, build_model
     from losslab.training.loop import train_one_epoch, validation_loss
     from losslab.training.optim import build_optimizer, build_schedulers
 

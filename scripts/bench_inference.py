@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
+from losslab.evaluation.saved_model import load_saved_model
 from PIL import Image
 from pycocotools import mask as mask_utils
 
@@ -40,7 +41,6 @@ from losslab.commands.predict import predict_images
 from losslab.data.images import decode_pixels
 from losslab.data.shapes import ShapesDataset
 from losslab.evaluation.inference import detect
-from losslab.evaluation.saved_model import load_saved_model
 from losslab.modeling.heads import scores_at_least
 
 

@@ -44,10 +44,10 @@ def build_model(cfg, num_classes: int | None = None, class_counts: list[int] | N
 
 
 def run(cfg, overrides: list[str] | None = None):
-    """Train the configured run (or continue the one `resume=` names); its RunResult."""
-    from losslab.training.run import run as run_planned
+    """Train the configured run (or continue the one `resume=` names) in its own folder; its RunResult."""
+    from losslab.commands.train import run as train_run
 
-    return run_planned(cfg, overrides)
+    return train_run(cfg, overrides)
 
 
 def _plan(cfg):

@@ -160,9 +160,9 @@ def test_a_user_pixel_loss_is_called_like_the_built_in_one_and_checked_before_tr
     assert torch.allclose(losses.pixel(logits, target), expected)
     assert torch.allclose(losses.aux(logits, target), 0.5 * expected)
     # once, however many phases name it
-    checked = check_user_losses(("pixel",), "segmentation", [custom, custom], 3, torch.device("cpu"))
+    checked = check_user_losses(("pixel",), "segmenter", [custom, custom], 3, torch.device("cpu"))
     assert [loss.target for loss in checked] == ["userloss.pixel_ce"]
     wrong = {"pixel": {"name": "custom", "_target_": "userloss.pixel_sum"}}
     with pytest.raises(LosslabError, match=r"loss.pixel._target_=userloss.pixel_sum \(per-pixel loss\): returned "
                                            r"shape \[8, 8\] instead of a scalar"):
-        check_user_losses(("pixel",), "segmentation", [wrong], 3, torch.device("cpu"))
+        check_user_losses(("pixel",), "segmenter", [wrong], 3, torch.device("cpu"))

@@ -7,8 +7,8 @@ import inspect
 
 import pytest
 import torch
-from conftest import tiny_config, tiny_segmentation_config
 
+from conftest import tiny_config, tiny_segmentation_config
 from losslab import compose_config
 from losslab.config.plan import Plan
 from losslab.config.validation import validate
@@ -64,10 +64,10 @@ def test_a_loss_phase_with_an_unknown_parameter_is_refused_before_anything_runs(
 
 def test_the_loss_builder_checks_both_tasks_alike():
     with pytest.raises(LosslabError, match="loss.pixel=dice has no parameter smoth"):
-        component_loss("pixel", {"name": "dice", "smoth": 1.0}, "segmentation")
+        component_loss("pixel", {"name": "dice", "smoth": 1.0}, "segmenter")
     with pytest.raises(LosslabError, match="loss.mask.smooth=0.0 \\(dice\\): smooth must be > 0"):
         component_loss("mask", {"name": "dice", "smooth": 0.0}, "rcnn")
-    component_loss("pixel", {"name": "dice", "smooth": 0.0}, "segmentation")  # smp's Dice takes 0: its own eps
+    component_loss("pixel", {"name": "dice", "smooth": 0.0}, "segmenter")  # smp's Dice takes 0: its own eps
     # weighted_ce's explicit weights: one per class and none negative, for objects and for pixels
     assert class_weights("pixel", [1.0, 2.0, 3.0], None, 3).tolist() == [1.0, 2.0, 3.0]
     with pytest.raises(LosslabError, match=r"loss.pixel.weights=\[1.0, -1.0, 1.0\]: expected weights >= 0"):

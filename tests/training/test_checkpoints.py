@@ -16,7 +16,8 @@ from matplotlib.image import imread
 
 from conftest import tiny_config
 from losslab import build_model, compose_config, run
-from losslab.config.validation import checkpoint_choice, validate
+from losslab.config.plan import checkpoint_choice
+from losslab.config.validation import validate
 from losslab.errors import LosslabError
 from losslab.modeling.weights import read_checkpoint
 from losslab.reporting.comparison import folder_size

@@ -8,6 +8,7 @@ from omegaconf import OmegaConf
 
 from conftest import tiny_config
 from losslab import build_dataloaders, build_model, run, train_one_epoch
+from losslab.config.validation import validate
 from losslab.distributed import SINGLE_PROCESS
 from losslab.errors import LosslabError
 from losslab.modeling.runtime import autocast
@@ -55,7 +56,7 @@ def test_channels_last_and_compile_options_change_the_model_in_place():
     model = build_model(cfg)
     keys = list(model.state_dict())
     assert model.backbone._compiled_call_impl is None
-    trained = prepare_for_speed(model, cfg.trainer, torch.device("cpu"), SINGLE_PROCESS)
+    trained = prepare_for_speed(model, validate(cfg).sections["trainer"], torch.device("cpu"), SINGLE_PROCESS)
     assert trained is model
     weight = model.backbone.body.conv1.weight
     assert weight.is_contiguous(memory_format=torch.channels_last)

@@ -198,13 +198,13 @@ def test_ctrl_c_leaves_a_consistent_checkpoint_and_an_interrupted_summary(tmp_pa
 def test_a_run_from_before_the_start_keys_resumes_with_their_defaults(tmp_path):
     from omegaconf import OmegaConf
 
-    from losslab.training.resume import resumed_config
+    from losslab.config.run_config import resumed_plan
 
     stored = OmegaConf.to_container(tiny_config("trainer.max_epochs=2"))
     for key in ("variant", "weights", "download", "freeze"):  # keys added to the model section since
         del stored["model"][key]
-    cfg = resumed_config({"config": OmegaConf.to_yaml(OmegaConf.create(stored)), "epoch": 1}, [], tmp_path)
-    assert (cfg.model.variant, cfg.model.weights, cfg.model.download, list(cfg.model.freeze)) == ("v1", None, True, [])
+    model = resumed_plan({"config": OmegaConf.to_yaml(OmegaConf.create(stored)), "epoch": 1}, [], tmp_path).model
+    assert (model["variant"], model["weights"], model["download"], list(model["freeze"])) == ("v1", None, True, [])
 
 
 def _crafted_resume_state(path, config: str) -> None:

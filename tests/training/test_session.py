@@ -7,6 +7,7 @@ import logging
 import pytest
 
 from conftest import tiny_config
+from losslab.config.validation import validate
 from losslab.data.datasets import count_classes
 from losslab.distributed import SINGLE_PROCESS
 from losslab.training.session import setup
@@ -16,7 +17,7 @@ def test_auto_class_weights_are_logged_and_a_class_without_train_objects_is_warn
     # 8 images split with seed 1 leave no square in the train split.
     cfg = tiny_config("loss=weighted_ce", "data.num_images=8", "split.seed=1", run_dir=tmp_path)
     with caplog.at_level(logging.INFO, logger="losslab.training.session"):
-        session = setup(cfg, tmp_path, SINGLE_PROCESS)
+        session = setup(validate(cfg), tmp_path, SINGLE_PROCESS)
     assert session.data.classes == ("circle", "square", "triangle")
     assert count_classes(session.data.train, 3) == [2, 0, 4]
     # n = 6 objects in K = 2 classes: 6 / (2 * 2) and 6 / (2 * 4); background 1; square, never a training target, 1.

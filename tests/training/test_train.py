@@ -222,17 +222,16 @@ def test_detection_metrics_are_logged_every_epoch_and_can_pick_the_best(tmp_path
 
 
 def test_evaluation_can_be_off_and_monitoring_map_turns_it_on_every_epoch(tmp_path):
-    from losslab.config.validation import evaluation_interval, validate
+    from losslab.config.validation import validate
 
     result = run(tiny_config("model=retinanet", "eval.every=0", "trainer.checkpoints=false", run_dir=tmp_path / "a"))
     assert not any(key.startswith("val/mAP") for key in result.history[0])
     for every in ("0", "2"):
         cfg = tiny_config(f"eval.every={every}", "trainer.monitor=val/mAP", "trainer.mode=max")
-        validate(cfg)
-        assert evaluation_interval(cfg) == 1
+        assert validate(cfg).eval_every == 1
         stopping = tiny_config(f"eval.every={every}", "trainer.early_stopping.enabled=true",
                                "trainer.early_stopping.monitor=val/F1", "trainer.early_stopping.mode=max")
-        assert evaluation_interval(stopping) == 1
-    assert evaluation_interval(tiny_config("eval.every=3", "trainer.monitor=val/ref_loss")) == 3
+        assert validate(stopping).eval_every == 1
+    assert validate(tiny_config("eval.every=3", "trainer.monitor=val/ref_loss")).eval_every == 3
     with pytest.raises(LosslabError, match="trainer.monitor=val/mAPP: expected one of .*val/mAP"):
         validate(tiny_config("trainer.monitor=val/mAPP"))

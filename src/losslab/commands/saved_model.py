@@ -10,8 +10,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from losslab.config.plan import checkpoint_choice
 from losslab.config.run_config import read_run_config
-from losslab.config.validation import checkpoint_choice
 from losslab.data.images import counted
 from losslab.errors import LosslabError
 from losslab.losses.components import needs_class_counts

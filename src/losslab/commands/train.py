@@ -1,5 +1,6 @@
-"""`train [overrides]` (also `losslab train`, `python -m losslab`): the Hydra app around `run`, and the callback
-that summarises a sweep when it ends."""
+"""`train [overrides]` (also `losslab train`, `python -m losslab`): `run` (validate the config once into the run's
+plan, take the run folder, train in it), the Hydra app around it, and the callback that summarises a sweep when it
+ends."""
 
 from __future__ import annotations
 
@@ -35,7 +36,6 @@ def _train_app(cfg: DictConfig) -> float | None:
     """
     from losslab.distributed import launched_world, shutdown  # torch: imported only once a run starts
     from losslab.training.hydra_job import start_job
-    from losslab.training.run import run
 
     hydra_config = HydraConfig.get()
     multirun = hydra_config.mode == RunMode.MULTIRUN
@@ -66,6 +66,50 @@ def _train_app(cfg: DictConfig) -> float | None:
         if is_scratch(hydra_config.runtime.output_dir):
             shutil.rmtree(hydra_config.runtime.output_dir, ignore_errors=True)
     return result.summary["best"].get(cfg.trainer.monitor)
+
+
+def run(cfg: DictConfig, overrides: list[str] | None = None, job=None):
+    """Train the configured model in its own folder (see losslab.training.run.train_in_folder); its RunResult.
+
+    The config is validated once, into the run's plan, before anything is written. With `resume=RUN_DIR` the run in
+    RUN_DIR continues from its checkpoints/last.pt with its own config; `overrides` (the command line's) may change
+    only losslab.config.run_config.RESUMABLE_KEYS, e.g. to extend it.
+
+    The run owns its folder (an exclusive lock, see losslab.run_lock) from before its first write to its end;
+    nothing is written for a run refused before (its config, or a folder that holds another run). `job` is the
+    `train` command's Hydra job (losslab.training.hydra_job): the run writes its Hydra files and train.log, and the
+    job gives the folder up when it ends (after its last log line).
+    """
+    # torch and the training layers: imported once a run starts, so that `train --help` and completion stay fast
+    from losslab.config.run_config import resumed_plan
+    from losslab.config.validation import validate
+    from losslab.distributed import init_world, launched_world
+    from losslab.modeling.runtime import resolve_device
+    from losslab.run_lock import release
+    from losslab.training.resume import open_checkpoint
+    from losslab.training.run import train_in_folder
+    from losslab.training.run_folder import take_run_dir
+
+    world = init_world(resolve_device(cfg.trainer.device, launched_world()).type)
+    if cfg.get("resume"):
+        run_dir = Path(cfg.resume)
+        checkpoint = open_checkpoint(run_dir, own=world.main)
+        try:
+            plan = resumed_plan(checkpoint, overrides or [], run_dir)
+            if world.main and job is not None:
+                job.settle(run_dir, resumed=True)
+        except BaseException:
+            if world.main:
+                release(run_dir)
+            raise
+    else:
+        plan, checkpoint = validate(cfg), None
+        run_dir = take_run_dir(plan, job, world)
+    try:
+        return train_in_folder(plan, run_dir, checkpoint, world)
+    finally:
+        if world.main and job is None:
+            release(run_dir)
 
 
 def _terminated(signum: int, frame) -> None:

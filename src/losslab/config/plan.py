@@ -11,6 +11,15 @@ if TYPE_CHECKING:
     from losslab.tasks.base import Task
 
 CHECKPOINT_CHOICES = ("best", "last", "both", "none")  # trainer.checkpoints: what a finished run keeps
+# trainer.checkpoints was a boolean before it named what to keep: stored configs and old habits still say so.
+CHECKPOINT_BOOLEANS = {"true": "both", "false": "none"}
+
+
+def checkpoint_choice(value: Any) -> str:
+    """trainer.checkpoints as one of CHECKPOINT_CHOICES (true and false as they meant: both and none); any other
+    value is returned as given, for validation to refuse."""
+    text = str(value).lower() if isinstance(value, bool | str) else str(value)
+    return CHECKPOINT_BOOLEANS.get(text, text)
 
 
 def kept(choice: str) -> tuple[str, ...]:

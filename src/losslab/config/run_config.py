@@ -1,13 +1,23 @@
-"""A finished run's own config, read back from its folder."""
+"""A run's own config read back: from its folder (a finished run, for inference) or its checkpoint (a resumed run,
+with the overrides a resume may make)."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
 from losslab.config.compose import config_dir, trainer_defaults
+from losslab.config.plan import Plan
+from losslab.config.validation import loss_sections, validate
 from losslab.errors import LosslabError
+
+log = logging.getLogger(__name__)
+
+# What a resumed run may change: how long it trains and where, what it keeps, never what it trains.
+RESUMABLE_KEYS = ("trainer.max_epochs", "trainer.progress", "trainer.device", "data.num_workers", "trainer.on_extend",
+                  "trainer.checkpoints", "trainer.keep_resume_state")
 
 
 def read_run_config(run_dir: Path) -> dict:
@@ -41,3 +51,33 @@ def model_defaults(arch: str) -> dict:
     parents = [entry for entry in node.pop("defaults", []) if isinstance(entry, str) and entry != "_self_"
                and not entry.startswith("/")]  # the model options it starts from (mask_rcnn: faster_rcnn)
     return OmegaConf.to_container(OmegaConf.merge(*(model_defaults(parent) for parent in parents), node))
+
+
+def resumed_plan(checkpoint: dict, overrides: list[str], run_dir: Path) -> Plan:
+    """The plan of a resumed run: its own config from its checkpoint, with the allowed command-line overrides
+    applied, validated.
+
+    Model, eval and trainer keys added to losslab since the run was trained take their current defaults. Only what
+    validation allows is ever imported from it (the optimizer and scheduler classes of torch.optim,
+    torch.optim.lr_scheduler and lion_pytorch; a user loss it names is logged as imported).
+    """
+    cfg = with_current_keys(OmegaConf.create(checkpoint["config"]))
+    changes = [o for o in overrides if not o.startswith(("resume=", "hydra.", "hydra/"))]
+    refused = [o for o in changes if o.split("=", 1)[0].lstrip("+~") not in RESUMABLE_KEYS]
+    if refused:
+        raise LosslabError(f"resume={run_dir} continues that run with its own config; {', '.join(refused)} would "
+                           f"change what it trains. Only {', '.join(RESUMABLE_KEYS)} may be given when resuming; "
+                           "start a new run for other changes.")
+    cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(changes))
+    cfg.resume = str(run_dir)
+    plan = validate(cfg)
+    # What a stored config names is imported only here: the user's own command asked to continue this run.
+    for where, choice in loss_sections(OmegaConf.to_container(cfg.loss, resolve=True)):
+        if choice.get("name") == "custom":
+            log.info("resume=%s: importing the user loss %s._target_=%s that the run's stored config names, because "
+                     "you asked to resume that run", run_dir, where, choice["_target_"])
+    if checkpoint["epoch"] >= cfg.trainer.max_epochs:
+        raise LosslabError(f"the run in {run_dir} already finished epoch {checkpoint['epoch']} of "
+                           f"trainer.max_epochs={cfg.trainer.max_epochs}; to train longer, resume with a larger "
+                           "trainer.max_epochs.")
+    return plan

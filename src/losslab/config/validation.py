@@ -5,12 +5,10 @@ are checked against the torch class's own signature; the task's own checks are i
 
 from __future__ import annotations
 
-from typing import Any
-
 from omegaconf import DictConfig, OmegaConf
 
 from losslab.config.data_schema import REQUIRED_DATA_KEYS
-from losslab.config.plan import CHECKPOINT_CHOICES, Plan, Stopping
+from losslab.config.plan import CHECKPOINT_CHOICES, Plan, Stopping, checkpoint_choice
 from losslab.config.torch_arguments import optimizer_problems, scheduler_problems
 from losslab.data.augment_options import validate_augment
 from losslab.data.split import check_split_options
@@ -22,8 +20,6 @@ from losslab.reporting.loggers import LOGGERS
 from losslab.tasks import Task, config_problems, task_of
 
 PRECISIONS = ("32", "16-mixed", "bf16-mixed")
-# trainer.checkpoints was a boolean before it named what to keep: stored configs and old habits still say so.
-CHECKPOINT_BOOLEANS = {"true": "both", "false": "none"}
 EXTEND_CHOICES = ("last_lr", "replan")
 
 
@@ -34,13 +30,6 @@ def evaluation_interval(task: Task, cfg: DictConfig) -> int:
     stopping = cfg.trainer.early_stopping
     monitors = [cfg.trainer.monitor] + ([stopping.monitor] if stopping.enabled else [])
     return 1 if any(monitor in evaluated for monitor in monitors) else cfg.eval.every
-
-
-def checkpoint_choice(value: Any) -> str:
-    """trainer.checkpoints as one of CHECKPOINT_CHOICES (true and false as they meant: both and none); any other
-    value is returned as given, for validation to refuse."""
-    text = str(value).lower() if isinstance(value, bool | str) else str(value)
-    return CHECKPOINT_BOOLEANS.get(text, text)
 
 
 def unset_data_keys(cfg: DictConfig) -> str | None:

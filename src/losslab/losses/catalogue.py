@@ -161,7 +161,7 @@ TORCHVISION_DEFAULTS = {
     ("retinanet", "box"): ("l1", {}),
     ("rcnn", "mask"): ("bce", {}),
     ("rcnn", "objectness"): ("bce", {}),
-    ("segmentation", "pixel"): ("ce", {}),  # torchvision's references/segmentation: cross-entropy, 255 ignored
+    ("segmenter", "pixel"): ("ce", {}),  # torchvision's references/segmentation: cross-entropy, 255 ignored
 }
 
 

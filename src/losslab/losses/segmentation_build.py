@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from losslab.losses.components import component_loss, scaled
 
 KEY = "pixel"  # the config key of the per-pixel loss: loss.pixel, loss/pixel=NAME
-FAMILY = "segmentation"  # the head family whose `default` loss catalogue.TORCHVISION_DEFAULTS names
+FAMILY = "segmenter"  # the head family whose `default` loss catalogue.TORCHVISION_DEFAULTS names
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,7 @@ BOX_CODER_WEIGHTS = {"rcnn": (10.0, 10.0, 5.0, 5.0), "retinanet": (1.0, 1.0, 1.0
 
 
 class UserLoss:
-    """A user's loss in the form its head calls it, for one head family ("rcnn" or "retinanet").
+    """A user's loss in the form its head calls it, for one head family ("rcnn", "retinanet" or "segmenter").
 
     Floating inputs arrive as float32 and the loss runs outside autocast, so mixed precision cannot overflow a
     hand-written softmax. Empty inputs give a zero on the autograd graph without calling the loss, as the

@@ -18,25 +18,20 @@ import shutil
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 
+from losslab.config.plan import kept
 from losslab.modeling.heads import set_losses
 from losslab.reporting.history import History
 from losslab.training.session import Session
 
 log = logging.getLogger(__name__)
 
-CHOICES = ("best", "last", "both", "none")  # trainer.checkpoints
 WEIGHTS_KEYS = ("model", "epoch", "config", "classes", "category_ids", "metrics")
 RESUME_KEYS = ("optimizer", "scheduler", "rng", "history")  # what the weights lack
 
 
-def kept(choice: str) -> set[str]:
-    """The checkpoint names ("best", "last") a finished run keeps for trainer.checkpoints=`choice`."""
-    return {"best": {"best"}, "last": {"last"}, "both": {"best", "last"}, "none": set()}[choice]
-
-
-def resume_state(session: Session, rows: list[dict], cfg: DictConfig) -> dict:
+def resume_state(session: Session, rows: list[dict], config: dict) -> dict:
     """Everything a resume needs (weights, optimizer, schedule, random streams, history, config, what the weights
     started from) and what inference needs (class names, the dataset's category ids, the epoch's metrics)."""
     return {
@@ -49,7 +44,7 @@ def resume_state(session: Session, rows: list[dict], cfg: DictConfig) -> dict:
         "epoch": rows[-1]["epoch"],
         "history": rows,
         "metrics": rows[-1],
-        "config": OmegaConf.to_yaml(cfg),
+        "config": OmegaConf.to_yaml(OmegaConf.create(config)),
         "classes": list(session.data.classes),
         "category_ids": list(session.data.category_ids),
         "start": session.start,

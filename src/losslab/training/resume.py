@@ -1,5 +1,5 @@
-"""Resuming a run in its own folder: its config comes from its checkpoint, and the command line may change only
-how long and where it trains (and what it keeps)."""
+"""Resuming a run in its own folder: its checkpoint opened (the folder's lock taken), or why there is nothing to
+resume. The config it continues with comes from that checkpoint (losslab.config.run_config.resumed_plan)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,8 @@ import logging
 from pathlib import Path
 
 import yaml
-from omegaconf import DictConfig, OmegaConf
 
-from losslab.config.run_config import with_current_keys
-from losslab.config.validation import checkpoint_choice, loss_sections, validate
+from losslab.config.plan import checkpoint_choice
 from losslab.errors import LosslabError
 from losslab.modeling.weights import read_checkpoint
 from losslab.run_lock import RUN_FILES, claim, release, resumable
@@ -19,9 +17,6 @@ from losslab.training.run_folder import remove_leftovers
 
 log = logging.getLogger(__name__)
 
-# What a resumed run may change: how long it trains and where, what it keeps, never what it trains.
-RESUMABLE_KEYS = ("trainer.max_epochs", "trainer.progress", "trainer.device", "data.num_workers", "trainer.on_extend",
-                  "trainer.checkpoints", "trainer.keep_resume_state")
 
 
 def open_checkpoint(run_dir: Path, own: bool = True) -> dict:
@@ -77,32 +72,3 @@ def _stored_choice(run_dir: Path) -> str | None:
         return checkpoint_choice(stored["trainer"]["checkpoints"])
     except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError):
         return None
-
-
-def resumed_config(checkpoint: dict, overrides: list[str], run_dir: Path) -> DictConfig:
-    """The run's own config from its checkpoint, with the allowed command-line overrides applied.
-
-    Model, eval and trainer keys added to losslab since the run was trained take their current defaults. Only what
-    validation allows is ever imported from it (the optimizer and scheduler classes of torch.optim,
-    torch.optim.lr_scheduler and lion_pytorch; a user loss it names is logged as imported).
-    """
-    cfg = with_current_keys(OmegaConf.create(checkpoint["config"]))
-    changes = [o for o in overrides if not o.startswith(("resume=", "hydra.", "hydra/"))]
-    refused = [o for o in changes if o.split("=", 1)[0].lstrip("+~") not in RESUMABLE_KEYS]
-    if refused:
-        raise LosslabError(f"resume={run_dir} continues that run with its own config; {', '.join(refused)} would "
-                           f"change what it trains. Only {', '.join(RESUMABLE_KEYS)} may be given when resuming; "
-                           "start a new run for other changes.")
-    cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(changes))
-    cfg.resume = str(run_dir)
-    validate(cfg)
-    # What a stored config names is imported only here: the user's own command asked to continue this run.
-    for where, choice in loss_sections(OmegaConf.to_container(cfg.loss, resolve=True)):
-        if choice.get("name") == "custom":
-            log.info("resume=%s: importing the user loss %s._target_=%s that the run's stored config names, because "
-                     "you asked to resume that run", run_dir, where, choice["_target_"])
-    if checkpoint["epoch"] >= cfg.trainer.max_epochs:
-        raise LosslabError(f"the run in {run_dir} already finished epoch {checkpoint['epoch']} of "
-                           f"trainer.max_epochs={cfg.trainer.max_epochs}; to train longer, resume with a larger "
-                           "trainer.max_epochs.")
-    return cfg

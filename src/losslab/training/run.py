@@ -1,4 +1,5 @@
-"""`run(cfg)`: one training run, start to finish, in its own folder."""
+"""One training run from its plan, in the folder it owns: set up, the epochs (each one's files written as it ends),
+the finish (checkpoints reduced to what the run keeps, summary.json, the closing report)."""
 
 from __future__ import annotations
 
@@ -9,26 +10,20 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from losslab.config.validation import checkpoint_choice, validate
-from losslab.distributed import World, broadcast, init_world, launched_world
+from losslab.config.plan import Plan, kept
+from losslab.distributed import World, broadcast
 from losslab.errors import LosslabError
 from losslab.losses.catalogue import COMPONENTS
-from losslab.modeling.runtime import resolve_device
 from losslab.modeling.weights import read_checkpoint
 from losslab.reporting.comparison import folder_size, loss_title, run_title
 from losslab.reporting.history import History, write_json
 from losslab.reporting.loggers import build_loggers
-from losslab.run_lock import release
-from losslab.training.checkpoints import finish_checkpoints, kept, repair_best, restore, resume_state
+from losslab.training.checkpoints import finish_checkpoints, repair_best, restore, resume_state
 from losslab.training.epoch import enter_phase, epoch_line, run_epoch
 from losslab.training.epoch_files import EpochFiles, RecordError
-from losslab.training.hydra_job import HydraJob
 from losslab.training.loop import NonFiniteLossError
-from losslab.training.resume import open_checkpoint, resumed_config
-from losslab.training.run_folder import take_run_dir
 from losslab.training.session import Session, setup
 from losslab.training.stopping import EarlyStopping
 from losslab.training.summary import report, run_summary, stop_message
@@ -40,7 +35,7 @@ FINISHED = ("completed", "stopped_early", "diverged")  # statuses of a run that 
 
 @dataclass
 class RunResult:
-    """What `run` returns: the per-epoch rows of metrics.csv, the run folder and the final status."""
+    """What a run returns (`losslab.run`): the per-epoch rows of metrics.csv, the run folder and the final status."""
 
     history: list[dict]
     run_dir: Path
@@ -48,70 +43,34 @@ class RunResult:
     summary: dict = field(default_factory=dict)
 
 
-def run(cfg: DictConfig, overrides: list[str] | None = None, job: HydraJob | None = None) -> RunResult:
-    """Train the configured model; write metrics.csv, loss_curves.png, summary.json, split.json
-    and checkpoints into the run folder as the epochs go. Returns the history and final status.
+def train_in_folder(plan: Plan, run_dir: Path, checkpoint: dict | None, world: World) -> RunResult:
+    """Set up, train and finish the planned run in `run_dir`, which this process owns (continuing from
+    `checkpoint` when it resumes): metrics.csv, loss_curves.png, split.json and checkpoints written as the epochs
+    end, summary.json at the end. Returns the history and final status.
 
-    With `resume=RUN_DIR` the run in RUN_DIR continues from its checkpoints/last.pt with its own
-    config; `overrides` (the command line's) may change only RESUMABLE_KEYS, e.g. to extend it.
-    A diverged run returns normally with status "diverged"; any other failure is re-raised after
-    summary.json records it (status "failed" or "interrupted").
-
-    The run owns its folder (an exclusive lock, see losslab.run_lock) from before its first write to its end;
-    nothing is written for a run refused before (its config, or a folder that holds another run). `job` is the
-    `train` command's Hydra job: the run writes its Hydra files and train.log, and the job gives the folder up
-    when it ends (after its last log line). Under torchrun every process trains its share of each batch and only
-    the first (rank 0) writes.
+    A diverged run returns normally with status "diverged"; any other failure is re-raised after summary.json
+    records it (status "failed" or "interrupted"). Under torchrun every process trains its share of each batch
+    and only the first (rank 0) writes.
     """
-    world = init_world(resolve_device(cfg.trainer.device, launched_world()).type)
-    cfg, run_dir, checkpoint = open_run(cfg, overrides or [], world, job)
-    try:
-        return train_in_folder(cfg, run_dir, checkpoint, world)
-    finally:
-        if world.main and job is None:
-            release(run_dir)
-
-
-def open_run(cfg: DictConfig, overrides: list[str], world: World, job: HydraJob | None
-             ) -> tuple[DictConfig, Path, dict | None]:
-    """The config to train with, the run folder (owned by the main process from here on, once the config passed
-    its checks) and, when resuming, the checkpoint to continue from."""
-    if cfg.get("resume"):
-        run_dir = Path(cfg.resume)
-        checkpoint = open_checkpoint(run_dir, own=world.main)
-        try:
-            cfg = resumed_config(checkpoint, overrides, run_dir)
-            if world.main and job is not None:
-                job.settle(run_dir, resumed=True)
-            return cfg, run_dir, checkpoint
-        except BaseException:
-            if world.main:
-                release(run_dir)
-            raise
-    validate(cfg)
-    return cfg, take_run_dir(cfg, job, world), None
-
-
-def train_in_folder(cfg: DictConfig, run_dir: Path, checkpoint: dict | None, world: World) -> RunResult:
-    """Set up, train and finish the run in `run_dir`, which this process owns."""
-    plain = OmegaConf.to_container(cfg, resolve=True)
-    title, loss = run_title(plain), loss_title(plain["loss"])
-    history = History(cfg.trainer.monitor, cfg.trainer.mode)
-    files = EpochFiles(run_dir, checkpoint_choice(cfg.trainer.checkpoints), title) if world.main else None
+    sections = plan.sections
+    title, loss = run_title(sections), loss_title(sections["loss"])
+    history = History(plan.monitor, plan.mode)
+    files = EpochFiles(run_dir, plan.checkpoints, title) if world.main else None
     session: Session | None = None
     loggers: list = []
     status, error, failure, record_error = "completed", None, None, None
     started = time.monotonic()
     try:
         # Lines logged while a progress bar runs are printed above it.
-        with logging_redirect_tqdm() if cfg.trainer.progress and world.main else contextlib.nullcontext():
+        with logging_redirect_tqdm() if plan.progress and world.main else contextlib.nullcontext():
             if world.main:
-                loggers = build_loggers(list(cfg.logger.backends), run_dir, plain,
-                                        mlflow_uri=cfg.logger.mlflow_tracking_uri,
-                                        experiment=cfg.logger.mlflow_experiment)
-            session = setup(cfg, run_dir, world, resumed=checkpoint)
-            first_epoch = 1 if checkpoint is None else resume_session(cfg, session, checkpoint, history, run_dir) + 1
-            if train_epochs(cfg, session, history, files, loggers, first_epoch):
+                options = sections["logger"]
+                loggers = build_loggers(list(options["backends"]), run_dir, sections,
+                                        mlflow_uri=options["mlflow_tracking_uri"],
+                                        experiment=options["mlflow_experiment"])
+            session = setup(plan, run_dir, world, resumed=checkpoint)
+            first_epoch = 1 if checkpoint is None else resume_session(plan, session, checkpoint, history, run_dir) + 1
+            if train_epochs(plan, session, history, files, loggers, first_epoch):
                 status = "stopped_early"
     except NonFiniteLossError as nonfinite:
         status, error = "diverged", str(nonfinite)
@@ -123,12 +82,12 @@ def train_in_folder(cfg: DictConfig, run_dir: Path, checkpoint: dict | None, wor
         status = "interrupted" if isinstance(raised, KeyboardInterrupt) else "failed"
         error = str(raised) if isinstance(raised, LosslabError) else repr(raised)
     if world.main:
-        status, error = finish_run_dir(cfg, run_dir, checkpoint, history, status, error, failure, record_error)
+        status, error = finish_run_dir(plan, run_dir, checkpoint, history, status, error, failure, record_error)
     summary = run_summary(history, status, error, time.monotonic() - started, loss,
                           session.device if session else None, list(session.data.classes) if session else None,
                           session.class_weights if session else None, session.start if session else None, run_dir)
     if world.main:
-        write_summary(run_dir, summary, history, loggers, cfg.trainer.keep_resume_state)
+        write_summary(run_dir, summary, history, loggers, plan.keep_resume_state)
     if failure is not None:
         raise failure
     if status == "failed":  # a file of the run folder could not be written
@@ -136,34 +95,34 @@ def train_in_folder(cfg: DictConfig, run_dir: Path, checkpoint: dict | None, wor
     return RunResult(history=history.rows, run_dir=run_dir, status=status, summary=summary)
 
 
-def resume_session(cfg: DictConfig, session: Session, checkpoint: dict, history: History, run_dir: Path) -> int:
+def resume_session(plan: Plan, session: Session, checkpoint: dict, history: History, run_dir: Path) -> int:
     """Restore `session` from `checkpoint`; the last finished epoch."""
-    epoch = restore(session, checkpoint, history, cfg.trainer.max_epochs, cfg.trainer.on_extend)
-    if session.world.main and "best" in kept(checkpoint_choice(cfg.trainer.checkpoints)):
+    epoch = restore(session, checkpoint, history, plan.max_epochs, plan.on_extend)
+    if session.world.main and "best" in kept(plan.checkpoints):
         repair_best(run_dir / "checkpoints", checkpoint, history.best)
     return epoch
 
 
-def train_epochs(cfg: DictConfig, session: Session, history: History, files: EpochFiles | None,
+def train_epochs(plan: Plan, session: Session, history: History, files: EpochFiles | None,
                  loggers: list, first_epoch: int) -> bool:
     """Train from `first_epoch` to trainer.max_epochs, writing every epoch's files as it ends; True if it stopped
     early."""
-    early = cfg.trainer.early_stopping
-    stopping = EarlyStopping(early.monitor, early.mode, early.patience, early.min_delta) if early.enabled else None
-    for epoch in range(first_epoch, cfg.trainer.max_epochs + 1):
+    early = plan.early_stopping
+    stopping = EarlyStopping(early.monitor, early.mode, early.patience, early.min_delta) if early else None
+    for epoch in range(first_epoch, plan.max_epochs + 1):
         if begun := enter_phase(session, epoch):
             log.info(begun)
         # Every process decides (best epoch, early stopping, divergence) from the main process's row.
-        row = broadcast(run_epoch(session, epoch, cfg.trainer.seed, cfg.trainer.progress and session.world.main))
+        row = broadcast(run_epoch(session, epoch, plan.seed, plan.progress and session.world.main))
         improved = history.add(row)
-        line = epoch_line(row, cfg.trainer.max_epochs, improved)
+        line = epoch_line(row, plan.max_epochs, improved)
         if not math.isfinite(row["val/loss"]):  # logged, but last.pt keeps the last good epoch
             if files is not None:
                 files.write(history.rows, history.best_epoch, False, line)
             raise NonFiniteLossError(epoch, {name: row[f"val/{name}"] for name in (*COMPONENTS, "loss")
                                              if f"val/{name}" in row})
         if files is not None:
-            state = resume_state(session, history.rows, cfg) if files.save_last else None
+            state = resume_state(session, history.rows, plan.sections) if files.save_last else None
             files.write(history.rows, history.best_epoch, improved, line, state)
         for logger in loggers:
             logger.log_epoch(row)
@@ -173,15 +132,15 @@ def train_epochs(cfg: DictConfig, session: Session, history: History, files: Epo
     return False
 
 
-def finish_run_dir(cfg: DictConfig, run_dir: Path, checkpoint: dict | None, history: History, status: str,
+def finish_run_dir(plan: Plan, run_dir: Path, checkpoint: dict | None, history: History, status: str,
                    error: str | None, failure: BaseException | None, record_error: RecordError | None
                    ) -> tuple[str, str | None]:
     """Reduce a finished run's checkpoints to what it keeps; the final status and error. A file that could not be
     written (`record_error`) fails the run, naming the file, and a stop says what there is to resume."""
     if record_error is not None:
         return "failed", f"{record_error}; {stop_message(run_dir, history, 'the run stopped')}"
-    choice = checkpoint_choice(cfg.trainer.checkpoints)
-    if status in FINISHED and not cfg.trainer.keep_resume_state and choice != "none":
+    choice = plan.checkpoints
+    if status in FINISHED and not plan.keep_resume_state and choice != "none":
         try:
             finish_checkpoints(run_dir / "checkpoints", choice, last_saved(run_dir, checkpoint), history.best_epoch)
         except Exception as problem:  # the run's results stand; say what could not be reduced

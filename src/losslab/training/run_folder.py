@@ -8,8 +8,9 @@ import os
 from datetime import datetime
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 
+from losslab.config.plan import Plan
 from losslab.distributed import World, broadcast
 from losslab.errors import LosslabError
 from losslab.run_lock import RUN_FILES, claim, holds_run, release, resumable
@@ -25,14 +26,14 @@ UNFINISHED = ("summary.json", "metrics.csv", "split.json", "loss_curves.png", "t
 NEW_FOLDERS = 100  # runs started in the same second share outputs/DATE/TIME: later ones get TIME_1, TIME_2, ...
 
 
-def take_run_dir(cfg: DictConfig, job: HydraJob | None, world: World) -> Path:
+def take_run_dir(plan: Plan, job: HydraJob | None, world: World) -> Path:
     """The folder of a new run, owned by the main process from here on, with the run's config (and `job`'s Hydra
     files and train.log) in it: run_dir=, else the job's named folder (hydra.run.dir=, a sweep's job folder), else a
     new outputs/DATE/TIME. Every process gets its path, or the main process's refusal as a LosslabError."""
     path, refusal = None, None
     if world.main:
         try:
-            path = str(_take(cfg, job))
+            path = str(_take(plan.sections, job))
         except LosslabError as refused:
             refusal = str(refused)
     path, refusal = broadcast((path, refusal))
@@ -41,8 +42,10 @@ def take_run_dir(cfg: DictConfig, job: HydraJob | None, world: World) -> Path:
     return Path(path)
 
 
-def _take(cfg: DictConfig, job: HydraJob | None) -> Path:
-    named = Path(cfg.run_dir) if cfg.get("run_dir") else job.output_dir if job is not None and job.named else None
+def _take(config: dict, job: HydraJob | None) -> Path:
+    named = job.output_dir if job is not None and job.named else None
+    if config.get("run_dir"):
+        named = Path(config["run_dir"])
     run_dir = _new_folder() if named is None else _own(named)
     try:
         clear_unfinished(run_dir)
@@ -50,7 +53,7 @@ def _take(cfg: DictConfig, job: HydraJob | None) -> Path:
             job.settle(run_dir, resumed=False)
         else:  # the Python API's run: the config file `train` writes from Hydra's
             (run_dir / ".hydra").mkdir(exist_ok=True)
-            OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")
+            OmegaConf.save(OmegaConf.create(config), run_dir / ".hydra" / "config.yaml")
     except OSError as error:
         release(run_dir)
         raise LosslabError(f"run folder {run_dir} cannot be written ({error.strerror or error}); choose a writable "
