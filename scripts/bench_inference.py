@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
-from losslab.evaluation.saved_model import load_saved_model
+from losslab.commands.saved_model import load_saved_model
 from PIL import Image
 from pycocotools import mask as mask_utils
 

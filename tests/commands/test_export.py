@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 import torchvision  # noqa: F401  (registers the detection ops a TorchScript detector calls)
-from losslab.evaluation.saved_model import load_saved_model
+from losslab.commands.saved_model import load_saved_model
 from test_predict import CLASSES, untrained_run
 
 from losslab.cli import main as losslab_main

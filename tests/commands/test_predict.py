@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from losslab.evaluation.saved_model import load_saved_model
+from losslab.commands.saved_model import load_saved_model
 from omegaconf import OmegaConf
 from PIL import Image
 from pycocotools.coco import COCO

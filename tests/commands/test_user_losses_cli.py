@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from losslab.evaluation.saved_model import load_saved_model
+from losslab.commands.saved_model import load_saved_model
 
 from conftest import TINY, USER_LOSSES
 from losslab.cli import main as losslab_main

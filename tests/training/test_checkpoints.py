@@ -11,7 +11,7 @@ import logging
 import numpy as np
 import pytest
 import torch
-from losslab.evaluation.saved_model import checkpoint_path
+from losslab.commands.saved_model import checkpoint_path
 from matplotlib.image import imread
 
 from conftest import tiny_config

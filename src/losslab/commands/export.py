@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from losslab.data.images import counted
 from losslab.errors import LosslabError
-from losslab.evaluation.saved_model import SavedModel, load_saved_model
+from losslab.commands.saved_model import SavedModel, load_saved_model
 from losslab.modeling.heads import set_score_threshold, with_stock_heads
 from losslab.modeling.resize import resize_scale, with_exact_resize
 from losslab.modeling.segmenters import SegmentationPredictor
