@@ -183,7 +183,8 @@ def finish_run_dir(cfg: DictConfig, run_dir: Path, checkpoint: dict | None, hist
     choice = checkpoint_choice(cfg.trainer.checkpoints)
     if status in FINISHED and not cfg.trainer.keep_resume_state and choice != "none":
         try:
-            finish_checkpoints(run_dir / "checkpoints", choice, last_saved(run_dir, checkpoint), history.best_epoch)
+            last = last_saved(run_dir, checkpoint) if "last" in kept(choice) else None
+            finish_checkpoints(run_dir / "checkpoints", choice, last, history.best_epoch)
         except Exception as problem:  # the run's results stand; say what could not be reduced
             status, error = "failed", f"could not reduce the checkpoints of {run_dir} to trainer.checkpoints=" \
                                       f"{choice}: {problem}"
