@@ -59,7 +59,7 @@ class Differences:
     first_unmatched: str = ""  # the sample image and the first detection without a counterpart
 
     def add(self, other: Differences) -> Differences:
-        worst = other if other.box > self.box else self
+        worst = other if other.box > self.box or not self.where else self
         return Differences(worst.box, max(self.score, other.score), self.detections + other.detections,
                            self.unmatched + other.unmatched, worst.where, self.first_unmatched or other.first_unmatched)
 
@@ -82,8 +82,8 @@ def compare_detections(samples: list[Tensor], expected: list[Detections], actual
         where = f"{image.shape[-2]}x{image.shape[-1]} (height x width)"
         agreement = agreement.add(compare_image(wanted, found, cut, scale, where))
     if agreement.unmatched or agreement.box > tolerance.box or agreement.score > tolerance.score:
-        unmatched = (f"; {agreement.unmatched} kept detection(s) without a counterpart of the same label overlapping "
-                     f"it by IoU {MIN_IOU:g} or more, first on sample image {agreement.first_unmatched}"
+        unmatched = (f"; {agreement.unmatched} kept detection(s) without a counterpart (the same label, IoU "
+                     f"{MIN_IOU:g} or more), the first on sample image {agreement.first_unmatched}"
                      if agreement.unmatched else "")
         raise LosslabError(f"the exported model differs from the PyTorch model on sample images: boxes by up to "
                            f"{agreement.box:.3g} px of the model's input (tolerance {tolerance.box:g}, --tolerance), "
@@ -103,8 +103,10 @@ def compare_image(wanted: Detections, found: Detections, cut: float, scale: floa
     scores = (wanted["scores"][rows].double() - found["scores"][columns].double()).abs()
     lacking = unpaired(wanted, rows, cut)
     extra = unpaired(found, columns, cut)
-    first = (f"{where}: the exported model lacks {described(wanted, lacking[0])}" if len(lacking) else
-             f"{where}: the exported model has an extra {described(found, extra[0])}" if len(extra) else "")
+    first = (f"{where}: the exported model lacks a detection that the PyTorch model has: "
+             f"{described(wanted, lacking[0])}" if lacking else
+             f"{where}: the exported model has a detection that the PyTorch model lacks: "
+             f"{described(found, extra[0])}" if extra else "")
     if not len(rows):
         return Differences(unmatched=len(lacking) + len(extra), first_unmatched=first)
     worst = int(boxes.argmax())

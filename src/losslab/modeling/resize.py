@@ -3,7 +3,7 @@
 torchvision's GeneralizedRCNNTransform computes the resize scale in Python floats (double precision) when it runs
 eagerly, but in float32 when it is scripted or traced for ONNX. The two round differently: with
 min_size=max_size=128 an 800 x 600 photo becomes 128 x 96 eagerly and 127 x 95 scripted, and a 660 x 432 VOC photo
-83 x 128 instead of 83 x 127 in onnxruntime; each moves every box and changes what is detected.
+83 x 127 instead of 83 x 128 in onnxruntime; each moves every box and changes what is detected.
 `ExactResizeTransform` computes the eager size in both exported forms: scripted, in Python floats (TorchScript's
 `float` is a double); traced, in float64 tensors of the graph, so that onnxruntime repeats the same IEEE steps for
 the height and width of each image it is given. Eagerly it is torchvision's own transform.
