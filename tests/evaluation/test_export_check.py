@@ -85,7 +85,7 @@ def test_kept_detections_without_a_counterpart_are_counted_and_named():
     # still pairs, and its true score difference refuses the file.
     scores = FOUND["scores"].clone()
     scores[4] = 0.49999
-    with pytest.raises(LosslabError, match=r"scores by up to 0.02 \(tolerance 0.0001, --score-tolerance\) over 5 "
+    with pytest.raises(LosslabError, match=r"scores by up to 0.02 \(tolerance 0.001, --score-tolerance\) over 5 "
                                            r"matched pair\(s\); the largest box difference is on sample image 600x800"):
         check(reordered([0, 1, 2, 3, 4], scores=scores))
 

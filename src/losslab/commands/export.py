@@ -19,7 +19,7 @@ from typing import Any
 from losslab.data.images import counted
 from losslab.errors import LosslabError
 from losslab.evaluation import exporting
-from losslab.evaluation.export_check import BOX_TOLERANCE, SCORE_TOLERANCE, MaskDifferences
+from losslab.evaluation.export_check import BOX_TOLERANCE, PROBABILITY_TOLERANCE, SCORE_TOLERANCE, MaskDifferences
 from losslab.evaluation.saved_model import load_saved_model
 
 
@@ -34,28 +34,30 @@ class ExportResult:
 
 
 def export_run(run_dir: Path, format: str = "torchscript", checkpoint: str = "best", out: Path | None = None,
-               box_tolerance: float = BOX_TOLERANCE, score_tolerance: float = SCORE_TOLERANCE) -> ExportResult:
+               box_tolerance: float = BOX_TOLERANCE, score_tolerance: float | None = None) -> ExportResult:
     """Write the run's model as `out`/model.pt (TorchScript) or `out`/model.onnx, with its metadata beside it
     (model.pt.json or model.onnx.json). Default `out`: RUN_DIR/export.
 
     Before the file is kept, it and the PyTorch model predict sample images, and their outputs must agree within
-    the tolerances (box differences in pixels of the model's input; `score_tolerance` is also the segmenter's
-    probability tolerance); otherwise LosslabError, and nothing is written (not even the `out` folder).
+    the tolerances (box differences in pixels of the model's input; `score_tolerance` is a detector's score
+    tolerance, default SCORE_TOLERANCE, or a segmenter's probability tolerance, default PROBABILITY_TOLERANCE);
+    otherwise LosslabError, and nothing is written (not even the `out` folder).
     """
     if format not in exporting.FORMATS:
         raise LosslabError(f"--format {format}: expected one of {', '.join(exporting.FORMATS)}.")
-    if min(box_tolerance, score_tolerance) < 0:
-        raise LosslabError(f"--tolerance {box_tolerance:g} and --score-tolerance {score_tolerance:g}: expected "
-                           "differences of 0 or more.")
+    for option, tolerance in (("--tolerance", box_tolerance), ("--score-tolerance", score_tolerance)):
+        if tolerance is not None and tolerance < 0:
+            raise LosslabError(f"{option} {tolerance:g}: expected a difference of 0 or more.")
     if format == "onnx":
         exporting.require_onnxruntime()
     trained = load_saved_model(run_dir, checkpoint, device="cpu")  # CPU: the file then loads anywhere
     if trained.task == "segmentation":
-        exportable = exporting.segmentation_export(trained.model, trained.classes, score_tolerance)
+        tolerance = PROBABILITY_TOLERANCE if score_tolerance is None else score_tolerance
+        exportable = exporting.segmentation_export(trained.model, trained.classes, tolerance)
     else:
+        tolerance = SCORE_TOLERANCE if score_tolerance is None else score_tolerance
         exportable = exporting.detection_export(trained.model, trained.classes,
-                                                float(trained.cfg["eval"]["score_threshold"]), box_tolerance,
-                                                score_tolerance)
+                                                float(trained.cfg["eval"]["score_threshold"]), box_tolerance, tolerance)
     path, agreement = keep_if_faithful(
         run_dir, out, format, lambda partial: exporting.save(exportable, format, partial),
         lambda exported: exportable.check([exported(image) for image in exportable.samples]))
@@ -108,8 +110,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tolerance", type=float, default=BOX_TOLERANCE, help="largest box difference allowed "
                         "between the exported and the PyTorch model, in pixels of the model's input (default "
                         f"{BOX_TOLERANCE:g})")
-    parser.add_argument("--score-tolerance", type=float, default=SCORE_TOLERANCE, help="largest score (segmentation: "
-                        f"class probability) difference allowed (default {SCORE_TOLERANCE:g})")
+    parser.add_argument("--score-tolerance", type=float, help="largest score difference allowed (default "
+                        f"{SCORE_TOLERANCE:g}); task=segmentation: of a class probability (default "
+                        f"{PROBABILITY_TOLERANCE:g})")
 
 
 def main(args: argparse.Namespace) -> int:

@@ -24,7 +24,7 @@ from losslab.errors import LosslabError
 from losslab.modeling.resize import sizes_rounding_apart
 
 BOX_TOLERANCE = 1e-2  # pixels of the model's input (the resized image)
-SCORE_TOLERANCE = 1e-4
+SCORE_TOLERANCE = 1e-3
 PROBABILITY_TOLERANCE = 1e-4  # segmentation: a class probability of a pixel
 ALWAYS_COMPARED = 10  # each sample image's best detections are compared even below the score threshold
 MIN_IOU = 0.5  # a pair overlaps at least this much; a box moved further has no counterpart
