@@ -6,9 +6,11 @@ scores swapped, are still compared with their own counterpart. Compared is what 
 scores at least the threshold. The verdict reports the true worst box and score differences over those pairs and the
 kept detections that have no counterpart; any of these beyond its tolerance refuses the export.
 
-The default tolerances are ten times the float32 noise measured on the test models (64 px, untrained) over
-the swept sizes with `python scripts/check_export.py --sizes 200`: onnxruntime moved boxes by up to 1.3e-3 px of the
-model's input and scores by up to 9.4e-6 (TorchScript: 0 and 0).
+The default tolerances are about ten times the largest float32 noise measured between onnxruntime and PyTorch
+(TorchScript is exact: 0 and 0), over the swept sizes (`python scripts/check_export.py --sizes 60 --formats onnx`,
+docs/commands.md): 6.2e-4 px of the model's input and 5.5e-6 in score on the test models (64 px, untrained),
+1.4e-3 px and 4.4e-5 on the default run's trained Faster R-CNN (128 px, `--run`), and on real VOC photos (issue 30)
+up to 2.4e-3 px and 3.4e-4 (RetinaNet). An inexact resize moved boxes by 5-69 px and scores by up to 0.097.
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ from torchvision.ops import box_iou
 from losslab.errors import LosslabError
 from losslab.modeling.resize import sizes_rounding_apart
 
-BOX_TOLERANCE = 1e-2  # pixels of the model's input (the resized image)
-SCORE_TOLERANCE = 1e-3
+BOX_TOLERANCE = 0.025  # pixels of the model's input (the resized image)
+SCORE_TOLERANCE = 3e-3
 PROBABILITY_TOLERANCE = 1e-4  # segmentation: a class probability of a pixel
 ALWAYS_COMPARED = 10  # each sample image's best detections are compared even below the score threshold
 MIN_IOU = 0.5  # a pair overlaps at least this much; a box moved further has no counterpart
