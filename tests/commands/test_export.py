@@ -12,6 +12,8 @@ import torch
 import torchvision  # noqa: F401  (registers the detection ops a TorchScript detector calls)
 from test_predict import CLASSES, untrained_run
 
+from conftest import TINY_SEGMENTATION
+from losslab import build_model, compose_config
 from losslab.cli import main as losslab_main
 from losslab.commands.export import export_run
 from losslab.errors import LosslabError
@@ -211,3 +213,21 @@ def test_export_explains_bad_requests(tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if it were not installed
     with pytest.raises(LosslabError, match=r"pip install 'losslab\[export\]'"):
         export_run(run_dir, "onnx")
+
+
+@pytest.mark.parametrize("format", ["torchscript", "onnx"])
+def test_a_segmenter_export_resizes_sizes_that_round_apart_as_pytorch_does(format, tmp_path):
+    """With torchvision's own transform the files' probabilities differed by up to 1e-3 on these sizes."""
+    if format == "onnx":
+        pytest.importorskip("onnxruntime", reason="ONNX export needs onnxruntime (losslab[export])")
+    torch.manual_seed(0)
+    segmenter = build_model(compose_config(TINY_SEGMENTATION), num_classes=4).eval()
+    exportable = exporting.segmentation_export(segmenter, ["background", *CLASSES], 1e-4)
+    exported = exporting.save(exportable, format, tmp_path / "model")
+    for height, width in sizes_rounding_apart(64, 64, 4):
+        image = torch.rand(3, height, width, generator=torch.Generator().manual_seed(height))
+        with torch.inference_mode():
+            expected = exportable.model([image])[0]
+        found = exported(image)
+        assert torch.equal(found["mask"], expected["mask"])
+        assert (found["probabilities"] - expected["probabilities"]).abs().max() <= 1e-6

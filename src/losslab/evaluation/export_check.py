@@ -155,9 +155,8 @@ class MaskDifferences:
 
 
 def segmentation_sample_sizes(min_size: int) -> list[tuple[int, int]]:
-    """Square, landscape and portrait. (Scripted or traced, torchvision's resize computes its scale in float32: where
-    scale x side falls within rounding of a whole number, as 64/103 x 103, it may keep one row more than eager
-    PyTorch. These shapes resize exactly both ways, so the check compares the export itself.)"""
+    """Square, landscape and portrait, of sides that resize exactly in float32 too. (The segmenter's export resizes
+    sizes that round apart exactly as well: tests/commands/test_export.py.)"""
     return [(min_size, min_size), (min_size, min_size * 3 // 2), (min_size * 3 // 2, min_size)]
 
 

@@ -104,8 +104,8 @@ def detection_export(model: nn.Module, classes: list[str], score_threshold: floa
 
 def segmentation_export(model: nn.Module, classes: list[str], probability_tolerance: float) -> Exportable:
     """A segmenter's export: its inference half (losslab.modeling.segmenters' SegmentationPredictor: one image in,
-    its class mask and probabilities out), checked on three sample shapes."""
-    predictor = SegmentationPredictor(model.network, model.transform).eval()
+    its class mask and probabilities out) with the exact resize, checked on three sample shapes."""
+    predictor = with_exact_resize(SegmentationPredictor(model.network, model.transform)).eval()
     sizes = segmentation_sample_sizes(predictor.transform.min_size[-1])
     samples = sample_images(sizes)
     with torch.inference_mode():
