@@ -31,13 +31,13 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
-from losslab.commands.saved_model import load_saved_model
 from PIL import Image
 from pycocotools import mask as mask_utils
 
 from losslab import compose_config, run
 from losslab.commands.evaluate import evaluate_run
 from losslab.commands.predict import predict_images
+from losslab.commands.saved_model import load_saved_model
 from losslab.data.images import decode_pixels
 from losslab.data.shapes import ShapesDataset
 from losslab.evaluation.inference import detect

@@ -1,9 +1,13 @@
-"""The `train` console command as a user runs it: a single run and a sweep with a failing job."""
+"""The `train` console command as a user runs it: a single run and a sweep with a failing job; and the installed
+`train` and `losslab` scripts, each once, as a shell runs them."""
 
 from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from scipy import stats
@@ -84,3 +88,19 @@ def test_a_sweep_with_repeated_seeds_is_ranked_grouped_and_tested_even_when_jobs
         assert (sweep / name).stat().st_size > 1000, name
     # A failed job's error column holds its one-line reason.
     assert all(row["error"].startswith("split: split.val=0.0") for row in rows if row["status"] == "failed")
+
+
+SCRIPTS = Path(sys.executable).parent  # where the installed console scripts are
+
+
+@pytest.mark.parametrize(("argv", "code", "said"), [
+    (["train", "model=nope"], 1, "faster_rcnn"),  # the choices, no traceback
+    (["losslab", "--help"], 0, "show-augment"),
+    (["losslab", "plot", "nowhere"], 1, "losslab plot: error: nowhere/metrics.csv does not exist"),
+])
+def test_the_installed_scripts_end_with_their_commands_exit_code_and_message(tmp_path, argv, code, said):
+    ended = subprocess.run([str(SCRIPTS / argv[0]), *argv[1:]], capture_output=True, text=True, cwd=tmp_path,
+                           timeout=300)
+    output = ended.stdout + ended.stderr
+    assert ended.returncode == code and said in output and "Traceback" not in output, output
+    assert not list(tmp_path.iterdir())  # a refused command writes nothing

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from losslab.commands.saved_model import load_saved_model
 from omegaconf import OmegaConf
 from PIL import Image
 from pycocotools.coco import COCO
@@ -21,6 +20,7 @@ from conftest import tiny_config
 from losslab import build_model, run
 from losslab.cli import main as losslab_main
 from losslab.commands.predict import predict_images
+from losslab.commands.saved_model import load_saved_model
 from losslab.errors import LosslabError
 from losslab.tasks.detection import draw_detections
 from losslab.training.checkpoints import save_checkpoint

@@ -11,10 +11,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from losslab.commands.saved_model import load_saved_model
 
 from conftest import TINY, USER_LOSSES
 from losslab.cli import main as losslab_main
+from losslab.commands.saved_model import load_saved_model
 from losslab.reporting.history import read_metrics
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "polyloss"

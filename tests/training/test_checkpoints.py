@@ -11,11 +11,11 @@ import logging
 import numpy as np
 import pytest
 import torch
-from losslab.commands.saved_model import checkpoint_path
 from matplotlib.image import imread
 
 from conftest import tiny_config
 from losslab import build_model, compose_config, run
+from losslab.commands.saved_model import checkpoint_path
 from losslab.config.plan import checkpoint_choice
 from losslab.config.validation import validate
 from losslab.errors import LosslabError
@@ -151,6 +151,20 @@ def test_an_epochs_files_are_written_in_order_and_its_line_logged_once_its_check
     assert torch.equal(best["model"]["w"], torch.zeros(5)) and set(best) == set(WEIGHTS_KEYS)
     assert torch.equal(last["model"]["w"], torch.ones(5)) and set(RESUME_KEYS) <= set(last)
     assert torch.equal(last["optimizer"]["state"][0]["exp_avg"], torch.full((5,), 2.0))
+
+
+def test_an_epochs_line_is_logged_when_it_ends_before_the_next_epoch_trains(tmp_path, monkeypatch, caplog):
+    passes = run_module.run_epoch
+
+    def announced(session, epoch, *args, **kwargs):
+        run_module.log.info("-- epoch %d begins", epoch)
+        return passes(session, epoch, *args, **kwargs)
+
+    monkeypatch.setattr(run_module, "run_epoch", announced)
+    with caplog.at_level(logging.INFO):
+        run(tiny_config("trainer.max_epochs=2", "eval.every=0", run_dir=tmp_path))
+    said = [message.split(" |")[0] for message in caplog.messages if message.startswith(("-- epoch", "epoch "))]
+    assert said == ["-- epoch 1 begins", "epoch 1/2", "-- epoch 2 begins", "epoch 2/2"]
 
 
 ROWS = [{"epoch": epoch, "lr": 1e-3, "train/loss": 2.0 - epoch / 10, "val/loss": 2.2 - epoch / 5}

@@ -89,6 +89,11 @@ class Task(Protocol):
         """Draw one image's prediction into `drawn` (and whatever else it writes beside it); its records for
         predictions.json."""
 
+    def exportable(self, saved, box_tolerance: float, score_tolerance: float | None) -> Any:
+        """`losslab export`: the saved model in exportable form, with its sample images, metadata and the check of
+        an exported file's outputs (losslab.evaluation.exporting.Exportable); `score_tolerance` None: the task's
+        default tolerance."""
+
     def augmented_train_split(self, data: dict, split: dict, augment: dict) -> tuple[Any, dict | None, list[str]]:
         """`losslab show-augment`: the train split, the augmentation still to apply to it (None: applied by the
         split itself) and the class names."""

@@ -15,6 +15,8 @@ from torchvision.transforms.v2.functional import to_dtype
 
 from losslab.data.datasets import DetectionData, build_datasets, count_classes
 from losslab.errors import LosslabError
+from losslab.evaluation.export_check import SCORE_TOLERANCE
+from losslab.evaluation.exporting import Exportable, detection_export
 from losslab.evaluation.inference import detect, detection_metrics, predict
 from losslab.evaluation.masks import paste_masks
 from losslab.evaluation.metrics import coco_results, confusion_matrix, score_detections
@@ -148,6 +150,13 @@ class Detection:
         return [{**result, "file_name": str(path)}
                 for result in coco_results([output], [index], with_masks="mask_crops" in output,
                                            category_ids=saved.category_ids, image_sizes=[tuple(image.shape[-2:])])]
+
+    def exportable(self, saved, box_tolerance: float, score_tolerance: float | None) -> Exportable:
+        """The detector with its exact resize and stock heads, and its check: one-to-one IoU matching of what a
+        user keeps (score >= eval.score_threshold), boxes within `box_tolerance` px, scores `score_tolerance`."""
+        tolerance = SCORE_TOLERANCE if score_tolerance is None else score_tolerance
+        return detection_export(saved.model, saved.classes, float(saved.cfg["eval"]["score_threshold"]),
+                                box_tolerance, tolerance)
 
     def augmented_train_split(self, data: dict, split: dict, augment: dict) -> tuple[Any, dict | None, list[str]]:
         built = build_datasets(data, split)  # not augmented: show-augment applies `augment` itself

@@ -14,6 +14,8 @@ from torchvision.transforms.v2.functional import to_dtype
 
 from losslab.data.augment_options import MIXING, enabled
 from losslab.data.segmentation import SegmentationData, build_segmentation_datasets, count_pixels
+from losslab.evaluation.export_check import PROBABILITY_TOLERANCE
+from losslab.evaluation.exporting import Exportable, segmentation_export
 from losslab.evaluation.segmentation_metrics import scores, segmentation_metrics, split_confusion_matrix
 from losslab.losses.components import check_user_losses
 from losslab.losses.segmentation_build import (
@@ -150,6 +152,12 @@ class Segmentation:
         return [{"image_id": index, "file_name": str(path), "mask_file": f"masks/{drawn.name}",
                  "classes": {name: round(float(share), 6) for name, share in zip(saved.classes, shares, strict=True)
                              if share > 0}}]
+
+    def exportable(self, saved, box_tolerance: float, score_tolerance: float | None) -> Exportable:
+        """The segmenter with its exact resize, and its check: class probabilities within `score_tolerance`
+        (`box_tolerance` has no boxes to measure)."""
+        tolerance = PROBABILITY_TOLERANCE if score_tolerance is None else score_tolerance
+        return segmentation_export(saved.model, saved.classes, tolerance)
 
     def augmented_train_split(self, data: dict, split: dict, augment: dict) -> tuple[Any, dict | None, list[str]]:
         built = build_segmentation_datasets(data, split, augment)  # image and mask augmented together by the split

@@ -142,7 +142,8 @@ def finish_run_dir(plan: Plan, run_dir: Path, checkpoint: dict | None, history: 
     choice = plan.checkpoints
     if status in FINISHED and not plan.keep_resume_state and choice != "none":
         try:
-            finish_checkpoints(run_dir / "checkpoints", choice, last_saved(run_dir, checkpoint), history.best_epoch)
+            last = last_saved(run_dir, checkpoint) if "last" in kept(choice) else None
+            finish_checkpoints(run_dir / "checkpoints", choice, last, history.best_epoch)
         except Exception as problem:  # the run's results stand; say what could not be reduced
             status, error = "failed", f"could not reduce the checkpoints of {run_dir} to trainer.checkpoints=" \
                                       f"{choice}: {problem}"
