@@ -58,7 +58,7 @@ def train() -> None:
 def train_help() -> str:
     """conf/hydra/help/losslab.yaml's template, as Hydra's --help would print it.
 
-    Printed here because Hydra's --help lists every config group first (about 3 s of deep copies on 2 cores)
+    Printed here because Hydra's --help lists every config group first, seconds of deep copies (docs/performance.md),
     although the template does not show that list. Hydra's own options stay under --hydra-help.
     """
     import yaml

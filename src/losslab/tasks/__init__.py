@@ -31,8 +31,8 @@ def task_of(cfg) -> Task:
 
 
 def config_problems(task: Task, cfg: dict) -> list[str]:
-    """What is wrong with a plain config of `task`: a model of another task (what to add or change), then the
-    task's own checks."""
+    """What is wrong with a plain config of `task`: a model of another task (what to add or change), the task's own
+    checks, and monitors that name no column a run of its model logs."""
     arch = cfg["model"]["arch"]
     if arch not in task.archs:
         owner = next((other for other in TASKS if arch in other.archs), None)
@@ -40,7 +40,14 @@ def config_problems(task: Task, cfg: dict) -> list[str]:
             return [f"model.arch={arch}: expected one of {', '.join(task.archs)}", *task.config_problems(cfg)]
         switch = f"add task={owner.name}" if task is TASKS[0] else f"task={task.name} trains {' | '.join(task.archs)}"
         return [f"model={arch} is {owner.model_noun}; {switch}", *task.config_problems(cfg)]
-    return task.config_problems(cfg)
+    problems = task.config_problems(cfg)
+    choices = task.monitor_choices(cfg["model"], evaluates=True)  # watching an evaluated one evaluates every epoch
+    trainer = cfg["trainer"]
+    for key, monitor in (("trainer.monitor", trainer["monitor"]),
+                         ("trainer.early_stopping.monitor", trainer["early_stopping"]["monitor"])):
+        if monitor not in choices:
+            problems.append(f"{key}={monitor}: expected one of {', '.join(choices)}")
+    return problems
 
 
 __all__ = ["TASKS", "Task", "config_problems", "task_named", "task_of"]

@@ -22,7 +22,7 @@ class Task(Protocol):
 
     # --- configuration: problems named by key, before anything is written ---
     def config_problems(self, cfg: dict) -> list[str]:
-        """What is wrong with a config of this task (model, data, augmentation, monitors), as messages."""
+        """What is wrong with a config of this task (model, data, augmentation), as messages."""
 
     def monitor_choices(self, model: dict, evaluates: bool = False) -> list[str]:
         """The metrics.csv columns a run of `model` logs every epoch (with `evaluates`, the evaluated ones too)."""

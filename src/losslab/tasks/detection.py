@@ -47,7 +47,7 @@ class Detection:
     predicted = "detections"
 
     def config_problems(self, cfg: dict) -> list[str]:
-        model, trainer = cfg["model"], cfg["trainer"]
+        model = cfg["model"]
         problems = []
         if cfg["data"]["name"] in FOREIGN_DATA:
             problems.append(FOREIGN_DATA[cfg["data"]["name"]])
@@ -57,11 +57,6 @@ class Detection:
             problems.append(f"model.backbone={model['backbone']}: expected one of {', '.join(BACKBONES)}")
             return problems
         problems += start.start_problems(model)
-        choices = self.monitor_choices(model, evaluates=True)  # watching one evaluates every epoch
-        for key, monitor in (("trainer.monitor", trainer["monitor"]),
-                             ("trainer.early_stopping.monitor", trainer["early_stopping"]["monitor"])):
-            if monitor not in choices:
-                problems.append(f"{key}={monitor}: expected one of {', '.join(choices)}")
         return problems
 
     def monitor_choices(self, model: dict, evaluates: bool = False) -> list[str]:

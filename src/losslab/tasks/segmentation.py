@@ -47,8 +47,8 @@ class Segmentation:
     predicted = "masks"
 
     def config_problems(self, cfg: dict) -> list[str]:
-        """The data, model, start weights, augmentation and monitors of a task=segmentation config."""
-        model, trainer, augment = cfg["model"], cfg["trainer"], cfg["augment"]
+        """The data, model, start weights and augmentation of a task=segmentation config."""
+        model, augment = cfg["model"], cfg["augment"]
         problems = [FOREIGN_DATA[cfg["data"]["name"]]] if cfg["data"]["name"] in FOREIGN_DATA else []
         problems += [f"augment.{name}.p={augment[name]['p']}: {name} mixes object instances between images, which "
                      "task=segmentation does not have; set it to 0 (augment=basic and augment=none do)"
@@ -65,11 +65,6 @@ class Segmentation:
         if model["weights"] is not None and model["pretrained"]:
             problems.append(f"model.pretrained=true downloads ImageNet backbone weights that model.weights="
                             f"{model['weights']} replaces; set model.pretrained=false")
-        choices = self.monitor_choices(model, evaluates=True)  # watching one evaluates every epoch
-        for key, monitor in (("trainer.monitor", trainer["monitor"]),
-                             ("trainer.early_stopping.monitor", trainer["early_stopping"]["monitor"])):
-            if monitor not in choices:
-                problems.append(f"{key}={monitor}: expected one of {', '.join(choices)}")
         return problems
 
     def monitor_choices(self, model: dict, evaluates: bool = False) -> list[str]:
