@@ -43,6 +43,9 @@ class Plan:
 
     task: Task  # what differs between detection and segmentation
     sections: dict[str, Any]  # the config resolved to plain values: model, data, split, augment, loss, optimizer, ...
+    # The config as composed, in YAML with its interpolations kept (scheduler.T_max: ${trainer.max_epochs}): what
+    # the run folder and checkpoints keep, so that a resume which extends the run re-resolves them.
+    composed: str
     max_epochs: int
     seed: int
     device: str  # trainer.device as given: auto | cpu | cuda | cuda:N

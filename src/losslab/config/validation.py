@@ -149,8 +149,8 @@ def plan(task: Task, cfg: DictConfig) -> Plan:
     trainer, stopping = cfg.trainer, cfg.trainer.early_stopping
     sections = OmegaConf.to_container(cfg, resolve=True)
     choices, weights = task.loss_choices(sections["loss"])
-    return Plan(task=task, sections=sections, max_epochs=trainer.max_epochs, seed=trainer.seed, device=trainer.device,
-                precision=trainer.precision, progress=trainer.progress,
+    return Plan(task=task, sections=sections, composed=OmegaConf.to_yaml(cfg), max_epochs=trainer.max_epochs,
+                seed=trainer.seed, device=trainer.device, precision=trainer.precision, progress=trainer.progress,
                 checkpoints=checkpoint_choice(trainer.checkpoints), keep_resume_state=trainer.keep_resume_state,
                 monitor=trainer.monitor, mode=trainer.mode, eval_every=evaluation_interval(task, cfg),
                 early_stopping=Stopping(stopping.monitor, stopping.mode, stopping.patience, stopping.min_delta)

@@ -31,7 +31,7 @@ WEIGHTS_KEYS = ("model", "epoch", "config", "classes", "category_ids", "metrics"
 RESUME_KEYS = ("optimizer", "scheduler", "rng", "history")  # what the weights lack
 
 
-def resume_state(session: Session, rows: list[dict], config: dict) -> dict:
+def resume_state(session: Session, rows: list[dict], config: str) -> dict:
     """Everything a resume needs (weights, optimizer, schedule, random streams, history, config, what the weights
     started from) and what inference needs (class names, the dataset's category ids, the epoch's metrics)."""
     return {
@@ -44,7 +44,7 @@ def resume_state(session: Session, rows: list[dict], config: dict) -> dict:
         "epoch": rows[-1]["epoch"],
         "history": rows,
         "metrics": rows[-1],
-        "config": OmegaConf.to_yaml(OmegaConf.create(config)),
+        "config": config,  # YAML, interpolations kept
         "classes": list(session.data.classes),
         "category_ids": list(session.data.category_ids),
         "start": session.start,

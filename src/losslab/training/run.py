@@ -122,7 +122,7 @@ def train_epochs(plan: Plan, session: Session, history: History, files: EpochFil
             raise NonFiniteLossError(epoch, {name: row[f"val/{name}"] for name in (*COMPONENTS, "loss")
                                              if f"val/{name}" in row})
         if files is not None:
-            state = resume_state(session, history.rows, plan.sections) if files.save_last else None
+            state = resume_state(session, history.rows, plan.composed) if files.save_last else None
             files.write(history.rows, history.best_epoch, improved, line, state)
         for logger in loggers:
             logger.log_epoch(row)

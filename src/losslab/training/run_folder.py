@@ -8,8 +8,6 @@ import os
 from datetime import datetime
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
 from losslab.config.plan import Plan
 from losslab.distributed import World, broadcast
 from losslab.errors import LosslabError
@@ -33,7 +31,7 @@ def take_run_dir(plan: Plan, job: HydraJob | None, world: World) -> Path:
     path, refusal = None, None
     if world.main:
         try:
-            path = str(_take(plan.sections, job))
+            path = str(_take(plan, job))
         except LosslabError as refused:
             refusal = str(refused)
     path, refusal = broadcast((path, refusal))
@@ -42,10 +40,10 @@ def take_run_dir(plan: Plan, job: HydraJob | None, world: World) -> Path:
     return Path(path)
 
 
-def _take(config: dict, job: HydraJob | None) -> Path:
+def _take(plan: Plan, job: HydraJob | None) -> Path:
     named = job.output_dir if job is not None and job.named else None
-    if config.get("run_dir"):
-        named = Path(config["run_dir"])
+    if plan.sections.get("run_dir"):
+        named = Path(plan.sections["run_dir"])
     run_dir = _new_folder() if named is None else _own(named)
     try:
         clear_unfinished(run_dir)
@@ -53,7 +51,7 @@ def _take(config: dict, job: HydraJob | None) -> Path:
             job.settle(run_dir, resumed=False)
         else:  # the Python API's run: the config file `train` writes from Hydra's
             (run_dir / ".hydra").mkdir(exist_ok=True)
-            OmegaConf.save(OmegaConf.create(config), run_dir / ".hydra" / "config.yaml")
+            (run_dir / ".hydra" / "config.yaml").write_text(plan.composed)
     except OSError as error:
         release(run_dir)
         raise LosslabError(f"run folder {run_dir} cannot be written ({error.strerror or error}); choose a writable "
