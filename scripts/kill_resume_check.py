@@ -41,11 +41,10 @@ def start_run(run_dir: Path, overrides: list[str] = OVERRIDES) -> subprocess.Pop
 
 
 def kill(process: subprocess.Popen) -> bool:
-    """SIGKILL the run's process group; False if the run had already ended."""
-    ended = process.poll() is not None
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-    return not ended
+    """SIGKILL the run's process group; False if the run had ended before."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGKILL)  # an ended but unreaped run still holds its group: no error
+    return process.wait() == -signal.SIGKILL
 
 
 @contextmanager

@@ -80,7 +80,8 @@ def _as_a_new_process(cwd: Path, env: dict[str, str]):
     os.chdir(cwd)
     os.environ.update(env)
     tempfile.tempdir = None  # read from TMPDIR again, as a new process would
-    root.handlers, root.level = [], logging.WARNING  # a new process's logging: the command sets up its own
+    root.handlers = []  # a new process's logging: the command sets up its own
+    root.setLevel(logging.WARNING)
     try:
         with warnings.catch_warnings():
             yield
@@ -88,7 +89,8 @@ def _as_a_new_process(cwd: Path, env: dict[str, str]):
         for handler in root.handlers:
             if handler not in saved[4]:
                 handler.close()  # train.log, left open by Hydra's logging setup
-        folder, environ, argv, path, root.handlers, root.level, sigint, sigterm = saved
+        folder, environ, argv, path, root.handlers, level, sigint, sigterm = saved
+        root.setLevel(level)  # through setLevel: loggers cache what their level lets through
         os.chdir(folder)
         os.environ.clear()
         os.environ.update(environ)
