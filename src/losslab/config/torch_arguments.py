@@ -82,7 +82,7 @@ def built(section: str, options: dict, own: dict, build) -> tuple[Any, list[str]
         with warnings.catch_warnings():  # a trial build: torch's deprecation notes are for the run itself
             warnings.simplefilter("ignore")
             return build(cls, arguments), []
-    except Exception as error:  # noqa: BLE001 - whatever torch raises for a value it refuses
+    except Exception as error:  # torch raises ValueError, TypeError, ... for a value it refuses
         message = str(error).strip().rstrip(".")
         named = [key for key in arguments
                  if re.search(rf"\b({re.escape(key)}|{re.escape(key.rstrip('s'))})", message, re.IGNORECASE)]

@@ -56,9 +56,9 @@ def unknown_keys(node: DictConfig | ListConfig, where: str = "") -> list[str]:
     sections are open by design (optimizer and scheduler arguments, checked against torch's signatures; a user
     loss's parameters) and only their typed children are checked."""
     if isinstance(node, ListConfig):
-        children = [(f"{where}[{index}]", node._get_node(index)) for index in range(len(node))]
+        children = [(f"{where}[{index}]", index) for index in range(len(node))]
     else:
-        children = [(f"{where}.{key}" if where else str(key), node._get_node(key)) for key in node]
+        children = [(f"{where}.{key}" if where else str(key), key) for key in node]
     problems = []
     schema = OmegaConf.get_type(node) if isinstance(node, DictConfig) else None
     if dataclasses.is_dataclass(schema):
@@ -68,8 +68,9 @@ def unknown_keys(node: DictConfig | ListConfig, where: str = "") -> list[str]:
             close = difflib.get_close_matches(str(key), fields, n=1)
             hint = f"the nearest is {prefix}{close[0]}" if close else f"its keys are {', '.join(fields)}"
             problems.append(f"{prefix}{key}: {section} has no key {key!r}; {hint}")
-    for path, child in children:
-        if isinstance(child, DictConfig | ListConfig) and not child._is_none() and not child._is_missing():
+    for path, key in children:
+        child = None if OmegaConf.is_missing(node, key) else node[key]
+        if isinstance(child, DictConfig | ListConfig):
             problems += unknown_keys(child, path)
     return problems
 
