@@ -88,6 +88,16 @@ def test_a_sweep_with_repeated_seeds_is_ranked_grouped_and_tested_even_when_jobs
         assert (sweep / name).stat().st_size > 1000, name
     # A failed job's error column holds its one-line reason.
     assert all(row["error"].startswith("split: split.val=0.0") for row in rows if row["status"] == "failed")
+    assert "4 of the sweep's 8 jobs failed" in output
+
+
+def test_a_sweep_whose_every_job_failed_exits_1_and_says_how_many(tmp_path):
+    sweep = tmp_path / "sweep"
+    # min_size above max_size: each job's config is refused, quickly, before it trains.
+    result, output = _train("model.min_size=2000,3000", f"hydra.sweep.dir={sweep}", cwd=tmp_path, multirun=True)
+    assert result.returncode == 1, output
+    assert "the sweep failed: all 2 of its jobs failed" in output and "Traceback" not in output
+    assert [row["status"] for row in _csv(sweep / "sweep_summary.csv")] == ["failed", "failed"]
 
 
 SCRIPTS = Path(sys.executable).parent  # where the installed console scripts are

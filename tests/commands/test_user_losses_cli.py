@@ -131,11 +131,13 @@ def test_launcher_workers_import_user_losses_from_the_working_folder(tmp_path):
     work = _work_folder(tmp_path)
     (work / "broken.py").write_text(BROKEN)
     sweep = tmp_path / "sweep"
-    # Each job fails in its check, after its worker process imported the module: the sweep records why.
+    # Each job fails in its check, after its worker process imported the module: the sweep records why, and exits 1
+    # as a sweep whose every job failed does.
     result, output = _train("hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "loss/cls=custom",
                             "loss.cls._target_=broken.per_row,userloss.nothing", f"hydra.sweep.dir={sweep}",
                             cwd=work, flags=("-m",))
-    assert result.returncode == 0 and "Joblib.Parallel" in output, output[-3000:]
+    assert result.returncode == 1 and "Joblib.Parallel" in output, output[-3000:]
+    assert "the sweep failed: all 2 of its jobs failed" in output and "Traceback" not in output
     with (sweep / "sweep_summary.csv").open() as f:
         errors = {row["overrides"]: row["error"] for row in csv.DictReader(f)}
     assert "returned shape [8] instead of a scalar" in errors["loss.cls._target_=broken.per_row"]

@@ -64,6 +64,24 @@ def test_the_loss_table_of_the_docs_lists_every_loss_with_its_defaults():
     assert documented == expected
 
 
+def test_the_loss_table_of_the_docs_states_each_parameters_range():
+    documented: dict[tuple[str, str], dict[str, str]] = {}
+    key = None
+    for line in (DOCS / "losses.md").read_text().splitlines():
+        cells = [cell.strip() for cell in re.split(r"(?<=\s)\|(?=\s)", line.strip().strip("|"))]
+        if len(cells) != 5 or not cells[1].startswith("`"):
+            continue
+        key = LOSS_ROWS.get(cells[0], key)
+        ranges = dict(re.findall(r"`(\w+)=[^`]+` \(((?:in |>)[^)]*\]?)\)", cells[3]))
+        for name in re.findall(r"`(\w+)`", cells[1]):
+            documented[(key, name)] = ranges
+    expected = {(key, name): {p: str(param.range) for p, param in loss.params.items() if param.range}
+                for key, losses in CATALOGUE.items() for name, loss in losses.items()}
+    expected |= {(key, "default"): {} for key in CATALOGUE}
+    assert documented == expected
+    assert expected[("cls", "focal")] == {"alpha": "in [0, 1] or -1", "gamma": ">= 0"}
+
+
 def group_options(group: str) -> set[str]:
     return {path.stem for path in (config_dir() / group).glob("*.yaml")}
 

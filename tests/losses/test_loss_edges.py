@@ -4,6 +4,7 @@ reproductions, hand-computed values where losslab differs from torchvision, and 
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -16,7 +17,7 @@ from losslab.losses import mask_losses as M
 from losslab.losses.adapters import rpn_smooth_l1
 from losslab.losses.build import build_losses
 from losslab.losses.catalogue import CATALOGUE
-from losslab.losses.components import class_weights
+from losslab.losses.components import checked_parameters, class_weights
 
 UNIT_CODER = BoxCoder((1.0, 1.0, 1.0, 1.0))  # RetinaNet's weights
 RCNN_CODER = BoxCoder((10.0, 10.0, 5.0, 5.0))
@@ -116,6 +117,28 @@ def test_overlap_losses_refuse_smooth_zero(fn):
 def test_building_an_overlap_loss_with_smooth_zero_names_the_key(name):
     with pytest.raises(LosslabError, match=rf"loss\.mask\.smooth=0\.0 \({name}\): smooth must be > 0"):
         build_losses("mask_rcnn", {"mask": {"name": name, "smooth": 0.0}}, {})
+
+
+@pytest.mark.parametrize(
+    ("key", "name", "spec", "message"),
+    [
+        ("cls", "focal", {"gamma": -1.0}, "loss.cls.gamma=-1.0 (focal): gamma must be >= 0."),
+        ("cls", "focal", {"alpha": 1.5}, "loss.cls.alpha=1.5 (focal): alpha must be in [0, 1] or -1."),
+        ("cls", "ce", {"label_smoothing": 1.2},
+         "loss.cls.label_smoothing=1.2 (ce): label_smoothing must be in [0, 1]."),
+        ("box", "huber", {"delta": 0.0}, "loss.box.delta=0.0 (huber): delta must be > 0."),
+        ("pixel", "tversky", {"beta": "high"}, "loss.pixel.beta=high (tversky): beta must be a number >= 0."),
+    ],
+)
+def test_a_parameter_outside_its_catalogue_range_is_refused(key, name, spec, message):
+    with pytest.raises(LosslabError, match=re.escape(message)):
+        checked_parameters(key, name, spec)
+
+
+def test_the_ends_of_a_range_and_its_extra_values_are_accepted():
+    assert checked_parameters("cls", "focal", {"alpha": -1, "gamma": 0})[1] == {"alpha": -1, "gamma": 0}
+    assert checked_parameters("pixel", "focal", {"alpha": None})[1]["alpha"] is None
+    assert checked_parameters("mask", "bce_dice", {"bce_weight": 1.0})[1]["bce_weight"] == 1.0
 
 
 @pytest.mark.parametrize("fn", [M.dice, M.jaccard])

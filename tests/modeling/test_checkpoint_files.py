@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pickle
+import warnings
+
 import pytest
 import torch
 
@@ -43,3 +46,30 @@ def test_a_foreign_file_is_refused_without_torchs_advice(tmp_path):
     with pytest.raises(LosslabError, match="it is not a file torch.save wrote") as refused:
         read_checkpoint(tmp_path / "last.pt")
     assert "False" not in str(refused.value)
+
+
+class Command:
+    """What a malicious file pickles: unpickling it would call os.system."""
+
+    def __reduce__(self):
+        import os
+
+        return os.system, ("echo ran",)
+
+
+def test_a_file_whose_pickle_calls_a_function_is_said_to_hold_code_that_is_refused(tmp_path):
+    torch.save({"model": Command(), "epoch": 1}, tmp_path / "last.pt")
+    with pytest.raises(LosslabError) as refused:
+        read_checkpoint(tmp_path / "last.pt")
+    message = str(refused.value)
+    assert "it holds code (posix.system, of the module posix) that a safe load refuses to run" in message
+    assert "not a file torch.save wrote" not in message and "weights_only` set to `False" not in message
+
+
+def test_a_plain_pickle_is_refused_without_torchs_warnings(tmp_path):
+    (tmp_path / "last.pt").write_bytes(pickle.dumps({"model": {}, "epoch": 1}, protocol=4))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(LosslabError, match="it is not a file torch.save wrote"):
+            read_checkpoint(tmp_path / "last.pt")
+    assert [str(warning.message) for warning in caught] == []

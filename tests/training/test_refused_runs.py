@@ -114,7 +114,7 @@ def test_a_sweep_job_its_config_check_refuses_is_in_the_summary_with_its_reason(
     sweep = tmp_path / "sweep"
     code, output = _train_here("-m", *TINY, "optimizer.lr=-1", f"hydra.sweep.dir={sweep}", monkeypatch=monkeypatch,
                                capsys=capsys)
-    assert code == 0, output
+    assert code == 1 and "the sweep failed: all 1 of its jobs failed" in output, output  # no job completed
     assert "optimizer.lr=-1" in yaml.safe_load((sweep / "0" / ".hydra" / "overrides.yaml").read_text())
     with (sweep / "sweep_summary.csv").open() as f:
         (row,) = csv.DictReader(f)

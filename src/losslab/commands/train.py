@@ -185,8 +185,8 @@ class SweepSummaryCallback(Callback):
                         "val/ref_loss", ", ".join(searched), config.trainer.monitor)
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
-        from losslab.reporting.repeats import format_statistics
-        from losslab.reporting.sweep import summarize_repeats, summarize_sweep
+        """Summarise the sweep; when no job completed, say how many failed and exit 1 (as a failed run does)."""
+        from losslab.reporting.sweep import summarize_sweep
 
         sweep_dir = Path(config.hydra.sweep.dir)
         options = config.sweep
@@ -198,14 +198,32 @@ class SweepSummaryCallback(Callback):
             log.info("#%d job %s [%s]: %s, best %s %s", row["rank"], row["job"], row["overrides"], row["status"],
                      metric, "n/a" if row["best"] is None else f"{row['best']:.4f}")
         log.info("sweep summary: %s, curves: %s", sweep_dir / "sweep_summary.csv", sweep_dir / "sweep_curves.png")
-        if not report.repeated:
-            return
-        try:
-            groups = summarize_repeats(sweep_dir, report, options.baseline)
-        except LosslabError as error:
-            log.error("no sweep_stats.csv: %s", error)
-            return
-        log.info("jobs differing only in %s, grouped: best %s of each job, mean and 95%% interval per group, each "
-                 "against the baseline (better or worse: p < 0.05)\n%s", options.repeat_key, metric,
-                 format_statistics(groups))
-        log.info("statistics: %s, figure: %s", sweep_dir / "sweep_stats.csv", sweep_dir / "sweep_stats.png")
+        if report.repeated:
+            log_repeats(sweep_dir, report, options)
+        failed = [row for row in report.jobs if row["status"] in UNFINISHED]
+        if failed and len(failed) == len(report.jobs):
+            log.error("the sweep failed: all %d of its jobs failed (their errors are above and in each job's "
+                      "train.log)", len(failed))
+            sys.exit(1)
+        if failed:
+            log.warning("%d of the sweep's %d jobs failed", len(failed), len(report.jobs))
+
+
+# Statuses of a sweep's job that did not end by itself: it failed, was interrupted, or never wrote summary.json.
+UNFINISHED = ("failed", "interrupted")
+
+
+def log_repeats(sweep_dir: Path, report, options: DictConfig) -> None:
+    """sweep_stats.csv and .png for a sweep with repeated seeds; the group table best first, with its verdicts."""
+    from losslab.reporting.repeats import format_statistics
+    from losslab.reporting.sweep import summarize_repeats
+
+    try:
+        groups = summarize_repeats(sweep_dir, report, options.baseline)
+    except LosslabError as error:
+        log.error("no sweep_stats.csv: %s", error)
+        return
+    log.info("jobs differing only in %s, grouped: best %s of each job, mean and 95%% interval per group, each "
+             "against the baseline (better or worse: p < 0.05)\n%s", options.repeat_key, report.ranking.metric,
+             format_statistics(groups))
+    log.info("statistics: %s, figure: %s", sweep_dir / "sweep_stats.csv", sweep_dir / "sweep_stats.png")

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import re
+import warnings
 from typing import Any
 
 import torch
@@ -67,6 +69,39 @@ def _fits(default: Any, value: Any) -> bool:
     if isinstance(default, str):
         return isinstance(value, str)
     return True
+
+
+def built(section: str, options: dict, own: dict, build) -> tuple[Any, list[str]]:
+    """`build(cls, arguments)` run on the section's class and torch arguments, so that torch's own checks of their
+    values (betas below 1, a plateau factor below 1, ...) run before anything is written: (what it built, []), or
+    (None, [torch's refusal naming the keys its message names, else every argument given])."""
+    module_name, _, class_name = options["_target_"].rpartition(".")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    arguments = {key: value for key, value in options.items() if key != "_target_" and key not in own}
+    try:
+        with warnings.catch_warnings():  # a trial build: torch's deprecation notes are for the run itself
+            warnings.simplefilter("ignore")
+            return build(cls, arguments), []
+    except Exception as error:  # torch raises ValueError, TypeError, ... for a value it refuses
+        message = str(error).strip().rstrip(".")
+        named = [key for key in arguments
+                 if re.search(rf"\b({re.escape(key)}|{re.escape(key.rstrip('s'))})", message, re.IGNORECASE)]
+        keys = ", ".join(f"{section}.{key}={arguments[key]!r}" for key in named or arguments)
+        return None, [f"{keys}: {options['_target_']} refuses {'it' if len(named or arguments) == 1 else 'them'} "
+                      f"({message})"]
+
+
+def trial_problems(optimizer: dict, scheduler: dict) -> list[str]:
+    """The optimizer and scheduler built on one dummy parameter: torch's own value checks, as problems. Called once
+    their keys and types are right."""
+    parameter = torch.nn.Parameter(torch.zeros(1))
+    built_optimizer, problems = built("optimizer", optimizer, OPTIMIZER_BASE,
+                                      lambda cls, arguments: cls([parameter], **arguments))
+    # A refused optimizer still lets the scheduler's values be checked, on a plain one.
+    built_optimizer = built_optimizer or torch.optim.SGD([parameter], lr=0.1)
+    _, refused = built("scheduler", scheduler, SCHEDULER_BASE,
+                       lambda cls, arguments: cls(built_optimizer, **arguments))
+    return problems + refused
 
 
 def optimizer_problems(options: dict) -> list[str]:

@@ -5,17 +5,21 @@ are checked against the torch class's own signature; the task's own checks are i
 
 from __future__ import annotations
 
-from omegaconf import DictConfig, OmegaConf
+import dataclasses
+import difflib
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from losslab.config.data_schema import REQUIRED_DATA_KEYS
 from losslab.config.plan import CHECKPOINT_CHOICES, Plan, Stopping, checkpoint_choice
-from losslab.config.torch_arguments import optimizer_problems, scheduler_problems
+from losslab.config.torch_arguments import optimizer_problems, scheduler_problems, trial_problems
 from losslab.data.augment_options import validate_augment
 from losslab.data.split import check_split_options
 from losslab.errors import LosslabError
 from losslab.evaluation.metrics import BACKENDS
 from losslab.losses.catalogue import CATALOGUE
 from losslab.losses.components import checked_parameters
+from losslab.modeling.runtime import resolve_device
 from losslab.reporting.loggers import LOGGERS
 from losslab.tasks import Task, config_problems, task_of
 
@@ -44,6 +48,46 @@ def unset_data_keys(cfg: DictConfig) -> str | None:
         return None
     needs = REQUIRED_DATA_KEYS.get(cfg.data.name, " and ".join(unset))
     return f"data={cfg.data.name} needs {needs}; not set: {', '.join(unset)}"
+
+
+def unknown_keys(node: DictConfig | ListConfig, where: str = "") -> list[str]:
+    """Keys added with `+` to a typed section that has no such field (`+trainer.max_epoch=3`): Hydra lets a `+`
+    key into any section, so each section of the composed config is compared with its schema's fields here. Untyped
+    sections are open by design (optimizer and scheduler arguments, checked against torch's signatures; a user
+    loss's parameters) and only their typed children are checked."""
+    if isinstance(node, ListConfig):
+        children = [(f"{where}[{index}]", index) for index in range(len(node))]
+    else:
+        children = [(f"{where}.{key}" if where else str(key), key) for key in node]
+    problems = []
+    schema = OmegaConf.get_type(node) if isinstance(node, DictConfig) else None
+    if dataclasses.is_dataclass(schema):
+        fields = [field.name for field in dataclasses.fields(schema)]
+        section, prefix = where or "the config", f"{where}." if where else ""
+        for key in (key for key in node if key not in fields):
+            close = difflib.get_close_matches(str(key), fields, n=1)
+            hint = f"the nearest is {prefix}{close[0]}" if close else f"its keys are {', '.join(fields)}"
+            problems.append(f"{prefix}{key}: {section} has no key {key!r}; {hint}")
+    for path, key in children:
+        child = None if OmegaConf.is_missing(node, key) else node[key]
+        if isinstance(child, DictConfig | ListConfig):
+            problems += unknown_keys(child, path)
+    return problems
+
+
+def precision_problems(precision: str, device_name: str) -> list[str]:
+    """16-mixed is float16 autocast with a GradScaler, a CUDA mode: on a CPU it trains several times slower than
+    32, so it is refused there (bf16-mixed runs on either)."""
+    if precision != "16-mixed":
+        return []
+    try:
+        device = resolve_device(device_name)
+    except LosslabError as error:
+        return [str(error).rstrip(".")]
+    if device.type == "cuda":
+        return []
+    return [f"trainer.precision=16-mixed needs CUDA, but trainer.device={device_name} runs on the {device.type} "
+            "here; choose trainer.precision=bf16-mixed (CUDA or CPU) or 32"]
 
 
 def loss_sections(loss: dict) -> list[tuple[str, dict]]:
@@ -85,15 +129,16 @@ def loss_problems(loss: dict) -> list[str]:
 def validate(cfg: DictConfig) -> Plan:
     """Check `cfg` beyond types, then decide the run's plan. Every problem found is in one LosslabError naming the
     keys and what is expected."""
-    problems = []
+    problems = unknown_keys(cfg)
 
     def check(ok: bool, message: str) -> None:
         if not ok:
             problems.append(message)
 
     check(cfg.trainer.max_epochs >= 1, f"trainer.max_epochs={cfg.trainer.max_epochs}: expected at least 1")
-    problems += optimizer_problems(OmegaConf.to_container(cfg.optimizer, resolve=True))
-    problems += scheduler_problems(OmegaConf.to_container(cfg.scheduler, resolve=True))
+    optimizer, scheduler = (OmegaConf.to_container(cfg[key], resolve=True) for key in ("optimizer", "scheduler"))
+    torch_problems = optimizer_problems(optimizer) + scheduler_problems(scheduler)
+    problems += torch_problems or trial_problems(optimizer, scheduler)
     check(cfg.data.batch_size >= 1, f"data.batch_size={cfg.data.batch_size}: expected at least 1 image per step")
     check(cfg.data.num_workers >= 0, f"data.num_workers={cfg.data.num_workers}: expected 0 or more")
     check(0 < cfg.model.min_size <= cfg.model.max_size,
@@ -101,6 +146,11 @@ def validate(cfg: DictConfig) -> Plan:
           "expected 0 < min_size <= max_size")
     problems += validate_augment(OmegaConf.to_container(cfg.augment))
     problems += loss_problems(OmegaConf.to_container(cfg.loss, resolve=True))
+    for number, phase in enumerate(cfg.loss.schedule.phases):
+        where = f"loss.schedule.phases[{number}]"
+        check(phase.epochs >= 1, f"{where}.epochs={phase.epochs}: expected at least 1 epoch per phase")
+        check(phase.lr_factor > 0, f"{where}.lr_factor={phase.lr_factor}: expected a positive factor of the "
+                                   "learning rate (a factor <= 0 would stop or reverse training)")
     for component, weight in cfg.loss.weights.items():
         check(weight >= 0, f"loss.weights.{component}={weight}: expected >= 0")
     task = task_of(cfg)
@@ -122,6 +172,7 @@ def validate(cfg: DictConfig) -> Plan:
           f"trainer.on_nonfinite={trainer.on_nonfinite}: expected stop or skip")
     check(trainer.precision in PRECISIONS,
           f"trainer.precision={trainer.precision}: expected one of {', '.join(PRECISIONS)}")
+    problems += precision_problems(trainer.precision, trainer.device)
     check(checkpoint_choice(trainer.checkpoints) in CHECKPOINT_CHOICES,
           f"trainer.checkpoints={trainer.checkpoints}: expected one of {', '.join(CHECKPOINT_CHOICES)}")
     check(not (trainer.keep_resume_state and checkpoint_choice(trainer.checkpoints) == "none"),

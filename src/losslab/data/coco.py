@@ -39,6 +39,8 @@ from losslab.data.images import (
     AnnotatedImages,
     Record,
     counted,
+    dropped_box_warnings,
+    dropped_boxes,
     existing_file,
     existing_folder,
     fit_boxes,
@@ -71,7 +73,7 @@ class CocoDataset(AnnotatedImages):
                              [annotated_size(image) for image in images_used], str(path))
         label_of = {category["id"]: label for label, category in enumerate(categories, start=1)}
         dropped = _Dropped()
-        records = []
+        records, without = [], []  # the objects without a usable segmentation
         self.segmentations: list[list] = []  # per record, per object: polygons, an RLE, or None
         for image, file in zip(images_used, files, strict=True):
             objects = _objects(by_image[image["id"]], file.width, file.height, dropped)
@@ -82,11 +84,13 @@ class CocoDataset(AnnotatedImages):
             labels = np.array([label_of[annotation["category_id"]] for annotation, _ in objects], dtype=np.int64)
             records.append(Record(image["id"], image["id"], file, image["file_name"], boxes, labels))
             self.segmentations.append(compact_segmentations(objects, file.width, file.height, path))
+            without += [f"annotation {annotation_name(annotation)}"
+                        for (annotation, _), segmentation in zip(objects, self.segmentations[-1], strict=True)
+                        if segmentation is None]
         super().__init__(records, tuple(str(category["name"]) for category in categories),
                          [category["id"] for category in categories])
-        without = sum(segmentation is None for image in self.segmentations for segmentation in image)
-        self.has_masks = without < sum(len(image) for image in self.segmentations)
-        dropped.report(path, without if self.has_masks else 0)
+        self.has_masks = len(without) < sum(len(image) for image in self.segmentations)
+        dropped.report(path, without if self.has_masks else [])
         _log_summary(path, records, len(content["images"]) - len(images_used), dropped.images)
 
     def masks(self, index: int) -> torch.Tensor:
@@ -127,16 +131,17 @@ class _Dropped:
     def __init__(self):
         self.crowd = 0
         self.clipped = 0
-        self.degenerate: list[str] = []  # annotation names
+        self.nonfinite: list[str] = []  # annotation names
+        self.degenerate: list[str] = []
         self.images = 0  # images whose every annotation was left out
 
-    def report(self, path: Path, boxes_as_masks: int) -> None:
-        if self.degenerate:
-            log.warning("%s: dropped %d box(es) with zero or negative width or height after clipping to the image "
-                        "(%s)", path, len(self.degenerate), listing(self.degenerate))
+    def report(self, path: Path, boxes_as_masks: list[str]) -> None:
+        for warning in dropped_box_warnings(self.nonfinite, self.degenerate):
+            log.warning("%s: %s", path, warning)
         if boxes_as_masks:
-            log.warning("%s: %d object(s) have no usable segmentation while others have one; their box is used as "
-                        "their mask", path, boxes_as_masks)
+            log.warning("%s: %d object(s) have no usable segmentation (none, or no polygon of 3 points or more) while "
+                        "others have one; their box is used as their mask (%s)", path, len(boxes_as_masks),
+                        listing(boxes_as_masks))
         if self.clipped or self.crowd:
             log.info("%s: %d box(es) clipped to the image edge, %d crowd region(s) left out of the targets",
                      path, self.clipped, self.crowd)
@@ -152,7 +157,9 @@ def _objects(annotations: list[dict], width: int, height: int, dropped: _Dropped
     xyxy = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
     boxes, valid = fit_boxes(xyxy, width, height)
     dropped.clipped += int(((boxes != xyxy).any(axis=1) & valid).sum())
-    dropped.degenerate += [annotation_name(a) for a, ok in zip(kept, valid, strict=True) if not ok]
+    nonfinite, degenerate = dropped_boxes(xyxy, valid, [annotation_name(a) for a in kept])
+    dropped.nonfinite += nonfinite
+    dropped.degenerate += degenerate
     return [(a, box.tolist()) for a, box, ok in zip(kept, boxes, valid, strict=True) if ok]
 
 

@@ -229,6 +229,25 @@ def fit_boxes(boxes: np.ndarray, width: int, height: int) -> tuple[np.ndarray, n
     return fitted, (fitted[:, 2] > fitted[:, 0]) & (fitted[:, 3] > fitted[:, 1])
 
 
+def dropped_boxes(boxes: np.ndarray, valid: np.ndarray, names: list[str]) -> tuple[list[str], list[str]]:
+    """Of the boxes fit_boxes dropped (`valid` false; `names` names every box), those with a NaN or infinite
+    coordinate and those left with no width or height: (non-finite, degenerate)."""
+    finite = np.isfinite(boxes).all(axis=1)
+    dropped = [(name, ok_number) for name, ok, ok_number in zip(names, valid, finite, strict=True) if not ok]
+    return [name for name, ok_number in dropped if not ok_number], [name for name, ok_number in dropped if ok_number]
+
+
+def dropped_box_warnings(nonfinite: list[str], degenerate: list[str]) -> list[str]:
+    """One warning for the boxes dropped for a NaN or infinite coordinate, one for those with no width or height."""
+    warnings = []
+    if nonfinite:
+        warnings.append(f"dropped {len(nonfinite)} box(es) with a NaN or infinite coordinate ({listing(nonfinite)})")
+    if degenerate:
+        warnings.append(f"dropped {len(degenerate)} box(es) with zero or negative width or height after clipping to "
+                        f"the image ({listing(degenerate)})")
+    return warnings
+
+
 class AnnotatedImages(torch.utils.data.Dataset):
     """Image files with boxes, in torchvision's detection convention; the readers of COCO and VOC fill it.
 

@@ -30,6 +30,8 @@ from losslab.data.images import (
     AnnotatedImages,
     Record,
     counted,
+    dropped_box_warnings,
+    dropped_boxes,
     existing_file,
     existing_folder,
     fit_boxes,
@@ -64,21 +66,21 @@ class VocDataset(AnnotatedImages):
             refuse_outside_links(folder, files, f"the VOC folder {folder}")
         probed = probe_images(files, [objects.size for objects in parsed], f"the VOC folder {folder}")
         label_of = {name: label for label, name in enumerate(classes, start=1)}
-        records, degenerate, dropped = [], [], 0
+        records, nonfinite, degenerate, dropped = [], [], [], 0
         for index, (stem, objects, file) in enumerate(zip(stems, parsed, probed, strict=True)):
             keep = [o for o in objects.objects if keep_difficult or not o.difficult]
-            boxes, valid = fit_boxes(np.array([o.box for o in keep], dtype=np.float32).reshape(-1, 4),
-                                     file.width, file.height)
-            degenerate += [f"{stem}.xml object {o.index}" for o, ok in zip(keep, valid, strict=True) if not ok]
+            given = np.array([o.box for o in keep], dtype=np.float32).reshape(-1, 4)
+            boxes, valid = fit_boxes(given, file.width, file.height)
+            refused = dropped_boxes(given, valid, [f"{stem}.xml object {o.index}" for o in keep])
+            nonfinite, degenerate = nonfinite + refused[0], degenerate + refused[1]
             if objects.objects and not valid.any():
                 dropped += 1
                 continue
             labels = np.array([label_of[o.name] for o, ok in zip(keep, valid, strict=True) if ok], dtype=np.int64)
             records.append(Record(stem, index, file, file.path.name, boxes[valid], labels))
         super().__init__(records, tuple(classes), list(range(1, len(classes) + 1)))
-        if degenerate:
-            log.warning("%s: dropped %d box(es) with zero or negative width or height after clipping to the image "
-                        "(%s)", annotations, len(degenerate), listing(degenerate))
+        for warning in dropped_box_warnings(nonfinite, degenerate):
+            log.warning("%s: %s", annotations, warning)
         log.info("%s: %s (%d without objects)%s", folder, counted(len(records), "image"),
                  sum(len(r.labels) == 0 for r in records),
                  f", {dropped} whose every object is difficult or degenerate left out" if dropped else "")

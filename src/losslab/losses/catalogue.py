@@ -33,13 +33,44 @@ WITH_BACKGROUND = ("pixel",)
 
 
 @dataclass(frozen=True)
+class Range:
+    """The values a numeric loss parameter may take (checked before any training): from `low` (excluded when
+    `low_open`) to `high`, or one of `also` (focal's alpha=-1: no weighting); `why` says what a value outside does."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    also: tuple = ()
+    why: str = ""
+
+    def holds(self, value: float) -> bool:
+        if value in self.also:
+            return True
+        above = self.low is None or (value > self.low if self.low_open else value >= self.low)
+        return above and (self.high is None or value <= self.high)
+
+    def __str__(self) -> str:
+        """As docs/losses.md writes it: `> 0`, `>= 0`, `in [0, 1]`, `in [0, 1] or -1`."""
+        if self.high is None:
+            text = f"{'>' if self.low_open else '>='} {self.low:g}"
+        else:
+            text = f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}]"
+        return " or ".join([text, *(f"{value:g}" for value in self.also)])
+
+
+NON_NEGATIVE = Range(0)
+POSITIVE = Range(0, low_open=True)
+FRACTION = Range(0, 1)
+
+
+@dataclass(frozen=True)
 class Param:
-    """One parameter of a loss: its default, a one-line meaning (for help and docs) and whether it must be > 0
-    (checked before any training)."""
+    """One parameter of a loss: its default, a one-line meaning (for help and docs) and, for a number, the range
+    of values it may take."""
 
     default: Any
     doc: str
-    positive: bool = False
+    range: Range | None = None
 
 
 @dataclass(frozen=True)
@@ -58,11 +89,15 @@ class Loss:
         return {name: param.default for name, param in self.params.items()}
 
 
-SMOOTHING = Param(0.0, "spread this much target mass evenly over all classes (0 = none)")
-ALPHA = Param(0.25, "weight of positive terms, negatives get 1 - alpha; -1 turns weighting off")
-GAMMA = Param(2.0, "focusing exponent; 0 gives (alpha-weighted) cross-entropy")
-EPS = Param(1e-7, "added to denominators for numerical stability (ciou: also to widths and heights)")
-SMOOTH = Param(1.0, "added to numerator and denominator, > 0; keeps empty masks finite", positive=True)
+SMOOTHING = Param(0.0, "spread this much target mass evenly over all classes (0 = none)", FRACTION)
+ALPHA = Param(0.25, "weight of positive terms, negatives get 1 - alpha; -1 turns weighting off",
+              Range(0, 1, also=(-1,)))
+GAMMA = Param(2.0, "focusing exponent; 0 gives (alpha-weighted) cross-entropy", NON_NEGATIVE)
+EPS = Param(1e-7, "added to denominators for numerical stability (ciou: also to widths and heights)", NON_NEGATIVE)
+SMOOTH = Param(1.0, "added to numerator and denominator, > 0; keeps empty masks finite",
+               Range(0, low_open=True, why="with smooth = 0 an empty target mask gives 0/0 (NaN) for an empty "
+                     "prediction and the largest loss, 1, for any other; a small value such as 1e-6 keeps the loss "
+                     "close to exact Dice / IoU on the other instances"))
 
 # Per-pixel losses of task=segmentation: `fn(logits [B, C, H, W], target [B, H, W] int64, **params)`, C classes with
 # background 0 and `ignore_index` marking pixels that count nowhere. Dice, Jaccard, Tversky and Lovasz are
@@ -71,12 +106,12 @@ SMOOTH = Param(1.0, "added to numerator and denominator, > 0; keeps empty masks 
 # crowds) and the padding of a batch. Every module that knows it imports it from here.
 IGNORE_INDEX = 255
 IGNORE = Param(IGNORE_INDEX, "pixels with this target index count nowhere (255: the data's void label, VOC's borders)")
-PIXEL_SMOOTHING = Param(0.0, "spread this much target mass evenly over all classes (0 = none)")
+PIXEL_SMOOTHING = Param(0.0, "spread this much target mass evenly over all classes (0 = none)", FRACTION)
 PIXEL_CLASSES = Param(None, "the class indices the loss averages over (null = every class, background included)")
-PIXEL_SMOOTH = Param(0.0, "added to numerator and denominator of each class's score (smp's default 0)")
+PIXEL_SMOOTH = Param(0.0, "added to numerator and denominator of each class's score (smp's default 0)", NON_NEGATIVE)
 LOG_LOSS = Param(False, "true: -log(score) instead of 1 - score")
 PIXEL_ALPHA = Param(None, "weight of each class's positive pixels, 1 - alpha of its negatives; null: no weighting "
-                          "(smp's default)")
+                          "(smp's default)", FRACTION)
 
 CATALOGUE: dict[str, dict[str, Loss]] = {
     "cls": {
@@ -90,16 +125,17 @@ CATALOGUE: dict[str, dict[str, Loss]] = {
         "focal": Loss("softmax_focal", "focal loss: softmax form (R-CNN), sigmoid form (RetinaNet)",
                       {"alpha": ALPHA, "gamma": GAMMA}, retinanet_function="sigmoid_focal"),
         "hinge": Loss("multi_margin", "multi-class margin (hinge) loss",
-                      {"margin": Param(1.0, "margin the true class's score must clear over every other class")}),
+                      {"margin": Param(1.0, "margin the true class's score must clear over every other class",
+                                         NON_NEGATIVE)}),
     },
     "box": {
         "smooth_l1": Loss("smooth_l1", "smooth L1 on box deltas",
                           {"beta": Param(1 / 9, "where the loss turns from quadratic to linear (torchvision's "
-                                                "R-CNN: 1/9)")}),
+                                                "R-CNN: 1/9)", NON_NEGATIVE)}),
         "l1": Loss("l1", "L1 on box deltas"),
         "mse": Loss("mse", "squared error on box deltas"),
         "huber": Loss("huber", "Huber loss on box deltas",
-                      {"delta": Param(1.0, "where the loss turns from quadratic to linear")}),
+                      {"delta": Param(1.0, "where the loss turns from quadratic to linear", POSITIVE)}),
         "iou": Loss("iou", "1 - IoU of decoded boxes", {"eps": EPS}),
         "giou": Loss("giou", "generalized IoU loss", {"eps": EPS}),
         "diou": Loss("diou", "distance IoU loss", {"eps": EPS}),
@@ -110,7 +146,8 @@ CATALOGUE: dict[str, dict[str, Loss]] = {
         "dice": Loss("dice", "soft Dice loss per instance", {"smooth": SMOOTH}, module="mask_losses"),
         "jaccard": Loss("jaccard", "soft IoU (Jaccard) loss per instance", {"smooth": SMOOTH}, module="mask_losses"),
         "bce_dice": Loss("bce_dice", "BCE and Dice, weighted",
-                         {"bce_weight": Param(0.5, "share of BCE in the mix; the rest is Dice"), "smooth": SMOOTH},
+                         {"bce_weight": Param(0.5, "share of BCE in the mix; the rest is Dice", FRACTION),
+                          "smooth": SMOOTH},
                          module="mask_losses"),
         "ce_iou": Loss("ce_iou", "average of cross-entropy and IoU loss", {"smooth": SMOOTH}, module="mask_losses"),
         "focal": Loss("mask_focal", "per-pixel sigmoid focal loss", {"alpha": ALPHA, "gamma": GAMMA},
@@ -143,9 +180,10 @@ CATALOGUE: dict[str, dict[str, Loss]] = {
                        module="segmentation"),
         "tversky": Loss("tversky", "Tversky loss: Jaccard/Dice with false positives weighted alpha, false negatives "
                         "beta (smp's TverskyLoss)",
-                        {"alpha": Param(0.5, "weight of false positives"),
-                         "beta": Param(0.5, "weight of false negatives (beta > alpha favours recall)"),
-                         "gamma": Param(1.0, "focal exponent on each class's loss (1 = none)"), "smooth": PIXEL_SMOOTH,
+                        {"alpha": Param(0.5, "weight of false positives", NON_NEGATIVE),
+                         "beta": Param(0.5, "weight of false negatives (beta > alpha favours recall)", NON_NEGATIVE),
+                         "gamma": Param(1.0, "focal exponent on each class's loss (1 = none)", POSITIVE),
+                         "smooth": PIXEL_SMOOTH,
                          "classes": PIXEL_CLASSES, "ignore_index": IGNORE}, module="segmentation"),
         "lovasz": Loss("lovasz", "Lovasz-softmax: a convex surrogate of the IoU of each class (smp's LovaszLoss)",
                        {"per_image": Param(False, "true: per image, then averaged; false: over the whole batch"),

@@ -20,7 +20,6 @@ from torch import Tensor
 
 from losslab.errors import LosslabError
 from losslab.losses.catalogue import CATALOGUE, TORCHVISION_DEFAULTS, WITH_BACKGROUND, Loss
-from losslab.losses.mask_losses import check_smooth
 from losslab.losses.user import COMPONENT_NAMES, UserLoss, check_user_loss, user_loss
 
 
@@ -30,8 +29,8 @@ def component_loss(key: str, spec: dict, family: str, class_counts: list[int] | 
     (rcnn, retinanet, segmentation), its parameters bound (and `reduction` for classification).
 
     Every check a choice needs is made here, before any training: the name is the key's, every parameter is
-    the loss's, `smooth` is valid, and weighted_ce's weights fit the classes (`class_counts`: the train split's
-    count of each class, for `weights: auto`; `num_classes`: what a list of weights is checked against).
+    the loss's, every number is in its range, and weighted_ce's weights fit the classes (`class_counts`: the train
+    split's count of each class, for `weights: auto`; `num_classes`: what a list of weights is checked against).
     """
     spec = dict(spec)
     name = spec.pop("name", "default")
@@ -53,9 +52,9 @@ def component_loss(key: str, spec: dict, family: str, class_counts: list[int] | 
 
 def checked_parameters(key: str, name: str, spec: dict) -> tuple[Loss, dict]:
     """The catalogue's loss `name` of config key `key` and its parameters (its defaults updated by `spec`), once
-    the name is the key's, every parameter is the loss's, and `smooth` is valid; a LosslabError naming the key
-    otherwise. Validation calls it for every choice of a config, so a wrong parameter of a loss phase that starts
-    late fails before anything runs."""
+    the name is the key's, every parameter is the loss's, and every number is in the catalogue's range; a
+    LosslabError naming the key otherwise. Validation calls it for every choice of a config, so a wrong parameter of
+    a loss phase that starts late fails before anything runs."""
     options = CATALOGUE[key]
     if name not in options:
         raise LosslabError(f"loss.{key}={name} is not a {COMPONENT_NAMES[key]} loss; expected one of "
@@ -66,11 +65,15 @@ def checked_parameters(key: str, name: str, spec: dict) -> tuple[Loss, dict]:
         raise LosslabError(f"loss.{key}={name} has no parameter {', '.join(unknown)}; its parameters are "
                            f"{', '.join(loss.defaults) or 'none'} (a loss of your own: loss/{key}=custom).")
     params = {**loss.defaults, **spec}
-    if "smooth" in params and loss.params["smooth"].positive:  # refused now rather than at the first batch
-        try:
-            check_smooth(params["smooth"])
-        except ValueError as error:
-            raise LosslabError(f"loss.{key}.smooth={params['smooth']} ({name}): {error}.") from None
+    for param, value in params.items():  # refused now rather than at the first batch
+        allowed = loss.params[param].range
+        if allowed is None or (value is None and loss.params[param].default is None):
+            continue
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if not (number and allowed.holds(value)):
+            why = f": {allowed.why}" if allowed.why else ""
+            raise LosslabError(f"loss.{key}.{param}={value} ({name}): {param} must be {'a number ' * (not number)}"
+                               f"{allowed}{why}.")
     return loss, params
 
 

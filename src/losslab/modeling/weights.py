@@ -5,6 +5,7 @@ corrupt or foreign file."""
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 
 import torch
@@ -50,7 +51,11 @@ def _load(path: Path, map_location: str | torch.device, name: str, kind: str):
         raise LosslabError(f"{name} {path} is empty (0 bytes): a copy or a disk that filled up cut it short; "
                            "losslab itself replaces its files whole. Use another copy of the file.")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        # A plain pickle (not torch.save's zip) makes torch warn about its pickle protocol and legacy format before
+        # refusing it: the refusal below says it all.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # torch raises many types for corrupt or unsafe files
         raise LosslabError(f"{name} {path} could not be read as {kind}: {load_failure(error)}") from error
 
@@ -64,6 +69,11 @@ def load_failure(error: Exception) -> str:
         return (f"it holds a Python object ({refused.group(1)}) that a safe load refuses. losslab reads checkpoints "
                 "only with torch.load(weights_only=True), and the checkpoints it writes hold only tensors and plain "
                 "values: this file was written by something else.")
+    code = re.search(r"unsupported GLOBAL ([\w.]+) whose module ([\w.]+) is blocked", text)
+    if code:
+        return (f"it holds code ({code.group(1)}, of the module {code.group(2)}) that a safe load refuses to run. "
+                "losslab reads checkpoints only with torch.load(weights_only=True), which never runs what a file "
+                "names; a file that calls a function when loaded was not written by losslab and may be malicious.")
     if "Weights only load failed" in text:
         return "it is not a file torch.save wrote (its contents are no pickle that torch can read safely)."
     return text or f"{type(error).__name__} (the file ends early: it was cut short)"
