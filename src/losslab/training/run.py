@@ -22,8 +22,9 @@ from losslab.reporting.history import History, write_json
 from losslab.reporting.loggers import build_loggers
 from losslab.training.checkpoints import finish_checkpoints, repair_best, restore, resume_state
 from losslab.training.epoch import enter_phase, epoch_line, run_epoch
-from losslab.training.epoch_files import EpochFiles, RecordError
+from losslab.training.epoch_files import EpochFiles, RecordError, reason
 from losslab.training.loop import NonFiniteLossError
+from losslab.training.run_folder import remove_leftovers
 from losslab.training.session import Session, setup
 from losslab.training.stopping import EarlyStopping
 from losslab.training.summary import report, run_summary, stop_message
@@ -138,7 +139,7 @@ def finish_run_dir(plan: Plan, run_dir: Path, checkpoint: dict | None, history: 
     """Reduce a finished run's checkpoints to what it keeps; the final status and error. A file that could not be
     written (`record_error`) fails the run, naming the file, and a stop says what there is to resume."""
     if record_error is not None:
-        return "failed", f"{record_error}; {stop_message(run_dir, history, 'the run stopped')}"
+        return "failed", f"{record_error}; {stop_message(run_dir, history, 'the run stopped', files_failed=True)}"
     choice = plan.checkpoints
     if status in FINISHED and not plan.keep_resume_state and choice != "none":
         try:
@@ -168,7 +169,8 @@ def write_summary(run_dir: Path, summary: dict, history: History, loggers: list,
     try:
         write_json(run_dir / "summary.json", summary)
     except OSError as error:
-        log.error("could not write %s: %s", run_dir / "summary.json", error.strerror or error)
+        log.error("could not write %s: %s", run_dir / "summary.json", reason(run_dir / "summary.json", error))
+    remove_leftovers(run_dir)  # what a failed write left (a full disk): the folder is still this run's
     artifacts = [run_dir / name for name in ("loss_curves.png", "metrics.csv", "summary.json")]
     for logger in loggers:
         try:
