@@ -12,9 +12,16 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import io
 import json
 import os
+import pickle
+import struct
+import zipfile
+from dataclasses import dataclass
 from pathlib import Path
+
+import yaml
 
 from losslab.errors import LosslabError
 
@@ -23,6 +30,9 @@ LOCK_FILE = ".lock"
 RUN_FILES = ("metrics.csv", "summary.json", "split.json", "checkpoints")
 # A run has finished an epoch once one of these is on disk (the checkpoint is written first, then metrics.csv).
 CHECKPOINTS = ("checkpoints/last.pt", "checkpoints/best.pt")
+_YAML = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's, several times faster, where PyYAML has it
+FINISHED = ("completed", "stopped_early", "diverged")  # statuses of a run that does not go on by itself
+RESUME_STATE = ("optimizer", "scheduler", "rng", "history")  # what a resume state holds beyond the weights
 
 _held: dict[Path, int] = {}  # the folders this process owns -> the open lock file
 
@@ -45,15 +55,124 @@ def _has_rows(metrics: Path) -> bool:
 
 
 def resumable(folder: Path) -> bool:
-    """Whether `folder` holds a run that `train resume=` can continue: a checkpoints/last.pt that its run did not
-    reduce to weights when it finished (summary.json says so with "resumable": false)."""
-    folder = Path(folder)
-    if not (folder / "checkpoints" / "last.pt").is_file():
-        return False
+    """Whether `folder` holds a run that `train resume=` can continue: a whole checkpoints/last.pt holding the resume
+    state, which its run did not reduce to weights when it finished (summary.json says so with "resumable": false)."""
+    return saved_resume_state(folder) is not None
+
+
+def saved_resume_state(folder: Path) -> SavedCheckpoint | None:
+    """What the resume state in `folder` holds (see resumable), or None where there is none."""
+    path = resume_file(Path(folder))
+    saved = peek_checkpoint(path) if path is not None else None
+    return saved if saved is not None and saved.resume else None
+
+
+def resume_file(folder: Path) -> Path | None:
+    """checkpoints/last.pt, unless `folder` has none or its summary.json says its run kept no resume state."""
+    path = Path(folder) / "checkpoints" / "last.pt"
+    if not path.is_file():
+        return None
+    return None if _summary(folder).get("resumable", True) is False else path
+
+
+def to_finish(folder: Path, saved: SavedCheckpoint | None) -> bool:
+    """Whether `folder`, whose resume state is `saved` (saved_resume_state), holds a run that trained every planned
+    epoch but never ended (killed or interrupted before its summary said so): `train resume=` finishes it without
+    training."""
+    return saved is not None and saved.planned is not None and saved.epoch >= saved.planned and not ended(folder)
+
+
+def ended(folder: Path) -> bool:
+    """Whether the run in `folder` ended (summary.json: completed, stopped early or diverged)."""
+    return _summary(folder).get("status") in FINISHED
+
+
+def _summary(folder: Path) -> dict:
     try:
-        return json.loads((folder / "summary.json").read_text()).get("resumable", True) is not False
-    except (OSError, ValueError, AttributeError):
-        return True  # killed before its summary: last.pt is the resume state written every epoch
+        summary = json.loads((Path(folder) / "summary.json").read_text())
+    except (OSError, ValueError):
+        return {}  # killed before its summary
+    return summary if isinstance(summary, dict) else {}
+
+
+@dataclass(frozen=True)
+class SavedCheckpoint:
+    """What a checkpoint holds, as peek_checkpoint reads it."""
+
+    epoch: int
+    resume: bool  # the resume state, not only the weights
+    planned: int | None  # its config's trainer.max_epochs
+
+
+def peek_checkpoint(path: Path) -> SavedCheckpoint | None:
+    """The epoch, kind and planned length of a checkpoint, read in milliseconds without torch or its tensors; None
+    when `path` is not a whole checkpoint that losslab wrote (garbage, cut short, empty, naming code). Nothing it
+    names is imported or called: every class is read as an opaque stand-in."""
+    try:
+        top = _OpaqueUnpickler(io.BytesIO(_pickled(Path(path)))).load()
+        config = yaml.load(top["config"], Loader=_YAML) if isinstance(top.get("config"), str) else None
+        planned = config.get("trainer", {}).get("max_epochs") if isinstance(config, dict) else None
+        return SavedCheckpoint(int(top["epoch"]), all(key in top for key in RESUME_STATE),
+                               planned if isinstance(planned, int) else None)
+    except Exception:  # noqa: BLE001 (whatever makes it unreadable, it is not a checkpoint to resume)
+        return None
+
+
+def _pickled(path: Path) -> bytes:
+    """The pickle (data.pkl) of the zip archive torch.save writes, read as stored. zipfile's own reading would check
+    the CRC32 that losslab's checkpoints leave out (losslab.training.checkpoints)."""
+    with zipfile.ZipFile(path) as archive:  # a cut-short file has no central directory at its end
+        info = next(info for info in archive.infolist() if info.filename.endswith("/data.pkl"))
+    if info.compress_type != zipfile.ZIP_STORED:
+        raise ValueError("torch.save stores its records uncompressed")
+    with path.open("rb") as file:
+        file.seek(info.header_offset)
+        header = file.read(30)
+        if header[:4] != b"PK\x03\x04":
+            raise ValueError("no local file header")
+        name_length, extra_length = struct.unpack("<HH", header[26:30])
+        file.seek(info.header_offset + 30 + name_length + extra_length)
+        data = file.read(info.file_size)
+    if len(data) != info.file_size:
+        raise ValueError("cut short")
+    return data
+
+
+class _Opaque:
+    """Stands for every object a checkpoint's pickle names (tensors, storages, ordered dicts): built, filled and
+    set without running anything."""
+
+    def __new__(cls, *args, **kwargs):
+        return object.__new__(cls)
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def __setstate__(self, state):
+        pass
+
+    def __setitem__(self, key, value):
+        pass
+
+    def append(self, item):
+        pass
+
+    def extend(self, items):
+        pass
+
+
+class _OpaqueUnpickler(pickle.Unpickler):
+    # What a checkpoint torch.save wrote names (tensors, ordered dicts, numpy scalars); anything else is code a
+    # weights_only load refuses, so the file is no checkpoint to resume.
+    NAMED = ("torch", "collections", "numpy", "_codecs")
+
+    def find_class(self, module: str, name: str) -> type:
+        if module.split(".")[0] not in self.NAMED:
+            raise pickle.UnpicklingError(f"{module}.{name} is not what a checkpoint holds")
+        return _Opaque
+
+    def persistent_load(self, pid) -> None:
+        return None  # a tensor's storage: left in the archive
 
 
 def claim(folder: Path) -> None:

@@ -403,3 +403,25 @@ def test_bad_data_on_the_command_line_is_one_paragraph_and_exit_code_1(tmp_path)
     assert written <= {".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml", "train.log",
                        "summary.json"}, written
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["status"] == "failed"
+
+
+def test_an_image_cut_short_is_the_same_one_line_error_in_a_dataloader_worker(tmp_path):
+    """COCO and VOC decode images in 2 worker processes by default: torch re-raises a worker's error with its whole
+    traceback, which the error must not carry into the log and summary.json."""
+    folder, path = training_coco(tmp_path)
+    cut = folder / "img3.png"  # a JPEG under the annotated name: Pillow reads files by their content
+    Image.fromarray(np.random.default_rng(3).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(cut, "JPEG")
+    cut.write_bytes(cut.read_bytes()[:-300])  # the header intact, the end cut off
+    dataset = CocoDataset(str(folder), str(path))
+    with pytest.raises(LosslabError) as in_process:
+        for index in range(len(dataset)):
+            dataset[index]
+    expected = str(in_process.value)
+    assert expected.startswith(f"image {cut} cannot be read: ") and "\n" not in expected
+    overrides = [o for o in coco_overrides(folder, path) if o != "data.num_workers=0"]
+    every_image_loaded = ["split.train=0.75", "split.val=0.25", "split.test=0"]
+    with pytest.raises(LosslabError) as in_worker:
+        run(compose_config([*overrides, "data.num_workers=2", *every_image_loaded, f"run_dir={tmp_path / 'run'}"]))
+    assert str(in_worker.value) == expected
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert (summary["status"], summary["error"]) == ("failed", expected)

@@ -6,6 +6,7 @@ import csv
 import json
 
 import pytest
+import torch
 
 from conftest import fake_run
 from losslab.cli import main as losslab_main
@@ -14,6 +15,14 @@ from losslab.reporting.comparison import compare_runs, list_runs, load_runs, run
 from losslab.reporting.history import write_metrics
 from losslab.reporting.ranking import default_mode
 from losslab.reporting.sweep import summarize_sweep
+from losslab.training.checkpoints import save_checkpoint
+
+
+def _resume_state(path, epoch: int, planned: int, weights: int = 10, **extra) -> None:
+    """A checkpoints/last.pt as a run writes it every epoch (the resume state), made up."""
+    save_checkpoint(path, {"model": {"w": torch.zeros(weights)}, "epoch": epoch, "optimizer": {}, "scheduler": {},
+                           "rng": {"torch": torch.zeros(3, dtype=torch.uint8)}, "history": [{"epoch": epoch}],
+                           "config": f"trainer:\n  max_epochs: {planned}\n", **extra})
 
 
 def _fake_run(path, overrides, val_losses, status="completed", cls="default"):
@@ -141,8 +150,7 @@ def test_runs_lists_killed_and_running_runs_with_their_epochs_and_sizes_newest_f
         (root / name / ".hydra").mkdir(parents=True)
         (root / name / ".hydra" / "config.yaml").write_text("model:\n  arch: faster_rcnn\n  backbone: resnet18_fpn\n")
         write_metrics(root / name / "metrics.csv", [{"epoch": 1, "val/loss": 3.0}, {"epoch": 2, "val/loss": 2.5}])
-        (root / name / "checkpoints").mkdir()
-        (root / name / "checkpoints" / "last.pt").write_bytes(b"r" * 1_000_000)
+        _resume_state(root / name / "checkpoints" / "last.pt", epoch=2, planned=3, weights=250_000)  # 1 MB
     # The same minute, seconds apart: newest first by the real time, not by the minute's text.
     for age, name in enumerate(["running", "finished", "killed"]):
         for path in (root / name).rglob("*"):
@@ -160,3 +168,43 @@ def test_runs_lists_killed_and_running_runs_with_their_epochs_and_sizes_newest_f
     assert by_name["running"]["status"] == "running"
     assert by_name["finished"]["status"] == "completed" and by_name["finished"]["size"] == "3 MB"  # one file, 2 names
     assert by_name["killed"]["size"] == "1 MB"
+
+
+class _Shell:
+    """A pickled object that would run a command when unpickled."""
+
+    def __init__(self, command: str):
+        self.command = command
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (self.command,)
+
+
+def test_runs_says_resumable_only_for_a_whole_resume_state_and_finish_for_a_run_killed_after_its_last_epoch(
+        tmp_path, capsys):
+    root = tmp_path / "outputs"
+    whole = root / "whole" / "checkpoints" / "last.pt"
+    _resume_state(whole, epoch=2, planned=3)
+    _resume_state(root / "at_its_end" / "checkpoints" / "last.pt", epoch=3, planned=3)
+    _resume_state(root / "interrupted_at_its_end" / "checkpoints" / "last.pt", epoch=3, planned=3)
+    (root / "interrupted_at_its_end" / "summary.json").write_text(json.dumps(
+        {"status": "interrupted", "epochs_run": 3, "resumable": True}))
+    _resume_state(root / "extendable" / "checkpoints" / "last.pt", epoch=3, planned=3)
+    (root / "extendable" / "summary.json").write_text(json.dumps(
+        {"status": "completed", "epochs_run": 3, "resumable": True}))  # trainer.keep_resume_state=true
+    save_checkpoint(root / "weights" / "checkpoints" / "last.pt", {"model": {}, "epoch": 3, "config": "{}"})
+    (root / "garbage" / "checkpoints").mkdir(parents=True)
+    (root / "garbage" / "checkpoints" / "last.pt").write_bytes(b"r" * 1000)
+    (root / "cut_short" / "checkpoints").mkdir(parents=True)
+    (root / "cut_short" / "checkpoints" / "last.pt").write_bytes(whole.read_bytes()[:-200])
+    ran = tmp_path / "ran"
+    _resume_state(root / "crafted" / "checkpoints" / "last.pt", epoch=2, planned=3, hook=_Shell(f"touch {ran}"))
+    rows = list_runs(root)
+    assert {row["run_dir"].rsplit("/", 1)[-1]: row["resumable"] for row in rows} == {
+        "whole": "yes", "at_its_end": "finish", "interrupted_at_its_end": "finish", "extendable": "yes",
+        "weights": "no", "garbage": "no", "cut_short": "no", "crafted": "no"}
+    assert not ran.exists()  # read, never run: resume refuses it (weights_only), and so does the listing
+    assert losslab_main(["runs", str(root)]) == 0
+    assert "finish" in capsys.readouterr().out

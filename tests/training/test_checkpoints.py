@@ -7,6 +7,7 @@ import errno
 import io
 import json
 import logging
+import shutil
 
 import numpy as np
 import pytest
@@ -23,7 +24,7 @@ from losslab.modeling.weights import read_checkpoint
 from losslab.reporting.comparison import folder_size
 from losslab.reporting.curves import plot_loss_curves
 from losslab.reporting.history import read_metrics
-from losslab.training import epoch_files
+from losslab.training import checkpoints, epoch_files
 from losslab.training import run as run_module
 from losslab.training.checkpoints import RESUME_KEYS, WEIGHTS_KEYS, finish_checkpoints, save_checkpoint
 from losslab.training.epoch_files import EpochFiles, RecordError
@@ -220,3 +221,58 @@ def test_a_failed_write_is_raised_once_the_epochs_other_files_are_written_and_it
     assert read_checkpoint(tmp_path / "checkpoints" / "last.pt")["epoch"] == 1  # written before it
     assert (tmp_path / "loss_curves.png").is_file()  # and after it
     assert "epoch 1/2" not in caplog.text and "could not write" in caplog.text
+
+
+def _filling_the_disk(tmp_path, monkeypatch, after: int, error: Exception) -> None:
+    """torch.save fills the disk from its `after`+1-th call on: it leaves a partial file and raises `error`; the disk
+    has 57 MB free once no partial file is left."""
+    saves, real_save = [], torch.save
+
+    def save(state, path, **options):
+        saves.append(path)
+        if len(saves) > after:
+            path.write_bytes(bytes(4096))
+            raise error
+        real_save(state, path, **options)
+
+    def usage(folder):
+        free = 0 if any(tmp_path.rglob("*.tmp")) else 57_000_000
+        return shutil._ntuple_diskusage(10**9, 10**9 - free, free)
+
+    monkeypatch.setattr(checkpoints.torch, "save", save)
+    monkeypatch.setattr(shutil, "disk_usage", usage)
+
+
+def test_a_full_disk_is_named_with_the_last_complete_epoch_and_leaves_no_partial_file(tmp_path, monkeypatch, caplog):
+    # Epoch 1 writes last.pt and best.pt; epoch 2's last.pt fills the disk, and torch says only where it stopped.
+    torn = RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 57611200 vs 57611136")
+    _filling_the_disk(tmp_path, monkeypatch, after=2, error=torn)
+    with pytest.raises(LosslabError) as raised, caplog.at_level(logging.INFO):
+        run(tiny_config("trainer.max_epochs=2", "eval.every=0", run_dir=tmp_path))
+    message = str(raised.value)
+    full = epoch_files.no_space(tmp_path)
+    assert full.startswith("no space left on ") and full.endswith(" (57 MB free)")
+    assert message == (f"could not write {tmp_path / 'checkpoints' / 'last.pt'}: {full}; epoch 2 is not finished (its "
+                       "files are incomplete; epoch 1 is the last whose files are complete): the run stopped after "
+                       f"epoch 1; continue with: train resume={tmp_path}")
+    assert [path.name for path in tmp_path.rglob("*tmp*")] == []
+    assert read_checkpoint(tmp_path / "checkpoints" / "last.pt")["epoch"] == 1
+    assert "epoch 1/2" in caplog.text and "epoch 2/2" not in caplog.text  # epoch 2 is never announced as finished
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert (summary["status"], summary["error"], summary["resumable"]) == ("failed", message, True)
+
+
+def test_a_checkpoint_write_that_fails_or_is_interrupted_removes_its_partial_file(tmp_path, monkeypatch):
+    path = tmp_path / "checkpoints" / "last.pt"
+    save_checkpoint(path, {"epoch": 1, "model": {}})
+    _filling_the_disk(tmp_path, monkeypatch, after=0, error=OSError(errno.ENOSPC, "No space left on device"))
+    with pytest.raises(OSError) as raised:
+        save_checkpoint(path, {"epoch": 2, "model": {}})
+    assert raised.value.errno == errno.ENOSPC
+    assert str(RecordError(path, raised.value)) == f"could not write {path}: {epoch_files.no_space(path.parent)}"
+    monkeypatch.setattr(checkpoints.torch, "save", lambda state, tmp, **options: (
+        tmp.write_bytes(bytes(10)), (_ for _ in ()).throw(KeyboardInterrupt())))
+    with pytest.raises(KeyboardInterrupt):  # Ctrl-C or SIGTERM in the middle of a write
+        save_checkpoint(path, {"epoch": 2, "model": {}})
+    assert sorted(p.name for p in path.parent.iterdir()) == ["last.pt"]
+    assert read_checkpoint(path)["epoch"] == 1

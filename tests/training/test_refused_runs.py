@@ -16,9 +16,11 @@ import yaml
 
 from conftest import TINY, tiny_config
 from losslab import cli
+from losslab.config.validation import validate
 from losslab.distributed import SINGLE_PROCESS
 from losslab.errors import LosslabError
 from losslab.run_lock import holds_run, owner
+from losslab.training.checkpoints import save_checkpoint
 from losslab.training.run_folder import take_run_dir
 
 
@@ -133,11 +135,12 @@ def test_only_a_finished_epoch_makes_a_folder_a_run(tmp_path):
     assert holds_run(folder)
     with pytest.raises(LosslabError, match="already holds a run \\(metrics.csv, summary.json, checkpoints\\); "
                                            "choose another run_dir so nothing is overwritten.$"):
-        take_run_dir(tiny_config(run_dir=folder), None, SINGLE_PROCESS)
+        take_run_dir(validate(tiny_config(run_dir=folder)), None, SINGLE_PROCESS)
     (folder / "metrics.csv").unlink()
-    (folder / "checkpoints" / "last.pt").write_bytes(b"a resume state")
+    save_checkpoint(folder / "checkpoints" / "last.pt", {"model": {}, "epoch": 1, "optimizer": {}, "scheduler": {},
+                                                        "rng": {}, "history": [], "config": "{}"})  # a resume state
     with pytest.raises(LosslabError, match=f"or continue that run with resume={folder}"):
-        take_run_dir(tiny_config(run_dir=folder), None, SINGLE_PROCESS)
+        take_run_dir(validate(tiny_config(run_dir=folder)), None, SINGLE_PROCESS)
     assert owner(folder) is None
 
 

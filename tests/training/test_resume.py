@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import math
 import os
 import random
@@ -254,3 +255,60 @@ def test_a_checkpoint_without_its_config_is_refused_clearly(tmp_path):
     save_checkpoint(tmp_path / "checkpoints" / "last.pt", {k: v for k, v in state.items() if k != "optimizer"})
     with pytest.raises(LosslabError, match="holds the weights of epoch 1 but no resume state \\(optimizer\\)"):
         run(tiny_config(f"resume={tmp_path}"), overrides=["trainer.max_epochs=2"])
+
+
+class _Killed(BaseException):
+    """kill -9: nothing of the run runs after it."""
+
+
+def test_a_run_killed_after_its_last_epochs_files_is_finished_by_its_resume_without_training(
+        tmp_path, monkeypatch, caplog):
+    from losslab.reporting.comparison import list_runs
+    from losslab.training import run as run_module
+
+    def killed(*args, **kwargs):
+        raise _Killed
+
+    # Early stopping decides at epoch 2, the last (the lr falls), as a kill lands before the run ends: its last.pt
+    # holds the resume state of its last epoch, and no summary.json is written.
+    monkeypatch.setattr(run_module, "finish_run_dir", killed)
+    stopping = ["trainer.early_stopping.enabled=true", "trainer.early_stopping.monitor=lr",
+                "trainer.early_stopping.mode=max", "trainer.early_stopping.patience=1"]
+    with pytest.raises(_Killed):
+        run(tiny_config("trainer.max_epochs=2", "eval.every=0", *stopping, run_dir=tmp_path))
+    monkeypatch.undo()
+    assert not (tmp_path / "summary.json").exists()
+    assert read_checkpoint(tmp_path / "checkpoints" / "last.pt")["epoch"] == 2
+    [listed] = list_runs(tmp_path)
+    assert (listed["status"], listed["epochs_run"], listed["resumable"]) == ("killed", 2, "finish")
+    metrics = (tmp_path / "metrics.csv").read_bytes()
+
+    with caplog.at_level(logging.INFO):
+        finished = run(tiny_config(f"resume={tmp_path}"))
+    assert "finishing it without training" in caplog.text and "epoch 3" not in caplog.text
+    assert (tmp_path / "metrics.csv").read_bytes() == metrics  # nothing trained
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert finished.status == summary["status"] == "stopped_early"  # as the uninterrupted run ends
+    assert (summary["epochs_run"], summary["stopped_epoch"], summary["best_epoch"]) == (2, 2, 1)
+    assert summary["resumable"] is False
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["best.pt"]  # trainer.checkpoints=best
+    assert read_checkpoint(tmp_path / "checkpoints" / "best.pt")["epoch"] == 1
+    [listed] = list_runs(tmp_path)
+    assert (listed["status"], listed["resumable"]) == ("stopped_early", "no")
+
+
+def test_a_run_killed_in_its_first_epoch_is_refused_naming_the_half_written_files_it_left(tmp_path):
+    from losslab.training.resume import open_checkpoint
+
+    # kill -9 while epoch 1's checkpoint was being written: split.json, the log and a partial last.pt.tmp.
+    (tmp_path / "split.json").write_text("{}")
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "last.pt.tmp").write_bytes(bytes(3_000_000))
+    with pytest.raises(LosslabError) as refused:
+        open_checkpoint(tmp_path)
+    assert str(refused.value) == (
+        f"resume={tmp_path}: there is no checkpoints/last.pt: the run stopped before its first epoch ended, so there "
+        "is nothing to resume; start it again. It left half-written files (checkpoints/last.pt.tmp: 3 MB), which hold "
+        f"nothing to keep: a new run with run_dir={tmp_path} replaces them, or delete the folder.")
+    assert (tmp_path / "checkpoints" / "last.pt.tmp").is_file()  # nothing is removed from a folder that is refused
+    assert owner(tmp_path) is None

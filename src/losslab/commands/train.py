@@ -85,7 +85,7 @@ def run(cfg: DictConfig, overrides: list[str] | None = None, job=None):
     from losslab.config.validation import validate
     from losslab.distributed import init_world, launched_world
     from losslab.modeling.runtime import resolve_device
-    from losslab.run_lock import release
+    from losslab.run_lock import ended, release
     from losslab.training.resume import open_checkpoint
     from losslab.training.run import train_in_folder
     from losslab.training.run_folder import take_run_dir
@@ -95,7 +95,7 @@ def run(cfg: DictConfig, overrides: list[str] | None = None, job=None):
         run_dir = Path(cfg.resume)
         checkpoint = open_checkpoint(run_dir, own=world.main)
         try:
-            plan = resumed_plan(checkpoint, overrides or [], run_dir)
+            plan = resumed_plan(checkpoint, overrides or [], run_dir, ended=ended(run_dir))
             if world.main and job is not None:
                 job.settle(run_dir, resumed=True)
         except BaseException:

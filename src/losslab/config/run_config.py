@@ -53,9 +53,10 @@ def model_defaults(arch: str) -> dict:
     return OmegaConf.to_container(OmegaConf.merge(*(model_defaults(parent) for parent in parents), node))
 
 
-def resumed_plan(checkpoint: dict, overrides: list[str], run_dir: Path) -> Plan:
+def resumed_plan(checkpoint: dict, overrides: list[str], run_dir: Path, ended: bool = True) -> Plan:
     """The plan of a resumed run: its own config from its checkpoint, with the allowed command-line overrides
-    applied, validated.
+    applied, validated. A run that trained its last epoch but never `ended` (killed before its summary) is
+    finished by its resume, without training.
 
     Model, eval and trainer keys added to losslab since the run was trained take their current defaults. Only what
     validation allows is ever imported from it (the optimizer and scheduler classes of torch.optim,
@@ -76,7 +77,8 @@ def resumed_plan(checkpoint: dict, overrides: list[str], run_dir: Path) -> Plan:
         if choice.get("name") == "custom":
             log.info("resume=%s: importing the user loss %s._target_=%s that the run's stored config names, because "
                      "you asked to resume that run", run_dir, where, choice["_target_"])
-    if checkpoint["epoch"] >= cfg.trainer.max_epochs:
+    epoch, max_epochs = checkpoint["epoch"], cfg.trainer.max_epochs
+    if epoch > max_epochs or (epoch == max_epochs and ended):
         raise LosslabError(f"the run in {run_dir} already finished epoch {checkpoint['epoch']} of "
                            f"trainer.max_epochs={cfg.trainer.max_epochs}; to train longer, resume with a larger "
                            "trainer.max_epochs.")

@@ -16,7 +16,7 @@ import yaml
 from losslab.errors import LosslabError
 from losslab.reporting.history import best_row, read_metrics
 from losslab.reporting.ranking import EVALUATED_YARDSTICKS, Ranking, best_of, choose_ranking, ranked
-from losslab.run_lock import owner, resumable
+from losslab.run_lock import owner, saved_resume_state, to_finish
 
 COMPARE_COLUMNS = ("rank", "run", "overrides", "status", "metric", "best", "best_epoch", "epochs_run", "rank_reason",
                    "run_dir")
@@ -129,7 +129,8 @@ def compare_runs(runs: list[FinishedRun], ranking: Ranking) -> list[dict]:
 def list_runs(root: Path) -> list[dict]:
     """Every run below `root`, newest first (by the time it last wrote a file): finished ones as their summary.json
     says, and those without one as `running` (another process holds the folder's lock) or `killed` (listed with
-    the epochs its metrics.csv holds)."""
+    the epochs its metrics.csv holds). `resumable`: yes (a whole resume state), no, or finish (every planned epoch
+    trained, the end missing: `train resume=` finishes it without training)."""
     if not root.is_dir():
         raise LosslabError(f"{root} is not a folder; expected where runs are written (outputs or multirun).")
     folders = {path.parents[marker.count("/")] for marker in RUN_MARKERS for path in root.glob(f"**/{marker}")}
@@ -140,6 +141,7 @@ def list_runs(root: Path) -> list[dict]:
         config_path = run / ".hydra" / "config.yaml"
         config = yaml.safe_load(config_path.read_text()) if config_path.is_file() else {}
         title = run_title(config or {})
+        saved = saved_resume_state(run)
         last_write = max((run / marker).stat().st_mtime for marker in RUN_MARKERS if (run / marker).exists())
         if summary:
             status, epochs, best = summary.get("status"), summary.get("epochs_run"), summary.get("best") or {}
@@ -155,7 +157,7 @@ def list_runs(root: Path) -> list[dict]:
             "start": start_of(config or {}),
             "best_val_loss": best.get("val/loss"),
             "epochs_run": epochs,
-            "resumable": "yes" if resumable(run) else "no",
+            "resumable": "no" if saved is None else "finish" if to_finish(run, saved) else "yes",
             "size": f"{folder_size(run) / 1e6:.0f} MB",
             "run_dir": str(run),
         })

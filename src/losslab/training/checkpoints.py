@@ -12,6 +12,7 @@ Two kinds, both dicts of tensors and plain values:
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import shutil
@@ -61,12 +62,32 @@ def weights_of(state: dict, row: dict | None = None) -> dict:
 
 def save_checkpoint(path: Path, state: dict) -> None:
     """Write `state` to a temporary file beside `path`, then rename it over `path`: a crash at any
-    moment leaves either the old checkpoint or the new one, never a torn file."""
+    moment leaves either the old checkpoint or the new one, never a torn file. A write that fails removes its
+    partial file, and one that filled the disk raises OSError(ENOSPC) (torch's own error names no cause)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    with _without_crc32():
-        torch.save(state, tmp)
-    os.replace(tmp, path)
+    try:
+        with _without_crc32():
+            torch.save(state, tmp)
+        os.replace(tmp, path)
+    except BaseException as error:
+        # Asked before the partial file goes, as that file may be what filled the disk.
+        full = isinstance(error, Exception) and disk_full(tmp.parent)
+        tmp.unlink(missing_ok=True)
+        if full and not (isinstance(error, OSError) and error.errno == errno.ENOSPC):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from error
+        raise
+
+
+FULL_BELOW = 1 << 20  # bytes: a failed write leaves less than this free on a disk it filled
+
+
+def disk_full(folder: Path) -> bool:
+    """Whether the file system of `folder` has (almost) no space left."""
+    try:
+        return shutil.disk_usage(folder).free < FULL_BELOW
+    except OSError:
+        return False
 
 
 def _without_crc32():

@@ -16,7 +16,10 @@ once the epoch's files are done: the run stops there, naming the file.
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
+import shutil
 from pathlib import Path
 
 from losslab.errors import LosslabError
@@ -32,11 +35,14 @@ class RecordError(LosslabError):
 
     def __init__(self, path: Path, error: BaseException):
         self.path, self.error = path, error
-        super().__init__(f"could not write {path}: {_reason(path, error)}")
+        super().__init__(f"could not write {path}: {reason(path, error)}")
 
 
-def _reason(path: Path, error: BaseException) -> str:
-    """The operating system's reason (e.g. "Read-only file system"), also when torch.save hid it."""
+def reason(path: Path, error: BaseException) -> str:
+    """The operating system's reason (e.g. "Read-only file system"), also when torch.save hid it; a full disk is
+    named, with the space left on it."""
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+        return no_space(path.parent)
     if isinstance(error, OSError) and error.strerror:
         return error.strerror
     probe = path.with_name(path.name + ".tmp")  # torch.save says only that its file "cannot be opened": ask why
@@ -46,6 +52,29 @@ def _reason(path: Path, error: BaseException) -> str:
         return found.strerror or str(found)
     probe.unlink(missing_ok=True)
     return str(error) or type(error).__name__
+
+
+def no_space(folder: Path) -> str:
+    """"no space left on DEVICE (N MB free)" for the file system holding `folder`."""
+    mount = Path(os.path.abspath(folder))
+    while not mount.exists() or not os.path.ismount(mount):
+        mount = mount.parent
+    try:
+        free = f"{shutil.disk_usage(mount).free / 1e6:.0f} MB free"
+    except OSError:
+        free = "free space unknown"
+    device = _device_of(mount)
+    return f"no space left on {device} mounted at {mount} ({free})" if device else f"no space left on {mount} ({free})"
+
+
+def _device_of(mount: Path) -> str | None:
+    """The device mounted at `mount`, as /proc/self/mounts names it (Linux); None elsewhere."""
+    try:
+        lines = Path("/proc/self/mounts").read_text().splitlines()
+    except OSError:
+        return None
+    found = [fields[0] for fields in map(str.split, lines) if len(fields) > 1 and fields[1] == str(mount)]
+    return found[-1] if found else None  # the last mount there is the one in force
 
 
 class EpochFiles:
@@ -82,4 +111,4 @@ def _attempt(errors: list[RecordError], path: Path, write) -> None:
         write()
     except Exception as error:  # noqa: BLE001 (kept, and raised once the epoch's other files are written)
         errors.append(RecordError(path, error))
-        log.error("could not write %s: %s", path, _reason(path, error))
+        log.error("could not write %s: %s", path, reason(path, error))

@@ -11,9 +11,9 @@ import yaml
 from losslab.config.plan import checkpoint_choice
 from losslab.errors import LosslabError
 from losslab.modeling.weights import read_checkpoint
-from losslab.run_lock import RUN_FILES, claim, release, resumable
+from losslab.run_lock import RUN_FILES, claim, release, resume_file
 from losslab.training.checkpoints import RESUME_KEYS
-from losslab.training.run_folder import remove_leftovers
+from losslab.training.run_folder import LEFTOVERS, remove_leftovers
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +23,8 @@ def open_checkpoint(run_dir: Path, own: bool = True) -> dict:
     """The resume state of the run in `run_dir` (checkpoints/last.pt), or a LosslabError saying why the folder
     cannot be resumed; with `own` (the main process) this process becomes the folder's owner first. Nothing is
     written into a folder that is refused."""
-    if not resumable(run_dir):
+    # A last.pt that is not a whole checkpoint is read below all the same, so the refusal says what is wrong with it.
+    if resume_file(run_dir) is None:
         raise LosslabError(f"resume={run_dir}: {not_resumable(run_dir)}")
     if own:
         claim(run_dir)
@@ -63,7 +64,19 @@ def not_resumable(run_dir: Path) -> str:
     if _stored_choice(run_dir) == "none":
         return "the run was trained with trainer.checkpoints=none, which writes no checkpoint to resume from."
     return ("there is no checkpoints/last.pt: the run stopped before its first epoch ended, so there is nothing to "
-            "resume; start it again.")
+            f"resume; start it again.{_leftovers(run_dir)}")
+
+
+def _leftovers(run_dir: Path) -> str:
+    """What the half-written files a killed run left hold, and how they go (nothing is removed from a folder that
+    is refused)."""
+    found = sorted(path for pattern in LEFTOVERS for path in run_dir.glob(pattern) if path.is_file())
+    if not found:
+        return ""
+    size = sum(path.stat().st_size for path in found) / 1e6
+    names = ", ".join(path.relative_to(run_dir).as_posix() for path in found)
+    return (f" It left half-written files ({names}: {size:.0f} MB), which hold nothing to keep: a new run with "
+            f"run_dir={run_dir} replaces them, or delete the folder.")
 
 
 def _stored_choice(run_dir: Path) -> str | None:

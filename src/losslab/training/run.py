@@ -20,17 +20,17 @@ from losslab.modeling.weights import read_checkpoint
 from losslab.reporting.comparison import folder_size, loss_title, run_title
 from losslab.reporting.history import History, write_json
 from losslab.reporting.loggers import build_loggers
+from losslab.run_lock import FINISHED, ended
 from losslab.training.checkpoints import finish_checkpoints, repair_best, restore, resume_state
 from losslab.training.epoch import enter_phase, epoch_line, run_epoch
-from losslab.training.epoch_files import EpochFiles, RecordError
+from losslab.training.epoch_files import EpochFiles, RecordError, reason
 from losslab.training.loop import NonFiniteLossError
+from losslab.training.run_folder import remove_leftovers
 from losslab.training.session import Session, setup
 from losslab.training.stopping import EarlyStopping
 from losslab.training.summary import report, run_summary, stop_message
 
 log = logging.getLogger(__name__)
-
-FINISHED = ("completed", "stopped_early", "diverged")  # statuses of a run that does not go on by itself
 
 
 @dataclass
@@ -70,7 +70,9 @@ def train_in_folder(plan: Plan, run_dir: Path, checkpoint: dict | None, world: W
                                         experiment=options["mlflow_experiment"])
             session = setup(plan, run_dir, world, resumed=checkpoint)
             first_epoch = 1 if checkpoint is None else resume_session(plan, session, checkpoint, history, run_dir) + 1
-            if train_epochs(plan, session, history, files, loggers, first_epoch):
+            # A run killed before it ended may have decided to stop early (an ended one is extended on purpose).
+            decided = checkpoint is not None and not ended(run_dir)
+            if train_epochs(plan, session, history, files, loggers, first_epoch, decided):
                 status = "stopped_early"
     except NonFiniteLossError as nonfinite:
         status, error = "diverged", str(nonfinite)
@@ -100,15 +102,22 @@ def resume_session(plan: Plan, session: Session, checkpoint: dict, history: Hist
     epoch = restore(session, checkpoint, history, plan.max_epochs, plan.on_extend)
     if session.world.main and "best" in kept(plan.checkpoints):
         repair_best(run_dir / "checkpoints", checkpoint, history.best)
+    if epoch >= plan.max_epochs:
+        log.info("epoch %d was the run's last (trainer.max_epochs=%d), but the run was stopped before it ended: "
+                 "finishing it without training", epoch, plan.max_epochs)
     return epoch
 
 
 def train_epochs(plan: Plan, session: Session, history: History, files: EpochFiles | None,
-                 loggers: list, first_epoch: int) -> bool:
+                 loggers: list, first_epoch: int, decided: bool = False) -> bool:
     """Train from `first_epoch` to trainer.max_epochs, writing every epoch's files as it ends; True if it stopped
-    early."""
+    early. `decided`: the rows so far may already say to stop (a resumed run killed after deciding so), which is
+    then obeyed before any training."""
     early = plan.early_stopping
     stopping = EarlyStopping(early.monitor, early.mode, early.patience, early.min_delta) if early else None
+    if decided and stopping is not None and stopping.should_stop(history.rows):
+        log.info("early stopping at epoch %d: %s", first_epoch - 1, stopping.reason(history.rows))
+        return True
     for epoch in range(first_epoch, plan.max_epochs + 1):
         if begun := enter_phase(session, epoch):
             log.info(begun)
@@ -138,7 +147,7 @@ def finish_run_dir(plan: Plan, run_dir: Path, checkpoint: dict | None, history: 
     """Reduce a finished run's checkpoints to what it keeps; the final status and error. A file that could not be
     written (`record_error`) fails the run, naming the file, and a stop says what there is to resume."""
     if record_error is not None:
-        return "failed", f"{record_error}; {stop_message(run_dir, history, 'the run stopped')}"
+        return "failed", f"{record_error}; {stop_message(run_dir, history, 'the run stopped', files_failed=True)}"
     choice = plan.checkpoints
     if status in FINISHED and not plan.keep_resume_state and choice != "none":
         try:
@@ -168,7 +177,8 @@ def write_summary(run_dir: Path, summary: dict, history: History, loggers: list,
     try:
         write_json(run_dir / "summary.json", summary)
     except OSError as error:
-        log.error("could not write %s: %s", run_dir / "summary.json", error.strerror or error)
+        log.error("could not write %s: %s", run_dir / "summary.json", reason(run_dir / "summary.json", error))
+    remove_leftovers(run_dir)  # what a failed write left (a full disk): the folder is still this run's
     artifacts = [run_dir / name for name in ("loss_curves.png", "metrics.csv", "summary.json")]
     for logger in loggers:
         try:

@@ -68,11 +68,19 @@ def report(summary: dict, run_dir: Path) -> None:
     log.info("%s", " | ".join(parts))
 
 
-def stop_message(run_dir: Path, history: History, reason: str) -> str:
-    """What a run that stopped before its end (`reason`) left to continue from, in one sentence."""
+def stop_message(run_dir: Path, history: History, reason: str, files_failed: bool = False) -> str:
+    """What a run that stopped before its end (`reason`) left to continue from, in one sentence. With
+    `files_failed` the last epoch trained could not write its files: an epoch whose checkpoint is not on disk is
+    not finished, and the message names the last one that is."""
     epoch = checkpoint_epoch(run_dir / "checkpoints" / "last.pt")
+    trained = history.rows[-1]["epoch"] if history.rows else 0
+    if files_failed and epoch != trained:
+        complete = f"epoch {epoch} is the last whose files are complete" if epoch else "no epoch's files are complete"
+        reason = f"epoch {trained} is not finished (its files are incomplete; {complete}): {reason}"
     if epoch is not None:
         return f"{reason} after epoch {epoch}; continue with: train resume={run_dir}"
+    if files_failed:
+        return f"{reason} with no checkpoint on disk: there is nothing to resume; start the run again"
     return (f"{reason} during epoch {len(history.rows) + 1} with no checkpoint on disk: there is nothing to resume; "
             "start the run again")
 
