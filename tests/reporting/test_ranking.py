@@ -112,10 +112,11 @@ def test_every_search_over_loss_settings_optimises_a_common_yardstick():
     assert searching_losses >= 1  # hparams_search=focal
 
 
-def test_an_optuna_search_over_losses_by_their_own_loss_warns_at_its_start(caplog):
+def test_an_optuna_search_over_losses_by_their_own_loss_warns_at_its_start(caplog, tmp_path):
     def config(monitor):
-        return OmegaConf.create({"trainer": {"monitor": monitor}, "hydra": {"sweeper": {
-            "direction": "minimize", "params": {"loss.cls.gamma": "interval(0.5, 4.0)", "optimizer.lr": "1e-3"}}}})
+        sweeper = {"direction": "minimize", "params": {"loss.cls.gamma": "interval(0.5, 4.0)", "optimizer.lr": "1e-3"}}
+        return OmegaConf.create({"trainer": {"monitor": monitor},
+                                 "hydra": {"sweep": {"dir": str(tmp_path)}, "sweeper": sweeper}})
 
     with caplog.at_level(logging.WARNING):
         SweepSummaryCallback().on_multirun_start(config("val/mAP"))

@@ -19,6 +19,7 @@ from conftest import TINY, tiny_config
 from in_process import train
 from losslab import run
 from losslab.config import compose
+from losslab.config.validation import validate
 from losslab.distributed import SINGLE_PROCESS
 from losslab.errors import LosslabError
 from losslab.run_lock import claim, holds_run, owner, release
@@ -134,7 +135,7 @@ class _TenOClock(datetime):
 def test_runs_started_in_the_same_second_get_folders_of_their_own(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(run_folder, "datetime", _TenOClock)
-    cfg = tiny_config()
+    cfg = validate(tiny_config())
     first = take_run_dir(cfg, None, SINGLE_PROCESS)
     second = take_run_dir(cfg, None, SINGLE_PROCESS)  # the same process: its own folder, claimed once
     assert first == second == Path("outputs/2026-11-23/10-00-00") and owner(tmp_path / first) == os.getpid()
@@ -183,7 +184,7 @@ def test_sigterm_before_the_first_checkpoint_leaves_a_summary_that_says_so(tmp_p
     # It finished no epoch, so it is no run to keep: started again with the same run_dir, the new run takes the
     # folder and the stopped run's summary and split go.
     assert not holds_run(run_dir)
-    assert take_run_dir(tiny_config(run_dir=run_dir), None, SINGLE_PROCESS) == run_dir
+    assert take_run_dir(validate(tiny_config(run_dir=run_dir)), None, SINGLE_PROCESS) == run_dir
     release(run_dir)
     assert not (run_dir / "summary.json").exists() and not (run_dir / "split.json").exists()
 
