@@ -47,7 +47,8 @@ def test_each_loss_function_takes_the_catalogues_parameters_with_its_defaults(ke
     assert option == {"name": name, **loss.defaults}
 
 
-def test_the_loss_table_of_the_docs_lists_every_loss_with_its_defaults():
+def _loss_table(parameter: str) -> dict[tuple[str, str], dict[str, str]]:
+    """docs/losses.md's loss table: {(key, name): {parameter: what `parameter` (a regex of two groups) finds}}."""
     documented: dict[tuple[str, str], dict[str, str]] = {}
     key = None
     for line in (DOCS / "losses.md").read_text().splitlines():
@@ -55,9 +56,13 @@ def test_the_loss_table_of_the_docs_lists_every_loss_with_its_defaults():
         if len(cells) != 5 or not cells[1].startswith("`"):
             continue
         key = LOSS_ROWS.get(cells[0], key)
-        params = dict(re.findall(r"`(\w+)=([^`]+)`", cells[3]))
         for name in re.findall(r"`(\w+)`", cells[1]):
-            documented[(key, name)] = params
+            documented[(key, name)] = dict(re.findall(parameter, cells[3]))
+    return documented
+
+
+def test_the_loss_table_of_the_docs_lists_every_loss_with_its_defaults():
+    documented = _loss_table(r"`(\w+)=([^`]+)`")
     expected = {(key, name): {p: shown(v) for p, v in loss.defaults.items()}
                 for key, losses in CATALOGUE.items() for name, loss in losses.items()}
     expected |= {(key, "default"): {} for key in CATALOGUE}
@@ -65,16 +70,7 @@ def test_the_loss_table_of_the_docs_lists_every_loss_with_its_defaults():
 
 
 def test_the_loss_table_of_the_docs_states_each_parameters_range():
-    documented: dict[tuple[str, str], dict[str, str]] = {}
-    key = None
-    for line in (DOCS / "losses.md").read_text().splitlines():
-        cells = [cell.strip() for cell in re.split(r"(?<=\s)\|(?=\s)", line.strip().strip("|"))]
-        if len(cells) != 5 or not cells[1].startswith("`"):
-            continue
-        key = LOSS_ROWS.get(cells[0], key)
-        ranges = dict(re.findall(r"`(\w+)=[^`]+` \(((?:in |>)[^)]*\]?)\)", cells[3]))
-        for name in re.findall(r"`(\w+)`", cells[1]):
-            documented[(key, name)] = ranges
+    documented = _loss_table(r"`(\w+)=[^`]+` \(((?:in |>)[^)]*\]?)\)")
     expected = {(key, name): {p: str(param.range) for p, param in loss.params.items() if param.range}
                 for key, losses in CATALOGUE.items() for name, loss in losses.items()}
     expected |= {(key, "default"): {} for key in CATALOGUE}
