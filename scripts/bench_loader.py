@@ -32,9 +32,8 @@ import torch
 from omegaconf import OmegaConf
 from PIL import Image, ImageDraw
 
-from losslab import build_model, compose_config
+from losslab import build_data, build_dataloaders, build_model, compose_config
 from losslab.modeling.runtime import resolve_device
-from losslab.training.builders import build_data, build_dataloaders
 from losslab.training.optim import build_optimizer
 
 

@@ -147,7 +147,8 @@ def test_plot_of_a_read_only_run_folder_says_so_and_writes_elsewhere_with_out(tm
 
 
 def test_curves_are_drawn_without_pyplot(tmp_path):
-    """The run draws its curves in a background thread: pyplot's global state is not thread-safe."""
+    """Figures are drawn through matplotlib's object API, never pyplot's global state, which a library shares with
+    its caller (and which is not thread-safe)."""
     import subprocess
     import sys
 

@@ -154,3 +154,18 @@ def test_a_read_only_working_folder_says_so_and_suggests_run_dir(tmp_path, monke
     assert code == 1, output
     assert f"the working folder {tmp_path} is read-only" in output and "run_dir=DIR" in output
     assert "no free run folder" not in output and list(tmp_path.iterdir()) == []
+
+
+def test_a_folder_holding_files_no_losslab_run_wrote_is_refused_and_kept(tmp_path):
+    from losslab import run
+    from losslab.errors import LosslabError
+
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    for name in ("summary.json", "train.log", "notes.tmp"):
+        (folder / name).write_text(f"the user's {name}")
+    with pytest.raises(LosslabError, match=r"holds files of the names a run writes \(summary.json, train.log, "
+                                           r"notes.tmp\) that no losslab run left there"):
+        run(tiny_config(run_dir=folder))
+    assert {path.name: path.read_text() for path in folder.iterdir() if path.name != ".lock"} == {
+        name: f"the user's {name}" for name in ("summary.json", "train.log", "notes.tmp")}

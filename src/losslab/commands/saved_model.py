@@ -14,7 +14,6 @@ from losslab.config.plan import checkpoint_choice
 from losslab.config.run_config import read_run_config
 from losslab.data.images import counted
 from losslab.errors import LosslabError
-from losslab.losses.components import needs_class_counts
 from losslab.modeling.runtime import resolve_device
 from losslab.modeling.weights import read_checkpoint
 from losslab.tasks import Task, task_of
@@ -46,7 +45,7 @@ def load_saved_model(run_dir: Path, checkpoint: str = "best", device: str = "aut
     state = read_checkpoint(path)
     classes = class_names(run_dir, state)
     task = task_of(cfg)
-    model = task.build_model(cfg["model"], inference_losses(task, cfg, len(classes)), len(classes))
+    model = task.build_model(cfg["model"], inference_losses(task, cfg), len(classes))
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as error:  # the config and the weights describe different models
@@ -97,15 +96,9 @@ def class_names(run_dir: Path, state: dict) -> list[str]:
     return [str(name) for name in classes]
 
 
-def inference_losses(task: Task, cfg: dict, num_classes: int):
-    """The run's training losses, which the model holds but inference never calls.
-
-    weighted_ce with automatic weights needs the train split's class counts to be built: placeholder ones stand
-    in for them, as losses cannot change a prediction. A user loss (`custom`) is never imported here: the default
-    stands in for it, so a run folder's config cannot choose what inference imports.
-    """
-    choices, weights = task.loss_choices(cfg["loss"])
-    choices = {key: {"name": "default"} if choice.get("name") == "custom" else choice
-               for key, choice in choices.items()}
-    counts = [1] * num_classes if needs_class_counts([choices]) else None
-    return task.build_losses(cfg["model"], choices, weights, counts, num_classes)
+def inference_losses(task: Task, cfg: dict):
+    """Losses for the model's heads to hold, which inference never calls: the architecture's defaults at weight 1
+    (its reference losses). The run's own are not built: a user loss would be imported (a run folder's config must
+    not choose what inference imports), automatic class weights would need the training data, and a loss parameter
+    a later losslab checks more strictly must not stop an older run from loading."""
+    return task.reference_losses(cfg["model"])

@@ -87,6 +87,3 @@ class SplitFiles:
 class PredefinedSplitConfig(SplitConfig):
     files: SplitFiles = field(default_factory=SplitFiles)
     from_run: str | None = MISSING
-
-
-# losslab's own keys beside the torch class's arguments: plain nodes, so a YAML option may add any argument.

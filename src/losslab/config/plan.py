@@ -62,7 +62,6 @@ class Plan:
     on_extend: str  # last_lr | replan
     loss_choices: dict[str, dict]  # {config key: choice} of the task's components
     loss_weights: dict[str, float]  # {component: weight}
-    resume: str | None = None  # the run folder a resumed run continues in
 
     @property
     def model(self) -> dict:

@@ -9,7 +9,7 @@ Each default is written once:
 - augmentation parameters in their dataclasses (losslab.data.augment_options);
 - optimizer and scheduler arguments in torch's own signatures: their YAML sets `_target_` and what losslab
   chooses, `++optimizer.NAME=VALUE` sets any other argument, and validation checks names and types against
-  the signature (losslab.config.validation); losslab's own scheduler and optimizer keys in the base nodes below.
+  the signature (losslab.config.torch_arguments); losslab's own scheduler and optimizer keys in the base nodes below.
 
 Nothing here imports torch: composing a config (tab completion, `train --help`) stays fast.
 """
@@ -138,6 +138,7 @@ class SegmentationLossConfig:
     schedule: LossSchedule = field(default_factory=LossSchedule)
 
 
+# losslab's own keys beside the torch class's arguments: plain nodes, so a YAML option may add any argument.
 OPTIMIZER_BASE = {
     "exempt_norm_and_bias": False,  # true: no weight decay on normalisation weights and biases
 }

@@ -208,4 +208,4 @@ def plan(task: Task, cfg: DictConfig) -> Plan:
                 if stopping.enabled else None,
                 grad_clip_norm=trainer.grad_clip_norm,
                 max_skipped_batches=trainer.max_skipped_batches if trainer.on_nonfinite == "skip" else None,
-                on_extend=trainer.on_extend, loss_choices=choices, loss_weights=weights, resume=cfg.get("resume"))
+                on_extend=trainer.on_extend, loss_choices=choices, loss_weights=weights)

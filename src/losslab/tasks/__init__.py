@@ -1,6 +1,6 @@
 """The tasks losslab trains, each one object behind the `Task` protocol (losslab.tasks.base), one module each:
 detection and segmentation. What differs between them (components and losses, class counts, models and their
-start weights, metrics, monitors, config checks, evaluate/predict/show-augment) lives in its task's module;
+start weights, metrics, monitors, config checks, evaluate/predict/export/show-augment) lives in its task's module;
 nothing outside this package compares a task name. A new task is a new module here, its configs and its tests.
 
 Layer: imports losses, data, modeling, evaluation and reporting; imported by config (validation puts the task

@@ -24,12 +24,13 @@ from omegaconf import OmegaConf
 from losslab.config.plan import kept
 from losslab.modeling.heads import set_losses
 from losslab.reporting.history import History
+from losslab.run_lock import RESUME_STATE
 from losslab.training.session import Session
 
 log = logging.getLogger(__name__)
 
 WEIGHTS_KEYS = ("model", "epoch", "config", "classes", "category_ids", "metrics")
-RESUME_KEYS = ("optimizer", "scheduler", "rng", "history")  # what the weights lack
+RESUME_KEYS = RESUME_STATE  # what the weights lack
 
 
 def resume_state(session: Session, rows: list[dict], config: str) -> dict:

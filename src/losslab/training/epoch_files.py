@@ -95,7 +95,7 @@ class EpochFiles:
         metrics, curves = self.run_dir / "metrics.csv", self.run_dir / "loss_curves.png"
         if state is not None and self.save_last:
             _attempt(errors, last, lambda: save_checkpoint(last, state))
-            if improved and self.save_best:
+            if improved and self.save_best and not errors:  # best.pt never holds an epoch last.pt lacks
                 _attempt(errors, best, lambda: save_checkpoint(best, weights_of(state)))
         _attempt(errors, metrics, lambda: write_metrics(metrics, rows))
         if not errors:

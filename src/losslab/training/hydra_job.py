@@ -21,6 +21,8 @@ from losslab.errors import LosslabError
 from losslab.run_lock import claim, holds_run, release
 
 DEFAULT_RUN_DIR = "${losslab_run_dir:"  # how conf/train.yaml's hydra.run.dir begins: no folder named by the user
+# train.log's line format where the job's logging config names none (conf/hydra/job_logging/losslab.yaml does)
+DEFAULT_FORMAT = "[%(asctime)s][%(levelname)s] %(message)s"
 RESUMED = ".hydra/resume"  # a resumed run's own Hydra files: its folder's .hydra/ stays the run's first
 
 
@@ -114,7 +116,7 @@ def start_job(config: DictConfig) -> HydraJob:
     hydra = HydraConfig.get()
     multirun = hydra.mode == RunMode.MULTIRUN
     raw_dir = OmegaConf.to_container(hydra.run, resolve=False)["dir"]
-    log = RunLog(hydra.job_logging.formatters.simple.format)
+    log = RunLog(OmegaConf.select(hydra.job_logging, "formatters.simple.format", default=DEFAULT_FORMAT))
     logging.getLogger().addHandler(log)
     return HydraJob(config=copy.deepcopy(config), hydra=copy.deepcopy(HydraConfig.instance().cfg),
                     output_dir=Path(hydra.runtime.output_dir),

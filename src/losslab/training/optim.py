@@ -1,5 +1,5 @@
 """The optimizer and the learning-rate schedule of a run: torch's classes, named by `_target_` and checked against
-their own signatures (losslab.config.validation), with losslab's warmup and loss-phase factors on top."""
+their own signatures (losslab.config.torch_arguments), with losslab's warmup and loss-phase factors on top."""
 
 from __future__ import annotations
 

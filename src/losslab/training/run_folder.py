@@ -68,6 +68,13 @@ def _own(folder: Path) -> Path:
         resume = f", or continue that run with resume={folder}" if resumable(folder) else ""
         raise LosslabError(f"run folder {folder} already holds a run ({there}); choose another run_dir so nothing "
                            f"is overwritten{resume}.")
+    foreign = [name for name in UNFINISHED if (folder / name).is_file()]
+    foreign += [str(path.relative_to(folder)) for pattern in LEFTOVERS for path in folder.glob(pattern)]
+    if foreign and not (folder / ".hydra" / "config.yaml").is_file():  # no losslab run wrote them: keep them
+        release(folder)
+        raise LosslabError(f"run folder {folder} holds files of the names a run writes ({', '.join(foreign)}) that no "
+                           "losslab run left there (it has no .hydra/config.yaml); choose an empty or new run_dir so "
+                           "nothing is overwritten.")
     return folder
 
 
@@ -90,7 +97,8 @@ def _new_folder() -> Path:
 
 def clear_unfinished(run_dir: Path) -> None:
     """Remove what an earlier run in `run_dir` left that never finished an epoch (no checkpoint, no metrics row):
-    its summary, split, log and Hydra files, and any half-written file. The folder is this run's now."""
+    its summary, split, log and Hydra files, and any half-written file. The folder is this run's now; `_own` has
+    refused a folder whose such files no losslab run wrote."""
     found = [name for name in UNFINISHED if (run_dir / name).is_file()]
     for name in found:
         (run_dir / name).unlink()

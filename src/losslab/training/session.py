@@ -1,4 +1,4 @@
-"""Everything a run trains with, built from its config once: data and loaders, the model and its losses for
+"""Everything a run trains with, built once from its plan: data and loaders, the model and its losses for
 every loss phase, the optimizer and schedule, and the training controls."""
 
 from __future__ import annotations
