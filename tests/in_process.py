@@ -99,6 +99,15 @@ def _as_a_new_process(cwd: Path, env: dict[str, str]):
         signal.signal(signal.SIGINT, sigint)
         signal.signal(signal.SIGTERM, sigterm)
         GlobalHydra.instance().clear()
+        _stop_launcher_workers()
         for name in set(sys.modules) - modules_before:  # a user's loss module is the folder's own
             if Path(getattr(sys.modules[name], "__file__", None) or "/").resolve().is_relative_to(cwd.resolve()):
                 del sys.modules[name]
+
+
+def _stop_launcher_workers() -> None:
+    """End the worker processes joblib's launcher keeps for the next call (loky's reusable executor), as a command's
+    end would: they hold the command's working folder, which a test deletes once it passes."""
+    loky = sys.modules.get("joblib.externals.loky")
+    if loky is not None:
+        loky.get_reusable_executor().shutdown(wait=True, kill_workers=True)
