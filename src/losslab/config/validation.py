@@ -27,13 +27,13 @@ PRECISIONS = ("32", "16-mixed", "bf16-mixed")
 EXTEND_CHOICES = ("last_lr", "replan")
 
 
-def evaluation_interval(task: Task, cfg: DictConfig) -> int:
-    """How often a run evaluates: eval.every, or every epoch when trainer.monitor or an enabled early stopping
-    watches an evaluated metric (val/mAP, ...), which must then have a value every epoch."""
-    evaluated = set(task.evaluated_metrics(OmegaConf.to_container(cfg.model, resolve=True)))
-    stopping = cfg.trainer.early_stopping
-    monitors = [cfg.trainer.monitor] + ([stopping.monitor] if stopping.enabled else [])
-    return 1 if any(monitor in evaluated for monitor in monitors) else cfg.eval.every
+def evaluation_interval(task: Task, sections: dict) -> int:
+    """How often a run of the plain config `sections` evaluates: eval.every, or every epoch when trainer.monitor or
+    an enabled early stopping watches an evaluated metric (val/mAP, ...), which must then have a value every epoch."""
+    evaluated = set(task.evaluated_metrics(sections["model"]))
+    trainer, stopping = sections["trainer"], sections["trainer"]["early_stopping"]
+    monitors = [trainer["monitor"]] + ([stopping["monitor"]] if stopping["enabled"] else [])
+    return 1 if any(monitor in evaluated for monitor in monitors) else sections["eval"]["every"]
 
 
 def unset_data_keys(cfg: DictConfig) -> str | None:
@@ -135,8 +135,9 @@ def validate(cfg: DictConfig) -> Plan:
         if not ok:
             problems.append(message)
 
+    sections = OmegaConf.to_container(cfg, resolve=True)  # resolved once: the checks' and the plan's plain values
     check(cfg.trainer.max_epochs >= 1, f"trainer.max_epochs={cfg.trainer.max_epochs}: expected at least 1")
-    optimizer, scheduler = (OmegaConf.to_container(cfg[key], resolve=True) for key in ("optimizer", "scheduler"))
+    optimizer, scheduler = sections["optimizer"], sections["scheduler"]
     torch_problems = optimizer_problems(optimizer) + scheduler_problems(scheduler)
     problems += torch_problems or trial_problems(optimizer, scheduler)
     check(cfg.data.batch_size >= 1, f"data.batch_size={cfg.data.batch_size}: expected at least 1 image per step")
@@ -145,7 +146,7 @@ def validate(cfg: DictConfig) -> Plan:
           f"model.min_size={cfg.model.min_size}, model.max_size={cfg.model.max_size}: "
           "expected 0 < min_size <= max_size")
     problems += validate_augment(OmegaConf.to_container(cfg.augment))
-    problems += loss_problems(OmegaConf.to_container(cfg.loss, resolve=True))
+    problems += loss_problems(sections["loss"])
     for number, phase in enumerate(cfg.loss.schedule.phases):
         where = f"loss.schedule.phases[{number}]"
         check(phase.epochs >= 1, f"{where}.epochs={phase.epochs}: expected at least 1 epoch per phase")
@@ -154,7 +155,7 @@ def validate(cfg: DictConfig) -> Plan:
     for component, weight in cfg.loss.weights.items():
         check(weight >= 0, f"loss.weights.{component}={weight}: expected >= 0")
     task = task_of(cfg)
-    problems += config_problems(task, OmegaConf.to_container(cfg, resolve=True))
+    problems += config_problems(task, sections)
     try:
         check_split_options(OmegaConf.to_container(cfg.split))
     except LosslabError as error:
@@ -192,18 +193,17 @@ def validate(cfg: DictConfig) -> Plan:
     check(cfg.sweep.mode in (None, "min", "max"), f"sweep.mode={cfg.sweep.mode}: expected min, max or null")
     if problems:
         raise LosslabError("invalid configuration: " + "; ".join(problems) + ".")
-    return plan(task, cfg)
+    return plan(task, cfg, sections)
 
 
-def plan(task: Task, cfg: DictConfig) -> Plan:
-    """The decisions of a valid config, made once."""
+def plan(task: Task, cfg: DictConfig, sections: dict) -> Plan:
+    """The decisions of a valid config (`sections`: it resolved to plain values), made once."""
     trainer, stopping = cfg.trainer, cfg.trainer.early_stopping
-    sections = OmegaConf.to_container(cfg, resolve=True)
     choices, weights = task.loss_choices(sections["loss"])
     return Plan(task=task, sections=sections, composed=OmegaConf.to_yaml(cfg), max_epochs=trainer.max_epochs,
                 seed=trainer.seed, device=trainer.device, precision=trainer.precision, progress=trainer.progress,
                 checkpoints=checkpoint_choice(trainer.checkpoints), keep_resume_state=trainer.keep_resume_state,
-                monitor=trainer.monitor, mode=trainer.mode, eval_every=evaluation_interval(task, cfg),
+                monitor=trainer.monitor, mode=trainer.mode, eval_every=evaluation_interval(task, sections),
                 early_stopping=Stopping(stopping.monitor, stopping.mode, stopping.patience, stopping.min_delta)
                 if stopping.enabled else None,
                 grad_clip_norm=trainer.grad_clip_norm,
