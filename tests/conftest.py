@@ -10,9 +10,14 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from hypothesis import settings
 
 from losslab import compose_config
 from losslab.reporting.history import write_metrics
+
+# The machines running the suite are shared: a property test's wall time says nothing about the code.
+settings.register_profile("shared_machine", deadline=None)
+settings.load_profile("shared_machine")
 
 # 64 px images, 10 images (5 train / 3 val / 2 test), one epoch, no progress bars.
 TINY = [

@@ -67,9 +67,9 @@ def test_a_failed_jobs_error_column_holds_its_one_line_reason(sweep):
         assert {row["job"]: row["error"] for row in csv.DictReader(f)}["4"].startswith("invalid configuration")
 
 
-def test_compare_ranks_the_jobs_of_a_sweep_by_their_best_value(sweep):
+def test_compare_ranks_the_jobs_of_a_sweep_by_their_value_at_the_kept_epoch(sweep):
     rows = _compare([sweep], "val/loss")
-    assert [(r["rank"], r["overrides"], r["best"], r["best_epoch"]) for r in rows] == [
+    assert [(r["rank"], r["overrides"], r["value"], r["kept_epoch"]) for r in rows] == [
         (1, "loss=default", 1.2, 2), (2, "loss=focal", 1.5, 2), (3, "loss=giou", 1.9, 2)]
     assert rows[2]["status"] == "diverged"
     assert [r["run"] for r in _compare([sweep / "0", sweep / "2"], "val/loss", mode="max")] == ["2", "0"]
@@ -82,7 +82,7 @@ def test_compare_command_writes_table_and_figure_and_prints_the_ranking(sweep, c
     with (sweep / "comparison.csv").open() as f:
         table = list(csv.DictReader(f))
     assert [row["overrides"] for row in table] == ["loss=default", "loss=focal", "loss=giou"]
-    assert float(table[0]["best"]) == pytest.approx(2.2)
+    assert float(table[0]["value"]) == pytest.approx(2.2) and table[0]["checkpoint"] == "best.pt"
     assert (sweep / "comparison.png").stat().st_size > 1000
 
 
@@ -115,21 +115,23 @@ def test_runs_lists_every_run_with_model_loss_and_status(sweep, capsys):
     assert losslab_main(["runs", str(sweep / "missing")]) == 1
 
 
-def test_sweep_summary_ranks_jobs_by_any_logged_column(sweep):
+def test_sweep_summary_ranks_jobs_by_any_logged_column_at_the_epoch_each_keeps(sweep):
     by_loss = summarize_sweep(sweep, "val/loss").jobs
-    assert [(r["rank"], r["job"], r["best"], r["best_epoch"]) for r in by_loss] == [
+    assert [(r["rank"], r["job"], r["value"], r["kept_epoch"]) for r in by_loss] == [
         (1, "1", 1.2, 2), (2, "0", 1.5, 2), (3, "2", 1.9, 2)]
-    # mAP: 0.1 * (epoch - 1) + 0.5 / val_loss, best is the highest (NaN epochs never count).
+    # mAP: 0.1 * (epoch - 1) + 0.5 / val_loss. Job 1's best mAP is at epoch 3, but its best.pt holds epoch 2
+    # (picked by its trainer.monitor, val/loss): the ranking takes epoch 2's, what evaluating best.pt gives.
     by_map = summarize_sweep(sweep, "val/mAP").jobs
     assert [r["job"] for r in by_map] == ["1", "0", "2"]
-    assert by_map[0]["best"] == pytest.approx(0.2 + 0.5 / 1.3) and by_map[0]["best_epoch"] == 3
-    assert by_map[2]["best"] == pytest.approx(0.1 + 0.5 / 1.9)
+    assert by_map[0]["value"] == pytest.approx(0.1 + 0.5 / 1.2) and by_map[0]["kept_epoch"] == 2
+    assert by_map[2]["value"] == pytest.approx(0.1 + 0.5 / 1.9)
     with (sweep / "sweep_summary.csv").open() as f:
         written = list(csv.DictReader(f))
     assert [(r["rank"], r["job"], r["rank_by"]) for r in written] == [("1", "1", "val/mAP"), ("2", "0", "val/mAP"),
                                                                       ("3", "2", "val/mAP")]
     assert {r["rank_reason"] for r in written} == {"sweep.rank_by=val/mAP"}
-    assert float(written[0]["best_val_loss"]) == 1.2 and written[2]["status"] == "diverged"
+    assert float(written[0]["val_loss"]) == 1.2 and written[2]["status"] == "diverged"
+    assert {(r["kept_epoch"], r["checkpoint"], r["comparable"]) for r in written} == {("2", "best.pt", "yes")}
     assert [r["job"] for r in summarize_sweep(sweep, "val/loss", mode="max").jobs] == ["2", "0", "1"]
     assert not (sweep / "sweep_stats.csv").exists()  # no job repeats another
 

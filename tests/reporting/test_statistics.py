@@ -48,7 +48,7 @@ def _read(path):
 
 
 def test_sweep_stats_hold_scipys_statistics_of_each_group_and_against_the_baseline(seeds):
-    report = summarize_sweep(seeds, monitor="val/loss")
+    report = summarize_sweep(seeds)
     assert report.repeated and report.ranking.metric == "val/mAP"
     rows = summarize_repeats(seeds, report, baseline=None)
     assert [row["group"] for row in rows] == ["loss=focal", "loss=default", "loss=giou"]  # best mean first
@@ -91,7 +91,7 @@ def test_sweep_stats_hold_scipys_statistics_of_each_group_and_against_the_baseli
 
 
 def test_an_explicit_baseline_is_tested_against_and_a_wrong_one_is_explained(seeds):
-    report = summarize_sweep(seeds, monitor="val/loss")
+    report = summarize_sweep(seeds)
     rows = {row["group"]: row for row in summarize_repeats(seeds, report, baseline="loss=focal")}
     assert rows["loss=focal"]["verdict"] == "baseline" and rows["loss=default"]["verdict"] == "worse"
     assert rows["loss=default"]["diff"] == pytest.approx(0.32 - statistics.mean(MAPS["focal"]))
@@ -106,7 +106,7 @@ def test_the_first_group_is_the_baseline_without_loss_default(tmp_path):
     for job, (lr, seed, value) in enumerate([(0.1, 0, 1.0), (0.1, 1, 1.2), (0.01, 0, 0.8), (0.01, 1, 0.9)]):
         fake_run(tmp_path / str(job), [f"optimizer.lr={lr}", f"trainer.seed={seed}"],
                  [{"epoch": 1, "val/loss": value, "val/ref_loss": value}])
-    report = summarize_sweep(tmp_path, monitor="val/loss")
+    report = summarize_sweep(tmp_path)
     rows = summarize_repeats(tmp_path, report, baseline=None)
     assert report.ranking.metric == "val/loss"
     assert [(row["group"], row["baseline"], row["n"]) for row in rows] == [
@@ -115,7 +115,7 @@ def test_the_first_group_is_the_baseline_without_loss_default(tmp_path):
 
 
 def test_the_curves_of_repeated_seeds_are_their_mean_and_range(seeds):
-    report = summarize_sweep(seeds, monitor="val/loss")
+    report = summarize_sweep(seeds)
     assert (seeds / "sweep_curves.png").stat().st_size > 1000
     groups = {group.label: group for group in report.groups}
     assert groups["loss=giou"].repeats == ["0", "1", "2", "3"] and len(groups["loss=giou"].runs) == 4
@@ -131,7 +131,7 @@ def test_the_curves_of_repeated_seeds_are_their_mean_and_range(seeds):
 
 
 def test_the_statistics_figure_shows_each_groups_mean_interval_and_runs(seeds):
-    rows = summarize_repeats(seeds, summarize_sweep(seeds, monitor="val/loss"), baseline=None)
+    rows = summarize_repeats(seeds, summarize_sweep(seeds), baseline=None)
     ax = statistics_figure(rows, "max").axes[0]
     labels = [label.get_text() for label in ax.get_yticklabels()]
     assert labels == ["loss=giou", "loss=default (baseline)", "loss=focal"]  # best on top
@@ -195,7 +195,7 @@ def test_identical_groups_read_identical_results_and_share_a_rank(tmp_path, caps
     # focal scores what default scores, seed for seed (a loss the model's output does not feel): nothing to test.
     sweep = _sweep(tmp_path / "sweep", {"default": [0.30, 0.34, 0.32], "focal": [0.30, 0.34, 0.32],
                                         "giou": [0.40, 0.44, 0.42]})
-    report = summarize_sweep(sweep, monitor="val/loss")
+    report = summarize_sweep(sweep)
     rows = {row["group"]: row for row in summarize_repeats(sweep, report, baseline=None)}
     focal = rows["loss=focal"]
     assert (focal["verdict"], focal["diff"], focal["p_value"], focal["test"]) == ("identical results", 0.0, None, None)
@@ -204,7 +204,7 @@ def test_identical_groups_read_identical_results_and_share_a_rank(tmp_path, caps
     assert rows["loss=giou"]["verdict"] == "better"  # 0.1 above on every seed: sd of the differences 0, p 0
     # Jobs with equal best values share their rank too (competition ranking: the next one skips).
     with (sweep / "sweep_summary.csv").open() as f:
-        ranks = [(row["rank"], row["best"]) for row in csv.DictReader(f)]
+        ranks = [(row["rank"], row["value"]) for row in csv.DictReader(f)]
     assert ranks == [("1", "0.44"), ("2", "0.42"), ("3", "0.4"), ("4", "0.34"), ("4", "0.34"), ("6", "0.32"),
                      ("6", "0.32"), ("8", "0.3"), ("8", "0.3")]
     assert losslab_main(["compare", str(sweep), "--group-by", "seed", "--out", str(tmp_path / "out")]) == 0
@@ -272,7 +272,7 @@ def test_a_group_curve_with_one_point_draws_its_range_as_an_error_bar():
 
 
 def test_a_group_has_one_colour_in_the_sweeps_curves_and_statistics(seeds):
-    report = summarize_sweep(seeds, monitor="val/loss")
+    report = summarize_sweep(seeds)
     rows = summarize_repeats(seeds, report, baseline=None)
     # Each group takes the colour of its first job: default job 0, focal job 3, giou job 6.
     expected = {"loss=default": "tab:blue", "loss=focal": "tab:red", "loss=giou": "tab:pink"}

@@ -9,13 +9,17 @@ from pathlib import Path
 from losslab.errors import LosslabError
 from losslab.reporting import comparison
 
-SHOWN_COLUMNS = tuple(c for c in comparison.COMPARE_COLUMNS if c not in ("rank_reason", "run_dir"))  # why: printed once
+# The reason and the comparability warning are printed once above the table.
+SHOWN_COLUMNS = tuple(c for c in comparison.COMPARE_COLUMNS if c not in ("rank_reason", "comparable", "run_dir"))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dirs", type=Path, nargs="+", metavar="DIR", help="run folders or sweep folders")
-    parser.add_argument("--metric", help="the column to rank by (default: the runs' trainer.monitor, but val/mAP "
-                        "when evaluated, else val/ref_loss, when the runs differ in a loss setting)")
+    parser.add_argument("--metric", help="the column to rank by, at each run's kept epoch (default: the runs' "
+                        "selection metric, trainer.monitor; val/mAP when evaluated, else val/ref_loss, when that is "
+                        "each run's own loss and the runs differ in a loss setting)")
+    parser.add_argument("--force", action="store_true", help="rank runs the metric cannot compare fairly (other "
+                        "task, dataset, split; for a loss, other reference loss or image size), with a warning")
     parser.add_argument("--mode", choices=["min", "max"], help="better is lower or higher (default: min for "
                         "losses, max for mAP/AP/AR/precision/recall/F1)")
     parser.add_argument("--group-by", metavar="KEY", help="group runs that differ only in KEY (trainer.seed; seed "
@@ -32,11 +36,18 @@ def main(args: argparse.Namespace) -> int:
                            "(e.g. --group-by trainer.seed), which groups runs that differ only in KEY.")
     runs = comparison.load_runs(args.dirs)
     ranking = comparison.run_ranking(runs, args.metric, args.mode, "--metric")
-    rows = comparison.compare_runs(runs, ranking)
+    note = comparison.comparability_note(runs, ranking, forced=args.force or args.metric is not None)
+    if note and not (args.force or args.metric):
+        raise LosslabError(f"{note.replace('(ranked anyway)', '').strip()}: their values are not measured on the "
+                           "same yardstick. Compare runs of one study, or add --force to rank them anyway (the "
+                           "table and figure then carry this warning), or name the metric with --metric.")
+    rows = [row | {"comparable": note or "yes"} for row in comparison.compare_runs(runs, ranking)]
     out = args.out or (args.dirs[0] if len(args.dirs) == 1 else Path.cwd())
     out.mkdir(parents=True, exist_ok=True)
     table = comparison.write_table(out / "comparison.csv", rows, comparison.COMPARE_COLUMNS)
-    print(f"ranked by {ranking.metric}: {ranking.reason}")
+    print(f"ranked by {ranking.metric} at each run's kept epoch: {ranking.reason}")
+    if note:
+        print(f"WARNING: {note}")
     print(comparison.format_table(rows, SHOWN_COLUMNS), flush=True)
     # matplotlib takes most of a second to import: the ranking is on screen before the figures are drawn.
     from losslab.reporting.curves import plot_group_statistics, plot_sweep_curves, sweep_columns
@@ -46,7 +57,7 @@ def main(args: argparse.Namespace) -> int:
         # Named as in the table (A/2), the overrides that set it apart after it; coloured by its folder.
         curves = [(f"{row['run']}: {row['overrides']}" if row["overrides"] else row["run"], [row["history"]],
                    Path(row["run_dir"])) for row in rows]
-        figure = plot_sweep_curves(curves, out / "comparison.png", columns=columns)
+        figure = plot_sweep_curves(curves, out / "comparison.png", columns=columns, note=note)
         print(f"table: {table}\nfigure: {figure}")
         return 0
     # scipy's statistics take a second to import: only grouped runs need them.
@@ -57,7 +68,7 @@ def main(args: argparse.Namespace) -> int:
     stats_table = comparison.write_table(out / "comparison_stats.csv", statistics, STATS_COLUMNS)
     print(f"\nruns differing only in {args.group_by}, grouped (better or worse than the baseline: p < 0.05):")
     print(format_statistics(statistics), flush=True)
-    figure = plot_sweep_curves(group_curves(groups), out / "comparison.png", columns=columns)
-    stats_figure = plot_group_statistics(statistics, ranking.mode, out / "comparison_stats.png")
+    figure = plot_sweep_curves(group_curves(groups), out / "comparison.png", columns=columns, note=note)
+    stats_figure = plot_group_statistics(statistics, ranking.mode, out / "comparison_stats.png", note=note)
     print(f"tables: {table}, {stats_table}\nfigures: {figure}, {stats_figure}")
     return 0

@@ -21,7 +21,8 @@ def evaluate_run(run_dir: Path, split: str = "val", checkpoint: str = "best", sc
     """Predict `split` with the run's `checkpoint` (best | last) and write `out` (default RUN_DIR/eval_<split>/):
     metrics.json, predictions.json (COCO results), ground_truth.json (COCO instances),
     pr_curve.png and confusion_matrix.png (task=segmentation: metrics.json, class_iou.png and
-    confusion_matrix.png of the pixels). Returns the metrics."""
+    confusion_matrix.png of the pixels). Returns the metrics, after what they score (scored_what's keys: the
+    split, the checkpoint, its epoch and the image count)."""
     if split not in ("train", "val", "test"):
         raise LosslabError(f"--split {split}: expected train, val or test.")
     trained = load_saved_model(run_dir, checkpoint, device)
@@ -34,7 +35,14 @@ def evaluate_run(run_dir: Path, split: str = "val", checkpoint: str = "best", sc
         raise LosslabError(f"the {split} split of {run_dir} is empty (split.{split}=0); evaluate another split.")
     out = run_dir / f"eval_{split}" if out is None else Path(out)
     header = {"split": split, "checkpoint": checkpoint, "epoch": trained.epoch, "images": len(loader.dataset)}
-    return trained.task.evaluate(trained, data, loader, header, out, threshold, progress)
+    return header | trained.task.evaluate(trained, data, loader, header, out, threshold, progress)
+
+
+def scored_what(metrics: dict) -> str:
+    """What an evaluation scored, in one line: split, checkpoint file, its epoch and the image count (on the val
+    split, the numbers metrics.csv holds for that epoch, as a sweep ranked them)."""
+    return (f"{metrics['split']} split ({metrics['images']} images), checkpoints/{metrics['checkpoint']}.pt "
+            f"(epoch {metrics['epoch']})")
 
 
 def metrics_table(metrics: dict) -> str:
@@ -61,6 +69,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     out = args.out or args.run_dir / f"eval_{args.split}"
     metrics = evaluate_run(args.run_dir, args.split, args.checkpoint, args.score_threshold, args.device, out=out)
+    print(f"scored: {scored_what(metrics)}")
     print(metrics_table(metrics))
     print(f"written to {out}")
     return 0

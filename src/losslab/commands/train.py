@@ -65,7 +65,7 @@ def _train_app(cfg: DictConfig) -> float | None:
         # Hydra made a scratch folder where the run chooses its own (see losslab_run_dir in losslab.config.compose).
         if is_scratch(hydra_config.runtime.output_dir):
             shutil.rmtree(hydra_config.runtime.output_dir, ignore_errors=True)
-    return result.summary["best"].get(cfg.trainer.monitor)
+    return result.summary["best"].get(result.summary["monitor"])  # the selection metric, auto resolved
 
 
 def run(cfg: DictConfig, overrides: list[str] | None = None, job=None):
@@ -190,13 +190,15 @@ class SweepSummaryCallback(Callback):
 
         sweep_dir = Path(config.hydra.sweep.dir)
         options = config.sweep
-        report = summarize_sweep(sweep_dir, options.rank_by, options.mode, config.trainer.monitor,
-                                 options.repeat_key)
+        report = summarize_sweep(sweep_dir, options.rank_by, options.mode, options.repeat_key)
         metric = report.ranking.metric
-        log.info("ranked by %s: %s", metric, report.ranking.reason)
+        log.info("ranked by %s at each job's kept epoch: %s", metric, report.ranking.reason)
+        if report.note:
+            log.warning("%s", report.note)
         for row in report.jobs:
-            log.info("#%d job %s [%s]: %s, best %s %s", row["rank"], row["job"], row["overrides"], row["status"],
-                     metric, "n/a" if row["best"] is None else f"{row['best']:.4f}")
+            log.info("#%d job %s [%s]: %s, %s %s at epoch %s (%s)", row["rank"], row["job"], row["overrides"],
+                     row["status"], metric, "n/a" if row["value"] is None else f"{row['value']:.4f}",
+                     row["kept_epoch"] or "-", row["checkpoint"])
         log.info("sweep summary: %s, curves: %s", sweep_dir / "sweep_summary.csv", sweep_dir / "sweep_curves.png")
         if report.repeated:
             log_repeats(sweep_dir, report, options)
@@ -223,7 +225,7 @@ def log_repeats(sweep_dir: Path, report, options: DictConfig) -> None:
     except LosslabError as error:
         log.error("no sweep_stats.csv: %s", error)
         return
-    log.info("jobs differing only in %s, grouped: best %s of each job, mean and 95%% interval per group, each "
-             "against the baseline (better or worse: p < 0.05)\n%s", options.repeat_key, report.ranking.metric,
-             format_statistics(groups))
+    log.info("jobs differing only in %s, grouped: %s of each job at its kept epoch, mean and 95%% interval per "
+             "group, each against the baseline (better or worse: p < 0.05)\n%s", options.repeat_key,
+             report.ranking.metric, format_statistics(groups))
     log.info("statistics: %s, figure: %s", sweep_dir / "sweep_stats.csv", sweep_dir / "sweep_stats.png")

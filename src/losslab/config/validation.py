@@ -12,6 +12,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from losslab.config.data_schema import REQUIRED_DATA_KEYS
 from losslab.config.plan import CHECKPOINT_CHOICES, Plan, Stopping, checkpoint_choice
+from losslab.config.selection import AUTO, evaluation_interval, settle_selection
 from losslab.config.torch_arguments import optimizer_problems, scheduler_problems, trial_problems
 from losslab.data.augment_options import validate_augment
 from losslab.data.split import check_split_options
@@ -24,16 +25,8 @@ from losslab.reporting.loggers import LOGGERS
 from losslab.tasks import Task, config_problems, task_of
 
 PRECISIONS = ("32", "16-mixed", "bf16-mixed")
+MODES = ("min", "max", AUTO)
 EXTEND_CHOICES = ("last_lr", "replan")
-
-
-def evaluation_interval(task: Task, sections: dict) -> int:
-    """How often a run of the plain config `sections` evaluates: eval.every, or every epoch when trainer.monitor or
-    an enabled early stopping watches an evaluated metric (val/mAP, ...), which must then have a value every epoch."""
-    evaluated = set(task.evaluated_metrics(sections["model"]))
-    trainer, stopping = sections["trainer"], sections["trainer"]["early_stopping"]
-    monitors = [trainer["monitor"]] + ([stopping["monitor"]] if stopping["enabled"] else [])
-    return 1 if any(monitor in evaluated for monitor in monitors) else sections["eval"]["every"]
 
 
 def unset_data_keys(cfg: DictConfig) -> str | None:
@@ -136,6 +129,8 @@ def validate(cfg: DictConfig) -> Plan:
             problems.append(message)
 
     sections = OmegaConf.to_container(cfg, resolve=True)  # resolved once: the checks' and the plan's plain values
+    task = task_of(cfg)
+    settle_selection(task, sections)  # trainer.monitor=auto and the modes that follow it, before the trial build
     check(cfg.trainer.max_epochs >= 1, f"trainer.max_epochs={cfg.trainer.max_epochs}: expected at least 1")
     optimizer, scheduler = sections["optimizer"], sections["scheduler"]
     torch_problems = optimizer_problems(optimizer) + scheduler_problems(scheduler)
@@ -154,7 +149,6 @@ def validate(cfg: DictConfig) -> Plan:
                                    "learning rate (a factor <= 0 would stop or reverse training)")
     for component, weight in cfg.loss.weights.items():
         check(weight >= 0, f"loss.weights.{component}={weight}: expected >= 0")
-    task = task_of(cfg)
     problems += config_problems(task, sections)
     try:
         check_split_options(OmegaConf.to_container(cfg.split))
@@ -163,8 +157,8 @@ def validate(cfg: DictConfig) -> Plan:
     unset = unset_data_keys(cfg)
     check(unset is None, str(unset))
     trainer, stopping = cfg.trainer, cfg.trainer.early_stopping
-    check(trainer.mode in ("min", "max"), f"trainer.mode={trainer.mode}: expected min or max")
-    check(stopping.mode in ("min", "max"), f"trainer.early_stopping.mode={stopping.mode}: expected min or max")
+    check(trainer.mode in MODES, f"trainer.mode={trainer.mode}: expected {' or '.join(MODES)}")
+    check(stopping.mode in MODES, f"trainer.early_stopping.mode={stopping.mode}: expected {' or '.join(MODES)}")
     check(stopping.patience >= 0, f"trainer.early_stopping.patience={stopping.patience}: expected 0 or more epochs")
     check(stopping.min_delta >= 0, f"trainer.early_stopping.min_delta={stopping.min_delta}: expected >= 0")
     check(trainer.grad_clip_norm is None or trainer.grad_clip_norm > 0,
@@ -199,12 +193,14 @@ def validate(cfg: DictConfig) -> Plan:
 def plan(task: Task, cfg: DictConfig, sections: dict) -> Plan:
     """The decisions of a valid config (`sections`: it resolved to plain values), made once."""
     trainer, stopping = cfg.trainer, cfg.trainer.early_stopping
+    selected = sections["trainer"]  # the selection settled: auto resolved (losslab.config.selection)
     choices, weights = task.loss_choices(sections["loss"])
     return Plan(task=task, sections=sections, composed=OmegaConf.to_yaml(cfg), max_epochs=trainer.max_epochs,
                 seed=trainer.seed, device=trainer.device, precision=trainer.precision, progress=trainer.progress,
                 checkpoints=checkpoint_choice(trainer.checkpoints), keep_resume_state=trainer.keep_resume_state,
-                monitor=trainer.monitor, mode=trainer.mode, eval_every=evaluation_interval(task, sections),
-                early_stopping=Stopping(stopping.monitor, stopping.mode, stopping.patience, stopping.min_delta)
+                monitor=selected["monitor"], mode=selected["mode"], eval_every=evaluation_interval(task, sections),
+                early_stopping=Stopping(selected["early_stopping"]["monitor"], selected["early_stopping"]["mode"],
+                                        stopping.patience, stopping.min_delta)
                 if stopping.enabled else None,
                 grad_clip_norm=trainer.grad_clip_norm,
                 max_skipped_batches=trainer.max_skipped_batches if trainer.on_nonfinite == "skip" else None,

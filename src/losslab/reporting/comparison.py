@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,11 +16,11 @@ import yaml
 
 from losslab.errors import LosslabError
 from losslab.reporting.history import best_row, read_metrics
-from losslab.reporting.ranking import EVALUATED_YARDSTICKS, Ranking, best_of, choose_ranking, ranked
+from losslab.reporting.ranking import EVALUATED_YARDSTICKS, Ranking, choose_ranking, default_mode, loss_metric, ranked
 from losslab.run_lock import owner, saved_resume_state, to_finish
 
-COMPARE_COLUMNS = ("rank", "run", "overrides", "status", "metric", "best", "best_epoch", "epochs_run", "rank_reason",
-                   "run_dir")
+COMPARE_COLUMNS = ("rank", "run", "overrides", "status", "metric", "value", "kept_epoch", "checkpoint", "epochs_run",
+                   "rank_reason", "comparable", "run_dir")
 RUNS_COLUMNS = ("date", "status", "model", "loss", "start", "best_val_loss", "epochs_run", "resumable", "size",
                 "run_dir")
 # Files whose presence makes a folder a run for `losslab runs` (split.json: a run killed in its first epoch).
@@ -86,17 +87,76 @@ def distinguishing(overrides: list[list[str]]) -> list[list[str]]:
     return [[o for o in run if o not in shared] for run in overrides]
 
 
-def run_ranking(runs: list[FinishedRun], requested: str | None, mode: str | None, source: str,
-                monitor: str | None = None) -> Ranking:
-    """How `runs` are ranked (see losslab.reporting.ranking): by `requested` (named by `source`), else by their
-    `monitor` or a common yardstick. `monitor` None: the trainer.monitor the runs share, else val/loss."""
+def selection_of(run: FinishedRun) -> str | None:
+    """The metric that picked `run`'s kept epoch: summary.json's monitor (trainer.monitor, auto resolved), else its
+    config's trainer.monitor when it names one; None when neither says (a run killed before its summary, with
+    trainer.monitor=auto)."""
+    monitor = run.summary.get("monitor") or run.config.get("trainer", {}).get("monitor")
+    return None if monitor in (None, "auto") else monitor
+
+
+def kept_epoch(run: FinishedRun) -> tuple[int | None, str]:
+    """The epoch of the weights `run` keeps and the file holding them: its last epoch with
+    trainer.checkpoints=last, else the best epoch by its selection metric (best.pt); (None, "-") without one."""
+    if not run.history:
+        return None, "-"
+    choice = str(run.config.get("trainer", {}).get("checkpoints", "best")).lower()
+    if choice == "last":
+        return run.history[-1]["epoch"], "last.pt"
+    file = "-" if choice in ("none", "false") else "best.pt"
+    if "best_epoch" in run.summary:
+        return run.summary["best_epoch"], file
+    monitor = selection_of(run)
+    mode = run.config.get("trainer", {}).get("mode", "auto")
+    best = best_row(run.history, monitor, default_mode(monitor) if mode == "auto" else mode) if monitor else None
+    return (best["epoch"], file) if best else (None, "-")
+
+
+def kept_value(run: FinishedRun, metric: str) -> tuple[float | None, int | None]:
+    """`metric` at `run`'s kept epoch and that epoch: what `losslab evaluate` of the kept checkpoint reproduces.
+    The value is None where that epoch has none (not evaluated, or not finite)."""
+    epoch, _ = kept_epoch(run)
+    row = next((r for r in run.history if r["epoch"] == epoch), {})
+    value = row.get(metric)
+    return (value if isinstance(value, float) and math.isfinite(value) else None), epoch
+
+
+def run_ranking(runs: list[FinishedRun], requested: str | None, mode: str | None, source: str) -> Ranking:
+    """How `runs` are ranked (see losslab.reporting.ranking): by `requested` (named by `source`), else by the
+    selection metric the runs share (a common yardstick where it is not comparable, or they differ)."""
     configs = [run.config for run in runs if run.config]
-    monitors = {config.get("trainer", {}).get("monitor") for config in configs}
-    monitor = monitor or (monitors.pop() if len(monitors) == 1 and None not in monitors else "val/loss")
+    monitors = {selection_of(run) for run in runs}
+    monitor = monitors.pop() if len(monitors) == 1 else None
     evaluated = next((metric for metric in EVALUATED_YARDSTICKS
-                      if all(best_of(run.history, metric, "max")[0] is not None for run in runs if run.history)), None)
+                      if all(kept_value(run, metric)[0] is not None for run in runs if run.history)), None)
     return choose_ranking(requested, mode, monitor, [config["loss"] for config in configs if "loss" in config],
                           evaluated, source)
+
+
+def incomparable(runs: list[FinishedRun], metric: str) -> list[str]:
+    """Why `metric` cannot rank `runs` fairly, one phrase per difference in what their summary.json says the
+    numbers were measured on: the task, the dataset, the split (any metric); the reference loss (the architecture
+    where each has its own) and the image size (a loss's scale); runs written before losslab recorded it are
+    left out. Empty when they are comparable."""
+    bases = [run.summary["measured_on"] for run in runs if run.summary.get("measured_on")]
+    keys = ("task", "data", "split", "val_images") + (("reference_loss", "image_size") if loss_metric(metric) else ())
+    reasons = []
+    for key in keys:
+        values = list(dict.fromkeys(json.dumps(basis.get(key), sort_keys=True) for basis in bases))
+        if len(values) > 1:
+            shown = ", ".join(values[:3]) + (f" and {len(values) - 3} more" if len(values) > 3 else "")
+            reasons.append(f"{key.replace('_', ' ')} ({shown})")
+    return reasons
+
+
+def comparability_note(runs: list[FinishedRun], ranking: Ranking, forced: bool) -> str | None:
+    """The warning a table and its figure carry when `ranking` ranks runs it cannot rank fairly (None when it
+    can): what differs, and whether the user chose it (`forced`: --force or an explicit metric)."""
+    reasons = incomparable(runs, ranking.metric)
+    if not reasons:
+        return None
+    chosen = "ranked as asked" if forced else "ranked anyway"
+    return f"NOT COMPARABLE by {ranking.metric}: the runs differ in {'; '.join(reasons)} ({chosen})"
 
 
 def run_names(paths: list[Path]) -> list[str]:
@@ -110,20 +170,21 @@ def run_names(paths: list[Path]) -> list[str]:
 
 
 def compare_runs(runs: list[FinishedRun], ranking: Ranking) -> list[dict]:
-    """One row per run (named by run_names): its best ranking metric over the epochs, ranked best first (runs
-    without it last)."""
+    """One row per run (named by run_names): the ranking metric at the epoch of the weights it keeps, ranked best
+    first (runs without it last)."""
     labels = distinguishing([run.overrides for run in runs])
     rows = []
     for run, name, label in zip(runs, run_names([run.path for run in runs]), labels, strict=True):
-        best, best_epoch = best_of(run.history, ranking.metric, ranking.mode)
+        value, epoch = kept_value(run, ranking.metric)
         rows.append({"run": name, "overrides": " ".join(label), "status": run.status,
-                     "metric": ranking.metric, "best": best, "best_epoch": best_epoch, "epochs_run": len(run.history),
-                     "rank_reason": ranking.reason, "run_dir": str(run.path), "history": run.history})
-    if not any(row["best"] is not None for row in rows):
+                     "metric": ranking.metric, "value": value, "kept_epoch": epoch, "checkpoint": kept_epoch(run)[1],
+                     "epochs_run": len(run.history), "rank_reason": ranking.reason, "run_dir": str(run.path),
+                     "history": run.history})
+    if not any(row["value"] is not None for row in rows):
         columns = sorted({key for row in rows for r in row["history"] for key in r if key != "epoch"})
         raise LosslabError(f"{ranking.metric} ({ranking.reason}) is in no run's metrics.csv; expected --metric "
                            f"with one of {', '.join(columns)}.")
-    return ranked(rows, ranking.mode)
+    return ranked(rows, ranking.mode, value="value")
 
 
 def list_runs(root: Path) -> list[dict]:

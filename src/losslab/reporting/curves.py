@@ -120,15 +120,17 @@ class Curve(NamedTuple):
     folder: Path | None = None
 
 
-def plot_sweep_curves(groups: list[Curve], path: Path, columns=("val/loss", "train/loss")) -> Path:
+def plot_sweep_curves(groups: list[Curve], path: Path, columns=("val/loss", "train/loss"), note: str | None = None
+                      ) -> Path:
     """Save sweep_figure(...) to `path`."""
-    return _save(sweep_figure(groups, columns), path)
+    return _save(sweep_figure(groups, columns, note), path)
 
 
-def sweep_figure(groups: list[Curve], columns=("val/loss", "train/loss")) -> Figure:
+def sweep_figure(groups: list[Curve], columns=("val/loss", "train/loss"), note: str | None = None) -> Figure:
     """`columns` over epochs, one panel per column, one line per Curve (or (label, runs) pair): a single run's
     values, or the mean over the group's runs with their min-max range shaded (an error bar where the column has
-    one epoch only, which a shade cannot show). Colours and line styles: curve_styles."""
+    one epoch only, which a shade cannot show). Colours and line styles: curve_styles. `note` (a warning that
+    the runs are not comparable) is written in red above the panels."""
     curves = [Curve(*group) for group in groups]
     styles = curve_styles([curve.folder for curve in curves])
     size = (6 * len(columns), 4.5)
@@ -161,7 +163,8 @@ def sweep_figure(groups: list[Curve], columns=("val/loss", "train/loss")) -> Fig
     legend = 0.1 + 0.22 * math.ceil(len(labels) / legend_columns) if labels else 0.0  # inches
     size = (size[0], size[1] + legend)  # the panels keep their height however many runs there are
     fig.set_size_inches(size)
-    fig.subplots_adjust(**_margins(size, 1, len(columns), False, legend))
+    fig.subplots_adjust(**_margins(size, 1, len(columns), note is not None, legend))
+    _warn(fig, note)
     if handles:
         fig.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, 0.01), fontsize=8, ncols=legend_columns)
     return fig
@@ -209,12 +212,12 @@ def _band(runs: list[list[dict]], column: str) -> tuple[list[int], list[float], 
             [max(by_epoch[e]) for e in epochs])
 
 
-def plot_group_statistics(rows: list[dict], mode: str, path: Path) -> Path:
+def plot_group_statistics(rows: list[dict], mode: str, path: Path, note: str | None = None) -> Path:
     """Save statistics_figure(...) to `path`."""
-    return _save(statistics_figure(rows, mode), path)
+    return _save(statistics_figure(rows, mode, note), path)
 
 
-def statistics_figure(rows: list[dict], mode: str) -> Figure:
+def statistics_figure(rows: list[dict], mode: str, note: str | None = None) -> Figure:
     """Each group's mean ranking metric with its 95% interval (best group on top), each run's value as a dot,
     in the group's colour of the sweep's curves (its "folder", see curve_styles), the baseline's mean as a black
     dashed line, each verdict on the right. `rows` are losslab.reporting.repeats' group rows."""
@@ -234,10 +237,17 @@ def statistics_figure(rows: list[dict], mode: str) -> Figure:
         ax.text(1.01, y, shown, transform=ax.get_yaxis_transform(), va="center", fontsize=8, color=color)
     ax.set_yticks(range(len(rows)), [f"{row['group']} (baseline)" if row["baseline"] else row["group"]
                                      for row in reversed(rows)])
-    ax.set_xlabel(f"best {metric} of each run ({'lower' if mode == 'min' else 'higher'} is better)")
+    ax.set_xlabel(f"{metric} at each run's kept epoch ({'lower' if mode == 'min' else 'higher'} is better)")
     ax.set_title(f"{metric}: mean and 95% interval per group (dots: runs)")
     ax.grid(alpha=0.3, axis="x")
+    _warn(fig, note)
     return fig
+
+
+def _warn(fig: Figure, note: str | None) -> None:
+    """`note` in red across the figure's top, wrapped to its width."""
+    if note:
+        fig.suptitle(note, color="tab:red", fontsize=8, wrap=True)
 
 
 def _shade_phases(ax, rows: list[dict]) -> None:

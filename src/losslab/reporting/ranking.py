@@ -4,6 +4,8 @@ Each run's `val/loss` is its own training objective: a focal loss is smaller tha
 predictions, so runs trained with different losses cannot be ranked by it. When they differ in any `loss`
 setting the default is a common yardstick instead: val/mAP (task=segmentation: val/mIoU) when every run evaluated
 it, else val/ref_loss (every run scored with the reference loss: loss=default, or plain cross-entropy per pixel).
+Every run is ranked by its value at the epoch whose weights it keeps (best.pt), so the winner's checkpoint is
+the one ranked.
 """
 
 from __future__ import annotations
@@ -53,41 +55,46 @@ def loss_differences(loss_sections: list[dict]) -> list[str]:
     return sorted(differing, key=lambda key: not key.endswith(".name"))
 
 
-def choose_ranking(requested: str | None, mode: str | None, monitor: str, loss_sections: list[dict],
+def loss_metric(metric: str) -> bool:
+    """Whether `metric` is a loss value (the run's own, or val/ref_*): its scale depends on the architecture's
+    reference and the image size, not only on how good the predictions are."""
+    return own_objective(metric) or metric.startswith("val/ref_")
+
+
+def choose_ranking(requested: str | None, mode: str | None, monitor: str | None, loss_sections: list[dict],
                    evaluated: str | None, source: str) -> Ranking:
-    """The ranking of runs whose configs hold `loss_sections`; `evaluated` is the evaluated yardstick every run
-    logged (val/mAP, val/mIoU) or None.
+    """The ranking of runs whose configs hold `loss_sections`; `monitor` is the selection metric every run picked
+    its kept epoch by (summary.json's monitor), None when they differ; `evaluated` is the evaluated yardstick
+    every run has at its kept epoch (val/mAP, val/mIoU) or None.
 
     `requested` is the metric the user named (by `source`: "sweep.rank_by" or "--metric"), None for the
-    default: `monitor` (the runs' trainer.monitor) unless the runs differ in a loss setting and `monitor` is
-    each run's own objective; then `evaluated` if there is one, else val/ref_loss. A requested own-objective
-    metric across different losses is used as asked, with a warning. `mode` None: from the column's name.
+    default: `monitor`, unless it is each run's own objective and the runs differ in a loss setting, or the runs
+    selected by different metrics; then `evaluated` if there is one, else val/ref_loss. A requested own-objective
+    metric across different losses is used as asked, with a warning. Whatever ranks, each run is ranked by its
+    value at the epoch whose weights it keeps. `mode` None: from the column's name.
     """
     differing = loss_differences(loss_sections)
     named = _named(differing)
+    yardstick = evaluated or REF_LOSS
+    how = "every run evaluated it at its kept epoch" if evaluated else "every run's val loss under loss=default"
     if requested is not None:
         metric, reason = requested, f"{source}={requested}"
         if differing and own_objective(requested):
             log.warning("%s is each run's own training loss and the runs differ in %s: its values are on different "
                         "scales; %s or %s compare them", requested, named, " or ".join(EVALUATED_YARDSTICKS), REF_LOSS)
+    elif monitor is None:
+        metric = yardstick
+        reason = f"the runs selected their kept epochs by different metrics; {metric} is common to them ({how})"
     elif differing and own_objective(monitor):
-        metric = evaluated or REF_LOSS
-        yardstick = "every run evaluated it" if evaluated else "every run's val loss under loss=default"
+        metric = yardstick
         reason = (f"the runs differ in {named}, so each run's own {monitor} is on its own scale; "
-                  f"{metric} is comparable ({yardstick})")
+                  f"{metric} is common to their losses ({how}); the kept epochs were selected by {monitor}")
     else:
         metric = monitor
-        reason = (f"trainer.monitor={monitor}, comparable across the runs' losses" if differing
-                  else f"trainer.monitor={monitor}; the runs share their loss settings")
+        reason = f"the selection metric {monitor}, which picked each run's kept epoch"
+        if differing:
+            reason += " (common to the runs' losses)"
     return Ranking(metric, mode or default_mode(metric), reason)
-
-
-def best_of(history: list[dict], metric: str, mode: str) -> tuple[float | None, int | None]:
-    """The best finite value of `metric` over a run's epochs and the epoch it came from; (None, None) if none."""
-    values = [(r[metric], r["epoch"]) for r in history if isinstance(r.get(metric), float) and math.isfinite(r[metric])]
-    if not values:
-        return None, None
-    return min(values) if mode == "min" else max(values, key=lambda value: (value[0], -value[1]))
 
 
 def ranked(rows: list[dict], mode: str, value: str = "best") -> list[dict]:

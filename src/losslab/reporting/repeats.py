@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from losslab.errors import LosslabError
-from losslab.reporting.comparison import FinishedRun, distinguishing, format_table
-from losslab.reporting.ranking import REF_LOSS, Ranking, best_of, ranked
+from losslab.reporting.comparison import FinishedRun, distinguishing, format_table, kept_value
+from losslab.reporting.ranking import REF_LOSS, Ranking, ranked
 from losslab.reporting.statistics import against_baseline, bounds_of, clip, describe
 
 IGNORED_KEYS = ("run_dir", "resume")  # they name a run's folder, not what it trains
@@ -86,7 +86,7 @@ def baseline_group(groups: list[Group], requested: str | None, source: str) -> G
 
 def group_statistics(groups: list[Group], ranking: Ranking, baseline: str | None, source: str) -> list[dict]:
     """One sweep_stats.csv row per group, best mean first (equal means share a rank): n, mean, sd and 95% interval
-    of each run's best ranking metric and best val/ref_loss, and (but for the baseline) the difference of the
+    of each run's ranking metric and val/ref_loss at its kept epoch, and (but for the baseline) the difference of the
     means from the baseline's, its interval, the p-value of a paired t-test when both groups have the same repeats,
     else Welch's, and the verdict (see statistics.against_baseline: identical results, too few runs, evidence too
     thin, better, worse, no clear difference). The intervals of a metric bounded to [0, 1] are clipped to what it
@@ -98,7 +98,7 @@ def group_statistics(groups: list[Group], ranking: Ranking, baseline: str | None
     rows = []
     for group in groups:
         values = _values(group, ranking)
-        ref = [best_of(run.history, REF_LOSS, "min")[0] for run in group.runs if run.status in USABLE]
+        ref = [kept_value(run, REF_LOSS)[0] for run in group.runs if run.status in USABLE]
         summary = describe([value for _, value in values])
         summary["ci_low"], summary["ci_high"], clipped = clip(summary["ci_low"], summary["ci_high"], bounds)
         row = {"group": group.label, "baseline": "yes" if group is base else "", "jobs": len(group.runs),
@@ -132,12 +132,13 @@ def format_statistics(rows: list[dict]) -> str:
 
 
 def _values(group: Group, ranking: Ranking) -> list[tuple[str, float]]:
-    """(repeat, best ranking value) of each run that is averaged: completed or stopped early, with a value."""
+    """(repeat, ranking value at the kept epoch) of each run that is averaged: completed or stopped early, with a
+    value."""
     values = []
     for run, repeat in zip(group.runs, group.repeats, strict=True):
-        best = best_of(run.history, ranking.metric, ranking.mode)[0]
-        if run.status in USABLE and best is not None:
-            values.append((repeat, best))
+        value = kept_value(run, ranking.metric)[0]
+        if run.status in USABLE and value is not None:
+            values.append((repeat, value))
     return values
 
 
@@ -153,7 +154,7 @@ def _samples(values: list[tuple[str, float]], base: list[tuple[str, float]]) -> 
 
 def _statuses(group: Group, metric: str) -> str:
     """'completed 2, failed 1': how many runs ended how (a completed run without `metric` counted apart)."""
-    counts = Counter(run.status if run.status not in USABLE or best_of(run.history, metric, "min")[0] is not None
+    counts = Counter(run.status if run.status not in USABLE or kept_value(run, metric)[0] is not None
                      else f"{run.status} without {metric}" for run in group.runs)
     return ", ".join(f"{status} {count}" for status, count in counts.items())
 

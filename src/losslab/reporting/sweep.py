@@ -6,25 +6,37 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from losslab.reporting.comparison import FinishedRun, distinguishing, job_order, read_run, run_ranking, write_table
+from losslab.reporting.comparison import (
+    FinishedRun,
+    comparability_note,
+    distinguishing,
+    job_order,
+    kept_epoch,
+    kept_value,
+    read_run,
+    run_ranking,
+    write_table,
+)
 from losslab.reporting.curves import plot_group_statistics, plot_sweep_curves, sweep_columns
-from losslab.reporting.ranking import Ranking, best_of, ranked
+from losslab.reporting.ranking import Ranking, ranked
 from losslab.reporting.repeats import STATS_COLUMNS, Group, group_curves, group_runs, group_statistics, has_repeats
 
 ERROR_MARK = "][ERROR] "  # how train.log's format ("[%(asctime)s][%(levelname)s] %(message)s") marks an error
-SUMMARY_COLUMNS = ("rank", "job", "overrides", "status", "rank_by", "best", "best_epoch", "best_val_loss",
-                   "best_val_mAP", "val_ref_loss", "epochs_run", "diagnosis", "error", "rank_reason", "run_dir",
-                   "all_overrides")
+SUMMARY_COLUMNS = ("rank", "job", "overrides", "status", "rank_by", "value", "kept_epoch", "checkpoint", "val_loss",
+                   "val_mAP", "val_ref_loss", "epochs_run", "diagnosis", "error", "rank_reason", "comparable",
+                   "run_dir", "all_overrides")
 
 
 @dataclass
 class SweepReport:
-    """A finished sweep: how its jobs were ranked, their sweep_summary.csv rows (best first) and the jobs grouped
-    by everything but the repeat key (a group per job when nothing was repeated)."""
+    """A finished sweep: how its jobs were ranked, their sweep_summary.csv rows (best first), the jobs grouped
+    by everything but the repeat key (a group per job when nothing was repeated), and the warning its table and
+    figures carry when the ranking metric cannot compare the jobs fairly (None when it can)."""
 
     ranking: Ranking
     jobs: list[dict]
     groups: list[Group]
+    note: str | None = None
 
     @property
     def repeated(self) -> bool:
@@ -36,24 +48,28 @@ def job_dirs(sweep_dir: Path) -> list[Path]:
     return sorted((p.parent.parent for p in sweep_dir.glob("*/.hydra/overrides.yaml")), key=job_order)
 
 
-def job_summary(run: FinishedRun, label: list[str], ranking: Ranking) -> dict:
+def job_summary(run: FinishedRun, label: list[str], ranking: Ranking, note: str | None) -> dict:
     """One sweep_summary.csv row; `label` is the part of the job's overrides that sets it apart from the other
-    jobs; "best" is the job's best ranking value over its epochs and "best_epoch" the epoch it came from."""
-    best, best_epoch = best_of(run.history, ranking.metric, ranking.mode)
+    jobs; "value" is the job's ranking value at "kept_epoch", the epoch of the weights it keeps ("checkpoint"),
+    and val_loss, val_mAP and val_ref_loss are that epoch's too: `losslab evaluate` of the checkpoint reproduces
+    them."""
+    value, epoch = kept_value(run, ranking.metric)
     return {
         "job": run.path.name,
         "overrides": " ".join(label),
         "status": run.status,
         "rank_by": ranking.metric,
-        "best": best,
-        "best_epoch": best_epoch,
-        "best_val_loss": best_of(run.history, "val/loss", "min")[0],
-        "best_val_mAP": best_of(run.history, "val/mAP", "max")[0],
-        "val_ref_loss": (run.summary.get("best") or {}).get("val/ref_loss"),
+        "value": value,
+        "kept_epoch": epoch,
+        "checkpoint": kept_epoch(run)[1],
+        "val_loss": kept_value(run, "val/loss")[0],
+        "val_mAP": kept_value(run, "val/mAP")[0],
+        "val_ref_loss": kept_value(run, "val/ref_loss")[0],
         "epochs_run": run.summary.get("epochs_run"),
         "diagnosis": (run.summary.get("diagnosis") or {}).get("text"),
         "error": failure_reason(run.path, run.summary),
         "rank_reason": ranking.reason,
+        "comparable": note or "yes",
         "run_dir": str(run.path),
         "all_overrides": " ".join(run.overrides),
     }
@@ -72,17 +88,20 @@ def failure_reason(job_dir: Path, summary: dict) -> str | None:
     return errors[-1] if errors else None
 
 
-def summarize_sweep(sweep_dir: Path, rank_by: str | None = None, mode: str | None = None, monitor: str = "val/loss",
+def summarize_sweep(sweep_dir: Path, rank_by: str | None = None, mode: str | None = None,
                     repeat_key: str = "trainer.seed") -> SweepReport:
-    """Write sweep_summary.csv (jobs ranked by their best `rank_by`, by default chosen by
-    losslab.reporting.ranking from `monitor` and the jobs' losses; `mode` min or max, by default from the
+    """Write sweep_summary.csv (jobs ranked by `rank_by` at their kept epochs, by default chosen by
+    losslab.reporting.ranking from the jobs' selection metric and losses; `mode` min or max, by default from the
     column's name) and sweep_curves.png (a line per job, or per group of jobs differing only in `repeat_key`:
-    their mean and range) into `sweep_dir`. A job without summary.json (killed, or never started) is 'failed'."""
+    their mean and range) into `sweep_dir`. A job without summary.json (killed, or never started) is 'failed'.
+    Jobs the metric cannot compare (another dataset, split, task; for a loss, another reference or image size)
+    are ranked with a warning in the table and the figure."""
     runs = [read_run(job, unfinished="failed") for job in job_dirs(sweep_dir)]
-    ranking = run_ranking(runs, rank_by, mode, "sweep.rank_by", monitor)
-    rows = [job_summary(run, label, ranking) for run, label in
+    ranking = run_ranking(runs, rank_by, mode, "sweep.rank_by")
+    note = comparability_note(runs, ranking, forced=rank_by is not None)
+    rows = [job_summary(run, label, ranking, note) for run, label in
             zip(runs, distinguishing([run.overrides for run in runs]), strict=True)]
-    jobs = ranked(rows, ranking.mode)  # `rows` stay in job order (for the curves), each given its rank
+    jobs = ranked(rows, ranking.mode, value="value")  # `rows` stay in job order (for the curves), each given its rank
     write_table(sweep_dir / "sweep_summary.csv", jobs, SUMMARY_COLUMNS)
     groups = group_runs(runs, repeat_key)
     if has_repeats(groups):
@@ -90,8 +109,8 @@ def summarize_sweep(sweep_dir: Path, rank_by: str | None = None, mode: str | Non
     else:  # every job, whatever its status: a diverged job's curve shows where it went wrong
         curves = [(row["overrides"] or row["job"], [run.history], run.path) for row, run in zip(rows, runs, strict=True)
                   if run.history]
-    plot_sweep_curves(curves, sweep_dir / "sweep_curves.png", columns=sweep_columns(ranking.metric))
-    return SweepReport(ranking, jobs, groups)
+    plot_sweep_curves(curves, sweep_dir / "sweep_curves.png", columns=sweep_columns(ranking.metric), note=note)
+    return SweepReport(ranking, jobs, groups, note)
 
 
 def summarize_repeats(sweep_dir: Path, report: SweepReport, baseline: str | None) -> list[dict]:
@@ -100,5 +119,5 @@ def summarize_repeats(sweep_dir: Path, report: SweepReport, baseline: str | None
     rows, best group first. A `baseline` that names no single group is a LosslabError."""
     rows = group_statistics(report.groups, report.ranking, baseline, "sweep.baseline")
     write_table(sweep_dir / "sweep_stats.csv", rows, STATS_COLUMNS)
-    plot_group_statistics(rows, report.ranking.mode, sweep_dir / "sweep_stats.png")
+    plot_group_statistics(rows, report.ranking.mode, sweep_dir / "sweep_stats.png", note=report.note)
     return rows

@@ -45,8 +45,8 @@ def config_problems(task: Task, cfg: dict) -> list[str]:
     trainer = cfg["trainer"]
     for key, monitor in (("trainer.monitor", trainer["monitor"]),
                          ("trainer.early_stopping.monitor", trainer["early_stopping"]["monitor"])):
-        if monitor not in choices:
-            problems.append(f"{key}={monitor}: expected one of {', '.join(choices)}")
+        if monitor != "auto" and monitor not in choices:
+            problems.append(f"{key}={monitor}: expected auto or one of {', '.join(choices)}")
     return problems
 
 

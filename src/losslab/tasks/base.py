@@ -18,6 +18,7 @@ class Task(Protocol):
     counted: str  # what its class counts count: "objects" | "pixels"
     weights_key: str  # the loss key whose weighted_ce weighs classes: "cls" | "pixel"
     drops_lone_image: bool  # a train batch of one image is dropped (BatchNorm over 1x1 features fails)
+    yardstick: str  # the evaluated metric trainer.monitor=auto selects epochs by when every epoch is evaluated
     predicted: str  # what `losslab predict` counts: "detections" | "masks"
 
     # --- configuration: problems named by key, before anything is written ---
@@ -55,6 +56,9 @@ class Task(Protocol):
 
     def reference_losses(self, model: dict) -> Any:
         """The losses of val/ref_loss: the architecture's own default loss at weight 1."""
+
+    def reference_name(self, model: dict) -> str:
+        """What val/ref_loss scores with, in words: runs are comparable by it only where this is the same."""
 
     def trains_reference(self, choices: dict, weights: dict, model: dict) -> bool:
         """Whether training's losses are the reference ones (then no second validation pass is needed)."""

@@ -44,6 +44,7 @@ class Detection:
     counted = "objects"
     weights_key = "cls"
     drops_lone_image = False
+    yardstick = "val/mAP"  # the evaluated metric trainer.monitor=auto selects by
     predicted = "detections"
 
     def config_problems(self, cfg: dict) -> list[str]:
@@ -92,6 +93,9 @@ class Detection:
 
     def reference_losses(self, model: dict):
         return build_losses(model["arch"], {}, {})
+
+    def reference_name(self, model: dict) -> str:
+        return f"model={model['arch']}'s loss=default"  # each detector's own losses
 
     def trains_reference(self, choices: dict, weights: dict, model: dict) -> bool:
         return all(c.get("name") == "default" for c in choices.values()) and all(w == 1.0 for w in weights.values())

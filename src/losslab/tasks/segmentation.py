@@ -44,6 +44,7 @@ class Segmentation:
     counted = "pixels"
     weights_key = KEY
     drops_lone_image = True
+    yardstick = "val/mIoU"  # the evaluated metric trainer.monitor=auto selects by
     predicted = "masks"
 
     def config_problems(self, cfg: dict) -> list[str]:
@@ -96,6 +97,9 @@ class Segmentation:
 
     def reference_losses(self, model: dict):
         return reference_losses()
+
+    def reference_name(self, model: dict) -> str:
+        return "cross-entropy per pixel of the main output"  # the same for every segmenter
 
     def trains_reference(self, choices: dict, weights: dict, model: dict) -> bool:
         # The reference scores the main output with plain cross-entropy: the default loss at weight 1 computes the

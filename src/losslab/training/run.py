@@ -28,7 +28,7 @@ from losslab.training.loop import NonFiniteLossError
 from losslab.training.run_folder import remove_leftovers
 from losslab.training.session import Session, setup
 from losslab.training.stopping import EarlyStopping
-from losslab.training.summary import report, run_summary, stop_message
+from losslab.training.summary import measured_on, report, run_summary, stop_message
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,8 @@ def train_in_folder(plan: Plan, run_dir: Path, checkpoint: dict | None, world: W
         status, error = finish_run_dir(plan, run_dir, checkpoint, history, status, error, failure, record_error)
     summary = run_summary(history, status, error, time.monotonic() - started, loss,
                           session.device if session else None, list(session.data.classes) if session else None,
-                          session.class_weights if session else None, session.start if session else None, run_dir)
+                          session.class_weights if session else None, session.start if session else None, run_dir,
+                          measured_on(plan, len(session.loaders["val"].dataset) if session else None))
     if world.main:
         write_summary(run_dir, summary, history, loggers, plan.keep_resume_state)
     if failure is not None:

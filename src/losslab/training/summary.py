@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 import torchvision
 
+from losslab.config.plan import Plan
 from losslab.data.images import counted
 from losslab.reporting.diagnosis import diagnose
 from losslab.reporting.history import History
@@ -17,12 +18,28 @@ from losslab.training.checkpoints import checkpoint_epoch
 
 log = logging.getLogger(__name__)
 
+LOADER_ONLY = ("batch_size", "num_workers")  # data keys that change how images are loaded, not which
+
+
+def measured_on(plan: Plan, val_images: int | None) -> dict:
+    """What a run's validation numbers are measured on, for comparisons to check before they rank runs: the task,
+    the dataset (its options but the loader's), the split, the val images, the reference loss val/ref_loss
+    scores with, and the image size (a loss's scale depends on the last two)."""
+    sections = plan.sections
+    model = sections["model"]
+    return {"task": plan.task.name,
+            "data": {key: value for key, value in sections["data"].items() if key not in LOADER_ONLY},
+            "split": sections["split"], "val_images": val_images,
+            "reference_loss": plan.task.reference_name(model), "image_size": [model["min_size"], model["max_size"]]}
+
 
 def run_summary(history: History, status: str, error: str | None, wall_time: float, loss: str,
                 device: torch.device | None, classes: list[str] | None, class_weights: list[float] | None,
-                start: dict | None, run_dir: Path) -> dict:
-    """What summary.json holds: status, the losses trained with (`loss`, as losslab runs shows them), best and
-    last rows, diagnosis, wall time, device, classes, what the weights started from, versions."""
+                start: dict | None, run_dir: Path, basis: dict) -> dict:
+    """What summary.json holds: status, the losses trained with (`loss`, as losslab runs shows them), the
+    selection metric (`monitor`) and the best (kept) epoch it picked, best and last rows, diagnosis, wall time,
+    device, classes, what the weights started from, what the numbers were measured on (`basis`: measured_on),
+    versions."""
     return {
         "status": status,
         "error": error,
@@ -35,7 +52,8 @@ def run_summary(history: History, status: str, error: str | None, wall_time: flo
         "last": history.rows[-1] if history.rows else {},
         "best_mAP": max((row["val/mAP"] for row in history.rows if "val/mAP" in row), default=None),
         "best_mIoU": max((row["val/mIoU"] for row in history.rows if "val/mIoU" in row), default=None),
-        "diagnosis": diagnose(history.rows),
+        "diagnosis": diagnose(history.rows, val_images=basis["val_images"]),
+        "measured_on": basis,
         "wall_time_s": round(wall_time, 2),
         "device": None if device is None else torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "classes": classes,
