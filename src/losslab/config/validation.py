@@ -14,7 +14,7 @@ from losslab.config.data_schema import REQUIRED_DATA_KEYS
 from losslab.config.plan import CHECKPOINT_CHOICES, Plan, Stopping, checkpoint_choice
 from losslab.config.torch_arguments import optimizer_problems, scheduler_problems, trial_problems
 from losslab.data.augment_options import validate_augment
-from losslab.data.split import check_split_options
+from losslab.data.split import DATA_WITH_SPLITS, check_split_options
 from losslab.errors import LosslabError
 from losslab.evaluation.metrics import BACKENDS
 from losslab.losses.catalogue import CATALOGUE
@@ -157,7 +157,7 @@ def validate(cfg: DictConfig) -> Plan:
     task = task_of(cfg)
     problems += config_problems(task, sections)
     try:
-        check_split_options(OmegaConf.to_container(cfg.split))
+        check_split_options(OmegaConf.to_container(cfg.split), own_split=cfg.data.name in DATA_WITH_SPLITS)
     except LosslabError as error:
         problems.append(str(error).removeprefix("split: ").rstrip("."))
     unset = unset_data_keys(cfg)
