@@ -14,9 +14,11 @@ from PIL import Image
 from conftest import TINY
 from in_process import train
 from losslab import compose_config
+from losslab.config.validation import validate
 from losslab.data.coco import CocoDataset
 from losslab.data.datasets import build_datasets
 from losslab.data.segmentation import build_segmentation_datasets
+from losslab.data.split import check_split_options
 from losslab.data.yolo import YoloDataset
 from losslab.data.yolo_layout import label_path
 from losslab.errors import LosslabError
@@ -142,6 +144,16 @@ def test_split_predefined_is_the_yamls_folders_and_random_pools_them(tmp_path):
     assert len(build_datasets({"name": "yolo", "yaml": str(without_val)}, RANDOM).train) == 2
 
 
+def test_data_yolo_needs_its_yaml_and_its_predefined_split_nothing_more():
+    with pytest.raises(LosslabError, match=r"data=yolo needs data.yaml=DATA.yaml; not set: data.yaml"):
+        validate(compose_config(["data=yolo", "trainer.device=cpu"]))
+    check_split_options(PREDEFINED, own_split=True)  # the yaml's own split
+    with pytest.raises(LosslabError, match=r"split.files.train=FILE .* or split.from_run=RUN_DIR .*not neither"):
+        check_split_options(PREDEFINED)
+    with pytest.raises(LosslabError, match="not both"):
+        check_split_options({**PREDEFINED, "files": {"train": "a", "val": "b"}, "from_run": "run"}, own_split=True)
+
+
 def test_polygons_become_instance_masks_and_boxes_beside_them_their_box(tmp_path, caplog):
     square = "0 0.25 0.25 0.75 0.25 0.75 0.75 0.25 0.75"  # pixels 12..36 x 10..30
     path = write_yolo(tmp_path, {"train": {"a.png": f"{square}\n1 0.125 0.125 0.25 0.25\n", "b.png": None},
@@ -180,7 +192,8 @@ def test_the_same_objects_as_a_coco_file_give_the_same_records(tmp_path, kind):
                                         "category_id": category + 1, "iscrowd": 0,
                                         "segmentation": [polygon] if kind == "polygons" else []})
             values = polygon if kind == "polygons" else [x + w / 2, y + h / 2, w, h]
-            lines[name] += f"{category} " + " ".join(repr(v / side) for v, side in zip(values, [WIDTH, HEIGHT] * 4)) + "\n"
+            fractions = [v / side for v, side in zip(values, [WIDTH, HEIGHT] * 4, strict=False)]
+            lines[name] += f"{category} {' '.join(map(repr, fractions))}\n"
     path = write_yolo(tmp_path, {"train": lines})
     (tmp_path / "instances.json").write_text(json.dumps(coco))
     yolo, reference = loaded(path), CocoDataset(str(tmp_path / "images" / "train"), str(tmp_path / "instances.json"))
@@ -221,7 +234,8 @@ def test_bad_label_lines_are_one_error_naming_file_and_line(tmp_path, lines, mes
 
 
 def test_label_files_without_an_image_and_degenerate_boxes_are_counted_once(tmp_path, caplog):
-    path = write_yolo(tmp_path, {"train": {"a.png": "0 0.5 0.5 0 0.5\n1 0.5 0.5 0.5 0.5\n", "b.png": "0 0.5 0.5 0 0\n"}})
+    labels = {"a.png": "0 0.5 0.5 0 0.5\n1 0.5 0.5 0.5 0.5\n", "b.png": "0 0.5 0.5 0 0\n"}
+    path = write_yolo(tmp_path, {"train": labels})
     (tmp_path / "labels" / "train" / "gone.txt").write_text("0 0.5 0.5 0.5 0.5\n")
     (tmp_path / "labels" / "train" / "gone2.txt").write_text("")
     with caplog.at_level(logging.WARNING, logger="losslab.data.yolo"):
@@ -229,7 +243,8 @@ def test_label_files_without_an_image_and_degenerate_boxes_are_counted_once(tmp_
     assert dataset.image_ids == ["images/train/a.png"]  # b's only object is degenerate: not a negative, dropped
     messages = [r.getMessage().split(": ", 1)[1] for r in caplog.records]
     assert len(messages) == 2
-    assert messages[0].startswith("dropped 2 box(es) with zero or negative width or height") and "a.txt:1" in messages[0]
+    assert messages[0].startswith("dropped 2 box(es) with zero or negative width or height")
+    assert "a.txt:1" in messages[0] and "b.txt:1" in messages[0]
     assert messages[1].startswith("2 label file(s) have no image and are not read") and "gone.txt" in messages[1]
 
 
