@@ -13,7 +13,7 @@ from losslab import compose_config
 from losslab.config.compose import config_dir
 from losslab.config.schema import loss_options
 
-GROUPS = ["model", "loss", "data", "split", "augment", "optimizer", "scheduler", "trainer", "logger"]
+GROUPS = ["model", "loss", "split", "data", "augment", "optimizer", "scheduler", "trainer", "logger"]
 
 
 def test_defaults_name_every_group_and_are_small_and_from_scratch():

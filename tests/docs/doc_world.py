@@ -11,10 +11,12 @@ A documented command is run unchanged but for:
   there; trained with trainer.keep_resume_state=true, so it stands in for a killed run too),
   `multirun/DATE/TIME[/N]` the newest sweep (its job N, or its last), `multirun/DATE/TIME-A ... -B` the newest
   sweeps, A the older, `/data/...` the tiny datasets made here
-  (COCO under /data/pets, Pascal VOC under /data/VOCdevkit/VOC2012, a VOC-format export with classes bolt and nut
-  under /data/parts), `photos/`, `more/**/*.jpg` and `street.png` images made here;
-- the rest of a command elided as `...`, `DIR` and `FILE.json`: `data=coco` gets the tiny COCO data and `data=voc`
-  the tiny VOC data for the keys elided or left unset, `/models/NAME.pth` is torchvision's file NAME;
+  (COCO and its YOLO twin /data/pets/data.yaml under /data/pets, Pascal VOC under /data/VOCdevkit/VOC2012, a
+  VOC-format export with classes bolt and nut under /data/parts), `photos/`, `more/**/*.jpg` and `street.png`
+  images made here;
+- the rest of a command elided as `...`, `DIR` and `FILE.json`: `data=coco` (`data=yolo`) gets the tiny COCO
+  (YOLO) data and `data=voc` the tiny VOC data for the keys elided or left unset, `/models/NAME.pth` is
+  torchvision's file NAME;
 - shell globs (unquoted `*`) expand in the working folder, as a shell expands them;
 - COCO weights: random weights saved under torchvision's file names in a TORCH_HOME of the tiny data, made for
   the architecture a command starts from (`model.weights=coco`, `experiment=finetune`); nothing is downloaded;
@@ -156,6 +158,7 @@ class World:
         """The keys of the tiny dataset of `data=kind`."""
         data = self.assets / "data"
         return {"coco": {"data.images": f"{data}/pets/images", "data.annotations": f"{data}/pets/instances.json"},
+                "yolo": {"data.yaml": f"{data}/pets/data.yaml"},
                 "voc": {"data.root": f"{data}/VOCdevkit/VOC2012"},
                 "voc_seg": {"data.root": f"{data}/VOCdevkit/VOC2012"},
                 "folder": {"data.images": f"{data}/roads/images", "data.masks": f"{data}/roads/masks"}}.get(kind, {})
@@ -321,9 +324,24 @@ def make_assets(assets: Path) -> None:
                 "bbox": [x0, y0, x1 - x0, y1 - y0], "area": (x1 - x0) * (y1 - y0), "iscrowd": 0,
                 "segmentation": [[x0, y0, x1, y0, x1, y1, x0, y1]]})
     (pets / "instances.json").write_text(json.dumps(coco))
+    write_yolo(pets, coco)
     write_voc(assets / "data" / "VOCdevkit" / "VOC2012", ("dog", "cat"), image_sets=True)
     write_voc(assets / "data" / "parts", ("bolt", "nut"), image_sets=False)
     write_segmentation(assets / "data")
+
+
+def write_yolo(pets: Path, coco: dict) -> None:
+    """The same pets in Ultralytics' layout beside the COCO file: labels/<stem>.txt polygons (class indices from 0),
+    train.txt and val.txt lists of ./images/..., and data.yaml."""
+    (pets / "labels").mkdir()
+    for image in coco["images"]:
+        lines = [f"{a['category_id'] - 1} " + " ".join(f"{v / 64:.6f}" for v in a["segmentation"][0])
+                 for a in coco["annotations"] if a["image_id"] == image["id"]]
+        (pets / "labels" / f"{Path(image['file_name']).stem}.txt").write_text("".join(f"{line}\n" for line in lines))
+    names = [f"./images/{image['file_name']}" for image in coco["images"]]
+    (pets / "train.txt").write_text("\n".join(names[:6]) + "\n")
+    (pets / "val.txt").write_text("\n".join(names[6:]) + "\n")
+    (pets / "data.yaml").write_text("path: .\ntrain: train.txt\nval: val.txt\nnames:\n  0: cat\n  1: dog\n")
 
 
 def write_segmentation(data: Path) -> None:

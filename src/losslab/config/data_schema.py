@@ -57,9 +57,14 @@ class VocSegDataConfig(DataConfig):
     classes: list[str] = MISSING
 
 
+@dataclass
+class YoloDataConfig(DataConfig):
+    yaml: str = MISSING
+
+
 # What each dataset cannot do without (for the message when a key is unset).
 REQUIRED_DATA_KEYS = {"coco": "data.images=DIR and data.annotations=FILE.json", "voc": "data.root=DIR",
-                      "voc_seg": "data.root=DIR",
+                      "voc_seg": "data.root=DIR", "yolo": "data.yaml=DATA.yaml",
                       "folder": "data.images=DIR, data.masks=DIR and data.classes=[background,...]"}
 
 

@@ -31,6 +31,7 @@ from losslab.config.data_schema import (
     SplitConfig,
     VocDataConfig,
     VocSegDataConfig,
+    YoloDataConfig,
 )
 from losslab.data.augment_options import AugmentConfig
 from losslab.losses.catalogue import CATALOGUE
@@ -233,6 +234,7 @@ SCHEMAS: dict[str, Any] = {
     "schema/data/voc": VocDataConfig,
     "schema/data/folder": FolderDataConfig,
     "schema/data/voc_seg": VocSegDataConfig,
+    "schema/data/yolo": YoloDataConfig,
     "schema/split/random": RandomSplitConfig,
     "schema/split/predefined": PredefinedSplitConfig,
     "schema/augment": AugmentConfig,

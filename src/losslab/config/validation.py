@@ -15,7 +15,7 @@ from losslab.config.plan import CHECKPOINT_CHOICES, Plan, Stopping, checkpoint_c
 from losslab.config.selection import AUTO, evaluation_interval, settle_selection
 from losslab.config.torch_arguments import optimizer_problems, scheduler_problems, trial_problems
 from losslab.data.augment_options import validate_augment
-from losslab.data.split import check_split_options
+from losslab.data.split import DATA_WITH_SPLITS, check_split_options
 from losslab.errors import LosslabError
 from losslab.evaluation.metrics import BACKENDS
 from losslab.losses.catalogue import CATALOGUE
@@ -151,7 +151,7 @@ def validate(cfg: DictConfig) -> Plan:
         check(weight >= 0, f"loss.weights.{component}={weight}: expected >= 0")
     problems += config_problems(task, sections)
     try:
-        check_split_options(OmegaConf.to_container(cfg.split))
+        check_split_options(OmegaConf.to_container(cfg.split), own_split=cfg.data.name in DATA_WITH_SPLITS)
     except LosslabError as error:
         problems.append(str(error).removeprefix("split: ").rstrip("."))
     unset = unset_data_keys(cfg)

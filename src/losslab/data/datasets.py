@@ -11,6 +11,7 @@ from losslab.data.coco import CocoDataset
 from losslab.data.mixing import AugmentedDataset, augmented
 from losslab.data.shapes import ShapesDataset
 from losslab.data.split import (
+    DATA_WITH_SPLITS,
     SPLITS,
     check_disjoint,
     check_split_options,
@@ -20,10 +21,11 @@ from losslab.data.split import (
     stratified_split,
 )
 from losslab.data.voc import VocDataset
+from losslab.data.yolo import YoloDataset
 from losslab.errors import LosslabError
 
 LOADER_KEYS = ("name", "batch_size", "num_workers")
-READERS = {"shapes": ShapesDataset, "coco": CocoDataset, "voc": VocDataset}
+READERS = {"shapes": ShapesDataset, "coco": CocoDataset, "voc": VocDataset, "yolo": YoloDataset}
 # The data option that split=predefined's split.files replace, one file per split.
 SPLIT_FILE_OPTIONS = {"coco": "annotations", "voc": "image_set", "voc_seg": "image_set"}
 
@@ -93,7 +95,7 @@ def split_datasets(data_options: dict, split_options: dict,
                    load: Callable[[dict], Dataset] = load_dataset) -> dict[str, tuple[Dataset, list[int]]]:
     """Each split as (dataset, indices of its images), as `split_options` (the `split` config section) says;
     `load` reads a dataset from data options (task=segmentation: losslab.data.segmentation's)."""
-    check_split_options(split_options)
+    check_split_options(split_options, own_split=data_options["name"] in DATA_WITH_SPLITS)
     kind = split_options.get("name", "random")
     files = {split: file for split, file in (split_options.get("files") or {}).items() if file}
     if kind == "predefined" and files:
@@ -105,8 +107,10 @@ def split_datasets(data_options: dict, split_options: dict,
     elif kind == "stratified":
         labels = dataset.image_labels()
         split_ids = stratified_split({image_id: labels[image_id] for image_id in ids}, **_ratios(split_options))
-    else:
+    elif split_options.get("from_run"):
         split_ids = saved_split(ids, read_split(split_options["from_run"]), split_options["from_run"])
+    else:  # split=predefined by the data's own splits (check_split_options allowed nothing else)
+        split_ids = dataset.own_split()
     position = {image_id: i for i, image_id in enumerate(ids)}
     return {name: (dataset, [position[image_id] for image_id in split_ids[name]]) for name in SPLITS}
 

@@ -10,6 +10,8 @@ holding each pixel's class index (0 background, 255 ignore). `classes` names eve
 - `data=coco`: COCO instances rasterised to classes: each object's polygons or RLE painted with its label in the
   file's order (a later object covers an earlier one), crowd regions painted 255 (ignored, as their pixels mix
   many objects); categories keep COCO's order of ids.
+- `data=yolo`: Ultralytics' polygon labels rasterised the same way (no crowd regions); classes keep the data.yaml's
+  order.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from losslab.data.segmentation_transforms import segmentation_train_transform
 from losslab.data.shapes import CLASSES as SHAPE_CLASSES
 from losslab.data.shapes import OBJECT_SIZE, ShapesDataset, paint_shapes
 from losslab.data.voc import read_image_set
+from losslab.data.yolo import YoloDataset
 from losslab.errors import LosslabError
 from losslab.losses.catalogue import IGNORE_INDEX
 
@@ -162,21 +165,18 @@ def voc_segmentation_dataset(root: str, image_set: str, classes: list[str]) -> M
     return MaskFiles(images, masks, stems, tuple(classes), f"the VOC folder {folder}")
 
 
-class CocoSegmentation(SemanticDataset):
-    """data=coco rasterised to classes (see the module's docstring); loading and its checks are CocoDataset's."""
+class InstanceSegmentation(SemanticDataset):
+    """A dataset of instance masks (COCO's, YOLO's polygons) rasterised to classes (see the module's docstring);
+    loading and its checks are the instance reader's. `missing` says what the data lacks when it has no masks."""
 
-    def __init__(self, images: str, annotations: str, keep_empty: bool = True):
-        self.instances = CocoDataset(images, annotations, keep_empty)
-        if not self.instances.has_masks:
-            raise LosslabError(f"data.annotations={annotations} has no 'segmentation' (polygons or RLE) on any "
-                               "object; task=segmentation needs them to paint the classes.")
-        self.classes = (BACKGROUND, *self.instances.classes)
-        self.category_ids = list(self.instances.category_ids)
-        self.image_ids = list(self.instances.image_ids)
+    def __init__(self, instances: CocoDataset | YoloDataset, missing: str):
+        if not instances.has_masks:
+            raise LosslabError(f"{missing}; task=segmentation needs them to paint the classes.")
+        self.instances = instances
+        self.classes = (BACKGROUND, *instances.classes)
+        self.category_ids = list(instances.category_ids)
+        self.image_ids = list(instances.image_ids)
         self.crowds: dict[int, list] = defaultdict(list)  # image id -> its crowd regions' segmentations
-        for annotation in read_json(Path(annotations))["annotations"]:
-            if annotation.get("iscrowd") and annotation.get("segmentation"):
-                self.crowds[annotation["image_id"]].append(annotation["segmentation"])
 
     def __len__(self) -> int:
         return len(self.instances)
@@ -195,10 +195,31 @@ class CocoSegmentation(SemanticDataset):
             semantic[mask_utils.decode(coco_rle(region, height, width)).astype(bool)] = IGNORE_INDEX
         return semantic
 
+    def own_split(self) -> dict[str, list]:
+        """The split the data names itself (data=yolo's train/val/test)."""
+        return self.instances.own_split()
+
+
+class CocoSegmentation(InstanceSegmentation):
+    """data=coco rasterised to classes, crowd regions painted 255."""
+
+    def __init__(self, images: str, annotations: str, keep_empty: bool = True):
+        super().__init__(CocoDataset(images, annotations, keep_empty),
+                         f"data.annotations={annotations} has no 'segmentation' (polygons or RLE) on any object")
+        for annotation in read_json(Path(annotations))["annotations"]:
+            if annotation.get("iscrowd") and annotation.get("segmentation"):
+                self.crowds[annotation["image_id"]].append(annotation["segmentation"])
+
+
+def yolo_segmentation(yaml: str) -> InstanceSegmentation:
+    """data=yolo rasterised to classes: its polygon labels painted in each file's order."""
+    return InstanceSegmentation(YoloDataset(yaml), f"data.yaml={yaml} has no polygon labels (`class x1 y1 x2 y2 "
+                                "...`), only boxes")
+
 
 READERS: dict[str, Callable[..., SemanticDataset]] = {
     "shapes": ShapesSegmentation, "folder": folder_dataset, "voc_seg": voc_segmentation_dataset,
-    "coco": CocoSegmentation,
+    "coco": CocoSegmentation, "yolo": yolo_segmentation,
 }
 
 

@@ -5,7 +5,8 @@ Three kinds (`split.name`):
 - stratified: iterative stratification (Sechidis et al., 2011) of the images' label sets, so that every
   class is in every split in proportion, even when images hold several classes;
 - predefined: the splits are given, by one annotation file per split (handled where datasets are
-  loaded) or by the split.json of an earlier run (`read_split` + `saved_split`).
+  loaded), by the split.json of an earlier run (`read_split` + `saved_split`), or by the data itself (data=yolo's
+  train/val/test folders: `DATA_WITH_SPLITS`).
 """
 
 from __future__ import annotations
@@ -21,12 +22,14 @@ from losslab.errors import LosslabError
 
 SPLITS = ("train", "val", "test")
 KINDS = ("random", "stratified", "predefined")
+DATA_WITH_SPLITS = ("yolo",)  # data options naming their own train/val/test: split=predefined alone uses those
 
 
-def check_split_options(options: dict) -> None:
+def check_split_options(options: dict, own_split: bool = False) -> None:
     """Raise a LosslabError (prefixed "split: ") for split options that cannot work, before data is read.
 
-    Options without `name` (configs of runs from before split kinds existed) are a random split.
+    Options without `name` (configs of runs from before split kinds existed) are a random split. `own_split`: the
+    data names its own splits (DATA_WITH_SPLITS), which split=predefined without files or from_run uses.
     """
     kind = options.get("name", "random")
     if kind not in KINDS:
@@ -36,6 +39,8 @@ def check_split_options(options: dict) -> None:
         return
     files = {name: file for name, file in (options.get("files") or {}).items() if file}
     from_run = options.get("from_run")
+    if own_split and not files and not from_run:
+        return
     if bool(files) == bool(from_run):
         raise LosslabError("split: split=predefined needs either split.files.train=FILE and split.files.val=FILE "
                            "(split.files.test=FILE optional), or split.from_run=RUN_DIR (or its split.json), "
