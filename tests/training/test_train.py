@@ -55,10 +55,15 @@ def test_summary_names_the_best_epoch_and_a_diagnosis(finished):
     summary = json.loads((result.run_dir / "summary.json").read_text())
     assert summary["status"] == result.status == "completed"
     assert summary["epochs_run"] == 2
-    best = min(result.history, key=lambda r: r["val/loss"])
+    # The default selection metric: val/mAP, evaluated every epoch; the earliest of equal values.
+    assert (summary["monitor"], result.history[0].keys() >= {"val/mAP"}) == ("val/mAP", True)
+    best = max(result.history, key=lambda r: (r["val/mAP"], -r["epoch"]))
     assert summary["best_epoch"] == best["epoch"]
     assert summary["best"]["val/loss"] == pytest.approx(best["val/loss"])
-    assert summary["diagnosis"] == diagnose(result.history)  # the curves it reports, read by the documented rules
+    assert summary["measured_on"]["val_images"] == 3  # TINY: 10 images, 5 train / 3 val / 2 test
+    # The curves it reports, read by the documented rules (3 val images: too few to judge them).
+    assert summary["diagnosis"] == diagnose(result.history, val_images=3)
+    assert summary["diagnosis"]["state"] == "too few images"
     assert summary["classes"] == ["circle", "square", "triangle"]
     assert {"python", "torch", "torchvision", "losslab"} <= set(summary["versions"])
 
