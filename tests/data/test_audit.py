@@ -12,12 +12,14 @@ import pytest
 from matplotlib.collections import PathCollection
 from matplotlib.patches import Rectangle
 from test_coco import annotation, image, write_coco
+from test_voc import small_voc, voc_xml, write_voc
 
 from losslab.data.audit import IMBALANCE_RATIO, ImageFacts, audit, figure_points, run_warnings
 from losslab.data.audit_sources import file_digest, split_facts
 from losslab.data.datasets import build_datasets
 from losslab.data.segmentation import build_segmentation_datasets
 from losslab.data.split import write_split
+from losslab.data.voc import VocDataset
 from losslab.reporting.audit_figure import audit_figure
 from losslab.training.data_audit import audit_data, write_audit
 
@@ -161,3 +163,17 @@ def test_json_and_png_are_written_with_the_numbers(tmp_path):
     assert saved["splits"]["train"]["imbalance_ratio"] == 13.0 and saved["leaks"]["pairs"] == {"train/val": 1}
     assert saved["thresholds"]["imbalance_ratio"] == IMBALANCE_RATIO and saved["suggestions"] == numbers["suggestions"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data_audit.json", "data_audit.png"]  # no leftovers
+
+
+def test_what_the_voc_reader_left_out_reaches_the_audit(tmp_path):
+    root = small_voc(tmp_path / "small")
+    assert VocDataset(str(root)).left_out == {"difficult": 2, "clipped boxes": 0, "dropped boxes": 0,
+                                              "dropped images": 1}  # 2008_000003: its only object is difficult
+    parts = write_voc(tmp_path / "parts", {"b": voc_xml([("nut", 3, 3, 10, 10, 0), ("bolt", 60, 60, 90, 70, 0)]),
+                                           "c": voc_xml([("nut", 3, 3, 10, 10, 0)]),
+                                           "a": voc_xml([("bolt", 10, 8, 8, 20, 0)])})
+    data = {"name": "voc", "root": str(parts), "image_set": None, "classes": ["bolt", "nut"]}
+    built = build_datasets(data, {"name": "random", "train": 0.5, "val": 0.5, "test": 0.0, "seed": 0})
+    numbers, _ = audit_data(built)
+    assert numbers["left_out"] == {"difficult": 0, "clipped boxes": 1, "dropped boxes": 1, "dropped images": 1}
+    assert sum(numbers["splits"][s]["touching_edge"] for s in ("train", "val")) == 1  # the clipped box

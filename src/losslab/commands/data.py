@@ -119,7 +119,7 @@ def _common_size(sizes: dict | None) -> str:
 
 
 def _ratio(ratio: float | None) -> str:
-    return f"{ratio:g}:1" if ratio is not None else "-"
+    return f"{ratio:.3g}:1" if ratio is not None else "-"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from losslab.reporting.curves import _save, new_figure
 
 SPLIT_COLOURS = {"train": "tab:blue", "val": "tab:orange", "test": "tab:green"}
 SIZE_BOUNDARIES = (32, 96)  # COCO's small | medium | large, as a box side sqrt(area) in pixels
 FEW_SIZES = 8  # up to this many distinct image sizes get a bar each
-PLAIN = FuncFormatter(lambda value, _: f"{value:g}")  # 20, 0.5, not 2x10^1 on the log axes
+PLAIN = FuncFormatter(lambda value, _: f"{value:g}")  # 20, 0.5 on the log axes, not 2x10^1
 
 
 def plot_audit(numbers: dict, points: dict, path: Path) -> Path:
@@ -49,7 +49,7 @@ def _class_bars(ax, numbers: dict) -> None:
     ax.invert_yaxis()
     train = splits.get("train", {})
     ratio = train.get("imbalance_ratio")
-    ax.set(xlabel=unit, title=f"{unit} per class" + (f" (train imbalance {ratio:g}:1)" if ratio else ""))
+    ax.set(xlabel=unit, title=f"{unit} per class" + (f" (train imbalance {ratio:.3g}:1)" if ratio else ""))
     ax.legend(fontsize=8)
     ax.grid(axis="x", alpha=0.3)
 
@@ -74,8 +74,9 @@ def _box_scatter(ax, points: dict) -> None:
     ax.set(xscale="log", yscale="log", xlabel="box side sqrt(w h), px", ylabel="aspect ratio w / h",
            title="box size and aspect")
     for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_locator(LogLocator(subs=(1, 2, 5)))
         axis.set_major_formatter(PLAIN)
-        axis.set_minor_formatter(PLAIN)
+        axis.set_minor_formatter(NullFormatter())
     ax.legend(fontsize=8, markerscale=3)
     ax.grid(alpha=0.3, which="both")
 
