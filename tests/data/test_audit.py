@@ -15,7 +15,7 @@ from test_coco import annotation, image, write_coco
 from test_voc import small_voc, voc_xml, write_voc
 
 from losslab.data.audit import IMBALANCE_RATIO, ImageFacts, audit, figure_points, run_warnings
-from losslab.data.audit_sources import file_digest, split_facts
+from losslab.data.audit_sources import content_digests, file_digest, split_facts
 from losslab.data.datasets import build_datasets
 from losslab.data.segmentation import build_segmentation_datasets
 from losslab.data.split import write_split
@@ -120,6 +120,18 @@ def test_coco_facts_come_from_the_records_and_file_bytes(tmp_path):
     assert numbers["splits"]["train"]["touching_edge"] == 1 and numbers["left_out"] is None
     assert numbers["leaks"]["images"] == 0 and numbers["splits"]["val"]["objects"] == 1
     assert points["train"]["boxes"].shape == (3, 2) and points["train"]["images"].tolist() == [[48, 40]] * 3
+
+
+def test_only_files_of_a_shared_size_are_hashed_and_nothing_is_cached(tmp_path):
+    files = {name: tmp_path / name for name in ("a", "b", "copy_of_a", "short")}
+    for name, content in (("a", b"x" * 10), ("b", b"y" * 10), ("copy_of_a", b"x" * 10), ("short", b"z" * 5)):
+        files[name].write_bytes(content)
+    digests = content_digests(list(files.values()))
+    assert sorted(path.name for path in digests) == ["a", "b", "copy_of_a"]  # "short": no other file has 5 bytes
+    assert digests[files["a"]] == digests[files["copy_of_a"]] != digests[files["b"]]
+    assert list(content_digests([files["short"], files["short"]])) == [files["short"]]  # one file listed twice
+    files["copy_of_a"].write_bytes(b"w" * 10)
+    assert content_digests(list(files.values()))[files["copy_of_a"]] != digests[files["a"]]
 
 
 def test_shapes_and_segmentation_facts_need_no_files():

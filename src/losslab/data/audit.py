@@ -181,8 +181,8 @@ def suggestions(numbers: dict) -> list[str]:
     lines = []
     ratio = train["imbalance_ratio"]
     if ratio is not None and ratio >= IMBALANCE_RATIO:
-        lines.append(f"class imbalance {ratio:.3g}:1 in train (at or above {IMBALANCE_RATIO:g}:1): try loss=weighted_ce "
-                     "(weights from the train counts) or loss=focal")
+        lines.append(f"class imbalance {ratio:.3g}:1 in train (at or above {IMBALANCE_RATIO:g}:1): try "
+                     "loss=weighted_ce (weights from the train counts) or loss=focal")
     if train["classes_without_objects"]:
         lines.append(f"train has no {numbers['unit']} of {', '.join(train['classes_without_objects'])}: the model "
                      "cannot learn them; add examples or leave those classes out")

@@ -3,13 +3,16 @@ image readers keep (COCO, VOC and any reader filling `AnnotatedImages`: boxes an
 annotations, no pixel decoded), the class pixels of segmentation datasets, and otherwise the items themselves
 (the built-in shapes, drawn from their seed).
 
-Content digests hash the file's bytes (BLAKE2b), read once and never cached: a changed file is always seen as it
-is. Images without a file (the shapes) hash their pixels.
+Content digests hash a file's bytes (BLAKE2b), never cached: a changed file is always seen as it is. Only files
+whose size another file shares are read: a file of a unique size cannot be a copy of another, and on a dataset of
+many thousand JPEGs that leaves almost nothing to read. Images without a file (the shapes) hash their pixels.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -27,9 +30,19 @@ def split_facts(data) -> tuple[dict[str, list[ImageFacts]], str, bool]:
     class 0 is the background."""
     splits = {name: _unwrapped(getattr(data, name)) for name in SPLIT_NAMES}
     by_pixels = any(hasattr(split.dataset, "class_pixels") for split in splits.values())
-    facts = {name: [image_facts(split.dataset, index, len(data.classes)) for index in split.indices]
-             for name, split in splits.items()}
+    read = {name: [image_facts(split.dataset, index, len(data.classes)) for index in split.indices]
+            for name, split in splits.items()}
+    digests = content_digests([path for pairs in read.values() for _, path in pairs if path is not None])
+    facts = {name: [replace(f, digest=digests.get(path)) if path is not None else f for f, path in pairs]
+             for name, pairs in read.items()}
     return facts, "pixels" if by_pixels else "objects", by_pixels
+
+
+def content_digests(paths: list[Path]) -> dict[Path, str]:
+    """The digest of each file whose size another of `paths` shares (a path listed twice shares its own)."""
+    sizes = {path: path.stat().st_size for path in paths}
+    shared = Counter(sizes[path] for path in paths)
+    return {path: file_digest(path) for path, size in sizes.items() if shared[size] > 1}
 
 
 def left_out(data) -> dict[str, int] | None:
@@ -42,26 +55,26 @@ def left_out(data) -> dict[str, int] | None:
     return {key: sum(count.get(key, 0) for count in counts) for key in counts[0]}
 
 
-def image_facts(dataset, index: int, num_classes: int) -> ImageFacts:
-    """One image's facts, read the cheapest way `dataset` allows."""
+def image_facts(dataset, index: int, num_classes: int) -> tuple[ImageFacts, Path | None]:
+    """One image's facts, read the cheapest way `dataset` allows, and its file (its digest still to come), or None
+    for an image without a file (its pixels' digest given)."""
     if hasattr(dataset, "class_pixels"):  # class masks: pixels per class, no boxes
         file = _image_file(dataset, index)
         pixels = np.asarray(dataset.class_pixels(index), dtype=np.int64)[:num_classes]
         if file is None:
             image, _ = dataset[index]
             return ImageFacts(dataset.image_ids[index], image.shape[-1], image.shape[-2], pixels, np.zeros((0, 4)),
-                              pixel_digest(image))
-        return ImageFacts(dataset.image_ids[index], file.width, file.height, pixels, np.zeros((0, 4)),
-                          file_digest(file.path))
+                              pixel_digest(image)), None
+        return ImageFacts(dataset.image_ids[index], file.width, file.height, pixels, np.zeros((0, 4))), file.path
     if hasattr(dataset, "records"):
         record = dataset.records[index]
         return ImageFacts(record.image_id, record.file.width, record.file.height,
-                          _object_counts(record.labels, num_classes), np.asarray(record.boxes, dtype=np.float64),
-                          file_digest(record.file.path))
+                          _object_counts(record.labels, num_classes),
+                          np.asarray(record.boxes, dtype=np.float64)), record.file.path
     image, target = dataset[index]
     labels = np.asarray(target["labels"], dtype=np.int64)
     return ImageFacts(dataset.image_ids[index], image.shape[-1], image.shape[-2], _object_counts(labels, num_classes),
-                      np.asarray(target["boxes"], dtype=np.float64), pixel_digest(image))
+                      np.asarray(target["boxes"], dtype=np.float64), pixel_digest(image)), None
 
 
 def file_digest(path: Path) -> str:
