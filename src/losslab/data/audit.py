@@ -9,7 +9,7 @@ is width / height. Duplicates and leaks compare content digests: the same bytes 
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -65,9 +65,8 @@ def split_numbers(facts: Sequence[ImageFacts], classes: Sequence[str], unit: str
     per_class = amounts.sum(axis=0)
     counted = per_class[1:] if background_first else per_class
     present = counted[counted > 0]
-    boxes = np.concatenate([f.boxes for f in facts]).reshape(-1, 4) if facts else np.zeros((0, 4))
-    areas = np.concatenate([np.full(len(f.boxes), f.width * f.height) for f in facts]) if facts else np.zeros(0)
-    per_image = np.array([len(f.boxes) for f in facts])
+    boxes, per_image, sizes = columns(facts)
+    frames = np.repeat(sizes, per_image, axis=0)  # each box's image (width, height)
     return {
         "images": len(facts),
         unit: int(objects.sum()),
@@ -79,10 +78,11 @@ def split_numbers(facts: Sequence[ImageFacts], classes: Sequence[str], unit: str
         "images_without_objects": int((objects.sum(axis=1) == 0).sum()),
         "objects_per_image": spread(per_image) if len(boxes) else None,
         "sizes": size_buckets(boxes),
-        "relative_size": spread(box_sides(boxes) / np.sqrt(areas)) if len(boxes) else None,
+        "relative_size": spread(box_sides(boxes) / np.sqrt(frames.prod(axis=1))) if len(boxes) else None,
         "aspect_ratio": spread(aspect_ratios(boxes)) if len(boxes) else None,
-        "touching_edge": touching_edge(facts),
-        "image_sizes": image_sizes(facts),
+        # boxes reaching 0 or their image's width or height: objects the frame cuts, and boxes the reader clipped
+        "touching_edge": int(((boxes[:, :2] <= 0).any(axis=1) | (boxes[:, 2:] >= frames).any(axis=1)).sum()),
+        "image_sizes": image_sizes(sizes),
         "duplicates": duplicates(facts),
     }
 
@@ -114,20 +114,25 @@ def size_buckets(boxes: np.ndarray) -> dict[str, int]:
     return {"small": small, "medium": medium, "large": len(boxes) - small - medium}
 
 
-def touching_edge(facts: Sequence[ImageFacts]) -> int:
-    """Boxes that reach the image's edge: objects the frame cuts, and boxes the reader clipped to it."""
-    return int(sum(((f.boxes[:, :2] <= 0).any(axis=1) | (f.boxes[:, 2] >= f.width) | (f.boxes[:, 3] >= f.height)
-                    ).sum() for f in facts))
-
-
-def image_sizes(facts: Sequence[ImageFacts]) -> dict | None:
-    """Widths and heights (spread), how many distinct sizes, and the most common (width, height, images)."""
+def columns(facts: Sequence[ImageFacts]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every box of the images (N×4), how many each image has, and each image's (width, height)."""
     if not facts:
+        return np.zeros((0, 4)), np.zeros(0, dtype=np.int64), np.zeros((0, 2), dtype=np.int64)
+    per_image = np.array([len(f.boxes) for f in facts])
+    sizes = np.array([(f.width, f.height) for f in facts], dtype=np.int64)
+    return np.concatenate([f.boxes for f in facts]).reshape(-1, 4), per_image, sizes
+
+
+def image_sizes(sizes: np.ndarray) -> dict | None:
+    """Widths and heights (spread) of the images' (width, height) rows, how many distinct sizes, and the most
+    common (width, height, images)."""
+    if not len(sizes):
         return None
-    sizes = Counter((f.width, f.height) for f in facts)
-    return {"width": spread(np.array([f.width for f in facts])), "height": spread(np.array([f.height for f in facts])),
-            "distinct": len(sizes),
-            "most_common": [[width, height, n] for (width, height), n in sizes.most_common(MOST_COMMON_SIZES)]}
+    distinct, counts = np.unique(sizes, axis=0, return_counts=True)
+    order = np.argsort(-counts, kind="stable")[:MOST_COMMON_SIZES]
+    return {"width": spread(sizes[:, 0]), "height": spread(sizes[:, 1]), "distinct": len(distinct),
+            "most_common": [[int(w), int(h), int(n)] for (w, h), n in zip(distinct[order], counts[order],
+                                                                          strict=True)]}
 
 
 def duplicates(facts: Sequence[ImageFacts]) -> dict:
@@ -165,11 +170,10 @@ def figure_points(splits: Mapping[str, Sequence[ImageFacts]]) -> dict[str, dict[
     of them, evenly sampled) and each image's width and height."""
     points = {}
     for name, facts in splits.items():
-        boxes = np.concatenate([f.boxes for f in facts]).reshape(-1, 4) if facts else np.zeros((0, 4))
+        boxes, _, sizes = columns(facts)
         boxes = boxes[np.linspace(0, len(boxes) - 1, FIGURE_POINTS).astype(int)] if len(boxes) > FIGURE_POINTS \
             else boxes
-        points[name] = {"boxes": np.stack([box_sides(boxes), aspect_ratios(boxes)], axis=1),
-                        "images": np.array([(f.width, f.height) for f in facts], dtype=np.int64).reshape(-1, 2)}
+        points[name] = {"boxes": np.stack([box_sides(boxes), aspect_ratios(boxes)], axis=1), "images": sizes}
     return points
 
 
