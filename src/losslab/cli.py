@@ -18,6 +18,8 @@ from typing import NoReturn
 # verb -> (module with add_arguments(parser) and main(args) -> exit code, one-line help)
 COMMANDS = {
     "train": ("losslab.commands.train", "train a model: the same as the `train` command (train --help)"),
+    "data": ("losslab.commands.data", "audit a dataset's splits before training: classes, sizes, duplicates, leaks; "
+             "data_audit.json and .png"),
     "plot": ("losslab.commands.plot", "re-draw a run's loss_curves.png from its metrics.csv"),
     "compare": ("losslab.commands.compare", "rank runs or whole sweeps by a metrics.csv column"),
     "runs": ("losslab.commands.runs", "list the runs below a folder, newest first"),

@@ -54,8 +54,9 @@ def test_a_finished_run_keeps_weights_the_size_of_the_models_own_state_dict(both
     summary = json.loads((both.run_dir / "summary.json").read_text())
     assert summary["resumable"] is False
     assert summary["size_mb"] == pytest.approx(folder_size(both.run_dir) / 1e6, abs=0.1)
-    assert sorted(p.name for p in both.run_dir.iterdir()) == [".hydra", "checkpoints", "loss_curves.png",
-                                                              "metrics.csv", "split.json", "summary.json"]
+    assert sorted(p.name for p in both.run_dir.iterdir()) == [".hydra", "checkpoints", "data_audit.json",
+                                                              "data_audit.png", "loss_curves.png", "metrics.csv",
+                                                              "split.json", "summary.json"]
 
 
 def test_resuming_a_finished_run_without_its_resume_state_says_how_to_keep_it(both):

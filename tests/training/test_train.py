@@ -31,7 +31,7 @@ def test_run_folder_holds_every_documented_file(finished):
     names = {p.relative_to(result.run_dir).as_posix() for p in result.run_dir.rglob("*") if p.is_file()}
     # By default a finished run keeps best.pt only: its last.pt (the resume state) goes when it ends.
     assert names == {".hydra/config.yaml", "metrics.csv", "loss_curves.png", "summary.json", "split.json",
-                     "checkpoints/best.pt"}
+                     "data_audit.json", "data_audit.png", "checkpoints/best.pt"}
 
 
 def test_metrics_csv_is_the_returned_history(finished):

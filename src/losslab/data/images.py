@@ -256,6 +256,9 @@ class AnnotatedImages(torch.utils.data.Dataset):
     """
 
     has_masks = False
+    # What loading left out or changed, for the data audit: {"crowd": n, "clipped boxes": n, ...} as the reader
+    # counts it; None when it does not.
+    left_out: dict[str, int] | None = None
 
     def __init__(self, records: list[Record], classes: tuple[str, ...], category_ids: list[int]):
         self.records = records

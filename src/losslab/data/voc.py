@@ -66,11 +66,13 @@ class VocDataset(AnnotatedImages):
             refuse_outside_links(folder, files, f"the VOC folder {folder}")
         probed = probe_images(files, [objects.size for objects in parsed], f"the VOC folder {folder}")
         label_of = {name: label for label, name in enumerate(classes, start=1)}
-        records, nonfinite, degenerate, dropped = [], [], [], 0
+        records, nonfinite, degenerate, dropped, difficult, clipped = [], [], [], 0, 0, 0
         for index, (stem, objects, file) in enumerate(zip(stems, parsed, probed, strict=True)):
             keep = [o for o in objects.objects if keep_difficult or not o.difficult]
+            difficult += len(objects.objects) - len(keep)
             given = np.array([o.box for o in keep], dtype=np.float32).reshape(-1, 4)
             boxes, valid = fit_boxes(given, file.width, file.height)
+            clipped += int(((boxes != given).any(axis=1) & valid).sum())
             refused = dropped_boxes(given, valid, [f"{stem}.xml object {o.index}" for o in keep])
             nonfinite, degenerate = nonfinite + refused[0], degenerate + refused[1]
             if objects.objects and not valid.any():
@@ -79,6 +81,8 @@ class VocDataset(AnnotatedImages):
             labels = np.array([label_of[o.name] for o, ok in zip(keep, valid, strict=True) if ok], dtype=np.int64)
             records.append(Record(stem, index, file, file.path.name, boxes[valid], labels))
         super().__init__(records, tuple(classes), list(range(1, len(classes) + 1)))
+        self.left_out = {"difficult": difficult, "clipped boxes": clipped,
+                         "dropped boxes": len(nonfinite) + len(degenerate), "dropped images": dropped}
         for warning in dropped_box_warnings(nonfinite, degenerate):
             log.warning("%s: %s", annotations, warning)
         log.info("%s: %s (%d without objects)%s", folder, counted(len(records), "image"),

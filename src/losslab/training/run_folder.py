@@ -19,8 +19,8 @@ log = logging.getLogger(__name__)
 # Half-written files a killed run leaves (every file is written to one of these, then renamed over its name).
 LEFTOVERS = ("*.tmp", "*.tmp.png", "checkpoints/*.tmp")
 # What a run that never finished an epoch leaves (refused data, killed in epoch 1): replaced by the next run there.
-UNFINISHED = ("summary.json", "metrics.csv", "split.json", "loss_curves.png", "train.log", ".hydra/config.yaml",
-              ".hydra/hydra.yaml", ".hydra/overrides.yaml")
+UNFINISHED = ("summary.json", "metrics.csv", "split.json", "data_audit.json", "data_audit.png", "loss_curves.png",
+              "train.log", ".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml")
 NEW_FOLDERS = 100  # runs started in the same second share outputs/DATE/TIME: later ones get TIME_1, TIME_2, ...
 
 

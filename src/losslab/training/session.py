@@ -24,6 +24,7 @@ from losslab.losses.segmentation_build import SegmentationLosses
 from losslab.modeling.runtime import resolve_device
 from losslab.tasks import Task
 from losslab.training.builders import build_data, build_dataloaders
+from losslab.training.data_audit import audit_run_data
 from losslab.training.loop import SkipBudget
 from losslab.training.optim import Schedulers, build_optimizer, build_schedulers
 
@@ -92,6 +93,7 @@ def setup(plan: Plan, run_dir: Path, world: World, resumed: dict | None = None) 
     schedulers = build_schedulers(sections["scheduler"], optimizer, steps_per_epoch=len(loaders["train"]))
     if world.main:
         write_split(run_dir / "split.json", data.split_ids, sections["split"]["seed"])
+        audit_run_data(data, run_dir)
     log.info("run folder %s | %s/%s, %s, %d train / %d val / %d test images, device %s", run_dir,
              model_options["arch"], model_options["backbone"], counted(len(data.classes), "class", "classes"),
              len(data.train), len(data.val), len(data.test), device)
