@@ -15,6 +15,7 @@ Any other size is an error listing the files: boxes drawn on a differently sized
 
 from __future__ import annotations
 
+import os
 import posixpath
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")  
 EXIF_ORIENTATION = 0x0112
 TURNED_SIDEWAYS = (5, 6, 7, 8)  # orientations that swap width and height
 MAX_LISTED = 5  # problem files named in an error message; the rest are counted
+HEADER_CHUNK = 256  # image headers read per task of the thread pool
 
 
 @dataclass(frozen=True)
@@ -104,8 +106,16 @@ def resolve_files(folder: Path, names: list[str], source: str, follow_outside_li
 def refuse_outside_links(folder: Path, paths: list[Path], source: str) -> None:
     """A LosslabError listing the `paths` (inside `folder`) that symbolic links lead out of it."""
     inside = folder.resolve()
-    real = [(path, path.resolve()) for path in paths]
-    leaving = [f"{path.relative_to(folder)} -> {target}" for path, target in real if not target.is_relative_to(inside)]
+    parents: dict[Path, bool] = {}  # whether each parent folder's real path is inside: a few folders, many files
+    leaving = []
+    for path in paths:
+        if path.parent not in parents:
+            parents[path.parent] = path.parent.resolve().is_relative_to(inside)
+        # Only a link, or a linked folder on the way, can lead out: resolving every file costs a stat per part.
+        if os.path.islink(path) or not parents[path.parent]:
+            target = path.resolve()
+            if not target.is_relative_to(inside):
+                leaving.append(f"{path.relative_to(folder)} -> {target}")
     if leaving:
         raise LosslabError(
             f"{len(leaving)} image file(s) that {source} lists are symbolic links (or lie in linked folders) leading "
@@ -127,10 +137,15 @@ def probe_images(paths: list[Path], annotated: list[tuple[int, int] | None], sou
     `annotated` holds each image's (width, height) from the annotations, or None where they do not say
     (the file's size is used). Headers are read in threads: it is file I/O, not decoding.
     """
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        # disable=None: a bar on a terminal only, so log files stay clean
-        headers = list(tqdm(pool.map(_read_header, paths), total=len(paths), desc="checking images", unit="image",
-                            leave=False, disable=None, dynamic_ncols=True))
+    # In chunks: a future per file costs about as much as reading a small JPEG's header.
+    chunks = [paths[start:start + HEADER_CHUNK] for start in range(0, len(paths), HEADER_CHUNK)]
+    headers: list[tuple[int, int, int] | str] = []
+    # disable=None: a bar on a terminal only, so log files stay clean
+    with ThreadPoolExecutor(max_workers=8) as pool, tqdm(total=len(paths), desc="checking images", unit="image",
+                                                         leave=False, disable=None, dynamic_ncols=True) as bar:
+        for chunk in pool.map(_read_headers, chunks):
+            headers += chunk
+            bar.update(len(chunk))
     unreadable = [f"{path} ({header})" for path, header in zip(paths, headers, strict=True) if isinstance(header, str)]
     if unreadable:
         raise LosslabError(
@@ -146,6 +161,10 @@ def probe_images(paths: list[Path], annotated: list[tuple[int, int] | None], sou
             "annotations or use the images they were made on."
         )
     return files
+
+
+def _read_headers(paths: list[Path]) -> list[tuple[int, int, int] | str]:
+    return [_read_header(path) for path in paths]
 
 
 def _read_header(path: Path) -> tuple[int, int, int] | str:
@@ -223,9 +242,10 @@ class Record:
     labels: np.ndarray  # int64 N
 
 
-def fit_boxes(boxes: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
-    """`boxes` (N×4 XYXY) clipped to the image, and which of them keep a positive width and height."""
-    fitted = boxes.clip(0, [width, height, width, height]).astype(np.float32)
+def fit_boxes(boxes: np.ndarray, width: int | np.ndarray, height: int | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`boxes` (N×4 XYXY) clipped to the image, and which of them keep a positive width and height; `width` and
+    `height` are the image's, or each box's image's (arrays of N)."""
+    fitted = boxes.clip(0, np.stack([width, height, width, height], axis=-1)).astype(np.float32)
     return fitted, (fitted[:, 2] > fitted[:, 0]) & (fitted[:, 3] > fitted[:, 1])
 
 
