@@ -23,6 +23,7 @@ run or sweep job over the same unchanged files starts at once (`data.cache`, see
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -55,12 +56,16 @@ class CocoDataset(AnnotatedImages):
         super().__init__(self.index.records(folder), tuple(self.index.classes), list(self.index.category_ids))
         self.has_masks = self.index.has_masks
 
+    @property
+    def segmentations(self) -> _Segmentations:
+        """Per record, per object: its polygons (float arrays), its RLE, or None (its box is its mask)."""
+        return _Segmentations(self.index)
+
     def masks(self, index: int) -> torch.Tensor:
         record = self.records[index]
         height, width = record.file.height, record.file.width
         masks = np.zeros((len(record.boxes), height, width), dtype=np.uint8)
-        first = int(self.index.starts[index])
-        segmentations = [self.index.segmentation(first + i) for i in range(len(record.boxes))]
+        segmentations = self.segmentations[index]
         with_rle = [i for i, segmentation in enumerate(segmentations) if segmentation is not None]
         if with_rle:  # one decode call for all of them: it is the costly part of loading an image
             decoded = mask_utils.decode([pycocotools_rle(segmentations[i], height, width) for i in with_rle])
@@ -70,6 +75,21 @@ class CocoDataset(AnnotatedImages):
             x1, y1 = np.ceil(record.boxes[i, 2:]).astype(int)
             masks[i, y0:y1, x0:x1] = 1
         return torch.from_numpy(masks)
+
+
+class _Segmentations(Sequence):
+    """The index's segmentations as a list per record, made when asked for (readers whose `masks` is CocoDataset's,
+    data=yolo's, hold such a list of lists)."""
+
+    def __init__(self, index: CocoIndex):
+        self.index = index
+
+    def __len__(self) -> int:
+        return len(self.index.names)
+
+    def __getitem__(self, record: int) -> list:
+        first, last = self.index.starts[record:record + 2].tolist()
+        return [self.index.segmentation(obj) for obj in range(first, last)]
 
 
 # The modules whose logic a cached index depends on: a change to any of them makes older caches misses.
