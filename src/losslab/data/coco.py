@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -31,7 +32,7 @@ from pycocotools import mask as mask_utils
 
 from losslab.data import coco_index, coco_structure, images, index_cache, rle
 from losslab.data.coco_index import CocoIndex, build_coco_index
-from losslab.data.images import AnnotatedImages, existing_file, existing_folder
+from losslab.data.images import AnnotatedImages, Record, existing_file, existing_folder
 from losslab.data.rle import pycocotools_rle
 
 log = logging.getLogger(__name__)
@@ -53,8 +54,21 @@ class CocoDataset(AnnotatedImages):
             build=lambda: build_coco_index(folder, path, keep_empty, follow_outside_links).parts()))
         for level, message in self.index.notes:
             log.log(level, "%s", message)
-        super().__init__(self.index.records(folder), tuple(self.index.classes), list(self.index.category_ids))
+        # Records are made when asked for: a Path per image up front would be most of a cached load's time.
+        self.records = _Records(self.index, folder)
+        self.classes, self.category_ids = tuple(self.index.classes), list(self.index.category_ids)
+        self.image_ids, self.file_names = self.index.image_ids.tolist(), list(self.index.names)
         self.has_masks = self.index.has_masks
+
+    def object_labels(self, index: int) -> list[int]:
+        start, end = self.index.starts[index:index + 2].tolist()
+        return self.index.labels[start:end].tolist()
+
+    def image_labels(self) -> dict[int | str, set[int]]:
+        starts = self.index.starts.tolist()
+        labels = self.index.labels.tolist()
+        return {image_id: set(labels[start:end])
+                for image_id, start, end in zip(self.image_ids, starts[:-1], starts[1:], strict=True)}
 
     @property
     def segmentations(self) -> _Segmentations:
@@ -75,6 +89,21 @@ class CocoDataset(AnnotatedImages):
             x1, y1 = np.ceil(record.boxes[i, 2:]).astype(int)
             masks[i, y0:y1, x0:x1] = 1
         return torch.from_numpy(masks)
+
+
+class _Records(Sequence):
+    """The index's images as Records, each made when asked for."""
+
+    def __init__(self, index: CocoIndex, folder: Path):
+        self.index, self.folder = index, folder
+
+    def __len__(self) -> int:
+        return len(self.index.names)
+
+    def __getitem__(self, index: int) -> Record:
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"record {index} of {len(self)}")
+        return self.index.record(self.folder, index % len(self))
 
 
 class _Segmentations(Sequence):

@@ -72,14 +72,13 @@ class CocoIndex:
         return cls(**arrays, **{**values, "rles": dict(values["rles"]), "crowds": dict(values["crowds"]),
                                 "notes": [tuple(note) for note in values["notes"]]})
 
-    def records(self, folder: Path) -> list[Record]:
-        """One Record per image, its boxes and labels views of the index's arrays."""
-        starts = self.starts.tolist()
-        return [Record(image_id, image_id, ImageFile(folder / name, width, height, bool(turn)), name,
-                       self.boxes[start:end], self.labels[start:end])
-                for image_id, name, (width, height), turn, start, end
-                in zip(self.image_ids.tolist(), self.names, self.sizes.tolist(), self.exif.tolist(), starts[:-1],
-                       starts[1:], strict=True)]
+    def record(self, folder: Path, index: int) -> Record:
+        """Record `index`, its file in `folder`, its boxes and labels views of the index's arrays."""
+        start, end = self.starts[index:index + 2].tolist()
+        width, height = self.sizes[index].tolist()
+        file = ImageFile(folder / self.names[index], width, height, bool(self.exif[index]))
+        image_id = int(self.image_ids[index])
+        return Record(image_id, image_id, file, self.names[index], self.boxes[start:end], self.labels[start:end])
 
     def segmentation(self, obj: int) -> list[np.ndarray] | dict | None:
         """Object `obj`'s polygons (float arrays), its RLE, or None when it has neither (its box is its mask)."""
