@@ -78,9 +78,7 @@ def input_state(files: Iterable[Path], folders: Iterable[Path]) -> str:
     for file in files:
         digest.update(repr(("file", str(file), _stat(file))).encode())
     for folder in folders:
-        digest.update(repr(("folder", str(folder))).encode())
-        for entry in _entries(Path(folder)):
-            digest.update(repr(entry).encode())
+        digest.update(repr(("folder", str(folder), list(_entries(Path(folder))))).encode())
     return digest.hexdigest()
 
 
