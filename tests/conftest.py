@@ -47,6 +47,14 @@ def _few_threads():
     torch.set_num_threads(min(2, torch.get_num_threads()))
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _dataset_cache_of_the_session(tmp_path_factory):
+    # data.cache is on by default: tests write their dataset indexes into a folder of their own, never the user's.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LOSSLAB_CACHE", str(tmp_path_factory.mktemp("losslab_cache")))
+        yield
+
+
 @pytest.fixture(scope="module")
 def module_tmp_path(tmp_path_factory, request):
     """A folder for a module's shared runs, removed when the module is done unless one of its tests failed.

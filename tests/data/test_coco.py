@@ -14,8 +14,9 @@ from pycocotools import mask as mask_utils
 from conftest import TINY
 from in_process import train
 from losslab import compose_config, run
-from losslab.data.coco import CocoDataset, compressed_counts
+from losslab.data.coco import CocoDataset
 from losslab.data.datasets import build_datasets
+from losslab.data.rle import compressed_counts
 from losslab.errors import LosslabError
 
 # pycocotools 2.0 predates numpy 2's copy keyword and says so on every decode; harmless, and hidden outside tests.

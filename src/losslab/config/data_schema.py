@@ -32,6 +32,7 @@ class CocoDataConfig(DataConfig):
     annotations: str = MISSING
     keep_empty: bool = MISSING
     follow_outside_links: bool = MISSING
+    cache: bool = MISSING
 
 
 @dataclass

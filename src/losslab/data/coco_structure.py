@@ -4,32 +4,29 @@ annotation tools write (labelme's converter: id 0, `_background_`), which is lef
 
 from __future__ import annotations
 
-import logging
 from collections import Counter
-from numbers import Real
 from pathlib import Path
 
+import numpy as np
+
+from losslab.data.coco_file import ANNOTATION_FIELDS, Annotations
 from losslab.data.images import listing
 from losslab.errors import LosslabError
 
-log = logging.getLogger(__name__)
-
-
 IMAGE_FIELDS = {"id": int, "file_name": str}
 CATEGORY_FIELDS = {"id": int, "name": str}
-ANNOTATION_FIELDS = {"image_id": int, "category_id": int, "bbox": list}
 
 
 def check_structure(content: object, path: Path) -> None:
-    """Raise one LosslabError naming the first kind of problem (with examples) that makes `content` unusable."""
-    if not isinstance(content, dict) or not all(isinstance(content.get(key), list)
-                                                for key in ("images", "annotations", "categories")):
+    """Raise one LosslabError naming the first kind of problem (with examples) that makes `content` (as read_coco
+    reads it) unusable."""
+    if not isinstance(content, dict) or not isinstance(content.get("annotations"), Annotations) or not all(
+            isinstance(content.get(key), list) for key in ("images", "categories")):
         raise LosslabError(f"data.annotations={path} is not a COCO instances file: expected a JSON object with the "
                            "lists 'images', 'annotations' and 'categories'.")
-    for key, fields in (("images", IMAGE_FIELDS), ("categories", CATEGORY_FIELDS),
-                        ("annotations", ANNOTATION_FIELDS)):
-        raise_if(_field_problems(content[key], key, fields), path, f"each entry of '{key}' needs "
-                  + ", ".join(f"'{name}' ({kind.__name__})" for name, kind in fields.items()))
+    for key, fields in (("images", IMAGE_FIELDS), ("categories", CATEGORY_FIELDS)):
+        raise_if(_field_problems(content[key], key, fields), path, _needs(key, fields))
+    raise_if(content["annotations"].field_problems, path, _needs("annotations", ANNOTATION_FIELDS))
     for key in ("images", "categories"):
         duplicates = sorted(i for i, count in Counter(entry["id"] for entry in content[key]).items() if count > 1)
         raise_if([f"{key} id {i}" for i in duplicates], path, f"every {key[:-1]} id must be unique")
@@ -38,19 +35,25 @@ def check_structure(content: object, path: Path) -> None:
     _check_annotations(content, path)
 
 
+def _needs(key: str, fields: dict[str, type]) -> str:
+    return f"each entry of '{key}' needs " + ", ".join(f"'{name}' ({kind.__name__})" for name, kind in fields.items())
+
+
 def _check_annotations(content: dict, path: Path) -> None:
+    # Set tests over the columns, naming the offenders only when there are any: a million annotations take a second.
     images = {image["id"] for image in content["images"]}
     categories = {category["id"] for category in content["categories"]}
-    annotations = content["annotations"]
-    raise_if([f"annotation {annotation_name(a)}: bbox {a['bbox']}" for a in annotations
-               if len(a["bbox"]) != 4 or not all(isinstance(v, Real) for v in a["bbox"])],
-              path, "a bbox is [x, y, width, height] in pixels")
-    raise_if([f"annotation {annotation_name(a)}: image_id {a['image_id']}" for a in annotations
-              if a["image_id"] not in images],
-              path, "every annotation's image_id must be the id of an image in 'images'")
-    raise_if([f"annotation {annotation_name(a)}: category_id {a['category_id']}" for a in annotations
-               if a["category_id"] not in categories], path,
-              f"every annotation's category_id must be one of the 'categories' ids ({listing(sorted(categories), 20)})")
+    annotations: Annotations = content["annotations"]
+    raise_if(annotations.bbox_problems, path, "a bbox is [x, y, width, height] in pixels")
+    if not set(annotations.image_ids) <= images:
+        raise_if([f"annotation {annotations.name(i)}: image_id {image_id}"
+                  for i, image_id in enumerate(annotations.image_ids) if image_id not in images],
+                 path, "every annotation's image_id must be the id of an image in 'images'")
+    if not set(annotations.category_ids) <= categories:
+        raise_if([f"annotation {annotations.name(i)}: category_id {category_id}"
+                  for i, category_id in enumerate(annotations.category_ids) if category_id not in categories],
+                 path, f"every annotation's category_id must be one of the 'categories' ids "
+                 f"({listing(sorted(categories), 20)})")
 
 
 def _field_problems(entries: list, key: str, fields: dict[str, type]) -> list[str]:
@@ -72,11 +75,6 @@ def raise_if(problems: list[str], path: Path, rule: str) -> None:
                            "Fix the annotation file.")
 
 
-def annotation_name(annotation: dict) -> str:
-    """How an error names an annotation: by its id, or by its image when it has none."""
-    return f"id {annotation['id']}" if "id" in annotation else f"without id of image {annotation['image_id']}"
-
-
 def annotated_size(image: dict) -> tuple[int, int] | None:
     """(width, height) from the image entry, or None when it does not give both (the file's size is used)."""
     width, height = image.get("width"), image.get("height")
@@ -88,18 +86,19 @@ def annotated_size(image: dict) -> tuple[int, int] | None:
 BACKGROUND_NAMES = ("_background_", "background", "__background__")
 
 
-def without_background(categories: list[dict], annotations: list[dict], path: Path) -> tuple[list[dict], list[dict]]:
-    """The categories and annotations without a background category (id 0, named as in BACKGROUND_NAMES), with one
-    warning when there was one; a LosslabError when no other category is left."""
+def without_background(categories: list[dict], annotations: Annotations, path: Path
+                       ) -> tuple[list[dict], np.ndarray, list[str]]:
+    """The categories without a background category (id 0, named as in BACKGROUND_NAMES), which annotations are
+    left (a mask), and the one warning to give when there was one; a LosslabError when no other category is left."""
     background = [c for c in categories if c["id"] == 0 and c["name"].strip().lower() in BACKGROUND_NAMES]
     if not background:
-        return categories, annotations
+        return categories, np.ones(len(annotations), dtype=bool), []
     objects = [c for c in categories if c["id"] != 0]
     if not objects:
         raise LosslabError(f"data.annotations={path} has no category but the background (id 0, "
                            f"'{background[0]['name']}'); expected at least one object class.")
-    kept = [a for a in annotations if a["category_id"] != 0]
-    dropped = f", with its {len(annotations) - len(kept)} annotation(s)" if len(kept) < len(annotations) else ""
-    log.warning("%s: category 0 '%s' is the background (as labelme's COCO converter writes it), not an object "
-                "class: left out%s", path, background[0]["name"], dropped)
-    return objects, kept
+    kept = np.array(annotations.category_ids, dtype=np.int64).reshape(-1) != 0
+    left_out = int((~kept).sum())
+    dropped = f", with its {left_out} annotation(s)" if left_out else ""
+    return objects, kept, [f"{path}: category 0 '{background[0]['name']}' is the background (as labelme's COCO "
+                           f"converter writes it), not an object class: left out{dropped}"]

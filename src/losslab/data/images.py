@@ -1,20 +1,20 @@
 """Image files of user datasets: safe paths, an upfront check of every file, reading them as tensors, and the
 dataset class the COCO and VOC readers fill (`AnnotatedImages`).
 
-Every file is checked when the dataset loads, before any training: its name must stay inside the image
-folder (no absolute paths, no `..` climbing out), it must exist, its real path (symbolic links resolved) must
-lie inside the image folder too, unless the user allows links that lead out, and Pillow must be able to read its
-header. The header gives the stored size and the EXIF orientation without decoding pixels.
+Every file is checked when the dataset loads, before any training: its name must stay inside the image folder (no
+absolute paths, no `..` climbing out), it must exist, its real path (links resolved) must lie inside the folder too,
+unless the user allows links that lead out, and Pillow must read its header (size and EXIF orientation, no pixels).
 
-EXIF orientation: cameras store pixels as the sensor saw them and a tag saying how to turn them. The
-annotations' width and height say which way the annotator saw the image: when they match the turned
-size the image is turned (ImageOps.exif_transpose), when they match the stored size it is used as stored.
+EXIF orientation: cameras store pixels as the sensor saw them and a tag saying how to turn them. The annotations'
+width and height say which way the annotator saw the image: when they match the turned size the image is turned
+(ImageOps.exif_transpose), when they match the stored size it is used as stored.
 When the size cannot tell (a half turn or a mirror keep it), the tag is followed, as image viewers do.
 Any other size is an error listing the files: boxes drawn on a differently sized image would be wrong.
 """
 
 from __future__ import annotations
 
+import os
 import posixpath
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -32,6 +32,7 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")  
 EXIF_ORIENTATION = 0x0112
 TURNED_SIDEWAYS = (5, 6, 7, 8)  # orientations that swap width and height
 MAX_LISTED = 5  # problem files named in an error message; the rest are counted
+HEADER_CHUNK = 256  # image headers per thread task: a task per file costs as much as reading a small JPEG's header
 
 
 @dataclass(frozen=True)
@@ -104,8 +105,16 @@ def resolve_files(folder: Path, names: list[str], source: str, follow_outside_li
 def refuse_outside_links(folder: Path, paths: list[Path], source: str) -> None:
     """A LosslabError listing the `paths` (inside `folder`) that symbolic links lead out of it."""
     inside = folder.resolve()
-    real = [(path, path.resolve()) for path in paths]
-    leaving = [f"{path.relative_to(folder)} -> {target}" for path, target in real if not target.is_relative_to(inside)]
+    # Only a link, or a linked folder on the way, can lead out: resolving every file would cost a stat per part.
+    parents: dict[Path, bool] = {}  # whether each parent folder's real path is inside: a few folders, many files
+    leaving = []
+    for path in paths:
+        if path.parent not in parents:
+            parents[path.parent] = path.parent.resolve().is_relative_to(inside)
+        if os.path.islink(path) or not parents[path.parent]:
+            target = path.resolve()
+            if not target.is_relative_to(inside):
+                leaving.append(f"{path.relative_to(folder)} -> {target}")
     if leaving:
         raise LosslabError(
             f"{len(leaving)} image file(s) that {source} lists are symbolic links (or lie in linked folders) leading "
@@ -124,13 +133,16 @@ def _leaves_folder(name: str) -> bool:
 def probe_images(paths: list[Path], annotated: list[tuple[int, int] | None], source: str) -> list[ImageFile]:
     """Check that every file is an image Pillow reads and that it has the size its annotations give.
 
-    `annotated` holds each image's (width, height) from the annotations, or None where they do not say
-    (the file's size is used). Headers are read in threads: it is file I/O, not decoding.
-    """
-    with ThreadPoolExecutor(max_workers=8) as pool:
+    `annotated` holds each image's (width, height) from the annotations, or None where they do not say (the file's
+    size is used). Headers are read in threads: it is file I/O, not decoding."""
+    chunks = [paths[start:start + HEADER_CHUNK] for start in range(0, len(paths), HEADER_CHUNK)]
+    headers: list[tuple[int, int, int] | str] = []
+    with ThreadPoolExecutor(max_workers=8) as pool, tqdm(total=len(paths), desc="checking images", unit="image",
+                                                         leave=False, disable=None, dynamic_ncols=True) as bar:
         # disable=None: a bar on a terminal only, so log files stay clean
-        headers = list(tqdm(pool.map(_read_header, paths), total=len(paths), desc="checking images", unit="image",
-                            leave=False, disable=None, dynamic_ncols=True))
+        for chunk in pool.map(lambda chunk: [_read_header(path) for path in chunk], chunks):
+            headers += chunk
+            bar.update(len(chunk))
     unreadable = [f"{path} ({header})" for path, header in zip(paths, headers, strict=True) if isinstance(header, str)]
     if unreadable:
         raise LosslabError(
@@ -223,9 +235,9 @@ class Record:
     labels: np.ndarray  # int64 N
 
 
-def fit_boxes(boxes: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
-    """`boxes` (N×4 XYXY) clipped to the image, and which of them keep a positive width and height."""
-    fitted = boxes.clip(0, [width, height, width, height]).astype(np.float32)
+def fit_boxes(boxes: np.ndarray, width: int | np.ndarray, height: int | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`boxes` (N×4 XYXY) clipped to the image (or each to its image's size), and which keep a positive size."""
+    fitted = boxes.clip(0, np.stack([width, height, width, height], axis=-1)).astype(np.float32)
     return fitted, (fitted[:, 2] > fitted[:, 0]) & (fitted[:, 3] > fitted[:, 1])
 
 

@@ -17,7 +17,6 @@ holding each pixel's class index (0 background, 255 ignore). `classes` names eve
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,11 +25,11 @@ import numpy as np
 import torch
 from pycocotools import mask as mask_utils
 
-from losslab.data.coco import CocoDataset, read_json
-from losslab.data.coco import _rle as coco_rle  # polygons or an RLE (either counts) as pycocotools' RLE
+from losslab.data.coco import CocoDataset
 from losslab.data.datasets import LOADER_KEYS, SplitDataset, split_datasets
 from losslab.data.images import IMAGE_EXTENSIONS, ImageFile, existing_folder, listing, probe_images, read_image
 from losslab.data.masks import fit_to_masks, mask_headers, read_mask
+from losslab.data.rle import pycocotools_rle
 from losslab.data.segmentation_transforms import segmentation_train_transform
 from losslab.data.shapes import CLASSES as SHAPE_CLASSES
 from losslab.data.shapes import OBJECT_SIZE, ShapesDataset, paint_shapes
@@ -176,7 +175,7 @@ class InstanceSegmentation(SemanticDataset):
         self.classes = (BACKGROUND, *instances.classes)
         self.category_ids = list(instances.category_ids)
         self.image_ids = list(instances.image_ids)
-        self.crowds: dict[int, list] = defaultdict(list)  # image id -> its crowd regions' segmentations
+        self.crowds: dict[int, list] = {}  # image id -> its crowd regions' segmentations (COCO's)
 
     def __len__(self) -> int:
         return len(self.instances)
@@ -192,7 +191,7 @@ class InstanceSegmentation(SemanticDataset):
         for instance, label in zip(self.instances.masks(index).numpy(), record.labels, strict=True):
             semantic[instance.astype(bool)] = label
         for region in self.crowds.get(record.image_id, []):
-            semantic[mask_utils.decode(coco_rle(region, height, width)).astype(bool)] = IGNORE_INDEX
+            semantic[mask_utils.decode(pycocotools_rle(region, height, width)).astype(bool)] = IGNORE_INDEX
         return semantic
 
     def own_split(self) -> dict[str, list]:
@@ -203,12 +202,11 @@ class InstanceSegmentation(SemanticDataset):
 class CocoSegmentation(InstanceSegmentation):
     """data=coco rasterised to classes, crowd regions painted 255."""
 
-    def __init__(self, images: str, annotations: str, keep_empty: bool = True):
-        super().__init__(CocoDataset(images, annotations, keep_empty),
+    def __init__(self, images: str, annotations: str, keep_empty: bool = True, follow_outside_links: bool = False,
+                 cache: bool = True):
+        super().__init__(CocoDataset(images, annotations, keep_empty, follow_outside_links, cache),
                          f"data.annotations={annotations} has no 'segmentation' (polygons or RLE) on any object")
-        for annotation in read_json(Path(annotations))["annotations"]:
-            if annotation.get("iscrowd") and annotation.get("segmentation"):
-                self.crowds[annotation["image_id"]].append(annotation["segmentation"])
+        self.crowds = self.instances.index.crowds
 
 
 def yolo_segmentation(yaml: str) -> InstanceSegmentation:
