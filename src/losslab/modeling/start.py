@@ -10,7 +10,13 @@ from pathlib import Path
 from torch import nn
 
 from losslab.errors import LosslabError
-from losslab.modeling.detectors import VARIANTS
+from losslab.modeling.detectors import (
+    MAX_TRAINABLE_LAYERS,
+    SCRATCH,
+    VARIANTS,
+    start_kind,
+    trainable_backbone_layers,
+)
 from losslab.modeling.freezing import FREEZABLE, freeze_names, parameter_counts
 from losslab.modeling.surgery import counts_line, fit_weights
 from losslab.modeling.torchvision_weights import COCO_WEIGHTS, coco_choices, coco_weights_file, known_coco_file
@@ -19,7 +25,6 @@ from losslab.modeling.weights import read_state_dict
 log = logging.getLogger(__name__)
 
 COCO = "coco"
-MAX_TRAINABLE_LAYERS = {"resnet18_fpn": 5, "resnet50_fpn": 5, "mobilenet_v3_fpn": 6}
 
 
 def start_problems(model: dict) -> list[str]:
@@ -87,9 +92,20 @@ def load_start_weights(detector: nn.Module, file: Path | None, model: dict) -> d
     start |= parameter_counts(detector)
     log.info("%s of %s parameters train (model.freeze: %s; model.trainable_backbone_layers: %s)",
              f"{start['trainable_parameters']:,}", f"{start['parameters']:,}",
-             ", ".join(freeze_names(model["freeze"])) or "none",
-             "null" if model["trainable_backbone_layers"] is None else model["trainable_backbone_layers"])
+             ", ".join(freeze_names(model["freeze"])) or "none", backbone_layers_line(model))
     return start
+
+
+def backbone_layers_line(model: dict) -> str:
+    """The backbone layers that train, as the start line says it: '3 (null: ...)' names the value null stands
+    for, and a frozen backbone trains none whatever the key says."""
+    if "backbone" in freeze_names(model["freeze"]):
+        return "0 (model.freeze=backbone)"
+    layers = trainable_backbone_layers(model["backbone"], start_kind(model), model["trainable_backbone_layers"])
+    if model["trainable_backbone_layers"] is not None:
+        return str(layers)
+    why = "every layer from scratch" if start_kind(model) == SCRATCH else "the last 3 with trained weights"
+    return f"{layers} (null: {why})"
 
 
 def describe(model: dict) -> str:
