@@ -81,3 +81,35 @@ def test_compare_shows_its_ranking_before_it_imports_matplotlib_for_its_figure(t
     assert not any(line.startswith("PLOTTING") for line in [lines[0], *ranking])
     assert lines[-2].startswith("PLOTTING table:") and lines[-1].startswith("PLOTTING figure:")
     assert (tmp_path / "compared" / "comparison.png").stat().st_size > 1000
+
+
+# An entry point whose standard output is a pipe nobody reads any more, as `| head -1` leaves it once head has its line.
+CLOSED_PIPE_PROBE = """
+import sys
+from losslab import cli
+sys.argv = {argv!r}
+cli.{entry}()
+"""
+
+
+def closed_pipe(entry: str, argv: list[str]) -> subprocess.CompletedProcess:
+    reader, writer = os.pipe()
+    os.close(reader)  # closed before the command prints: its first write meets EPIPE, every time
+    try:
+        return subprocess.run([sys.executable, "-c", CLOSED_PIPE_PROBE.format(entry=entry, argv=argv)], stdout=writer,
+                              stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(writer)
+
+
+def test_a_pipe_closed_early_ends_each_command_quietly_and_compare_still_writes_its_files(tmp_path):
+    from conftest import fake_run
+
+    runs = [fake_run(tmp_path / name, [f"optimizer.lr={lr}"], [{"epoch": 1, "val/loss": loss, "train/loss": 2.0}])
+            for name, lr, loss in (("a", 0.001, 1.5), ("b", 0.002, 1.2))]
+    for entry, argv in (("train_script", ["train", "--help"]), ("losslab_script", ["losslab", "runs", str(tmp_path)]),
+                        ("losslab_script", ["losslab", "compare", *map(str, runs), "--out", str(tmp_path / "c")])):
+        ended = closed_pipe(entry, argv)
+        assert ended.stderr == "" and ended.returncode == 1, (argv, ended.stderr)  # Python's exit code on EPIPE
+    assert (tmp_path / "c" / "comparison.csv").is_file()
+    assert (tmp_path / "c" / "comparison.png").stat().st_size > 1000
