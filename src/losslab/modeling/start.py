@@ -97,15 +97,14 @@ def load_start_weights(detector: nn.Module, file: Path | None, model: dict) -> d
 
 
 def backbone_layers_line(model: dict) -> str:
-    """The backbone layers that train, as the start line says it: '3 (null: ...)' names the value null stands
-    for, and a frozen backbone trains none whatever the key says."""
+    """The backbone layers that train, as the start line says it: 'null = 3 with trained weights' names the value
+    null stands for, and a frozen backbone trains none whatever the key says."""
     if "backbone" in freeze_names(model["freeze"]):
-        return "0 (model.freeze=backbone)"
+        return "0: model.freeze=backbone"
     layers = trainable_backbone_layers(model["backbone"], start_kind(model), model["trainable_backbone_layers"])
     if model["trainable_backbone_layers"] is not None:
         return str(layers)
-    why = "every layer from scratch" if start_kind(model) == SCRATCH else "the last 3 with trained weights"
-    return f"{layers} (null: {why})"
+    return f"null = {layers} {'from scratch' if start_kind(model) == SCRATCH else 'with trained weights'}"
 
 
 def describe(model: dict) -> str:
