@@ -78,6 +78,8 @@ def test_coco_voc_weights_load_from_torch_home_with_the_class_layers_left_random
 def test_a_segmenter_start_logs_its_parameter_count_as_a_detector_start_does(caplog):
     caplog.set_level(logging.INFO, logger="losslab")
     segmenter = _segmenter()
-    assert load_start_weights(segmenter.network, LRASPP) is None  # nothing loaded: random weights
+    start = load_start_weights(segmenter.network, LRASPP)
     total = sum(p.numel() for p in segmenter.network.parameters())
+    assert start["weights"] is None and start["tensors"] is None  # nothing loaded: random weights
+    assert start["parameters"] == start["trainable_parameters"] == total and start["batch_norm_layers"] > 0
     assert f"{total:,} of {total:,} parameters train" in caplog.text

@@ -41,12 +41,13 @@ def coco_voc_weights(arch: str, backbone: str) -> torchvision.models.WeightsEnum
 
 
 def load_start_weights(network: nn.Module, model: dict) -> dict | None:
-    """Load what `model.weights` names into `network` (torchvision's segmentation model); return what was loaded
-    ({"weights", "file", "tensors": {"loaded", "reinitialised"}}) or None when the run starts without weights. The
-    parameter count is logged either way, as a detector's start logs it."""
-    start = None if model["weights"] is None else load_weights(network, model)
-    counts = parameter_counts(network)
-    log.info("%s of %s parameters train", f"{counts['trainable_parameters']:,}", f"{counts['parameters']:,}")
+    """Load what `model.weights` names into `network` (torchvision's segmentation model) and log and return what
+    the run starts from, as a detector's start: {"weights", "file", "tensors": {"loaded", "reinitialised"} (None
+    without weights), "parameters", "trainable_parameters", "batch_norm_layers"}."""
+    unloaded = {"weights": None, "file": None, "tensors": None}
+    start = unloaded if model["weights"] is None else load_weights(network, model)
+    start |= parameter_counts(network)
+    log.info("%s of %s parameters train", f"{start['trainable_parameters']:,}", f"{start['parameters']:,}")
     return start
 
 

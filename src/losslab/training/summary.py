@@ -35,7 +35,7 @@ def run_summary(history: History, status: str, error: str | None, wall_time: flo
         "last": history.rows[-1] if history.rows else {},
         "best_mAP": max((row["val/mAP"] for row in history.rows if "val/mAP" in row), default=None),
         "best_mIoU": max((row["val/mIoU"] for row in history.rows if "val/mIoU" in row), default=None),
-        "diagnosis": diagnose(history.rows),
+        "diagnosis": diagnose(history.rows, trains_batch_norm=bool(start and start.get("batch_norm_layers"))),
         "wall_time_s": round(wall_time, 2),
         "device": None if device is None else torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "classes": classes,
