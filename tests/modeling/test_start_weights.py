@@ -329,3 +329,24 @@ def test_the_start_line_names_the_backbone_layers_that_train_not_null(source_run
     caplog.clear()
     build_model(tiny_config(f"model.weights={source_run}", "model.freeze=backbone"), num_classes=3)
     assert "model.trainable_backbone_layers: 0: model.freeze=backbone)" in caplog.text
+
+
+def test_a_retinanet_from_scratch_at_the_default_lr_is_warned_once_with_the_stable_setting():
+    from omegaconf import OmegaConf
+
+    from losslab.modeling.start import RETINANET_SCRATCH_LR, start_advice
+
+    def advice(*overrides: str) -> str | None:
+        cfg = tiny_config(*overrides)
+        validate(cfg)
+        return start_advice(OmegaConf.to_container(cfg.model), OmegaConf.to_container(cfg.optimizer))
+
+    said = advice("model=retinanet")
+    assert said.startswith("RetinaNet from random weights at optimizer.lr=0.0005 diverged on real photos")
+    assert f"optimizer.lr={RETINANET_SCRATCH_LR:g} trains stably" in said and "model.weights=coco" in said
+    assert "\n" not in said
+    assert advice("model=retinanet", f"optimizer.lr={RETINANET_SCRATCH_LR}") is None  # the stable setting
+    assert advice("model=retinanet", "optimizer=adam") is not None  # Adam's default lr is AdamW's
+    assert advice("model=retinanet", "optimizer=sgd") is None  # another optimizer: the user's own choice
+    assert advice("model=retinanet", "model.pretrained=true") is None  # not from random weights
+    assert advice() is None  # Faster R-CNN, the default run

@@ -25,6 +25,11 @@ from losslab.modeling.weights import read_state_dict
 log = logging.getLogger(__name__)
 
 COCO = "coco"
+# RetinaNet from random weights with AdamW (or Adam) above this lr diverged on photos at the default 128 px: VOC
+# photos, train loss 2.53 -> 4.07 in epoch 2 at lr 5e-4 (issue 30), and the same on the photo-like proxy of
+# scripts/bench_retinanet_scratch.py, which trained at this lr (docs/recipes.md gives the figures).
+RETINANET_SCRATCH_LR = 1e-4
+ADAPTIVE = ("torch.optim.AdamW", "torch.optim.Adam")
 
 
 def start_problems(model: dict) -> list[str]:
@@ -120,3 +125,15 @@ def origin_hint(file: Path, trained_as: dict | None, built: str) -> str:
         return f" That run trained {describe(trained_as)}: start with the same model options."
     known = known_coco_file(file.name)
     return f" {file.name} is torchvision's file for {known}." if known and known != built else ""
+
+
+def start_advice(model: dict, optimizer: dict) -> str | None:
+    """A one-line warning for a start known to diverge: RetinaNet from random weights with Adam(W) at an lr above
+    RETINANET_SCRATCH_LR; None otherwise (other optimizers are the user's own choice)."""
+    if model["arch"] != "retinanet" or start_kind(model) != SCRATCH:
+        return None
+    if optimizer["_target_"] not in ADAPTIVE or optimizer["lr"] <= RETINANET_SCRATCH_LR:
+        return None
+    return (f"RetinaNet from random weights at optimizer.lr={optimizer['lr']:g} diverged on real photos (train loss "
+            f"up in epoch 2); optimizer.lr={RETINANET_SCRATCH_LR:g} trains stably, or start from trained weights: "
+            "model.weights=coco model.backbone=resnet50_fpn (docs/recipes.md)")

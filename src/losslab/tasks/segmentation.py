@@ -112,6 +112,9 @@ class Segmentation:
     def load_start_weights(self, built: nn.Module, file: Path | None, model: dict) -> dict | None:
         return segmentation_weights.load_start_weights(built.network, model)
 
+    def start_advice(self, model: dict, optimizer: dict) -> str | None:
+        return None  # no segmenter start is known to diverge
+
     def prepare_for_inference(self, built: nn.Module, model: dict, device: torch.device) -> None:
         return None  # a segmenter keeps no state between images
 
