@@ -10,12 +10,14 @@ loss_curves.png to docs/loss_curves.png.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from datetime import date
 from pathlib import Path
 
 ROOT = Path(__file__).parents[1]
@@ -36,7 +38,7 @@ def sample_lines(log: str, run_dir: Path) -> list[str]:
 def main() -> int:
     with tempfile.TemporaryDirectory() as folder:
         run_dir = Path(folder) / "outputs" / "DATE" / "TIME"
-        started = time.monotonic()
+        load, started = os.getloadavg()[0], time.monotonic()
         result = subprocess.run([str(Path(sys.executable).parent / "train"), "trainer.progress=false",
                                  f"run_dir={run_dir}"], capture_output=True, text=True, cwd=folder)
         minutes = (time.monotonic() - started) / 60
@@ -47,8 +49,11 @@ def main() -> int:
         shutil.copyfile(run_dir / "loss_curves.png", ROOT / "docs" / "loss_curves.png")
     readme = ROOT / "README.md"
     text = readme.read_text()
-    block = (f"{START}\nThe default `train` (measured: {minutes:.1f} min on this machine, "
-             f"`python scripts/update_doc_samples.py` writes this):\n\n```\n" + "\n".join(lines) + f"\n```\n{END}")
+    # The one figure the README gives for the default run: when, on how many cores, and how busy they were.
+    block = (f"{START}\nThe default `train` (measured {date.today()}: {minutes:.1f} min wall time on "
+             f"{os.cpu_count()} CPU cores, load average {load:.1f} when it started; "
+             f"`python scripts/update_doc_samples.py` measures it and writes this):\n\n```\n" + "\n".join(lines)
+             + f"\n```\n{END}")
     updated, count = re.subn(re.escape(START) + ".*?" + re.escape(END), lambda _: block, text, flags=re.S)
     if count != 1:
         print(f"README.md needs exactly one {START} ... {END} block; found {count}", file=sys.stderr)

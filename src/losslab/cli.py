@@ -11,6 +11,7 @@ import argparse
 import errno
 import importlib
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -39,12 +40,29 @@ UNWRITABLE = (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC)
 
 def train_script() -> NoReturn:
     """The installed `train` script, and `python -m losslab`."""
-    sys.exit(train())
+    sys.exit(quiet_on_closed_pipe(train))
 
 
 def losslab_script() -> NoReturn:
     """The installed `losslab` script."""
-    sys.exit(main())
+    sys.exit(quiet_on_closed_pipe(main))
+
+
+def quiet_on_closed_pipe(command) -> int:
+    """`command()`'s exit code; a reader that closed the pipe early (`losslab runs | head -1`) ends it quietly.
+
+    Python's own recipe (docs.python.org, "Note on SIGPIPE"): standard output goes to devnull, so that the flush at
+    exit raises no second BrokenPipeError, and the exit code is 1, as Python's on EPIPE. Commands write their files
+    before or whatever their printing does (compare), so a closed pipe costs only the text nobody reads.
+    """
+    try:
+        code = command()
+        sys.stdout.flush()  # inside the try: a closed pipe shows up here for buffered text
+        return code or 0
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
 
 
 def train() -> None:

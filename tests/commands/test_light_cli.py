@@ -81,3 +81,38 @@ def test_compare_shows_its_ranking_before_it_imports_matplotlib_for_its_figure(t
     assert not any(line.startswith("PLOTTING") for line in [lines[0], *ranking])
     assert lines[-2].startswith("PLOTTING table:") and lines[-1].startswith("PLOTTING figure:")
     assert (tmp_path / "compared" / "comparison.png").stat().st_size > 1000
+
+
+# An entry point whose standard output is a pipe nobody reads any more, as `| head -1` leaves it once head has its line.
+CLOSED_PIPE_PROBE = """
+import sys
+from losslab import cli
+sys.argv = {argv!r}
+cli.{entry}()
+"""
+
+
+def closed_pipe(entry: str, argv: list[str]) -> subprocess.CompletedProcess:
+    reader, writer = os.pipe()
+    os.close(reader)  # closed before the command prints: its first write meets EPIPE, every time
+    try:
+        return subprocess.run([sys.executable, "-c", CLOSED_PIPE_PROBE.format(entry=entry, argv=argv)], stdout=writer,
+                              stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(writer)
+
+
+def test_a_pipe_closed_early_ends_each_command_quietly_and_compare_still_writes_its_files(tmp_path):
+    from conftest import fake_run
+
+    runs = [fake_run(tmp_path / name, [f"optimizer.lr={lr}"], [{"epoch": 1, "val/loss": loss, "train/loss": 2.0}])
+            for name, lr, loss in (("a", 0.001, 1.5), ("b", 0.002, 1.2))]
+    # Exit code 1 as Python's on EPIPE; argparse's --help ignores a failed write itself and exits 0.
+    for entry, argv, code in (
+            ("train_script", ["train", "--help"], 1), ("losslab_script", ["losslab", "runs", str(tmp_path)], 1),
+            ("losslab_script", ["losslab", "--help"], 0), ("losslab_script", ["losslab", "compare", "--help"], 0),
+            ("losslab_script", ["losslab", "compare", *map(str, runs), "--out", str(tmp_path / "c")], 1)):
+        ended = closed_pipe(entry, argv)
+        assert ended.stderr == "" and ended.returncode == code, (argv, ended.stderr)
+    assert (tmp_path / "c" / "comparison.csv").is_file()
+    assert (tmp_path / "c" / "comparison.png").stat().st_size > 1000

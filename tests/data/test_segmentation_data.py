@@ -11,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
+from losslab.data.mixing import class_mask_mosaic
 from losslab.data.segmentation import (
     CocoSegmentation,
     ShapesSegmentation,
@@ -141,8 +142,44 @@ def test_augmentations_move_image_and_mask_together_and_pixels_from_outside_are_
     _, rotated = rotate(image, {"mask": mask, "image_id": 0})
     assert set(rotated["mask"].unique().tolist()) <= {0, 3, 255}  # nearest neighbours: no index in between
     assert (rotated["mask"] == 255).any() and rotated["mask"][8, 8] == 0  # corners from outside, centre kept
-    with pytest.raises(LosslabError, match="augment.mosaic mixes object instances"):
-        segmentation_train_transform({"mosaic": {"p": 0.5}})
+    with pytest.raises(LosslabError, match="augment.copy_paste pastes object instances"):
+        segmentation_train_transform({"copy_paste": {"p": 0.5}})
+
+
+def test_a_mosaic_of_class_masks_keeps_each_images_class_indices_in_its_quadrant():
+    samples = []
+    for label in (1, 2, 3, 4):  # image k: class k on its left half (its red channel k / 10), background right
+        mask = torch.zeros(16, 24, dtype=torch.int64)
+        mask[:, :12] = label
+        mask[-1, 0] = 255  # an ignored pixel: kept as 255 where its image's crop keeps it
+        image = torch.zeros(3, 16, 24)
+        image[0] = (mask == label) * label / 10
+        samples.append((image, {"mask": mask, "image_id": label}))
+    image, target = class_mask_mosaic(samples, (10, 6))
+    mask = target["mask"]
+    assert mask.shape == (16, 24) and mask.dtype == torch.int64 and target["image_id"] == 1
+    quadrants = [mask[:6, :10], mask[:6, 10:], mask[6:, :10], mask[6:, 10:]]
+    for label, quadrant in zip((1, 2, 3, 4), quadrants, strict=True):
+        assert set(quadrant.unique().tolist()) <= {0, label, 255}  # nearest neighbours: no blend, no other image's
+        assert (quadrant == label).any()
+    # Where each class lands: its image's largest crop of the quadrant's shape, at the corner touching the centre.
+    assert (mask[:6, :4] == 1).all() and (mask[:6, 10:15] == 2).all()  # crops 24 wide: class on the left 5/10, 7/14
+    assert (mask[6:, :2] == 3).all() and (mask[6:, 3:10] == 0).all()  # crop x 8..24 of 24: class on its first 4/16
+    assert (mask[6:, 10:16] == 4).all() and (mask[:, 20:] == 0).all()  # crop x 0..22: class on its first 12/22
+    assert torch.allclose(image[0, 6:, :2], torch.full((10, 2), 0.3))  # image 3's pixels with its class
+
+
+def test_augment_strong_mosaics_the_train_split_of_task_segmentation_with_every_class_index_kept():
+    data = build_segmentation_datasets({"name": "shapes", **SHAPES, "num_images": 8, "batch_size": 2,
+                                        "num_workers": 0},
+                                       {"name": "random", "train": 0.5, "val": 0.25, "test": 0.25, "seed": 0},
+                                       {"mosaic": {"p": 1.0}})
+    torch.manual_seed(0)
+    image, target = data.train[0]
+    source_image, source = data.train.dataset[data.train.indices[0]]
+    assert image.shape == source_image.shape and target["mask"].shape == source["mask"].shape
+    assert not torch.equal(image, source_image)  # a mosaic, not the image itself
+    assert set(target["mask"].unique().tolist()) <= {0, 1, 2, 3}
 
 
 def test_stratified_splits_and_pixel_counts_use_the_classes_in_each_mask():

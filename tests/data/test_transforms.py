@@ -371,5 +371,7 @@ def test_show_augment_of_task_segmentation_draws_the_class_masks_augmented_with_
     plain = draw_augmentations([*tiny, "augment=none"], tmp_path / "c.png", samples=3, seed=1)
     assert imread(first).shape[:2] == (256 + 4, 3 * (256 + 2) + 2)  # one row of three 256 px cells
     assert first.read_bytes() == again.read_bytes() != plain.read_bytes()
-    with pytest.raises(LosslabError, match="augment.mosaic.p=0.5: mosaic mixes object instances"):
-        draw_augmentations([*tiny, "augment=strong"], tmp_path / "d.png", samples=3, seed=1)
+    strong = draw_augmentations([*tiny, "augment=strong"], tmp_path / "d.png", samples=3, seed=1)
+    assert imread(strong).shape == imread(first).shape and strong.read_bytes() != first.read_bytes()
+    with pytest.raises(LosslabError, match="augment.copy_paste.p=0.5: copy_paste pastes object instances"):
+        draw_augmentations([*tiny, "augment.copy_paste.p=0.5"], tmp_path / "e.png", samples=3, seed=1)

@@ -3,6 +3,8 @@ validation loss leaving them unchanged, and torchvision's COCO_VOC weights throu
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 import torch
 import torchvision
@@ -71,3 +73,13 @@ def test_coco_voc_weights_load_from_torch_home_with_the_class_layers_left_random
     torch.save({"backbone.0.0.weight": torch.zeros(1)}, path)  # another model's weights
     with pytest.raises(LosslabError, match=r"do not fit model=lraspp model.backbone=mobilenet_v3_large: \d+ tensors"):
         load_start_weights(segmenter.network, model)
+
+
+def test_a_segmenter_start_logs_its_parameter_count_as_a_detector_start_does(caplog):
+    caplog.set_level(logging.INFO, logger="losslab")
+    segmenter = _segmenter()
+    start = load_start_weights(segmenter.network, LRASPP)
+    total = sum(p.numel() for p in segmenter.network.parameters())
+    assert start["weights"] is None and start["tensors"] is None  # nothing loaded: random weights
+    assert start["parameters"] == start["trainable_parameters"] == total and start["batch_norm_layers"] > 0
+    assert f"{total:,} of {total:,} parameters train" in caplog.text

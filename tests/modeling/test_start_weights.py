@@ -311,3 +311,42 @@ def test_v2_retinanet_keeps_its_group_norm_head_when_given_stock_heads_for_expor
         stock = with_stock_heads(model)(image)[0]
     assert type(model.head).__name__ == "RetinaNetHead"
     assert all(torch.equal(expected[k], stock[k]) for k in expected)
+
+
+def test_the_start_line_names_the_backbone_layers_that_train_not_null(source_run, caplog):
+    caplog.set_level(logging.INFO, logger="losslab")
+    body = build_model(tiny_config(f"model.weights={source_run}"), num_classes=3).backbone.body
+    assert "model.trainable_backbone_layers: null = 3 with trained weights)" in caplog.text
+    training = [name for name in ("conv1", "layer1", "layer2", "layer3", "layer4")
+                if any(p.requires_grad for p in getattr(body, name).parameters())]
+    assert training == ["layer2", "layer3", "layer4"]  # what the line says
+    caplog.clear()
+    build_model(tiny_config(), num_classes=3)  # from scratch: resnet18's 5 layers
+    assert "model.trainable_backbone_layers: null = 5 from scratch)" in caplog.text
+    caplog.clear()
+    build_model(tiny_config(f"model.weights={source_run}", "model.trainable_backbone_layers=2"), num_classes=3)
+    assert "model.trainable_backbone_layers: 2)" in caplog.text
+    caplog.clear()
+    build_model(tiny_config(f"model.weights={source_run}", "model.freeze=backbone"), num_classes=3)
+    assert "model.trainable_backbone_layers: 0: model.freeze=backbone)" in caplog.text
+
+
+def test_a_retinanet_from_scratch_at_the_default_lr_is_warned_once_with_the_stable_setting():
+    from omegaconf import OmegaConf
+
+    from losslab.modeling.start import RETINANET_SCRATCH_LR, start_advice
+
+    def advice(*overrides: str) -> str | None:
+        cfg = tiny_config(*overrides)
+        validate(cfg)
+        return start_advice(OmegaConf.to_container(cfg.model), OmegaConf.to_container(cfg.optimizer))
+
+    said = advice("model=retinanet")
+    assert said.startswith("RetinaNet from random weights at optimizer.lr=0.0005 diverged on real photos")
+    assert f"optimizer.lr={RETINANET_SCRATCH_LR:g} trains stably" in said and "model.weights=coco" in said
+    assert "\n" not in said
+    assert advice("model=retinanet", f"optimizer.lr={RETINANET_SCRATCH_LR}") is None  # the stable setting
+    assert advice("model=retinanet", "optimizer=adam") is not None  # Adam's default lr is AdamW's
+    assert advice("model=retinanet", "optimizer=sgd") is None  # another optimizer: the user's own choice
+    assert advice("model=retinanet", "model.pretrained=true") is None  # not from random weights
+    assert advice() is None  # Faster R-CNN, the default run

@@ -10,7 +10,14 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from losslab.reporting.diagnosis import EXPLODE_FACTOR, MIN_EPOCHS, MIN_VAL_IMAGES, PATTERN_EPOCHS, diagnose
+from losslab.reporting.diagnosis import (
+    BATCH_NORM_GAP,
+    EXPLODE_FACTOR,
+    MIN_EPOCHS,
+    MIN_VAL_IMAGES,
+    PATTERN_EPOCHS,
+    diagnose,
+)
 
 STATES = ("diverging", "train loss rising", "overfitting", "val loss rising", "underfitting", "plateau",
           "not improving", "learning", "too early")
@@ -130,3 +137,36 @@ def test_too_few_validation_images_are_said_to_be_too_few_to_judge():
     assert diagnose(rows(train, val))["state"] == "overfitting"  # the count unknown: judged
     # Non-finite or exploding losses are judged whatever the count.
     assert diagnose(rows([2.0, float("nan")], [1.0, 1.0]), val_images=6)["state"] == "diverging"
+
+
+def batch_norm_rows(last_train_mask: float) -> list[dict]:
+    """Mask R-CNN from scratch as issue 30 measured it: train mask loss 4-6, val 1.1-1.3."""
+    return [{"epoch": 1, "train/loss": 9.0, "train/mask": 6.0, "val/loss": 5.0, "val/mask": 1.3, "val/ref_loss": 0.1},
+            {"epoch": 2, "train/loss": 7.0, "train/mask": last_train_mask, "val/loss": 4.0, "val/mask": 1.2,
+             "val/ref_loss": 0.1}]
+
+
+def test_a_train_component_far_above_val_in_a_batch_norm_model_is_explained_at_the_threshold():
+    noted = diagnose(batch_norm_rows(4.2), trains_batch_norm=True)
+    plain = diagnose(batch_norm_rows(4.2))
+    assert noted["state"] == plain["state"] == "learning"
+    assert noted["text"] == plain["text"] + "; train loss mask 4.2 is 3.5 times val 1.2 at epoch 2: BatchNorm " \
+        "that trains on small batches (as from scratch) normalises by each batch's statistics in train mode and by " \
+        "its running ones in validation, so the val curves are the ones to read (docs/run-folder.md)"
+    # The threshold, on both sides: 2 times val (2.4) is not above it, just over is.
+    assert BATCH_NORM_GAP == 2.0
+    assert diagnose(batch_norm_rows(2.4), trains_batch_norm=True)["text"] == plain["text"]
+    assert "mask 2.41 is 2.01 times val 1.2" in diagnose(batch_norm_rows(2.41), trains_batch_norm=True)["text"]
+    # One epoch is too early for any verdict, the note included.
+    assert "BatchNorm" not in diagnose(batch_norm_rows(4.2)[:1], trains_batch_norm=True)["text"]
+
+
+def test_a_run_from_scratch_records_its_batch_norm_layers_and_one_with_frozen_batch_norm_none(tmp_path):
+    from conftest import tiny_config
+    from losslab import run
+
+    scratch = run(tiny_config("trainer.max_epochs=1", "eval.every=0", run_dir=tmp_path / "scratch"))
+    assert scratch.summary["start"]["batch_norm_layers"] > 0  # resnet18 from scratch: BatchNorm2d everywhere
+    frozen = run(tiny_config("trainer.max_epochs=1", "eval.every=0", "model.freeze=backbone",
+                             run_dir=tmp_path / "frozen"))
+    assert frozen.summary["start"]["batch_norm_layers"] == 0  # FrozenBatchNorm2d: eval and train mode agree

@@ -4,6 +4,7 @@ phases, resume, and evaluate / predict / export on the run."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -43,7 +44,8 @@ def test_task_segmentation_switches_model_and_loss_defaults_and_keeps_detection_
     (["task=segmentation", "model=retinanet"], "model=retinanet is a detector"),
     (["task=segmentation", "data=voc", "data.root=x"], "use data=voc_seg|data=voc_seg"),
     (["task=segmentation", "trainer.monitor=val/mAP"], "trainer.monitor=val/mAP: expected one of"),
-    (["task=segmentation", "augment=strong"], "augment.mosaic.p=0.5: mosaic mixes object instances"),
+    (["task=segmentation", "augment.copy_paste.p=0.5"], "augment.copy_paste.p=0.5: copy_paste pastes object "
+                                                         "instances"),
     (["task=segmentation", "model=fcn", "model.backbone=mobilenet_v3_large"], "model=fcn has the backbones"),
 ])
 def test_configs_mixing_the_tasks_are_refused_clearly(overrides, message):
@@ -146,3 +148,10 @@ def test_two_gloo_processes_average_like_one_process(tmp_path):
         assert ddp[key] == pytest.approx(single[key], rel=1e-3, abs=1e-3), key
     assert all(0 <= ddp[key] <= 1 for key in ("val/mIoU", "val/pixel_accuracy", "val/IoU/background"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ddp", "single"]  # only the main process wrote
+
+
+def test_augment_strong_trains_task_segmentation_with_its_mosaic(tmp_path):
+    result = run(tiny_segmentation_config("augment=strong", "augment.mosaic.p=1.0", "trainer.max_epochs=1",
+                                          "eval.every=0", run_dir=tmp_path / "run"))
+    (row,) = result.history
+    assert result.status == "completed" and math.isfinite(row["train/loss"]) and row["train/loss"] > 0

@@ -26,3 +26,10 @@ def test_auto_class_weights_are_logged_and_a_class_without_train_objects_is_warn
     assert info and "background 1, circle 1.5 (2 objects), square 1 (0 objects), triangle 0.75 (4 objects)" in info[0]
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "no object of square; weight 1" in warnings[0]
+
+
+def test_a_retinanet_from_random_weights_at_the_default_lr_is_warned_about_once(tmp_path, caplog):
+    with caplog.at_level(logging.INFO, logger="losslab.training.session"):
+        setup(validate(tiny_config("model=retinanet", run_dir=tmp_path)), tmp_path, SINGLE_PROCESS)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and warnings[0].startswith("RetinaNet from random weights at optimizer.lr=0.0005")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from losslab.errors import LosslabError
 from losslab.reporting import comparison
+from losslab.reporting.ranking import Ranking
 
 # The reason and the comparability warning are printed once above the table.
 SHOWN_COLUMNS = tuple(c for c in comparison.COMPARE_COLUMNS if c not in ("rank_reason", "comparable", "run_dir"))
@@ -45,10 +46,22 @@ def main(args: argparse.Namespace) -> int:
     out = args.out or (args.dirs[0] if len(args.dirs) == 1 else Path.cwd())
     out.mkdir(parents=True, exist_ok=True)
     table = comparison.write_table(out / "comparison.csv", rows, comparison.COMPARE_COLUMNS)
-    print(f"ranked by {ranking.metric} at each run's kept epoch: {ranking.reason}")
-    if note:
-        print(f"WARNING: {note}")
-    print(comparison.format_table(rows, SHOWN_COLUMNS), flush=True)
+    try:
+        print(f"ranked by {ranking.metric} at each run's kept epoch: {ranking.reason}")
+        if note:
+            print(f"WARNING: {note}")
+        print(comparison.format_table(rows, SHOWN_COLUMNS), flush=True)
+    finally:
+        # The figures do not wait on the screen: a reader that closed the pipe (| head -1) still gets every file.
+        said = write_figures(args, runs, ranking, rows, out, table, note)
+    print(said)
+    return 0
+
+
+def write_figures(args: argparse.Namespace, runs: list[comparison.FinishedRun], ranking: Ranking,
+                  rows: list[dict], out: Path, table: Path, note: str | None) -> str:
+    """comparison.png (with --group-by also comparison_stats.csv and .png), carrying `note` (a warning that the
+    runs are not comparable) where there is one; what to print about them."""
     # matplotlib takes most of a second to import: the ranking is on screen before the figures are drawn.
     from losslab.reporting.curves import plot_group_statistics, plot_sweep_curves, sweep_columns
 
@@ -58,17 +71,14 @@ def main(args: argparse.Namespace) -> int:
         curves = [(f"{row['run']}: {row['overrides']}" if row["overrides"] else row["run"], [row["history"]],
                    Path(row["run_dir"])) for row in rows]
         figure = plot_sweep_curves(curves, out / "comparison.png", columns=columns, note=note)
-        print(f"table: {table}\nfigure: {figure}")
-        return 0
+        return f"table: {table}\nfigure: {figure}"
     # scipy's statistics take a second to import: only grouped runs need them.
     from losslab.reporting.repeats import STATS_COLUMNS, format_statistics, group_curves, group_runs, group_statistics
 
     groups = group_runs(runs, args.group_by)
     statistics = group_statistics(groups, ranking, args.baseline, "--baseline")
     stats_table = comparison.write_table(out / "comparison_stats.csv", statistics, STATS_COLUMNS)
-    print(f"\nruns differing only in {args.group_by}, grouped (better or worse than the baseline: p < 0.05):")
-    print(format_statistics(statistics), flush=True)
     figure = plot_sweep_curves(group_curves(groups), out / "comparison.png", columns=columns, note=note)
     stats_figure = plot_group_statistics(statistics, ranking.mode, out / "comparison_stats.png", note=note)
-    print(f"tables: {table}, {stats_table}\nfigures: {figure}, {stats_figure}")
-    return 0
+    return (f"\nruns differing only in {args.group_by}, grouped (better or worse than the baseline: p < 0.05):\n"
+            f"{format_statistics(statistics)}\ntables: {table}, {stats_table}\nfigures: {figure}, {stats_figure}")

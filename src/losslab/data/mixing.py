@@ -6,15 +6,17 @@ geometric and photometric operations of losslab.data.transforms. Random choices 
 generator, which DataLoader seeds in every worker, so a seeded run sees the same augmentations.
 
 Copy-paste cuts objects out by their masks, so it needs masks: on box-only data (no `masks` in the targets)
-it is skipped, with one warning.
+it is skipped, with one warning. task=segmentation has a mosaic of its own, of class masks (class_mask_mosaic).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import torch
 from torch.utils.data import Dataset
+from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as F
 
 from losslab.data.augment_options import checked_options, enabled
@@ -52,12 +54,30 @@ def mosaic(samples: list[Sample], center: tuple[int, int]) -> Sample:
     return sanitize(image, target)
 
 
-def _fill_quadrant(sample: Sample, quadrant: tuple[int, int, int, int], canvas: tuple[int, int]) -> Sample:
-    """The quadrant's pixels from `sample`, with its boxes in canvas coordinates and its masks canvas-sized."""
+def class_mask_mosaic(samples: list[Sample], center: tuple[int, int]) -> Sample:
+    """mosaic() for task=segmentation: four samples whose target holds one `mask` of class indices (H x W).
+
+    The same quadrants and crops as the instance mosaic; each mask is resized with nearest neighbours, so every
+    pixel keeps a class index of its own image (the ignore index included), never a blend of two.
+    """
+    height, width = samples[0][0].shape[-2:]
+    cx, cy = center
+    quadrants = [(0, 0, cx, cy), (cx, 0, width, cy), (0, cy, cx, height), (cx, cy, width, height)]
+    image = torch.zeros_like(samples[0][0])
+    mask = samples[0][1]["mask"].new_zeros((height, width))
+    for (piece, target), (x0, y0, x1, y1) in zip(samples, quadrants, strict=True):
+        fit = _quadrant_fit(piece.shape[-2:], (x0, y0, x1, y1))
+        image[:, y0:y1, x0:x1] = fit(piece)
+        mask[y0:y1, x0:x1] = fit(tv_tensors.Mask(target["mask"])).as_subclass(torch.Tensor)
+    return image, {**samples[0][1], "mask": mask}
+
+
+def _quadrant_fit(size: tuple[int, int], quadrant: tuple[int, int, int, int]) -> Callable[[torch.Tensor], torch.Tensor]:
+    """What puts an image of `size` (height, width) into `quadrant`: its largest crop of the quadrant's aspect
+    ratio, at the corner that touches the centre, resized to the quadrant (tv_tensors.Mask: nearest neighbours)."""
     x0, y0, x1, y1 = quadrant
     width, height = x1 - x0, y1 - y0
-    image, target = wrap(*sample)
-    image_height, image_width = image.shape[-2:]
+    image_height, image_width = size
     scale = min(image_width / width, image_height / height)  # the largest crop of the quadrant's aspect ratio
     crop_width = min(image_width, max(1, round(width * scale)))
     crop_height = min(image_height, max(1, round(height * scale)))
@@ -67,6 +87,14 @@ def _fill_quadrant(sample: Sample, quadrant: tuple[int, int, int, int], canvas: 
     def fit(inpt: torch.Tensor) -> torch.Tensor:
         return F.resized_crop(inpt, top, left, crop_height, crop_width, [height, width], antialias=True)
 
+    return fit
+
+
+def _fill_quadrant(sample: Sample, quadrant: tuple[int, int, int, int], canvas: tuple[int, int]) -> Sample:
+    """The quadrant's pixels from `sample`, with its boxes in canvas coordinates and its masks canvas-sized."""
+    x0, y0, x1, y1 = quadrant
+    image, target = wrap(*sample)
+    fit = _quadrant_fit(image.shape[-2:], quadrant)
     piece, target = unwrap(fit(image), {**target, "boxes": fit(target["boxes"]),
                                         **({"masks": fit(target["masks"])} if "masks" in target else {})})
     target["boxes"] = target["boxes"] + torch.tensor([x0, y0, x0, y0], dtype=target["boxes"].dtype)
@@ -118,21 +146,17 @@ class AugmentedDataset(Dataset):
 
     def __getitem__(self, index: int) -> Sample:
         image, target = self.dataset[index]
-        if _happens(self.options["mosaic"]["p"]):
+        if happens(self.options["mosaic"]["p"]):
             others = [self.dataset[other] for other in _other_indices(index, len(self), 3)]
             image, target = mosaic([(image, target), *others], self._mosaic_center(image))
-        if _happens(self.options["copy_paste"]["p"]):
+        if happens(self.options["copy_paste"]["p"]):
             image, target = self._copy_paste(index, image, target)
         if self.transform is not None:
             image, target = self.transform(image, target)
         return image, target
 
     def _mosaic_center(self, image: torch.Tensor) -> tuple[int, int]:
-        """A random point in the configured centre range, at least one pixel from every edge."""
-        low, high = self.options["mosaic"]["center"]
-        height, width = image.shape[-2:]
-        fx, fy = (low + (high - low) * torch.rand(2)).tolist()
-        return min(max(round(fx * width), 1), width - 1), min(max(round(fy * height), 1), height - 1)
+        return mosaic_center(image, self.options["mosaic"]["center"])
 
     def _copy_paste(self, index: int, image: torch.Tensor, target: dict) -> Sample:
         if "masks" not in target:
@@ -149,7 +173,15 @@ class AugmentedDataset(Dataset):
         return copy_paste((image, target), donor, chosen, self.options["copy_paste"]["min_visible"])
 
 
-def _happens(probability: float) -> bool:
+def mosaic_center(image: torch.Tensor, center_range: list[float]) -> tuple[int, int]:
+    """A random point in the configured centre range (augment.mosaic.center), at least one pixel from every edge."""
+    low, high = center_range
+    height, width = image.shape[-2:]
+    fx, fy = (low + (high - low) * torch.rand(2)).tolist()
+    return min(max(round(fx * width), 1), width - 1), min(max(round(fy * height), 1), height - 1)
+
+
+def happens(probability: float) -> bool:
     return probability > 0 and torch.rand(()).item() < probability
 
 

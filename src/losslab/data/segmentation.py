@@ -248,7 +248,8 @@ def build_segmentation_datasets(data_options: dict, split_options: dict,
     parts = split_datasets(data_options, split_options, load=load_segmentation_dataset)
     train_dataset, train_indices = parts["train"]
     return SegmentationData(
-        train=SplitDataset(train_dataset, train_indices, segmentation_train_transform(augment_options or {})),
+        train=SplitDataset(train_dataset, train_indices,
+                           segmentation_train_transform(augment_options or {}, train_dataset, train_indices)),
         val=SplitDataset(*parts["val"]),
         test=SplitDataset(*parts["test"]),
         classes=tuple(train_dataset.classes),

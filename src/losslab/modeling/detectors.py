@@ -21,6 +21,7 @@ from losslab.modeling.heads import LossRetinaNetHead, LossRoIHeads, LossRPN
 
 ARCHS = tuple(ARCH_COMPONENTS)
 BACKBONES = ("resnet18_fpn", "resnet50_fpn", "mobilenet_v3_fpn")
+MAX_TRAINABLE_LAYERS = {"resnet18_fpn": 5, "resnet50_fpn": 5, "mobilenet_v3_fpn": 6}  # every layer of the body
 # torchvision's original R50-FPN detectors (v1) and the improved ones of Li et al. 2021 (v2: a two-conv RPN head,
 # conv box and mask heads with BatchNorm, an FPN with BatchNorm; RetinaNet: P6 from C5 and a GroupNorm head).
 VARIANTS = ("v1", "v2")
@@ -126,11 +127,10 @@ def feature_pyramid(
     v2 = variant == "v2"
     # Created first, as torchvision does: the random initialisation of a seed stays the same.
     retinanet_levels = {"extra_blocks": LastLevelP6P7(2048 if v2 else 256, 256)} if for_retinanet else {}
+    layers = trainable_backbone_layers(backbone, start, trainable_layers)
     if backbone == "mobilenet_v3_fpn":
-        layers = (6 if start == SCRATCH else 3) if trainable_layers is None else trainable_layers
         return mobilenet_backbone(backbone_name="mobilenet_v3_large", weights=weights, fpn=True,
                                   norm_layer=norm_layer, trainable_layers=layers, **retinanet_levels)
-    layers = (5 if start == SCRATCH else 3) if trainable_layers is None else trainable_layers
     if for_retinanet:
         retinanet_levels["returned_layers"] = [2, 3, 4]
     body = getattr(torchvision.models, backbone.removesuffix("_fpn"))(weights=weights, norm_layer=norm_layer)
@@ -150,3 +150,13 @@ def anchor_generator(arch: str, backbone: str) -> AnchorGenerator:
     else:
         sizes = ((32,), (64,), (128,), (256,), (512,))
     return AnchorGenerator(sizes, (ratios,) * len(sizes))
+
+
+def trainable_backbone_layers(backbone: str, start: str, trainable_layers: int | None) -> int:
+    """How many backbone layers train: `trainable_layers` (model.trainable_backbone_layers), or for null
+    torchvision's choice: every layer from scratch (SCRATCH), the last 3 from trained weights."""
+    if trainable_layers is not None:
+        return trainable_layers
+    if start != SCRATCH:
+        return 3
+    return MAX_TRAINABLE_LAYERS[backbone]

@@ -1,4 +1,4 @@
-"""`model.freeze`: named parts of a detector that do not train, and how many parameters do."""
+"""`model.freeze`: named parts of a detector that do not train, and how many parameters (and BatchNorm layers) do."""
 
 from __future__ import annotations
 
@@ -37,6 +37,9 @@ def freeze_batch_norm(module: nn.Module) -> None:
 
 
 def parameter_counts(model: nn.Module) -> dict[str, int]:
-    """{"parameters": all of them, "trainable_parameters": those the optimizer updates}."""
+    """{"parameters": all of them, "trainable_parameters": those the optimizer updates, "batch_norm_layers": the
+    BatchNorm layers whose running statistics move in train mode (FrozenBatchNorm2d's never do), whatever their
+    parameters' gradients: the layers that make train and validation losses differ (reporting/diagnosis.py)}."""
     return {"parameters": sum(p.numel() for p in model.parameters()),
-            "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)}
+            "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+            "batch_norm_layers": sum(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())}

@@ -18,6 +18,7 @@ import torchvision
 from torch import nn
 
 from losslab.errors import LosslabError
+from losslab.modeling.freezing import parameter_counts
 from losslab.modeling.surgery import fit_weights
 from losslab.modeling.torchvision_weights import cached_file, fetch
 
@@ -40,10 +41,17 @@ def coco_voc_weights(arch: str, backbone: str) -> torchvision.models.WeightsEnum
 
 
 def load_start_weights(network: nn.Module, model: dict) -> dict | None:
-    """Load what `model.weights` names into `network` (torchvision's segmentation model); return what was loaded
-    ({"weights", "file", "tensors": {"loaded", "reinitialised"}}) or None when the run starts without weights."""
-    if model["weights"] is None:
-        return None
+    """Load what `model.weights` names into `network` (torchvision's segmentation model) and log and return what
+    the run starts from, as a detector's start: {"weights", "file", "tensors": {"loaded", "reinitialised"} (None
+    without weights), "parameters", "trainable_parameters", "batch_norm_layers"}."""
+    unloaded = {"weights": None, "file": None, "tensors": None}
+    start = unloaded if model["weights"] is None else load_weights(network, model)
+    start |= parameter_counts(network)
+    log.info("%s of %s parameters train", f"{start['trainable_parameters']:,}", f"{start['parameters']:,}")
+    return start
+
+
+def load_weights(network: nn.Module, model: dict) -> dict:
     if model["weights"] != COCO_VOC:
         raise LosslabError(f"model.weights={model['weights']}: expected null or {COCO_VOC} (torchvision's weights "
                            "trained on COCO with the Pascal VOC classes).")

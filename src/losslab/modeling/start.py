@@ -10,7 +10,13 @@ from pathlib import Path
 from torch import nn
 
 from losslab.errors import LosslabError
-from losslab.modeling.detectors import VARIANTS
+from losslab.modeling.detectors import (
+    MAX_TRAINABLE_LAYERS,
+    SCRATCH,
+    VARIANTS,
+    start_kind,
+    trainable_backbone_layers,
+)
 from losslab.modeling.freezing import FREEZABLE, freeze_names, parameter_counts
 from losslab.modeling.surgery import counts_line, fit_weights
 from losslab.modeling.torchvision_weights import COCO_WEIGHTS, coco_choices, coco_weights_file, known_coco_file
@@ -19,7 +25,11 @@ from losslab.modeling.weights import read_state_dict
 log = logging.getLogger(__name__)
 
 COCO = "coco"
-MAX_TRAINABLE_LAYERS = {"resnet18_fpn": 5, "resnet50_fpn": 5, "mobilenet_v3_fpn": 6}
+# RetinaNet from random weights with AdamW (or Adam) above this lr diverged on photos at the default 128 px: VOC
+# photos, train loss 2.53 -> 4.07 in epoch 2 at lr 5e-4 (issue 30), and the same on the photo-like proxy of
+# scripts/bench_retinanet_scratch.py, which trained at this lr (docs/recipes.md gives the figures).
+RETINANET_SCRATCH_LR = 1e-4
+ADAPTIVE = ("torch.optim.AdamW", "torch.optim.Adam")
 
 
 def start_problems(model: dict) -> list[str]:
@@ -87,9 +97,19 @@ def load_start_weights(detector: nn.Module, file: Path | None, model: dict) -> d
     start |= parameter_counts(detector)
     log.info("%s of %s parameters train (model.freeze: %s; model.trainable_backbone_layers: %s)",
              f"{start['trainable_parameters']:,}", f"{start['parameters']:,}",
-             ", ".join(freeze_names(model["freeze"])) or "none",
-             "null" if model["trainable_backbone_layers"] is None else model["trainable_backbone_layers"])
+             ", ".join(freeze_names(model["freeze"])) or "none", backbone_layers_line(model))
     return start
+
+
+def backbone_layers_line(model: dict) -> str:
+    """The backbone layers that train, as the start line says it: 'null = 3 with trained weights' names the value
+    null stands for, and a frozen backbone trains none whatever the key says."""
+    if "backbone" in freeze_names(model["freeze"]):
+        return "0: model.freeze=backbone"
+    layers = trainable_backbone_layers(model["backbone"], start_kind(model), model["trainable_backbone_layers"])
+    if model["trainable_backbone_layers"] is not None:
+        return str(layers)
+    return f"null = {layers} {'from scratch' if start_kind(model) == SCRATCH else 'with trained weights'}"
 
 
 def describe(model: dict) -> str:
@@ -105,3 +125,15 @@ def origin_hint(file: Path, trained_as: dict | None, built: str) -> str:
         return f" That run trained {describe(trained_as)}: start with the same model options."
     known = known_coco_file(file.name)
     return f" {file.name} is torchvision's file for {known}." if known and known != built else ""
+
+
+def start_advice(model: dict, optimizer: dict) -> str | None:
+    """A one-line warning for a start known to diverge: RetinaNet from random weights with Adam(W) at an lr above
+    RETINANET_SCRATCH_LR; None otherwise (other optimizers are the user's own choice)."""
+    if model["arch"] != "retinanet" or start_kind(model) != SCRATCH:
+        return None
+    if optimizer["_target_"] not in ADAPTIVE or optimizer["lr"] <= RETINANET_SCRATCH_LR:
+        return None
+    return (f"RetinaNet from random weights at optimizer.lr={optimizer['lr']:g} diverged on real photos (train loss "
+            f"up in epoch 2); optimizer.lr={RETINANET_SCRATCH_LR:g} trains stably, or start from trained weights: "
+            "model.weights=coco model.backbone=resnet50_fpn (docs/recipes.md)")

@@ -13,10 +13,14 @@ PATTERN_EPOCHS = 3  # overfitting, underfitting and a plateau are patterns over 
 # Below this many validation images one image weighs more than 1/20 = 5% of the mean val loss, as much as the
 # tolerances below: a single hard image could make or unmake any verdict.
 MIN_VAL_IMAGES = 20
+# A train component loss above this many times its val loss at the last epoch, in a model whose BatchNorm layers
+# train, is read as BatchNorm's two modes (docs/run-folder.md): such a gap is not a fitting verdict of its own.
+BATCH_NORM_GAP = 2.0
 
 
 def diagnose(rows: list[dict], rise_tolerance: float = 0.1, overfit_tolerance: float = 0.05,
-             underfit_tolerance: float = 0.1, plateau_tolerance: float = 0.01, val_images: int | None = None) -> dict:
+             underfit_tolerance: float = 0.1, plateau_tolerance: float = 0.01, val_images: int | None = None,
+             trains_batch_norm: bool = False) -> dict:
     """What the curves say, checked in this order:
 
     - diverging: a loss went non-finite, or a train or val loss rose above EXPLODE_FACTOR times its first value
@@ -35,7 +39,22 @@ def diagnose(rows: list[dict], rise_tolerance: float = 0.1, overfit_tolerance: f
       `plateau_tolerance` below the best before them.
     - not improving: the val loss did not end more than `plateau_tolerance` below where it started.
     - learning: otherwise (the val loss ended lower than it started).
+
+    With `trains_batch_norm` (the model has BatchNorm layers that train, as every detector and segmenter from
+    scratch has), a verdict after MIN_EPOCHS or more adds a note when a train component loss ended above
+    BATCH_NORM_GAP times its val loss: train mode normalises by each small batch's statistics, validation by the
+    running ones, so the two curves measure different networks.
     """
+    verdict = _curves_verdict(rows, rise_tolerance, overfit_tolerance, underfit_tolerance, plateau_tolerance,
+                              val_images)
+    gap = _batch_norm_gap(rows[-1]) if trains_batch_norm and len(rows) >= MIN_EPOCHS else None
+    if gap and verdict["state"] != "diverging":
+        verdict["text"] += f"; {gap}"
+    return verdict
+
+
+def _curves_verdict(rows: list[dict], rise_tolerance: float, overfit_tolerance: float, underfit_tolerance: float,
+                    plateau_tolerance: float, val_images: int | None) -> dict:
     if not rows:
         return {"state": "not started", "since_epoch": None, "text": "no epoch finished"}
     epochs = [r["epoch"] for r in rows]
@@ -80,6 +99,21 @@ def diagnose(rows: list[dict], rise_tolerance: float = 0.1, overfit_tolerance: f
         return _verdict("not improving", None, f"val loss {went} from {val[0]:.4g} to {val[-1]:.4g} in {len(val)} "
                         f"epochs (best {val[best]:.4g} at epoch {epochs[best]})")
     return _verdict("learning", None, f"val loss fell from {val[0]:.4g} to {val[-1]:.4g}")
+
+
+def _batch_norm_gap(row: dict) -> str | None:
+    """The note on the train components of `row` (an epoch's metrics) above BATCH_NORM_GAP times their val loss."""
+    wide = []
+    for name, train in row.items():
+        component = name.removeprefix("train/")
+        val = row.get(f"val/{component}")
+        if name.startswith("train/") and component != "loss" and val is not None and 0 < val * BATCH_NORM_GAP < train:
+            wide.append(f"{component} {train:.4g} is {train / val:.3g} times val {val:.4g}")
+    if not wide:
+        return None
+    return (f"train loss {', '.join(wide)} at epoch {row['epoch']}: BatchNorm that trains on small batches (as "
+            "from scratch) normalises by each batch's statistics in train mode and by its running ones in "
+            "validation, so the val curves are the ones to read (docs/run-folder.md)")
 
 
 def _exploding(epochs: list[int], train: list[float], val: list[float]) -> dict | None:

@@ -73,6 +73,9 @@ class Task(Protocol):
     def load_start_weights(self, built: nn.Module, file: Path | None, model: dict) -> dict | None:
         """Load what model.weights names into a new run's model; what was loaded, or None."""
 
+    def start_advice(self, model: dict, optimizer: dict) -> str | None:
+        """A one-line warning for a start and optimizer known to diverge, or None."""
+
     def prepare_for_inference(self, built: nn.Module, model: dict, device: torch.device) -> None:
         """Whatever a loaded model needs before its first prediction (fixed RoI pool scales, ...)."""
 

@@ -109,6 +109,9 @@ class Detection:
     def load_start_weights(self, built: nn.Module, file: Path | None, model: dict) -> dict | None:
         return start.load_start_weights(built, file, model)
 
+    def start_advice(self, model: dict, optimizer: dict) -> str | None:
+        return start.start_advice(model, optimizer)
+
     def prepare_for_inference(self, built: nn.Module, model: dict, device: torch.device) -> None:
         settle_roi_pool_scales(built, model["min_size"], device)
 

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from torchvision.io import write_png
 from torchvision.transforms.v2.functional import to_dtype
 
-from losslab.data.augment_options import MIXING, enabled
+from losslab.data.augment_options import enabled
 from losslab.data.segmentation import SegmentationData, build_segmentation_datasets, count_pixels
 from losslab.evaluation.export_check import PROBABILITY_TOLERANCE
 from losslab.evaluation.exporting import Exportable, segmentation_export
@@ -51,9 +51,10 @@ class Segmentation:
         """The data, model, start weights and augmentation of a task=segmentation config."""
         model, augment = cfg["model"], cfg["augment"]
         problems = [FOREIGN_DATA[cfg["data"]["name"]]] if cfg["data"]["name"] in FOREIGN_DATA else []
-        problems += [f"augment.{name}.p={augment[name]['p']}: {name} mixes object instances between images, which "
-                     "task=segmentation does not have; set it to 0 (augment=basic and augment=none do)"
-                     for name in enabled(augment, MIXING)]
+        if enabled(augment, ("copy_paste",)):
+            problems.append(f"augment.copy_paste.p={augment['copy_paste']['p']}: copy_paste pastes object instances "
+                            "between images, which task=segmentation does not have; set it to 0 (every built-in "
+                            "preset does; the mosaic works with class masks)")
         if model["arch"] not in BUILDERS:
             return problems  # the task checks name it
         if model["backbone"] not in BUILDERS[model["arch"]]:
@@ -114,6 +115,9 @@ class Segmentation:
 
     def load_start_weights(self, built: nn.Module, file: Path | None, model: dict) -> dict | None:
         return segmentation_weights.load_start_weights(built.network, model)
+
+    def start_advice(self, model: dict, optimizer: dict) -> str | None:
+        return None  # no segmenter start is known to diverge
 
     def prepare_for_inference(self, built: nn.Module, model: dict, device: torch.device) -> None:
         return None  # a segmenter keeps no state between images

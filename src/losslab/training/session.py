@@ -97,6 +97,9 @@ def setup(plan: Plan, run_dir: Path, world: World, resumed: dict | None = None) 
     log.info("run folder %s | %s/%s, %s, %d train / %d val / %d test images, device %s", run_dir,
              model_options["arch"], model_options["backbone"], counted(len(data.classes), "class", "classes"),
              len(data.train), len(data.val), len(data.test), device)
+    advice = None if resumed else task.start_advice(model_options, sections["optimizer"])
+    if advice:
+        log.warning("%s", advice)
     auto_weights = None
     if counts is not None:
         auto_weights = class_weights(task.weights_key, "auto", counts).tolist()
