@@ -111,6 +111,7 @@ class LossWeights:
     objectness: float = MISSING
     rpn_box_regression: float = MISSING
     mask: float = MISSING
+    centerness: float = MISSING
 
 
 @dataclass
@@ -121,6 +122,7 @@ class LossConfig:
     box: Any = MISSING
     objectness: Any = MISSING
     mask: Any = MISSING
+    centerness: Any = MISSING
     weights: LossWeights = field(default_factory=LossWeights)
     schedule: LossSchedule = field(default_factory=LossSchedule)
 
