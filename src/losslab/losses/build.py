@@ -1,8 +1,8 @@
 """`build_losses`: a detector's `loss` config section's choices (plain values) -> the callables its heads call.
 
 Each component's loss is chosen under its config key (`loss.cls`, `loss.box`, `loss.mask`,
-`loss.objectness`, `loss.centerness`) and built by the shared builder (losslab.losses.components), then adapted to the form
-its head calls. Weights are applied here, so each logged component is the term it adds to the total (as
+`loss.objectness`, `loss.centerness`) and built by the shared builder (losslab.losses.components), then adapted to
+the form its head calls. Weights are applied here, so each logged component is the term it adds to the total (as
 MMDetection's `loss_weight` does).
 """
 

@@ -1,7 +1,7 @@
 """The catalogue of built-in losses, as plain data (no torch): for every component key, each loss's function,
 its parameters with their defaults and meaning, and what `default` means per architecture family. The detection
-components' keys are cls, box, objectness, mask and centerness (FCOS); segmentation's per-pixel loss is `pixel` (its functions live in
-losslab.losses.segmentation; the auxiliary head's component `aux` uses the same loss).
+components' keys are cls, box, objectness, mask and centerness (FCOS); segmentation's per-pixel loss is `pixel` (its
+functions live in losslab.losses.segmentation; the auxiliary head's component `aux` uses the same loss).
 
 This is the one place a loss's parameters and defaults are written. The config options `loss/<key>/<name>`
 and their schemas are generated from it (losslab.config.schema), and tests check that the functions'

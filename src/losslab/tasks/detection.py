@@ -1,5 +1,5 @@
-"""task=detection: torchvision detectors (Faster R-CNN, Mask R-CNN, RetinaNet, FCOS, SSD, SSDlite), object labels 1..K with the
-background implicit, COCO mAP; predictions drawn as boxes (and masks) and written as COCO results."""
+"""task=detection: torchvision detectors (Faster R-CNN, Mask R-CNN, RetinaNet, FCOS, SSD, SSDlite), object labels
+1..K with the background implicit, COCO mAP; predictions drawn as boxes (and masks) and written as COCO results."""
 
 from __future__ import annotations
 
@@ -25,8 +25,8 @@ from losslab.losses.catalogue import ARCH_COMPONENTS, CONFIG_KEYS, family
 from losslab.losses.components import check_user_losses
 from losslab.modeling import start
 from losslab.modeling.detectors import ARCH_BACKBONES, ARCHS, build_detector
-from losslab.modeling.single_stage import SSD300_SIZE
 from losslab.modeling.heads import scores_at_least
+from losslab.modeling.single_stage import SSD300_SIZE
 from losslab.reporting.drawing import draw_objects
 from losslab.reporting.evaluation_figures import plot_confusion_matrix, plot_pr_curves
 from losslab.reporting.history import write_json
