@@ -88,8 +88,8 @@ def _cases(arch: str):
 
 @pytest.mark.parametrize("arch", ["fcos", "ssdlite"])
 def test_each_components_every_loss_trains_a_step(arch):
-    model = _ours(arch).train()
-    images, targets = _batch()
+    model = _ours(arch, size=64).train()
+    images, targets = _batch(1)
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     for key, name in _cases(arch):
         spec = {"name": name, "_target_": USER[key]} if name == "custom" else {"name": name}
@@ -133,7 +133,7 @@ def test_ssds_classification_loss_receives_the_mined_boxes_and_fcos_centerness_s
         seen["labels"] = labels
         return defaults.classification(logits, labels)
 
-    model = _ours("ssdlite", ComponentLosses(**{**defaults.__dict__, "classification": spy})).train()
+    model = _ours("ssdlite", ComponentLosses(**{**defaults.__dict__, "classification": spy}), size=128).train()
     images, targets = _batch()
     model(images, targets)
     labels = seen["labels"]
