@@ -12,6 +12,8 @@ cost of losslab's validation-loss pass over the same images relative to its trai
     python scripts/bench_overhead.py --steps 20 --repeats 5 model.backbone=resnet50_fpn
     python scripts/bench_overhead.py --device cuda --precision bf16-mixed --image-size 800 \\
         model.backbone=resnet50_fpn data.batch_size=8                 # GPU, bf16 autocast
+    python scripts/bench_overhead.py model=fcos                       # any architecture: fcos, ssdlite, ...
+    python scripts/bench_overhead.py --image-size 320 model=ssdlite   # SSDlite's square side is the image size
 
 Trailing arguments are `train` overrides (model=retinanet, data.batch_size=8, ...).
 """

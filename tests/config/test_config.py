@@ -240,7 +240,7 @@ def test_help_lists_every_option_of_every_group(tmp_path):
     assert "loss/cls=custom loss.cls._target_=" in result.stdout and "--config-dir myconf" in result.stdout
 
 
-@pytest.mark.parametrize("arch", ["faster_rcnn", "mask_rcnn", "retinanet"])
+@pytest.mark.parametrize("arch", ["faster_rcnn", "mask_rcnn", "retinanet", "fcos", "ssd", "ssdlite"])
 def test_model_defaults_read_from_the_files_are_the_composed_ones(arch):
     from omegaconf import OmegaConf
 

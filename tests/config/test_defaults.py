@@ -20,6 +20,7 @@ from losslab.losses.catalogue import CATALOGUE
 DOCS = Path(__file__).parents[2] / "docs"
 LOSS_ROWS = {"classification (`cls`)": "cls", "box regression (`box`)": "box",
              "RPN objectness (`objectness`)": "objectness", "mask (`mask`)": "mask",
+             "centre-ness (`centerness`, FCOS)": "centerness",
              "pixel (`pixel`, task=segmentation)": "pixel"}
 
 

@@ -223,6 +223,9 @@ def test_the_synthetic_batch_has_the_shapes_and_dtypes_of_the_contract(key):
         assert first.shape == (8, 6) and inputs[1].dtype == torch.int64 and set(inputs[1].tolist()) & {0}
     elif key == "objectness":
         assert first.shape == (8,) and set(inputs[1].tolist()) == {0.0, 1.0}
+    elif key == "centerness":  # FCOS: soft targets in [0, 1]
+        assert first.shape == inputs[1].shape == (8,) and ((inputs[1] >= 0) & (inputs[1] <= 1)).all()
+        assert inputs[1].unique().numel() == 8
     elif key == "mask":
         assert first.shape == inputs[1].shape == (3, 28, 28)
     elif key == "pixel":  # C = 5 pixel classes, background included; 255 marks ignored pixels

@@ -112,6 +112,7 @@ class LossWeights:
     objectness: float = MISSING
     rpn_box_regression: float = MISSING
     mask: float = MISSING
+    centerness: float = MISSING
 
 
 @dataclass
@@ -122,6 +123,7 @@ class LossConfig:
     box: Any = MISSING
     objectness: Any = MISSING
     mask: Any = MISSING
+    centerness: Any = MISSING
     weights: LossWeights = field(default_factory=LossWeights)
     schedule: LossSchedule = field(default_factory=LossSchedule)
 

@@ -70,7 +70,7 @@ def detection_export(model: nn.Module, classes: list[str], score_threshold: floa
     with torch.inference_mode():
         expected = [model([image])[0] for image in samples]
     outputs = list(expected[0])  # boxes, labels, scores (RetinaNet: boxes, scores, labels), Mask R-CNN's masks
-    scales = [resize_scale(*image.shape[-2:], min_size, max_size) for image in samples]
+    scales = [input_scale(transform, *image.shape[-2:]) for image in samples]
     tolerance = Differences(box_tolerance, score_tolerance)
     detections_per_image = model.roi_heads.detections_per_img if hasattr(model, "roi_heads") else \
         model.detections_per_img
@@ -100,6 +100,15 @@ def detection_export(model: nn.Module, classes: list[str], score_threshold: floa
     return Exportable(model, outputs, samples, lambda returned: returned[1][0],
                       lambda actual: compare_detections(samples, expected, actual, tolerance, score_threshold, scales),
                       metadata, verification)
+
+
+def input_scale(transform: nn.Module, height: int, width: int) -> float:
+    """How many of the model's input pixels one pixel of a `height` x `width` image becomes: the resize scale, or for
+    a fixed-size transform (the SSDs stretch every image to a square) the larger of its two axes' scales."""
+    if transform.fixed_size is not None:
+        fixed_width, fixed_height = transform.fixed_size  # torchvision's order
+        return max(fixed_height / height, fixed_width / width)
+    return resize_scale(height, width, transform.min_size[-1], transform.max_size)
 
 
 def segmentation_export(model: nn.Module, classes: list[str], probability_tolerance: float) -> Exportable:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import torch
 from torch import Tensor
-from torchvision.models.detection._utils import BoxCoder
+from torchvision.models.detection._utils import BoxCoder, BoxLinearCoder
 from torchvision.models.detection.roi_heads import project_masks_on_boxes
 
 
@@ -30,15 +30,31 @@ class RCNNBoxLoss:
         return self.loss(pred, regression_targets[foreground], proposals[foreground], box_coder) / labels.numel()
 
 
-class RetinaNetBoxLoss:
-    """RetinaNet regression head, one image: `loss(pred, target, anchors, box_coder)` summed over
-    the foreground anchors (the head divides by their number)."""
+class AnchorBoxLoss:
+    """A single-stage regression head (RetinaNet, FCOS, SSD): `loss(pred, target, anchors, box_coder)` summed over
+    the foreground anchors of the call (the head divides by their number)."""
 
     def __init__(self, loss: Callable[..., Tensor]):
         self.loss = loss
 
-    def __call__(self, deltas: Tensor, anchors: Tensor, matched_boxes: Tensor, box_coder: BoxCoder) -> Tensor:
+    def __call__(self, deltas: Tensor, anchors: Tensor, matched_boxes: Tensor,
+                 box_coder: BoxCoder | LinearBoxCoder) -> Tensor:
         return self.loss(deltas, box_coder.encode_single(matched_boxes, anchors), anchors, box_coder)
+
+
+class LinearBoxCoder:
+    """FCOS's box coder (torchvision's BoxLinearCoder: each side's distance from the location, divided by the anchor's
+    size) with BoxCoder's `encode_single(boxes, anchors)` and `decode_single(deltas, anchors)`, so that every box loss
+    (the IoU ones decode) takes it as it takes R-CNN's and RetinaNet's coders."""
+
+    def __init__(self):
+        self.coder = BoxLinearCoder(normalize_by_size=True)
+
+    def encode_single(self, boxes: Tensor, anchors: Tensor) -> Tensor:
+        return self.coder.encode(anchors, boxes)
+
+    def decode_single(self, deltas: Tensor, anchors: Tensor) -> Tensor:
+        return self.coder.decode(deltas, anchors)
 
 
 class MaskLoss:

@@ -1,8 +1,8 @@
 """`build_losses`: a detector's `loss` config section's choices (plain values) -> the callables its heads call.
 
 Each component's loss is chosen under its config key (`loss.cls`, `loss.box`, `loss.mask`,
-`loss.objectness`) and built by the shared builder (losslab.losses.components), then adapted to the form
-its head calls. Weights are applied here, so each logged component is the term it adds to the total (as
+`loss.objectness`, `loss.centerness`) and built by the shared builder (losslab.losses.components), then adapted to
+the form its head calls. Weights are applied here, so each logged component is the term it adds to the total (as
 MMDetection's `loss_weight` does).
 """
 
@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from losslab.errors import LosslabError
-from losslab.losses.adapters import MaskLoss, RCNNBoxLoss, RetinaNetBoxLoss, rpn_smooth_l1
+from losslab.losses.adapters import AnchorBoxLoss, MaskLoss, RCNNBoxLoss, rpn_smooth_l1
 from losslab.losses.catalogue import ARCH_COMPONENTS, CONFIG_KEYS, family
 from losslab.losses.components import component_loss, scaled
 
@@ -27,6 +27,7 @@ class ComponentLosses:
     objectness: Callable | None = None
     rpn_box_regression: Callable | None = None
     mask: Callable | None = None
+    centerness: Callable | None = None
 
 
 def build_losses(arch: str, choices: dict[str, dict], weights: dict[str, float],
@@ -61,12 +62,12 @@ def build_losses(arch: str, choices: dict[str, dict], weights: dict[str, float],
 
 def loss_choices(loss: dict) -> tuple[dict[str, dict], dict[str, float]]:
     """A plain `loss` config section as ({config key: choice}, {component: weight})."""
-    return {key: loss[key] for key in CONFIG_KEYS}, loss["weights"]
+    return {key: loss[key] for key in CONFIG_KEYS if key in loss}, loss["weights"]  # older runs: no centerness
 
 
 def _adapt(family: str, key: str, loss: Callable) -> Callable:
     if key == "box":
-        return RetinaNetBoxLoss(loss) if family == "retinanet" else RCNNBoxLoss(loss)
+        return RCNNBoxLoss(loss) if family == "rcnn" else AnchorBoxLoss(loss)
     if key == "mask":
         return MaskLoss(loss)
     return loss

@@ -1,7 +1,7 @@
 """The catalogue of built-in losses, as plain data (no torch): for every component key, each loss's function,
 its parameters with their defaults and meaning, and what `default` means per architecture family. The detection
-components' keys are cls, box, objectness and mask; segmentation's per-pixel loss is `pixel` (its functions live in
-losslab.losses.segmentation; the auxiliary head's component `aux` uses the same loss).
+components' keys are cls, box, objectness, mask and centerness (FCOS); segmentation's per-pixel loss is `pixel` (its
+functions live in losslab.losses.segmentation; the auxiliary head's component `aux` uses the same loss).
 
 This is the one place a loss's parameters and defaults are written. The config options `loss/<key>/<name>`
 and their schemas are generated from it (losslab.config.schema), and tests check that the functions'
@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-DETECTION_COMPONENTS = ("classification", "box_regression", "objectness", "rpn_box_regression", "mask")
+DETECTION_COMPONENTS = ("classification", "box_regression", "objectness", "rpn_box_regression", "mask", "centerness")
 # task=segmentation: the main output's per-pixel loss, and the auxiliary head's (DeepLabV3 and FCN with aux_loss).
 SEGMENTATION_COMPONENTS = ("pixel", "aux")
 COMPONENTS = DETECTION_COMPONENTS + SEGMENTATION_COMPONENTS  # every logged component, in the order logs list them
@@ -21,12 +21,16 @@ COMPONENTS = DETECTION_COMPONENTS + SEGMENTATION_COMPONENTS  # every logged comp
 # Which components each detection architecture has.
 ARCH_COMPONENTS = {
     "faster_rcnn": ("classification", "box_regression", "objectness", "rpn_box_regression"),
-    "mask_rcnn": DETECTION_COMPONENTS,
+    "mask_rcnn": ("classification", "box_regression", "objectness", "rpn_box_regression", "mask"),
     "retinanet": ("classification", "box_regression"),
+    "fcos": ("classification", "box_regression", "centerness"),
+    "ssd": ("classification", "box_regression"),
+    "ssdlite": ("classification", "box_regression"),
 }
 
 # config key under `loss` -> the component it selects (detection's; segmentation's key `pixel` names its component)
-CONFIG_KEYS = {"cls": "classification", "box": "box_regression", "objectness": "objectness", "mask": "mask"}
+CONFIG_KEYS = {"cls": "classification", "box": "box_regression", "objectness": "objectness", "mask": "mask",
+               "centerness": "centerness"}
 # The config keys whose classes include the background (class 0): weighted_ce weighs every pixel class. A
 # detector's classification weighs the object classes 1..K; the background keeps weight 1.
 WITH_BACKGROUND = ("pixel",)
@@ -76,7 +80,7 @@ class Param:
 @dataclass(frozen=True)
 class Loss:
     """A selectable loss: the name of its function in losslab.losses.<module>, a summary, its parameters,
-    and (classification `focal`) the function RetinaNet's sigmoid head uses instead."""
+    and (classification `focal`) the function the sigmoid heads (RetinaNet, FCOS) use instead."""
 
     function: str
     summary: str
@@ -122,7 +126,7 @@ CATALOGUE: dict[str, dict[str, Loss]] = {
                                                       "split's objects) or a list with one weight per class"),
                              "label_smoothing": SMOOTHING}),
         "bce": Loss("binary_cross_entropy", "sigmoid binary cross-entropy per class"),
-        "focal": Loss("softmax_focal", "focal loss: softmax form (R-CNN), sigmoid form (RetinaNet)",
+        "focal": Loss("softmax_focal", "focal loss: softmax form (R-CNN, SSD), sigmoid form (RetinaNet, FCOS)",
                       {"alpha": ALPHA, "gamma": GAMMA}, retinanet_function="sigmoid_focal"),
         "hinge": Loss("multi_margin", "multi-class margin (hinge) loss",
                       {"margin": Param(1.0, "margin the true class's score must clear over every other class",
@@ -156,6 +160,13 @@ CATALOGUE: dict[str, dict[str, Loss]] = {
     "objectness": {
         "bce": Loss("objectness_bce", "binary cross-entropy"),
         "focal": Loss("objectness_focal", "sigmoid focal loss", {"alpha": ALPHA, "gamma": GAMMA}),
+    },
+    # FCOS's centre-ness: one logit per foreground location against a soft target in [0, 1], summed.
+    "centerness": {
+        "bce": Loss("centerness_bce", "binary cross-entropy against the soft centre-ness target", module="centerness"),
+        "focal": Loss("centerness_focal", "sigmoid focal loss against the soft centre-ness target",
+                      {"alpha": ALPHA, "gamma": GAMMA}, module="centerness"),
+        "l1": Loss("centerness_l1", "L1 between sigmoid(logit) and the centre-ness target", module="centerness"),
     },
     "pixel": {
         "ce": Loss("cross_entropy", "softmax cross-entropy per pixel, averaged over the counted pixels",
@@ -199,10 +210,22 @@ TORCHVISION_DEFAULTS = {
     ("retinanet", "box"): ("l1", {}),
     ("rcnn", "mask"): ("bce", {}),
     ("rcnn", "objectness"): ("bce", {}),
+    ("fcos", "cls"): ("focal", {"alpha": 0.25, "gamma": 2.0}),
+    ("fcos", "box"): ("giou", {"eps": 1e-7}),
+    ("fcos", "centerness"): ("bce", {}),
+    ("ssd", "cls"): ("ce", {}),  # on the hard-mined anchors (losslab.modeling.dense_heads.LossSSD)
+    ("ssd", "box"): ("smooth_l1", {"beta": 1.0}),
     ("segmenter", "pixel"): ("ce", {}),  # torchvision's references/segmentation: cross-entropy, 255 ignored
 }
 
 
+# The head families whose classification is one sigmoid per class (focal picks its sigmoid form), and those whose
+# classification loss is summed over rows (anchors or locations) and divided by the foreground count in the head.
+SIGMOID_FAMILIES = ("retinanet", "fcos")
+SUMMING_FAMILIES = ("retinanet", "fcos", "ssd")
+FAMILIES = {"retinanet": "retinanet", "fcos": "fcos", "ssd": "ssd", "ssdlite": "ssd"}
+
+
 def family(arch: str) -> str:
-    """The head family whose losses `arch` uses: "retinanet" or "rcnn"."""
-    return "retinanet" if arch == "retinanet" else "rcnn"
+    """The head family whose losses `arch` uses: "rcnn", "retinanet", "fcos" or "ssd" (SSD300 and SSDlite)."""
+    return FAMILIES.get(arch, "rcnn")

@@ -19,14 +19,21 @@ import torch
 from torch import Tensor
 
 from losslab.errors import LosslabError
-from losslab.losses.catalogue import CATALOGUE, TORCHVISION_DEFAULTS, WITH_BACKGROUND, Loss
+from losslab.losses.catalogue import (
+    CATALOGUE,
+    SIGMOID_FAMILIES,
+    SUMMING_FAMILIES,
+    TORCHVISION_DEFAULTS,
+    WITH_BACKGROUND,
+    Loss,
+)
 from losslab.losses.user import COMPONENT_NAMES, UserLoss, check_user_loss, user_loss
 
 
 def component_loss(key: str, spec: dict, family: str, class_counts: list[int] | None = None,
                    num_classes: int | None = None) -> Callable:
-    """The pure loss `spec` names for config key `key` (cls, box, objectness, mask, pixel) of head `family`
-    (rcnn, retinanet, segmentation), its parameters bound (and `reduction` for classification).
+    """The pure loss `spec` names for config key `key` (cls, box, objectness, mask, centerness, pixel) of head
+    `family` (rcnn, retinanet, fcos, ssd, segmenter), its parameters bound (and `reduction` for classification).
 
     Every check a choice needs is made here, before any training: the name is the key's, every parameter is
     the loss's, every number is in its range, and weighted_ce's weights fit the classes (`class_counts`: the train
@@ -41,12 +48,13 @@ def component_loss(key: str, spec: dict, family: str, class_counts: list[int] | 
     loss, params = checked_parameters(key, name, spec)
     if "weights" in params:
         params["weight"] = class_weights(key, params.pop("weights"), class_counts, num_classes)
-    function_name = loss.retinanet_function if family == "retinanet" and loss.retinanet_function else loss.function
+    sigmoid = family in SIGMOID_FAMILIES and loss.retinanet_function
+    function_name = loss.retinanet_function if sigmoid else loss.function
     function = getattr(importlib.import_module(f"losslab.losses.{loss.module}"), function_name)
     if key == "cls":
-        # R-CNN averages over the sampled RoIs; RetinaNet sums over anchors and divides by the
-        # number of foreground anchors in the head, as torchvision does.
-        params["reduction"] = "sum" if family == "retinanet" else "mean"
+        # R-CNN averages over the sampled RoIs; RetinaNet, FCOS and SSD sum over anchors (SSD: the mined ones) and
+        # divide by the number of foreground anchors in the head, as torchvision does.
+        params["reduction"] = "sum" if family in SUMMING_FAMILIES else "mean"
     return partial(function, **params)
 
 

@@ -24,7 +24,8 @@ from torch import Tensor, nn
 from torchvision.models.detection._utils import BoxCoder
 
 from losslab.errors import LosslabError
-from losslab.losses.catalogue import IGNORE_INDEX
+from losslab.losses.adapters import LinearBoxCoder
+from losslab.losses.catalogue import IGNORE_INDEX, SUMMING_FAMILIES
 
 log = logging.getLogger(__name__)
 
@@ -34,22 +35,25 @@ INPUTS = {
     "box": ("pred_deltas", "target_deltas", "anchors", "box_coder"),
     "objectness": ("logits", "labels"),
     "mask": ("mask_logits", "targets"),
+    "centerness": ("logits", "targets"),
     "pixel": ("logits", "target"),
 }
 COMPONENT_NAMES = {"cls": "classification", "box": "box regression", "objectness": "objectness", "mask": "mask",
-                   "pixel": "per-pixel"}
-# The box coders of torchvision's heads: R-CNN's box head encodes with these weights, RetinaNet with ones.
-BOX_CODER_WEIGHTS = {"rcnn": (10.0, 10.0, 5.0, 5.0), "retinanet": (1.0, 1.0, 1.0, 1.0)}
+                   "centerness": "centerness", "pixel": "per-pixel"}
+# The box coders of torchvision's heads: R-CNN's box head and SSD encode with these weights, RetinaNet with ones;
+# FCOS encodes distances to the box sides (LinearBoxCoder).
+BOX_CODER_WEIGHTS = {"rcnn": (10.0, 10.0, 5.0, 5.0), "ssd": (10.0, 10.0, 5.0, 5.0), "retinanet": (1.0, 1.0, 1.0, 1.0)}
 
 
 class UserLoss:
-    """A user's loss in the form its head calls it, for one head family ("rcnn", "retinanet" or "segmenter").
+    """A user's loss in the form its head calls it, for one head family ("rcnn", "retinanet", "fcos", "ssd" or
+    "segmenter").
 
     Floating inputs arrive as float32 and the loss runs outside autocast, so mixed precision cannot overflow a
     hand-written softmax. Empty inputs give a zero on the autograd graph without calling the loss, as the
     built-in losses return. A classification loss that declares `reduction` gets "mean" (R-CNN: over the
-    sampled RoIs) or "sum" (RetinaNet: over the anchors, the head divides by the foreground ones); one that does
-    not is taken to return the mean, and RetinaNet's sum is that mean times the number of anchors.
+    sampled RoIs) or "sum" (RetinaNet, FCOS, SSD: over the anchors, the head divides by the foreground ones); one
+    that does not is taken to return the mean, and the sum is that mean times the number of anchors.
     """
 
     def __init__(self, key: str, target: str, function: Callable[..., Tensor], family: str, takes_reduction: bool,
@@ -59,7 +63,7 @@ class UserLoss:
         self.keywords: dict[str, Any] = {}
         self.sums_rows = False
         if key == "cls":
-            reduction = "sum" if family == "retinanet" else "mean"
+            reduction = "sum" if family in SUMMING_FAMILIES else "mean"
             if takes_reduction:
                 self.keywords["reduction"] = reduction
             else:
@@ -233,12 +237,15 @@ def synthetic_batch(key: str, family: str, num_classes: int, device: torch.devic
     def uniform(*shape: int) -> Tensor:
         return torch.rand(*shape, generator=generator)
 
-    if key in ("cls", "objectness"):
+    if key in ("cls", "objectness", "centerness"):
         rows = 8
         if key == "cls":
             logits = uniform(rows, num_classes + 1) * 4 - 2
             labels = torch.randint(1, num_classes + 1, (rows,), generator=generator)
             labels[: rows // 2] = 0  # background rows and object rows, as the samplers pick them
+        elif key == "centerness":  # FCOS: soft targets in [0, 1] of foreground locations
+            logits = uniform(rows) * 4 - 2
+            labels = uniform(rows)
         else:
             logits = uniform(rows) * 4 - 2
             labels = (torch.arange(rows) % 2).float()
@@ -257,7 +264,7 @@ def synthetic_batch(key: str, family: str, num_classes: int, device: torch.devic
     top_left = uniform(boxes, 2) * 32
     anchors = torch.cat([top_left, top_left + 8 + uniform(boxes, 2) * 24], dim=1)
     targets = anchors + uniform(boxes, 4) * 4 - 2
-    box_coder = BoxCoder(BOX_CODER_WEIGHTS[family])
+    box_coder = LinearBoxCoder() if family == "fcos" else BoxCoder(BOX_CODER_WEIGHTS[family])
     target_deltas = box_coder.encode_single(targets, anchors)
     pred_deltas = target_deltas + uniform(boxes, 4) * 0.2 - 0.1
     return (pred_deltas.to(device).requires_grad_(), target_deltas.to(device), anchors.to(device), box_coder)

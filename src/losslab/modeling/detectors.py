@@ -1,4 +1,5 @@
-"""torchvision detectors from plain values, with losslab's loss-configurable heads in place of the stock ones."""
+"""torchvision detectors from plain values, with losslab's loss-configurable heads in place of the stock ones (the
+single-stage FCOS and SSDs: losslab.modeling.single_stage)."""
 
 from __future__ import annotations
 
@@ -18,10 +19,17 @@ from losslab.losses.build import ComponentLosses
 from losslab.losses.catalogue import ARCH_COMPONENTS
 from losslab.modeling.freezing import freeze, freeze_names
 from losslab.modeling.heads import LossRetinaNetHead, LossRoIHeads, LossRPN
+from losslab.modeling.single_stage import create_fcos, create_ssd, create_ssdlite
 
 ARCHS = tuple(ARCH_COMPONENTS)
 BACKBONES = ("resnet18_fpn", "resnet50_fpn", "mobilenet_v3_fpn")
-MAX_TRAINABLE_LAYERS = {"resnet18_fpn": 5, "resnet50_fpn": 5, "mobilenet_v3_fpn": 6}  # every layer of the body
+# Every layer of the body.
+MAX_TRAINABLE_LAYERS = {"resnet18_fpn": 5, "resnet50_fpn": 5, "mobilenet_v3_fpn": 6, "vgg16": 5,
+                        "mobilenet_v3_large": 6}
+# The backbones of each architecture: the FPN ones above, except for the SSDs, whose backbone is fixed.
+ARCH_BACKBONES = {arch: BACKBONES for arch in ARCHS} | {"ssd": ("vgg16",), "ssdlite": ("mobilenet_v3_large",)}
+# Where P3-P7 (RetinaNet's FPN levels) feed the head rather than R-CNN's P2-P6.
+P3_P7 = ("retinanet", "fcos")
 # torchvision's original R50-FPN detectors (v1) and the improved ones of Li et al. 2021 (v2: a two-conv RPN head,
 # conv box and mask heads with BatchNorm, an FPN with BatchNorm; RetinaNet: P6 from C5 and a GroupNorm head).
 VARIANTS = ("v1", "v2")
@@ -72,16 +80,25 @@ def create_detector(
     box_batch_size_per_image: int = 512,
     rpn_post_nms_top_n_test: int = 1000,
 ) -> nn.Module:
-    """A torchvision `arch` (`variant` v1 or v2) on an FPN `backbone` for `num_classes` object classes, using
-    `losses`, built for its `start` (SCRATCH, IMAGENET or WEIGHTS; see feature_pyramid)."""
+    """A torchvision `arch` (`variant` v1 or v2) on an FPN `backbone` (the SSDs: their own) for `num_classes` object
+    classes, using `losses`, built for its `start` (SCRATCH, IMAGENET or WEIGHTS; see feature_pyramid). SSDlite takes
+    `min_size` as the side of its square input; SSD300's is 300."""
     if arch not in ARCHS:
         raise ValueError(f"unknown architecture {arch!r}; expected one of {ARCHS}")
+    labels = num_classes + 1  # torchvision counts background as class 0
+    if arch == "ssd":
+        return create_ssd(labels, losses, imagenet=start == IMAGENET, trained=start != SCRATCH,
+                          trainable_layers=trainable_backbone_layers)
+    if arch == "ssdlite":
+        return create_ssdlite(labels, losses, min_size, imagenet=start == IMAGENET,
+                              trainable_layers=trainable_backbone_layers)
     v2 = variant == "v2"
-    features = feature_pyramid(backbone, start, trainable_backbone_layers, for_retinanet=arch == "retinanet",
+    features = feature_pyramid(backbone, start, trainable_backbone_layers, for_retinanet=arch in P3_P7,
                                variant=variant)
+    if arch == "fcos":
+        return create_fcos(features, backbone, labels, losses, min_size, max_size)
     anchors = anchor_generator(arch, backbone)
     num_anchors = anchors.num_anchors_per_location()[0]
-    labels = num_classes + 1  # torchvision counts background as class 0
     if arch == "retinanet":
         head = LossRetinaNetHead(features.out_channels, num_anchors, labels, losses,
                                  norm_layer=partial(nn.GroupNorm, 32) if v2 else None)

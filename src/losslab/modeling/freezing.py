@@ -5,8 +5,10 @@ from __future__ import annotations
 from torch import nn
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-# model.freeze names -> the module of a torchvision detector they freeze (BackboneWithFPN: body + fpn).
+# model.freeze names -> the module of a torchvision detector they freeze (BackboneWithFPN: body + fpn; an SSD's
+# feature extractor: the VGG16 or MobileNetV3 trunk, `features`, and SSD's extra layers).
 FREEZABLE = {"backbone": "backbone.body", "fpn": "backbone.fpn", "rpn": "rpn"}
+SSD_FREEZABLE = {"backbone": "backbone.features"}
 
 
 def freeze_names(freeze: str | list[str] | None) -> list:
@@ -19,8 +21,9 @@ def freeze_names(freeze: str | list[str] | None) -> list:
 def freeze(model: nn.Module, parts: list[str]) -> None:
     """Stop the named parts from training: their parameters get no gradient and their BatchNorm layers become
     FrozenBatchNorm2d, so that no running statistics move either (train mode would update them)."""
+    paths = FREEZABLE if hasattr(model.backbone, "body") else SSD_FREEZABLE
     for part in parts:
-        module = model.get_submodule(FREEZABLE[part])
+        module = model.get_submodule(paths[part])
         module.requires_grad_(False)
         freeze_batch_norm(module)
 

@@ -12,13 +12,15 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torchvision.models.detection import RetinaNet
+from torchvision.models.detection import FCOS, RetinaNet
+from torchvision.models.detection.fcos import FCOSHead
 from torchvision.models.detection.retinanet import RetinaNetHead
 from torchvision.models.detection.roi_heads import RoIHeads
 from torchvision.models.detection.rpn import RegionProposalNetwork
 
 from losslab.losses.build import ComponentLosses
 from losslab.losses.segmentation_build import SegmentationLosses
+from losslab.modeling.dense_heads import LossFCOSHead, LossSSD, stock_ssd
 from losslab.modeling.segmenters import Segmenter
 
 
@@ -133,18 +135,28 @@ def get_losses(model: nn.Module) -> ComponentLosses | SegmentationLosses:
 
 
 def loss_heads(model: nn.Module) -> list[nn.Module]:
-    heads = [m for m in model.modules() if isinstance(m, LossRPN | LossRoIHeads | LossRetinaNetHead | Segmenter)]
+    heads = [m for m in model.modules()
+             if isinstance(m, LossRPN | LossRoIHeads | LossRetinaNetHead | LossFCOSHead | LossSSD | Segmenter)]
     if not heads:
         raise TypeError("the model was not built by losslab: it has no loss-configurable heads")
     return heads
 
 
 def with_stock_heads(model: nn.Module) -> nn.Module:
-    """`model` with torchvision's own RPN, RoI heads or RetinaNet head in place of losslab's loss-configurable
-    subclasses, sharing their weights and inference settings.
+    """`model` with torchvision's own RPN, RoI heads, RetinaNet or FCOS head (SSD: the SSD itself) in place of
+    losslab's loss-configurable subclasses, sharing their weights and inference settings.
 
     The subclasses hold Python loss objects that TorchScript cannot compile; inference never uses them.
     """
+    if isinstance(model, LossSSD):
+        return stock_ssd(model)
+    if isinstance(model, FCOS):
+        head = FCOSHead(model.backbone.out_channels, model.anchor_generator.num_anchors_per_location()[0],
+                        model.head.classification_head.num_classes)
+        head.classification_head = model.head.classification_head
+        head.regression_head = model.head.regression_head
+        model.head = head.train(model.training)
+        return model
     if isinstance(model, RetinaNet):
         head = RetinaNetHead(model.backbone.out_channels, model.anchor_generator.num_anchors_per_location()[0],
                              model.head.classification_head.num_classes)

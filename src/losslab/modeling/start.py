@@ -30,6 +30,9 @@ COCO = "coco"
 # scripts/bench_retinanet_scratch.py, which trained at this lr (docs/recipes.md gives the figures).
 RETINANET_SCRATCH_LR = 1e-4
 ADAPTIVE = ("torch.optim.AdamW", "torch.optim.Adam")
+# The architectures torchvision has a v2 of (its improved R50-FPN detectors), and the freezable parts each lacks.
+WITH_V2 = ("faster_rcnn", "mask_rcnn", "retinanet")
+NOT_FREEZABLE = {"retinanet": ("rpn",), "fcos": ("rpn",), "ssd": ("rpn", "fpn"), "ssdlite": ("rpn", "fpn")}
 
 
 def start_problems(model: dict) -> list[str]:
@@ -39,6 +42,9 @@ def start_problems(model: dict) -> list[str]:
     problems = []
     if variant not in VARIANTS:
         problems.append(f"model.variant={variant}: expected {' or '.join(VARIANTS)}")
+    elif variant == "v2" and arch not in WITH_V2:
+        problems.append(f"model.variant=v2: torchvision has a v2 of {', '.join(WITH_V2)} only, not of {arch}; "
+                        "set model.variant=v1")
     elif variant == "v2" and backbone != "resnet50_fpn":
         problems.append(f"model.variant=v2 is torchvision's improved R50-FPN architecture; it needs "
                         f"model.backbone=resnet50_fpn, not {backbone}")
@@ -50,7 +56,7 @@ def start_problems(model: dict) -> list[str]:
         problems.append(f"model.pretrained=true downloads ImageNet backbone weights that model.weights={weights} "
                         "replaces; set model.pretrained=false")
     names = freeze_names(model["freeze"])
-    parts = [name for name in FREEZABLE if arch != "retinanet" or name != "rpn"]
+    parts = [name for name in FREEZABLE if name not in NOT_FREEZABLE.get(arch, ())]
     if not all(name in parts for name in names):
         problems.append(f"model.freeze={model['freeze']}: expected one of {', '.join(parts)} or a list of them "
                         f"(model.freeze=[{','.join(parts[:2])}])")

@@ -12,8 +12,10 @@ from torch import Tensor, nn
 from losslab.errors import LosslabError
 
 # A detector's layers whose shape follows the number of classes: they keep their fresh initialisation when it differs.
+# (SSD's classification convs, one per feature map: those whose shape differs, SSDlite's last 1x1 of each.)
 CLASS_SPECIFIC = ("roi_heads.box_predictor.cls_score.", "roi_heads.box_predictor.bbox_pred.",
-                  "roi_heads.mask_predictor.mask_fcn_logits.", "head.classification_head.cls_logits.")
+                  "roi_heads.mask_predictor.mask_fcn_logits.", "head.classification_head.cls_logits.",
+                  "head.classification_head.module_list.")
 # Parts one side may have and the other not: a Faster R-CNN's weights start a Mask R-CNN (its mask branch keeps its
 # initialisation), a Mask R-CNN's weights start a Faster R-CNN (the mask branch is left unused).
 OPTIONAL = ("roi_heads.mask_head.", "roi_heads.mask_predictor.")

@@ -27,6 +27,9 @@ COCO_WEIGHTS = {
     ("mask_rcnn", "resnet50_fpn", "v2"): "MaskRCNN_ResNet50_FPN_V2_Weights",
     ("retinanet", "resnet50_fpn", "v1"): "RetinaNet_ResNet50_FPN_Weights",
     ("retinanet", "resnet50_fpn", "v2"): "RetinaNet_ResNet50_FPN_V2_Weights",
+    ("fcos", "resnet50_fpn", "v1"): "FCOS_ResNet50_FPN_Weights",
+    ("ssd", "vgg16", "v1"): "SSD300_VGG16_Weights",
+    ("ssdlite", "mobilenet_v3_large", "v1"): "SSDLite320_MobileNet_V3_Large_Weights",
 }
 PROBE_TIMEOUT_S = 5.0  # how long "can this machine reach the download server?" may take
 

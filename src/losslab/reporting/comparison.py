@@ -281,7 +281,7 @@ def run_title(config: dict) -> str:
 def loss_title(loss: dict) -> str:
     """A `loss` config section's non-default choices, e.g. 'cls=focal, box=myloss.iou(eps=0.1)'; 'default' if none.
     A user loss (`custom`) is named by its `_target_` and parameters."""
-    choices = [f"{key}={choice_title(loss[key])}" for key in ("cls", "box", "objectness", "mask", "pixel")
+    choices = [f"{key}={choice_title(loss[key])}" for key in ("cls", "box", "objectness", "mask", "centerness", "pixel")
                if loss.get(key, {}).get("name", "default") != "default"]
     return ", ".join(choices) or "default"
 

@@ -1,5 +1,5 @@
-"""task=detection: torchvision detectors (Faster R-CNN, Mask R-CNN, RetinaNet), object labels 1..K with the
-background implicit, COCO mAP; predictions drawn as boxes (and masks) and written as COCO results."""
+"""task=detection: torchvision detectors (Faster R-CNN, Mask R-CNN, RetinaNet, FCOS, SSD, SSDlite), object labels
+1..K with the background implicit, COCO mAP; predictions drawn as boxes (and masks) and written as COCO results."""
 
 from __future__ import annotations
 
@@ -24,8 +24,9 @@ from losslab.losses.build import build_losses, loss_choices
 from losslab.losses.catalogue import ARCH_COMPONENTS, CONFIG_KEYS, family
 from losslab.losses.components import check_user_losses
 from losslab.modeling import start
-from losslab.modeling.detectors import ARCHS, BACKBONES, build_detector
+from losslab.modeling.detectors import ARCH_BACKBONES, ARCHS, build_detector
 from losslab.modeling.heads import scores_at_least
+from losslab.modeling.single_stage import SSD300_SIZE
 from losslab.reporting.drawing import draw_objects
 from losslab.reporting.evaluation_figures import plot_confusion_matrix, plot_pr_curves
 from losslab.reporting.history import write_json
@@ -54,10 +55,12 @@ class Detection:
             problems.append(FOREIGN_DATA[cfg["data"]["name"]])
         if model["arch"] not in ARCHS:
             return problems  # the task checks name it
-        if model["backbone"] not in BACKBONES:
-            problems.append(f"model.backbone={model['backbone']}: expected one of {', '.join(BACKBONES)}")
+        backbones = ARCH_BACKBONES[model["arch"]]
+        if model["backbone"] not in backbones:
+            problems.append(f"model.backbone={model['backbone']}: expected {' or '.join(backbones)} for "
+                            f"model={model['arch']}")
             return problems
-        problems += start.start_problems(model)
+        problems += start.start_problems(model) + square_input_problems(model)
         return problems
 
     def monitor_choices(self, model: dict, evaluates: bool = False) -> list[str]:
@@ -166,6 +169,21 @@ class Detection:
 
 
 DETECTION = Detection()
+
+
+def square_input_problems(model: dict) -> list[str]:
+    """The SSDs resize every image to a square: model.min_size is its side (SSD300: 300 only), max_size the same."""
+    arch, side, longest = model["arch"], model["min_size"], model["max_size"]
+    if arch == "ssd" and (side, longest) != (SSD300_SIZE, SSD300_SIZE):
+        return [f"model.min_size={side} model.max_size={longest}: SSD300 takes 300 x 300 images only (its default "
+                "boxes and VGG16's extra layers are made for 300); set both to 300, or use model=ssdlite, whose side "
+                "model.min_size sets"]
+    if arch == "ssdlite" and side != longest:
+        return [f"model.max_size={longest}: SSDlite resizes every image to a model.min_size x model.min_size "
+                f"square; set model.max_size={side} too"]
+    if arch == "ssdlite" and side < 64:
+        return [f"model.min_size={side}: SSDlite's six feature maps need a side of at least 64 (torchvision: 320)"]
+    return []
 
 
 def above_threshold(prediction: dict[str, Tensor], threshold: float) -> dict[str, Tensor]:

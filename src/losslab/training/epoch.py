@@ -11,7 +11,7 @@ from losslab.training.loop import train_one_epoch, validation_loss
 from losslab.training.session import Session
 
 SHORT_NAMES = {"classification": "cls", "box_regression": "box", "objectness": "obj",
-               "rpn_box_regression": "rpn_box", "mask": "mask", "pixel": "pixel", "aux": "aux"}
+               "rpn_box_regression": "rpn_box", "mask": "mask", "centerness": "ctr", "pixel": "pixel", "aux": "aux"}
 
 
 def enter_phase(session: Session, epoch: int) -> str | None:

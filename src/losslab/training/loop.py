@@ -20,7 +20,7 @@ from losslab.modeling.runtime import autocast, loss_mode, to_device
 
 log = logging.getLogger(__name__)
 
-# torchvision's loss keys (R-CNN and RetinaNet) -> the names losslab logs
+# torchvision's loss keys (R-CNN, RetinaNet, FCOS and SSD) -> the names losslab logs
 COMPONENT_NAMES = {
     "loss_classifier": "classification",
     "loss_box_reg": "box_regression",
@@ -29,6 +29,7 @@ COMPONENT_NAMES = {
     "loss_mask": "mask",
     "classification": "classification",
     "bbox_regression": "box_regression",
+    "bbox_ctrness": "centerness",  # FCOS
     "pixel": "pixel",  # losslab's segmenters name their components themselves
     "aux": "aux",
 }
