@@ -182,7 +182,7 @@ def save_torchscript(model: nn.Module, path: Path, unpack: Callable[[Any], Outpu
         # torch.jit is marked deprecated, and torchvision's scripted detectors warn that they return
         # (losses, detections); both are expected here.
         warnings.simplefilter("ignore")
-        torch.jit.save(torch.jit.script(model), str(path))
+        torch.jit.save(script(model), str(path))
         exported = torch.jit.load(str(path))
 
     def predict(image: Tensor) -> Outputs:
@@ -190,6 +190,19 @@ def save_torchscript(model: nn.Module, path: Path, unpack: Callable[[Any], Outpu
             warnings.simplefilter("ignore")
             return unpack(exported([image]))
     return predict
+
+
+def script(model: nn.Module) -> torch.jit.ScriptModule:
+    """torch.jit.script(model), or a LosslabError naming the code TorchScript cannot compile (smp's UnetPlusPlus
+    indexes a ModuleDict with computed names, some timm encoders use Python TorchScript lacks)."""
+    try:
+        return torch.jit.script(model)
+    except (RuntimeError, torch.jit.frontend.NotSupportedError) as error:  # the frontend's errors
+        lines = [line.strip() for line in str(error).strip().splitlines()]
+        where = "".join(f"; {line}" for line in lines if line.startswith("File "))[-300:]
+        raise LosslabError(f"--format torchscript: TorchScript cannot compile this model's network "
+                           f"({lines[0].rstrip(':')}{where}); it is the library's code, not yours: export it with "
+                           "--format onnx (traced, checked the same way).") from error
 
 
 def save_onnx(model: nn.Module, path: Path, image: Tensor, names: list[str]) -> Callable[[Tensor], Outputs]:
