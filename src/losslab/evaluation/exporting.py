@@ -216,9 +216,14 @@ def save_onnx(model: nn.Module, path: Path, image: Tensor, names: list[str]) -> 
         warnings.simplefilter("ignore")
         # dynamo=False: the TorchScript-based exporter, for which torchvision provides the ONNX forms of its
         # detection ops; the default dynamo exporter needs onnxscript.
-        torch.onnx.export(model, ([image],), str(path), dynamo=False, opset_version=ONNX_OPSET,
-                          input_names=["image"], output_names=names,
-                          dynamic_axes={"image": {1: "height", 2: "width"}})
+        try:
+            torch.onnx.export(model, ([image],), str(path), dynamo=False, opset_version=ONNX_OPSET,
+                              input_names=["image"], output_names=names,
+                              dynamic_axes={"image": {1: "height", 2: "width"}})
+        except torch.onnx.errors.OnnxExporterError as error:  # an operation ONNX has no form of at any image size
+            raise LosslabError(f"--format onnx: the ONNX exporter cannot export this model's network for images of "
+                               f"any size ({str(error).strip().splitlines()[0][:300]}); export it with --format "
+                               "torchscript (checked the same way).") from error
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     return lambda image: {name: torch.from_numpy(value)
                           for name, value in zip(names, session.run(None, {"image": image.numpy()}), strict=True)}

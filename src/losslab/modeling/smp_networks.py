@@ -103,7 +103,13 @@ def smp_problems(model: dict) -> list[str]:
         with torch.device("meta"):
             network = create_smp_network(model, num_classes=2).eval()  # eval: BatchNorm over pooled 1x1 maps
             size = max(CHECKED_SIZE, network.input_multiple)
-            network(torch.empty(1, 3, size, size))
+            try:
+                network(torch.empty(1, 3, size, size))
+            except (RuntimeError, NotImplementedError) as error:
+                if "meta" not in str(error).lower():
+                    raise
+                # Code that reads tensor values (mit_b*'s .item()) cannot run on meta tensors: it built, that is all
+                # this check can tell.
     except Exception as error:  # smp and timm raise ValueError, KeyError, AssertionError, RuntimeError, ...
         given = ", ".join(f"model.{key}={model[key]}" for key in ("encoder", "encoder_depth", "options"))
         return [f"model={model['arch']} ({given}): segmentation_models_pytorch's {ARCHS[model['arch']]} refuses "
