@@ -27,9 +27,9 @@ from losslab.modeling.smp_weights import load_start_weights, weights_file
 CLASSES = 3
 
 
-def model_section(arch: str, *overrides: str) -> dict:
-    """The composed, resolved `model` section of model=`arch` at 64 px."""
-    cfg = compose_config(["task=segmentation", f"model={arch}", "model.min_size=64", "model.max_size=64",
+def model_section(arch: str, *overrides: str, size: int = 64) -> dict:
+    """The composed, resolved `model` section of model=`arch` at `size` px."""
+    cfg = compose_config(["task=segmentation", f"model={arch}", f"model.min_size={size}", f"model.max_size={size}",
                           *overrides])
     return OmegaConf.to_container(cfg.model, resolve=True)
 
@@ -65,17 +65,17 @@ def test_the_default_build_is_smps_own_model(arch):
 def test_each_architecture_trains_a_step_with_each_per_pixel_loss_swapped_in(arch):
     """Tiny images of two sizes, batch 2: the loss the model returns is the chosen loss of its own logits, and one
     SGD step moves the encoder and the segmentation head."""
-    built = segmenter(model_section(arch)).train()
-    images = [torch.rand(3, 64, 64), torch.rand(3, 48, 64)]
+    built = segmenter(model_section(arch, size=32)).train()
+    images = [torch.rand(3, 32, 32), torch.rand(3, 24, 32)]
     masks = [torch.randint(0, CLASSES, image.shape[-2:]) for image in images]
-    batch, _ = built.transform(images)
-    target = batch_targets(masks, batch.image_sizes, batch.tensors.shape[-2:])
     optimizer = torch.optim.SGD(built.parameters(), lr=0.1)
     for name in ("ce", "dice", "lovasz"):
         set_losses(built, build_segmentation_losses({"pixel": {"name": name}}, {"pixel": 1.0}, False))
         before = {key: value.detach().clone() for key, value in built.named_parameters()}
-        torch.manual_seed(2)  # the same dropout masks in both calls
+        torch.manual_seed(2)  # the same draws in both calls: the transform's size choice, then dropout's masks
         with torch.no_grad():
+            batch, _ = built.transform(images)
+            target = batch_targets(masks, batch.image_sizes, batch.tensors.shape[-2:])
             expected = component_loss("pixel", {"name": name}, "segmenter")(built.network(batch.tensors)["out"],
                                                                              target)
         torch.manual_seed(2)
@@ -101,6 +101,8 @@ def test_each_architecture_trains_a_step_with_each_per_pixel_loss_swapped_in(arc
                                 r"segmentation_models_pytorch's Unet refuses them: Model depth is 3, but you provide "
                                 r"`decoder_channels` for 5 blocks"),
     (["model.encoder_depth=7"], r"model.encoder_depth=7: expected 1 to 5"),
+    (["model.backbone=resnet50"], r"model.backbone=resnet50: smp's models take their encoder as model.encoder "
+                                  r"\(now resnet18\)"),
     (["model.weights=coco"], r"model.weights=coco: model.encoder=resnet18 has the weights null \(random\) \| "
                              r"imagenet \| ssl \| swsl"),
 ])

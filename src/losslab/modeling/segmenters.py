@@ -87,7 +87,8 @@ class SegmentationPredictor(nn.Module):
 
 
 class Segmenter(SegmentationPredictor):
-    """A torchvision segmentation network with losslab's per-pixel losses (see the module's docstring)."""
+    """A segmentation network (torchvision's, or smp's in an SmpNetwork) with losslab's per-pixel losses (see the
+    module's docstring)."""
 
     def __init__(self, network: nn.Module, losses: SegmentationLosses, min_size: int, max_size: int,
                  size_divisible: int = TORCHVISION_SIZE_DIVISIBLE):

@@ -93,6 +93,9 @@ def smp_problems(model: dict) -> list[str]:
     the options' names (against smp's signature), then whatever smp itself refuses when the network is built and
     run on a meta tensor (a depth its decoder cannot take, decoder_channels of another length, ...)."""
     problems = encoder_problems(model["encoder"]) + option_problems(model["arch"], model["options"])
+    if model["backbone"] != model["encoder"]:
+        problems.append(f"model.backbone={model['backbone']}: smp's models take their encoder as model.encoder "
+                        f"(now {model['encoder']}), which model.backbone follows; set model.encoder instead")
     depth = model["encoder_depth"]
     if depth is not None and not 1 <= depth <= 5:
         problems.append(f"model.encoder_depth={depth}: expected 1 to 5 encoder stages (smp's encoders have 5), or "
