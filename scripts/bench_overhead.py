@@ -10,6 +10,7 @@ cost of losslab's validation-loss pass over the same images relative to its trai
 
     python scripts/bench_overhead.py                                   # the default `train` config, CPU
     python scripts/bench_overhead.py --steps 20 --repeats 5 model.backbone=resnet50_fpn
+    python scripts/bench_overhead.py task=segmentation model=unet     # smp's U-Net on resnet18, the class masks
     python scripts/bench_overhead.py --device cuda --precision bf16-mixed --image-size 800 \\
         model.backbone=resnet50_fpn data.batch_size=8                 # GPU, bf16 autocast
     python scripts/bench_overhead.py model=fcos                       # any architecture: fcos, ssdlite, ...
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import copy
 import io
+import math
 import platform
 import resource
 import statistics
@@ -34,8 +36,8 @@ import torch
 from omegaconf import OmegaConf
 
 from losslab import build_model, compose_config
-from losslab.data.shapes import ShapesDataset
 from losslab.modeling.runtime import autocast
+from losslab.tasks import task_of
 from losslab.training.loop import train_one_epoch, validation_loss
 from losslab.training.optim import build_optimizer, build_schedulers
 
@@ -71,13 +73,18 @@ def timed(fn, device: torch.device) -> float:
     return time.perf_counter() - start
 
 
-def make_batches(cfg, steps: int, image_size: int) -> list:
-    """`steps` batches of shapes images of `image_size` pixels, collated as the DataLoader does."""
+def make_batches(cfg, steps: int, image_size: int) -> tuple[list, int]:
+    """`steps` batches of the train split's images (the config's data at `image_size` pixels, unaugmented), as
+    the run's task reads them (boxes and masks of objects, or a class mask), collated as the DataLoader does; and
+    the data's class count."""
     batch_size = cfg.data.batch_size
-    dataset = ShapesDataset(num_images=steps * batch_size, image_size=image_size, min_objects=1,
-                            max_objects=cfg.data.get("max_objects", 4), seed=0)
-    samples = [dataset[i] for i in range(len(dataset))]
-    return [tuple(zip(*samples[i:i + batch_size], strict=True)) for i in range(0, len(samples), batch_size)]
+    split = OmegaConf.to_container(cfg.split, resolve=True)
+    images = math.ceil(steps * batch_size / split["train"]) + batch_size  # enough for the train fraction
+    data = {**OmegaConf.to_container(cfg.data, resolve=True), "num_images": images, "image_size": image_size}
+    built = task_of(cfg).build_data(data, split)
+    samples = [built.train[i] for i in range(steps * batch_size)]
+    return ([tuple(zip(*samples[i:i + batch_size], strict=True)) for i in range(0, len(samples), batch_size)],
+            len(built.classes))
 
 
 def gpu_busy_percent(device: torch.device, run) -> float | None:
@@ -114,11 +121,11 @@ def main() -> None:
     cfg = compose_config([f"model.min_size={image_size}", f"model.max_size={image_size}", *args.overrides])
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
+    batches, num_classes = make_batches(cfg, args.steps, image_size)
     torch.manual_seed(0)
-    model = build_model(cfg, num_classes=3).to(device)
+    model = build_model(cfg, num_classes=num_classes).to(device)
     if cfg.trainer.channels_last:  # as the run's session converts it
         model.to(memory_format=torch.channels_last)
-    batches = make_batches(cfg, args.steps, image_size)
     if device.type == "cuda":  # both loops copy from pinned memory, as the DataLoader gives them on CUDA
         batches = [(tuple(i.pin_memory() for i in imgs), tgts) for imgs, tgts in batches]
     images_per_epoch = args.steps * cfg.data.batch_size

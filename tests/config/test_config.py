@@ -240,10 +240,12 @@ def test_help_lists_every_option_of_every_group(tmp_path):
     assert "loss/cls=custom loss.cls._target_=" in result.stdout and "--config-dir myconf" in result.stdout
 
 
-@pytest.mark.parametrize("arch", ["faster_rcnn", "mask_rcnn", "retinanet", "fcos", "ssd", "ssdlite"])
+@pytest.mark.parametrize("arch", ["faster_rcnn", "mask_rcnn", "retinanet", "fcos", "ssd", "ssdlite", "unet",
+                                  "segformer"])
 def test_model_defaults_read_from_the_files_are_the_composed_ones(arch):
     from omegaconf import OmegaConf
 
     from losslab.config.run_config import model_defaults
 
-    assert model_defaults(arch) == OmegaConf.to_container(compose_config([f"model={arch}"]).model)
+    task = ["task=segmentation"] if arch in ("unet", "segformer") else []
+    assert model_defaults(arch) == OmegaConf.to_container(compose_config([*task, f"model={arch}"]).model)

@@ -66,6 +66,18 @@ class SegmentationModelConfig:
 
 
 @dataclass
+class SmpModelConfig:
+    arch: str = MISSING
+    encoder: str = MISSING
+    backbone: str = MISSING  # the encoder, under the name logs, comparisons and export metadata read
+    encoder_depth: int | None = MISSING
+    options: dict[str, Any] = MISSING  # any other keyword argument of smp's class, checked against its signature
+    weights: str | None = MISSING
+    min_size: int = MISSING
+    max_size: int = MISSING
+
+
+@dataclass
 class LossComponentConfig:
     name: str = MISSING
 
@@ -207,8 +219,8 @@ class LoggerConfig:
 @dataclass
 class TrainConfig:
     task: str = MISSING
-    # Each task's options bring their own schema: ModelConfig or SegmentationModelConfig, LossConfig or
-    # SegmentationLossConfig (a dataclass field has one type, so these are Any until an option is merged in).
+    # Each task's options bring their own schema: ModelConfig, SegmentationModelConfig or SmpModelConfig, LossConfig
+    # or SegmentationLossConfig (a dataclass field has one type, so these are Any until an option is merged in).
     model: Any = MISSING
     loss: Any = MISSING
     data: DataConfig = MISSING
@@ -229,6 +241,7 @@ SCHEMAS: dict[str, Any] = {
     "schema/train": TrainConfig,
     "schema/model": ModelConfig,
     "schema/segmentation_model": SegmentationModelConfig,
+    "schema/smp_model": SmpModelConfig,
     "schema/loss": LossConfig,
     "schema/segmentation_loss": SegmentationLossConfig,
     "schema/data/shapes": ShapesDataConfig,

@@ -191,7 +191,7 @@ def save_torchscript(model: nn.Module, path: Path, unpack: Callable[[Any], Outpu
         # torch.jit is marked deprecated, and torchvision's scripted detectors warn that they return
         # (losses, detections); both are expected here.
         warnings.simplefilter("ignore")
-        torch.jit.save(torch.jit.script(model), str(path))
+        torch.jit.save(script(model), str(path))
         exported = torch.jit.load(str(path))
 
     def predict(image: Tensor) -> Outputs:
@@ -199,6 +199,19 @@ def save_torchscript(model: nn.Module, path: Path, unpack: Callable[[Any], Outpu
             warnings.simplefilter("ignore")
             return unpack(exported([image]))
     return predict
+
+
+def script(model: nn.Module) -> torch.jit.ScriptModule:
+    """torch.jit.script(model), or a LosslabError naming the code TorchScript cannot compile (smp's UnetPlusPlus
+    indexes a ModuleDict with computed names, some timm encoders use Python TorchScript lacks)."""
+    try:
+        return torch.jit.script(model)
+    except (RuntimeError, torch.jit.frontend.NotSupportedError) as error:  # the frontend's errors
+        lines = [line.strip() for line in str(error).strip().splitlines()]
+        where = "".join(f"; {line}" for line in lines if line.startswith("File "))[-300:]
+        raise LosslabError(f"--format torchscript: TorchScript cannot compile this model's network "
+                           f"({lines[0].rstrip(':')}{where}); it is the library's code, not yours: export it with "
+                           "--format onnx (traced, checked the same way).") from error
 
 
 def save_onnx(model: nn.Module, path: Path, image: Tensor, names: list[str]) -> Callable[[Tensor], Outputs]:
@@ -212,9 +225,14 @@ def save_onnx(model: nn.Module, path: Path, image: Tensor, names: list[str]) -> 
         warnings.simplefilter("ignore")
         # dynamo=False: the TorchScript-based exporter, for which torchvision provides the ONNX forms of its
         # detection ops; the default dynamo exporter needs onnxscript.
-        torch.onnx.export(model, ([image],), str(path), dynamo=False, opset_version=ONNX_OPSET,
-                          input_names=["image"], output_names=names,
-                          dynamic_axes={"image": {1: "height", 2: "width"}})
+        try:
+            torch.onnx.export(model, ([image],), str(path), dynamo=False, opset_version=ONNX_OPSET,
+                              input_names=["image"], output_names=names,
+                              dynamic_axes={"image": {1: "height", 2: "width"}})
+        except torch.onnx.errors.OnnxExporterError as error:  # an operation ONNX has no form of at any image size
+            raise LosslabError(f"--format onnx: the ONNX exporter cannot export this model's network for images of "
+                               f"any size ({str(error).strip().splitlines()[0][:300]}); export it with --format "
+                               "torchscript (checked the same way).") from error
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     return lambda image: {name: torch.from_numpy(value)
                           for name, value in zip(names, session.run(None, {"image": image.numpy()}), strict=True)}

@@ -1,5 +1,6 @@
-"""torchvision's semantic segmentation models (DeepLabV3, FCN, LRASPP) from plain values, called as losslab's
-detectors are: a list of CHW images in [0, 1] of any sizes, with targets in train mode.
+"""Semantic segmentation models from plain values, torchvision's (DeepLabV3, FCN, LRASPP) and
+segmentation_models_pytorch's (U-Net to Segformer, losslab.modeling.smp_networks), called as losslab's detectors are:
+a list of CHW images in [0, 1] of any sizes, with targets in train mode.
 
 - train mode: `model(images, targets)` -> {"pixel": loss of the main output, "aux": loss of the auxiliary head}, each
   target a dict with "mask" (int64 [H, W]: class index per pixel, 255 = ignore);
@@ -8,8 +9,9 @@ detectors are: a list of CHW images in [0, 1] of any sizes, with targets in trai
 
 Inside, images are normalised with ImageNet's mean and std and resized (shorter side to min_size, longer side at most
 max_size) by torchvision's detection transform, then padded into one batch; targets are resized with nearest
-neighbours and padded with the ignore index, so padding counts in no loss. The loss is computed on the network's
-output at the resized size (torchvision's networks upsample their logits to their input); predictions are
+neighbours and padded with the ignore index, so padding counts in no loss. The padded sides are multiples of 32
+(torchvision's networks) or of what the smp network needs (its encoder's output stride). The loss is computed on the
+network's output at the resized size (both libraries' networks upsample their logits to their input); predictions are
 upsampled (bilinear) back to each image's own size before the softmax.
 """
 
@@ -22,6 +24,8 @@ from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
 from losslab.losses.catalogue import IGNORE_INDEX
 from losslab.losses.segmentation_build import SegmentationLosses
+from losslab.modeling.smp_networks import ARCHS as SMP_ARCHS
+from losslab.modeling.smp_networks import create_smp_network
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]  # what torchvision's segmentation weights were trained with
 IMAGENET_STD = [0.229, 0.224, 0.225]
@@ -33,7 +37,8 @@ BUILDERS = {
     "fcn": {"resnet50": segmentation.fcn_resnet50, "resnet101": segmentation.fcn_resnet101},
     "lraspp": {"mobilenet_v3_large": segmentation.lraspp_mobilenet_v3_large},
 }
-SEGMENTATION_ARCHS = tuple(BUILDERS)
+SEGMENTATION_ARCHS = (*BUILDERS, *SMP_ARCHS)
+TORCHVISION_SIZE_DIVISIBLE = 32  # GeneralizedRCNNTransform's default: the deepest stride of torchvision's backbones
 WITH_AUX = ("deeplabv3", "fcn")  # the architectures with an auxiliary head (LRASPP has none)
 BATCHNORM_MOMENTUM = 0.1  # PyTorch's default, for networks trained from scratch (see create_network)
 
@@ -82,10 +87,13 @@ class SegmentationPredictor(nn.Module):
 
 
 class Segmenter(SegmentationPredictor):
-    """A torchvision segmentation network with losslab's per-pixel losses (see the module's docstring)."""
+    """A segmentation network (torchvision's, or smp's in an SmpNetwork) with losslab's per-pixel losses (see the
+    module's docstring)."""
 
-    def __init__(self, network: nn.Module, losses: SegmentationLosses, min_size: int, max_size: int):
-        super().__init__(network, GeneralizedRCNNTransform(min_size, max_size, IMAGENET_MEAN, IMAGENET_STD))
+    def __init__(self, network: nn.Module, losses: SegmentationLosses, min_size: int, max_size: int,
+                 size_divisible: int = TORCHVISION_SIZE_DIVISIBLE):
+        super().__init__(network, GeneralizedRCNNTransform(min_size, max_size, IMAGENET_MEAN, IMAGENET_STD,
+                                                           size_divisible=size_divisible))
         self.losses = losses
 
     @property
@@ -119,9 +127,13 @@ def batch_targets(masks: list[Tensor], sizes: list[tuple[int, int]], padded: tup
 
 
 def build_segmenter(model: dict, losses: SegmentationLosses, num_classes: int) -> Segmenter:
-    """The segmenter a plain task=segmentation `model` section describes ({"arch", "backbone", "aux_loss",
-    "pretrained", "min_size", "max_size", ...}) for `num_classes` pixel classes, background included, from random
-    (or ImageNet-backbone) weights; losslab.modeling.segmentation_weights loads trained ones."""
+    """The segmenter a plain task=segmentation `model` section describes for `num_classes` pixel classes,
+    background included, from random (or ImageNet-backbone) weights: torchvision's ({"arch", "backbone", "aux_loss",
+    "pretrained", "min_size", "max_size", ...}) or smp's ({"arch", "encoder", "encoder_depth", "options", "min_size",
+    "max_size", ...}). losslab.modeling.segmentation_weights and smp_weights load trained ones."""
+    if model["arch"] in SMP_ARCHS:
+        network = create_smp_network(model, num_classes)
+        return Segmenter(network, losses, model["min_size"], model["max_size"], network.input_multiple)
     from_scratch = not model["pretrained"] and model.get("weights") is None
     network = create_network(model["arch"], model["backbone"], num_classes, has_aux(model), model["pretrained"],
                              from_scratch)

@@ -1,5 +1,6 @@
-"""task=segmentation: torchvision segmentation networks (LR-ASPP, DeepLabV3, FCN), pixel classes 0..K-1 (the
-background is class 0, named in `classes`), mIoU; predictions drawn as class masks and written as index PNGs."""
+"""task=segmentation: torchvision's segmentation networks (LR-ASPP, DeepLabV3, FCN) and segmentation_models_pytorch's
+(U-Net to Segformer), pixel classes 0..K-1 (the background is class 0, named in `classes`), mIoU; predictions drawn as
+class masks and written as index PNGs."""
 
 from __future__ import annotations
 
@@ -25,8 +26,10 @@ from losslab.losses.segmentation_build import (
     reference_losses,
     segmentation_loss_choices,
 )
-from losslab.modeling import segmentation_weights
-from losslab.modeling.segmenters import BUILDERS, build_segmenter, has_aux
+from losslab.modeling import segmentation_weights, smp_weights
+from losslab.modeling.segmenters import BUILDERS, SEGMENTATION_ARCHS, build_segmenter, has_aux
+from losslab.modeling.smp_networks import ARCHS as SMP_ARCHS
+from losslab.modeling.smp_networks import smp_problems
 from losslab.reporting.evaluation_figures import plot_confusion_matrix
 from losslab.reporting.history import write_json
 from losslab.reporting.segmentation_figures import draw_class_mask, plot_class_iou, save_index_png
@@ -39,7 +42,7 @@ FOREIGN_DATA = {"voc": "data=voc holds boxes only; task=segmentation reads Pasca
 
 class Segmentation:
     name = "segmentation"
-    archs = tuple(BUILDERS)
+    archs = SEGMENTATION_ARCHS
     model_noun = "a semantic segmentation model"
     counted = "pixels"
     weights_key = KEY
@@ -55,6 +58,8 @@ class Segmentation:
             problems.append(f"augment.copy_paste.p={augment['copy_paste']['p']}: copy_paste pastes object instances "
                             "between images, which task=segmentation does not have; set it to 0 (every built-in "
                             "preset does; the mosaic works with class masks)")
+        if model["arch"] in SMP_ARCHS:
+            return problems + smp_problems(model) + smp_weights.weights_problems(model)
         if model["arch"] not in BUILDERS:
             return problems  # the task checks name it
         if model["backbone"] not in BUILDERS[model["arch"]]:
@@ -111,9 +116,13 @@ class Segmentation:
         return build_segmenter(model, losses, num_classes)
 
     def locate_start_weights(self, model: dict) -> Path | None:
-        return None  # found when loaded: torchvision's cache rules
+        if model["arch"] in SMP_ARCHS and model["weights"] is not None:
+            return smp_weights.weights_file(model)  # the local cache only: missing, the run stops before it starts
+        return None  # torchvision's: found when loaded, torchvision's cache rules
 
     def load_start_weights(self, built: nn.Module, file: Path | None, model: dict) -> dict | None:
+        if model["arch"] in SMP_ARCHS:
+            return smp_weights.load_start_weights(built.network, file, model)
         return segmentation_weights.load_start_weights(built.network, model)
 
     def start_advice(self, model: dict, optimizer: dict) -> str | None:
