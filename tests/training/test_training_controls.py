@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 from conftest import tiny_config
 from losslab import compose_config, run
 from losslab.config.compose import config_dir
+from losslab.config.validation import validate
 from losslab.reporting.history import read_metrics
 from losslab.training.loop import SkipBudget, train_one_epoch
 from losslab.training.optim import build_optimizer, build_schedulers
@@ -69,7 +70,8 @@ def test_each_scheduler_steps_as_configured(name):
     cfg = compose_config([f"scheduler={name}", "scheduler.warmup_epochs=0", "trainer.max_epochs=4",
                           *STEPPING.get(name, [])])
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
-    schedulers = build_schedulers(_plain(cfg.scheduler), optimizer, steps_per_epoch=5)
+    # As a run builds it: from the validated plan, where plateau's `mode: auto` is the selection metric's.
+    schedulers = build_schedulers(validate(cfg).sections["scheduler"], optimizer, steps_per_epoch=5)
     lrs = []
     for _epoch in range(4):
         for _ in range(5):
