@@ -117,7 +117,9 @@ def test_coco_facts_come_from_the_records_and_file_bytes(tmp_path):
     assert by_id[1].digest == by_id[3].digest == file_digest(folder / "img1.png") != by_id[2].digest
     numbers, points = audit_data(built)
     assert numbers["splits"]["train"]["duplicates"]["examples"] == [[1, 3]]
-    assert numbers["splits"]["train"]["touching_edge"] == 1 and numbers["left_out"] is None
+    assert numbers["splits"]["train"]["touching_edge"] == 1
+    # What the reader left out while loading: the 60 px box clipped to the 48 px image.
+    assert numbers["left_out"] == {"crowd regions": 0, "clipped boxes": 1, "dropped boxes": 0, "dropped images": 0}
     assert numbers["leaks"]["images"] == 0 and numbers["splits"]["val"]["objects"] == 1
     assert points["train"]["boxes"].shape == (3, 2) and points["train"]["images"].tolist() == [[48, 40]] * 3
 

@@ -57,6 +57,7 @@ class CocoDataset(AnnotatedImages):
         # Records are made when asked for: a Path per image up front would be most of a cached load's time.
         self.records = _Records(self.index, folder)
         self.classes, self.category_ids = tuple(self.index.classes), list(self.index.category_ids)
+        self.left_out = self.index.left_out
         self.image_ids, self.file_names = self.index.image_ids.tolist(), list(self.index.names)
         self.has_masks = self.index.has_masks
 

@@ -59,6 +59,7 @@ class CocoIndex:
     has_masks: bool  # some object has a polygon or an RLE (the others then get their box as mask)
     crowds: dict[int, list]  # image id -> its crowd regions' segmentations (task=segmentation ignores those pixels)
     notes: list[tuple[int, str]]  # (logging level, message): what loading reports, cached or not
+    left_out: dict[str, int]  # what the targets leave out, counted for `losslab data` (crowd regions, ...)
 
     def parts(self) -> tuple[dict[str, np.ndarray], dict]:
         """The index as named arrays and JSON-able values, as the cache stores it."""
@@ -126,7 +127,10 @@ def build_coco_index(folder: Path, path: Path, keep_empty: bool, follow_outside_
         exif=np.array([file.exif_transpose for file in files], dtype=bool)[kept], starts=objects.starts,
         boxes=objects.boxes, labels=objects.labels, **_segmentations(annotations, objects, path),
         classes=[str(category["name"]) for category in categories], category_ids=[c["id"] for c in categories],
-        crowds=annotations.crowds, notes=[(logging.WARNING, note) for note in notes])
+        crowds=annotations.crowds, notes=[(logging.WARNING, note) for note in notes],
+        left_out={"crowd regions": objects.crowd, "clipped boxes": objects.clipped,
+                  "dropped boxes": len(objects.nonfinite) + len(objects.degenerate),
+                  "dropped images": int((~kept).sum())})
     index.notes += objects.notes(path, index.has_masks)
     negatives = int((np.diff(index.starts) == 0).sum())
     left_out, dropped = len(content["images"]) - len(images), int((~kept).sum())
