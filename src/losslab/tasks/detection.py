@@ -17,7 +17,7 @@ from losslab.data.datasets import DetectionData, build_datasets, count_classes
 from losslab.errors import LosslabError
 from losslab.evaluation.export_check import SCORE_TOLERANCE
 from losslab.evaluation.exporting import Exportable, detection_export
-from losslab.evaluation.inference import detect, detection_metrics, predict
+from losslab.evaluation.inference import detect_each, detection_metrics, predict
 from losslab.evaluation.masks import paste_masks
 from losslab.evaluation.metrics import coco_results, confusion_matrix, score_detections
 from losslab.losses.build import build_losses, loss_choices
@@ -134,7 +134,7 @@ class Detection:
 
     def predict(self, built: nn.Module, images: list[Tensor], threshold: float) -> list[dict[str, Tensor]]:
         with scores_at_least(built, threshold):
-            outputs = detect(built, images)
+            outputs = detect_each(built, images)
         return [above_threshold({k: v.cpu() for k, v in output.items()}, threshold) for output in outputs]
 
     def write_prediction(self, image: Tensor, output: dict[str, Tensor], saved, index: int, path: Path,
