@@ -39,6 +39,7 @@ from losslab.data.images import (
     AnnotatedImages,
     Record,
     counted,
+    crosses_edge,
     dropped_box_warnings,
     dropped_boxes,
     existing_file,
@@ -156,7 +157,7 @@ def _objects(annotations: list[dict], width: int, height: int, dropped: _Dropped
     xywh = np.array([a["bbox"] for a in kept], dtype=np.float64)
     xyxy = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
     boxes, valid = fit_boxes(xyxy, width, height)
-    dropped.clipped += int(((boxes != xyxy).any(axis=1) & valid).sum())
+    dropped.clipped += int((crosses_edge(xyxy, width, height) & valid).sum())
     nonfinite, degenerate = dropped_boxes(xyxy, valid, [annotation_name(a) for a in kept])
     dropped.nonfinite += nonfinite
     dropped.degenerate += degenerate

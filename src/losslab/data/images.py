@@ -229,6 +229,12 @@ def fit_boxes(boxes: np.ndarray, width: int, height: int) -> tuple[np.ndarray, n
     return fitted, (fitted[:, 2] > fitted[:, 0]) & (fitted[:, 3] > fitted[:, 1])
 
 
+def crosses_edge(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Which of `boxes` (N×4 XYXY) reach past the image's edge: what fit_boxes clips. (Comparing the clipped float32
+    boxes with the given ones would count every box whose coordinates float32 cannot hold exactly.)"""
+    return ((boxes[:, :2] < 0) | (boxes[:, 2:] > [width, height])).any(axis=1)
+
+
 def dropped_boxes(boxes: np.ndarray, valid: np.ndarray, names: list[str]) -> tuple[list[str], list[str]]:
     """Of the boxes fit_boxes dropped (`valid` false; `names` names every box), those with a NaN or infinite
     coordinate and those left with no width or height: (non-finite, degenerate)."""
