@@ -100,6 +100,18 @@ def test_bad_folders_are_refused_with_the_file_and_the_problem(tmp_path, change,
         VocDataset(str(tmp_path / "nowhere") if "nowhere" in message else str(root))
 
 
+def test_an_unknown_class_suggests_the_classes_the_files_name(tmp_path):
+    root = small_voc(tmp_path / "voc")
+    (root / "Annotations" / "2008_000001.xml").write_text(voc_xml([("unicorn", 1, 1, 5, 5, 0)]))
+    with pytest.raises(LosslabError) as refused:
+        VocDataset(str(root), classes=["cat", "dog"])
+    assert "The files name 3 class(es): set data.classes to them (data.classes=[cat,person,unicorn])" \
+        in str(refused.value)
+    with pytest.raises(LosslabError) as refused:
+        VocDataset(str(root))  # data.classes left at the 20 VOC classes: those are not what it suggests
+    assert "(data.classes=[cat,person,unicorn])" in str(refused.value) and "aeroplane" not in str(refused.value)
+
+
 def test_image_files_linked_from_outside_the_voc_folder_are_refused_unless_allowed(tmp_path):
     root = small_voc(tmp_path / "voc")
     image = root / "JPEGImages" / "2008_000002.jpg"
