@@ -76,6 +76,7 @@ def test_custom_classes_lists_without_image_sets_and_png_images(tmp_path, caplog
     assert dataset.image_ids == ["b"]  # every XML, sorted; a's only box has no width, so a is not a negative
     assert dataset[0][1]["boxes"].tolist() == [[2, 2, 10, 10], [59, 59, 64, 64]]  # clipped to the image
     assert dataset[0][1]["labels"].tolist() == [2, 1]
+    assert dataset[0][1]["file_name"] == "b.png"  # what evaluation's files name the image by
     assert len(caplog.records) == 1 and "dropped 1 box(es)" in caplog.records[0].getMessage()
     assert "a.xml object 1" in caplog.records[0].getMessage()
 

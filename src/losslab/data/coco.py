@@ -15,12 +15,15 @@ How the quirks of real COCO files are handled:
   are dropped with one warning counting them.
 - Masks come from polygons or RLE (compressed or not) through pycocotools. The dataset has masks when any
   object has a segmentation; objects without one then get their box as mask, with one warning counting them.
+- An object's own `area` (a polygon's, not its box's) travels in its target as `area` (NaN where the file gives none),
+  so the ground truth of evaluation sorts it into COCO's small, medium and large objects as the file does.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 from collections import defaultdict
 from pathlib import Path
 
@@ -83,7 +86,8 @@ class CocoDataset(AnnotatedImages):
                 continue
             boxes = np.array([box for _, box in objects], dtype=np.float32).reshape(-1, 4)
             labels = np.array([label_of[annotation["category_id"]] for annotation, _ in objects], dtype=np.int64)
-            records.append(Record(image["id"], image["id"], file, image["file_name"], boxes, labels))
+            areas = np.array([given_area(annotation) for annotation, _ in objects], dtype=np.float32)
+            records.append(Record(image["id"], image["id"], file, image["file_name"], boxes, labels, areas))
             self.segmentations.append(compact_segmentations(objects, file.width, file.height, path))
             without += [f"annotation {annotation_name(annotation)}"
                         for (annotation, _), segmentation in zip(objects, self.segmentations[-1], strict=True)
@@ -146,6 +150,13 @@ class _Dropped:
         if self.clipped or self.crowd:
             log.info("%s: %d box(es) clipped to the image edge, %d crowd region(s) left out of the targets",
                      path, self.clipped, self.crowd)
+
+
+def given_area(annotation: dict) -> float:
+    """The annotation's own `area` (a polygon's or mask's, in pixels), NaN where it gives no positive number."""
+    area = annotation.get("area")
+    ok = isinstance(area, int | float) and not isinstance(area, bool) and math.isfinite(area) and area > 0
+    return float(area) if ok else math.nan
 
 
 def _objects(annotations: list[dict], width: int, height: int, dropped: _Dropped) -> list[tuple[dict, list[float]]]:

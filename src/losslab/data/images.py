@@ -221,6 +221,7 @@ class Record:
     name: str  # the file name the annotations give, for reports
     boxes: np.ndarray  # float32 N×4
     labels: np.ndarray  # int64 N
+    areas: np.ndarray | None = None  # float32 N: the annotations' own object areas (NaN where one gives none)
 
 
 def fit_boxes(boxes: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
@@ -257,8 +258,9 @@ def dropped_box_warnings(nonfinite: list[str], degenerate: list[str]) -> list[st
 class AnnotatedImages(torch.utils.data.Dataset):
     """Image files with boxes, in torchvision's detection convention; the readers of COCO and VOC fill it.
 
-    Items are `(image, target)`: a float CHW image in [0, 1] and a dict with `boxes`, `labels` and
-    `image_id`, plus `masks` (uint8 N×H×W) when `has_masks`.
+    Items are `(image, target)`: a float CHW image in [0, 1] and a dict with `boxes`, `labels`, `image_id` and
+    `file_name` (what the annotations call the image: evaluation's files name it), plus `masks` (uint8 N×H×W) when
+    `has_masks`.
     """
 
     has_masks = False
@@ -276,7 +278,9 @@ class AnnotatedImages(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict]:
         record = self.records[index]
         target = {"boxes": torch.from_numpy(record.boxes), "labels": torch.from_numpy(record.labels),
-                  "image_id": record.target_id}
+                  "image_id": record.target_id, "file_name": record.name}
+        if record.areas is not None:  # evaluation's ground truth keeps them (COCO's size ranges read them)
+            target["area"] = torch.from_numpy(record.areas)
         if self.has_masks:
             target["masks"] = self.masks(index)
         return read_image(record.file), target

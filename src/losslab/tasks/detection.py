@@ -19,7 +19,7 @@ from losslab.evaluation.export_check import SCORE_TOLERANCE
 from losslab.evaluation.exporting import Exportable, detection_export
 from losslab.evaluation.inference import detect_each, detection_metrics, predict
 from losslab.evaluation.masks import paste_masks
-from losslab.evaluation.metrics import coco_results, confusion_matrix, score_detections
+from losslab.evaluation.metrics import COCO_SUMMARY, coco_results, confusion_matrix, score_detections
 from losslab.losses.build import build_losses, loss_choices
 from losslab.losses.catalogue import ARCH_COMPONENTS, CONFIG_KEYS, family
 from losslab.losses.components import check_user_losses
@@ -30,8 +30,8 @@ from losslab.reporting.drawing import draw_objects
 from losslab.reporting.evaluation_figures import plot_confusion_matrix, plot_pr_curves
 from losslab.reporting.history import write_json
 
-METRICS = ("mAP", "mAP50", "mAP75", "mAR100", "precision", "recall", "F1")
-MASK_METRICS = METRICS[:4]  # Mask R-CNN's masks scored as COCO scores them: val/mask_mAP, ...
+METRICS = (*COCO_SUMMARY, "precision", "recall", "F1")
+MASK_METRICS = COCO_SUMMARY  # Mask R-CNN's masks scored as COCO scores them: val/mask_mAP, ...
 # data= options that hold no objects, with what to do instead
 FOREIGN_DATA = {name: f"data={name} holds semantic masks, not objects; add task=segmentation"
                 for name in ("folder", "voc_seg")}
@@ -126,7 +126,7 @@ class Detection:
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / "metrics.json", {**header, "score_threshold": threshold, **metrics,
                                           "confusion_matrix": matrix.tolist()})
-        (out / "predictions.json").write_text(json.dumps(results))
+        (out / "predictions.json").write_text(json.dumps(with_file_names(results, ground_truth)))
         (out / "ground_truth.json").write_text(json.dumps(ground_truth))
         plot_pr_curves(curves, out / "pr_curve.png")
         plot_confusion_matrix(matrix, ["background", *data.classes], out / "confusion_matrix.png")
@@ -159,6 +159,13 @@ class Detection:
 
 
 DETECTION = Detection()
+
+
+def with_file_names(results: list[dict], ground_truth: dict) -> list[dict]:
+    """The COCO results, each with its image's file_name beside the integer image_id (where the image has one)."""
+    names = {image["id"]: image["file_name"] for image in ground_truth["images"] if "file_name" in image}
+    return [result | ({"file_name": names[result["image_id"]]} if result["image_id"] in names else {})
+            for result in results]
 
 
 def above_threshold(prediction: dict[str, Tensor], threshold: float) -> dict[str, Tensor]:
