@@ -18,7 +18,7 @@ from losslab.errors import LosslabError
 from losslab.evaluation.export_check import SCORE_TOLERANCE
 from losslab.evaluation.exporting import Exportable, detection_export
 from losslab.evaluation.inference import detect_each, detection_metrics, predict
-from losslab.evaluation.masks import paste_masks
+from losslab.evaluation.masks import mask_regions
 from losslab.evaluation.metrics import COCO_SUMMARY, coco_results, confusion_matrix, score_detections
 from losslab.losses.build import build_losses, loss_choices
 from losslab.losses.catalogue import ARCH_COMPONENTS, CONFIG_KEYS, family
@@ -175,13 +175,13 @@ def above_threshold(prediction: dict[str, Tensor], threshold: float) -> dict[str
 
 
 def draw_detections(image: Tensor, prediction: dict[str, Tensor], classes: Sequence[str]) -> Tensor:
-    """The uint8 [3, H, W] image with translucent masks (if any), boxes and "class score" labels drawn."""
+    """The uint8 [3, H, W] image with translucent edged masks (if any), boxes and "class score" labels drawn."""
     labels = prediction["labels"].tolist()
     names = [f"{classes[label - 1]} {score:.2f}" for label, score in zip(labels, prediction["scores"].tolist(),
                                                                             strict=True)]
     height, width = image.shape[-2:]
-    masks = paste_masks(prediction["mask_crops"], prediction["boxes"], height, width) \
-        if "mask_crops" in prediction else None
+    masks = mask_regions(prediction["mask_crops"], prediction["boxes"], height, width) \
+        if "mask_crops" in prediction else None  # each in its box: never a full-size stack of masks
     return draw_objects(to_dtype(image.cpu(), torch.uint8, scale=True), prediction["boxes"], labels, names, masks)
 
 
