@@ -10,7 +10,7 @@ the photo's height on a grey canvas, JPEG) with a COCO annotation file, then, in
   writing) and `evaluate_run` on a copy of the run whose data are those photos (forward, RLE encoding,
   COCOeval, PR curves, confusion matrix, JSON exports);
 - the start-up alone: loading the run and building its model;
-- the forward alone: `detect()` on the decoded photos, batched as the command batches them.
+- the forward alone: `detect_each()` on the decoded photos, one image per forward as the commands run them.
 
 Reported per image (medians): forward, outside the forward = (command - start-up - forward) / images, their ratio
 (target <= 0.5), and the start-up (target < 3 s). Absolute times move with the machine's load; the ratio of
@@ -40,7 +40,7 @@ from losslab.commands.predict import predict_images
 from losslab.commands.saved_model import load_saved_model
 from losslab.data.images import decode_pixels
 from losslab.data.shapes import ShapesDataset
-from losslab.evaluation.inference import detect
+from losslab.evaluation.inference import detect_each
 from losslab.modeling.heads import scores_at_least
 
 
@@ -108,13 +108,11 @@ def measure(run_dir: Path, photos: Path, annotations: Path, scratch: Path, repea
 
     def forward(kept_above: float | None) -> None:
         with torch.inference_mode():
-            for start in range(0, len(images), 4):
-                batch = images[start:start + 4]
-                if kept_above is None:
-                    detect(saved.model, batch)
-                else:
-                    with scores_at_least(saved.model, kept_above):
-                        detect(saved.model, batch)
+            if kept_above is None:
+                detect_each(saved.model, images)
+            else:
+                with scores_at_least(saved.model, kept_above):
+                    detect_each(saved.model, images)
 
     for _ in range(repeats):  # interleaved: every repetition measures every part once
         startup = timed(lambda: load_saved_model(run_dir, device="cpu"))

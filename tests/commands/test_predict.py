@@ -82,7 +82,7 @@ def predicted(trained, images, module_tmp_path):
     out = module_tmp_path / "predict"
     # The folder, a glob repeating b.jpg (predicted once) and the sub-folder's image by a recursive glob.
     sources = [images, str(images / "*.jpg"), str(images / "**" / "sub" / "*.png")]
-    return predict_images(trained, sources, score_threshold=0.0, out=out, batch_size=2, progress=False)
+    return predict_images(trained, sources, score_threshold=0.0, out=out, progress=False)
 
 
 def test_predict_draws_every_readable_image_at_its_own_size(predicted):
@@ -147,13 +147,28 @@ def test_an_images_predictions_do_not_depend_on_the_images_before_it(trained, tm
     alone = predict_images(trained, [tmp_path / "1_square.png"], score_threshold=0.0, out=tmp_path / "alone",
                            progress=False)
     after = predict_images(trained, [tmp_path / "0_wide.png", tmp_path / "1_square.png"], score_threshold=0.0,
-                           out=tmp_path / "after", batch_size=1, progress=False)
+                           out=tmp_path / "after", progress=False)
 
     def detections(result, image_id):
         return [{k: v for k, v in r.items() if k != "image_id"}
                 for r in json.loads((result.out_dir / "predictions.json").read_text()) if r["image_id"] == image_id]
 
     assert detections(alone, 0) and detections(after, 1) == detections(alone, 0)
+
+
+def test_portrait_and_landscape_photos_predicted_together_get_their_detections_alone(tmp_path):
+    # Batched, torchvision would pad the 64x28 portrait and the 30x64 landscape image to 64x64 (alone: 64x32, 32x64).
+    run_dir = untrained_run(tmp_path / "run", "model=mask_rcnn")
+    for name, (height, width), seed in (("portrait", (64, 28), 7), ("landscape", (30, 64), 8)):
+        write_png(random_image(height, width, seed=seed), str(tmp_path / f"{name}.png"))
+    files = [tmp_path / "portrait.png", tmp_path / "landscape.png"]
+    together = predict_images(run_dir, files, score_threshold=0.0, out=tmp_path / "together", progress=False)
+    records = json.loads((together.out_dir / "predictions.json").read_text())
+    assert together.detections > 10
+    for image_id, file in enumerate(files):
+        alone = predict_images(run_dir, [file], score_threshold=0.0, out=tmp_path / file.stem, progress=False)
+        assert [r for r in records if r["image_id"] == image_id] == \
+            [{**r, "image_id": image_id} for r in json.loads((alone.out_dir / "predictions.json").read_text())]
 
 
 def test_mask_rcnn_predictions_carry_masks_and_draw_them(tmp_path, images):

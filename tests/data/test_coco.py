@@ -426,3 +426,12 @@ def test_an_image_cut_short_is_the_same_one_line_error_in_a_dataloader_worker(tm
     assert str(in_worker.value) == expected
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert (summary["status"], summary["error"]) == ("failed", expected)
+
+
+def test_targets_carry_the_files_own_area_and_image_name(tmp_path):
+    annotations = [annotation(1, 1, 1, [2, 2, 10, 8], segmentation=rectangle(2, 2, 12, 10), area=61.5),
+                   annotation(2, 1, 1, [20, 10, 10, 10])]  # no area: NaN, evaluation then measures it
+    dataset = CocoDataset(*map(str, write_coco(tmp_path, [image(1)], annotations)))
+    target = dataset[0][1]
+    assert target["area"].dtype == torch.float32 and target["area"][0] == 61.5 and target["area"][1].isnan()
+    assert target["file_name"] == "img1.png"

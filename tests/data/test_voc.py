@@ -76,6 +76,7 @@ def test_custom_classes_lists_without_image_sets_and_png_images(tmp_path, caplog
     assert dataset.image_ids == ["b"]  # every XML, sorted; a's only box has no width, so a is not a negative
     assert dataset[0][1]["boxes"].tolist() == [[2, 2, 10, 10], [59, 59, 64, 64]]  # clipped to the image
     assert dataset[0][1]["labels"].tolist() == [2, 1]
+    assert dataset[0][1]["file_name"] == "b.png"  # what evaluation's files name the image by
     assert len(caplog.records) == 1 and "dropped 1 box(es)" in caplog.records[0].getMessage()
     assert "a.xml object 1" in caplog.records[0].getMessage()
 
@@ -98,6 +99,18 @@ def test_bad_folders_are_refused_with_the_file_and_the_problem(tmp_path, change,
     change(root)
     with pytest.raises(LosslabError, match=message):
         VocDataset(str(tmp_path / "nowhere") if "nowhere" in message else str(root))
+
+
+def test_an_unknown_class_suggests_the_classes_the_files_name(tmp_path):
+    root = small_voc(tmp_path / "voc")
+    (root / "Annotations" / "2008_000001.xml").write_text(voc_xml([("unicorn", 1, 1, 5, 5, 0)]))
+    with pytest.raises(LosslabError) as refused:
+        VocDataset(str(root), classes=["cat", "dog"])
+    assert "The files name 3 class(es): set data.classes to them (data.classes=[cat,person,unicorn])" \
+        in str(refused.value)
+    with pytest.raises(LosslabError) as refused:
+        VocDataset(str(root))  # data.classes left at the 20 VOC classes: those are not what it suggests
+    assert "(data.classes=[cat,person,unicorn])" in str(refused.value) and "aeroplane" not in str(refused.value)
 
 
 def test_image_files_linked_from_outside_the_voc_folder_are_refused_unless_allowed(tmp_path):

@@ -23,9 +23,6 @@ from losslab.modeling.runtime import eval_mode
 
 log = logging.getLogger(__name__)
 
-BATCH_SIZE = 4  # images per forward pass
-
-
 @dataclass
 class PredictResult:
     """Where `predict_images` wrote, how many images it predicted and which files it could not read."""
@@ -38,8 +35,8 @@ class PredictResult:
 
 
 def predict_images(run_dir: Path, sources: Sequence[str | Path], checkpoint: str = "best",
-                   score_threshold: float | None = None, out: Path | None = None, batch_size: int = BATCH_SIZE,
-                   device: str = "auto", progress: bool = True) -> PredictResult:
+                   score_threshold: float | None = None, out: Path | None = None, device: str = "auto",
+                   progress: bool = True) -> PredictResult:
     """Predict every image `sources` name (files, folders, glob patterns) with the run's `checkpoint` and write
     into `out` (default RUN_DIR/predict) one PNG per image with the detections drawn, and predictions.json.
 
@@ -48,10 +45,9 @@ def predict_images(run_dir: Path, sources: Sequence[str | Path], checkpoint: str
     sources expand to (unreadable files keep their position); category_id is the training data's own id of the
     class (COCO's category ids; 1..K in the run's class order for data without them). Only detections with
     score >= `score_threshold` (default: the run's eval.score_threshold) are kept.
-    Files that cannot be read are logged and skipped.
+    Files that cannot be read are logged and skipped. Each image is its own forward pass, so its predictions do
+    not depend on the other files named (a batch would pad every image to the largest one).
     """
-    if batch_size < 1:
-        raise LosslabError(f"--batch-size {batch_size}: expected a positive number of images per batch.")
     trained = load_saved_model(run_dir, checkpoint, device)
     files = expand_sources(sources)
     threshold = trained.cfg["eval"]["score_threshold"] if score_threshold is None else score_threshold
@@ -63,14 +59,12 @@ def predict_images(run_dir: Path, sources: Sequence[str | Path], checkpoint: str
     drawn_names = output_names(files)
     with (eval_mode(trained.model), torch.inference_mode(), logging_redirect_tqdm(),  # warnings above the bar
           tqdm(total=len(files), desc="predict", unit="image", disable=not progress, dynamic_ncols=True) as bar):
-        for batch in batches(files, batch_size, result.skipped):
-            outputs = trained.task.predict(trained.model, [image.to(trained.device) for _, _, image in batch],
-                                           threshold)
-            for (index, path, image), output in zip(batch, outputs, strict=True):
-                records += trained.task.write_prediction(image, output, trained, index, path, out / drawn_names[index])
-            result.predicted += len(batch)
-            bar.update(batch[-1][0] + 1 - bar.n)  # files done so far, skipped ones included
-        bar.update(len(files) - bar.n)  # unreadable files after the last batch
+        for index, path, image in readable(files, result.skipped):
+            (output,) = trained.task.predict(trained.model, [image.to(trained.device)], threshold)
+            records += trained.task.write_prediction(image, output, trained, index, path, out / drawn_names[index])
+            result.predicted += 1
+            bar.update(index + 1 - bar.n)  # files done so far, skipped ones included
+        bar.update(len(files) - bar.n)  # unreadable files after the last readable one
     result.detections = len(records)
     (out / "predictions.json").write_text(json.dumps(records))
     return result
@@ -118,23 +112,17 @@ def output_names(files: list[Path]) -> list[str]:
     return names
 
 
-def batches(files: list[Path], batch_size: int,
-            skipped: list[tuple[Path, str]]) -> Iterator[list[tuple[int, Path, Tensor]]]:
-    """(index, path, image) of the readable files, `batch_size` at a time; unreadable ones are logged and
-    appended to `skipped`."""
-    batch = []
+def readable(files: list[Path], skipped: list[tuple[Path, str]]) -> Iterator[tuple[int, Path, Tensor]]:
+    """(index, path, image) of each readable file in turn; unreadable ones are logged and appended to `skipped`."""
     for index, path in enumerate(files):
         try:
-            batch.append((index, path, decode_pixels(path, exif_transpose=True)))
+            image = decode_pixels(path, exif_transpose=True)
         except Exception as error:  # decoders raise many types for truncated, corrupt or foreign files
             reason = unreadable_reason(error)
             log.warning("skipped %s: %s", path, reason)
             skipped.append((path, reason))
-        if len(batch) == batch_size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+            continue
+        yield index, path, image
 
 
 def unreadable_reason(error: Exception) -> str:
@@ -151,14 +139,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--score-threshold", type=float, help="keep detections scoring at least this "
                         "(default: the run's eval.score_threshold)")
     parser.add_argument("--out", type=Path, help="output folder (default: RUN_DIR/predict)")
-    parser.add_argument("--batch-size", type=int, default=BATCH_SIZE,
-                        help=f"images per forward pass (default {BATCH_SIZE})")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
 
 
 def main(args: argparse.Namespace) -> int:
     print(prediction_report(predict_images(args.run_dir, args.sources, args.checkpoint, args.score_threshold,
-                                           args.out, args.batch_size, args.device)))
+                                           args.out, args.device)))
     return 0
 
 

@@ -10,6 +10,7 @@ JSON syntax errors are json's own JSONDecodeError, with the position in the whol
 from __future__ import annotations
 
 import json
+import math
 import re
 from array import array
 
@@ -40,6 +41,7 @@ class Annotations:
         self.category_ids: list[int] = []
         self.crowd = bytearray()
         self.boxes = array("d")  # x, y, width, height of each annotation
+        self.areas = array("d")  # each annotation's own area (a polygon's or mask's), NaN where it gives none
         self.polygon_counts = array("q")
         self.lengths = array("q")  # coordinates of each polygon
         self.coords = array("d")
@@ -72,6 +74,7 @@ class Annotations:
             self.bbox_problems.append(f"annotation {self.name(self.count)}: bbox {entry['bbox']}")
             box = array("d", [np.nan] * 4)
         self.boxes.extend(box)
+        self.areas.append(given_area(entry.get("area")))
         segmentation = entry.get("segmentation")
         polygons = 0
         if isinstance(segmentation, dict):
@@ -172,3 +175,9 @@ def _end(text: str, position: int, content: dict) -> dict:
     if _skip(text, position) != len(text):
         raise json.JSONDecodeError("Extra data", text, _skip(text, position))
     return content
+
+
+def given_area(area) -> float:
+    """An annotation's own `area` (a polygon's or mask's, in pixels), NaN where it is not a positive number."""
+    ok = isinstance(area, int | float) and not isinstance(area, bool) and math.isfinite(area) and area > 0
+    return float(area) if ok else math.nan

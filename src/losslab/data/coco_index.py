@@ -24,6 +24,7 @@ from losslab.data.images import (
     ImageFile,
     Record,
     counted,
+    crosses_edge,
     dropped_box_warnings,
     dropped_boxes,
     fit_boxes,
@@ -34,8 +35,8 @@ from losslab.data.images import (
 from losslab.data.rle import rle_problems
 from losslab.errors import LosslabError
 
-ARRAYS = ("image_ids", "sizes", "exif", "starts", "boxes", "labels", "objects", "polygon_starts", "coord_starts",
-          "coords")
+ARRAYS = ("image_ids", "sizes", "exif", "starts", "boxes", "labels", "areas", "objects", "polygon_starts",
+          "coord_starts", "coords")
 
 
 @dataclass
@@ -49,6 +50,7 @@ class CocoIndex:
     starts: np.ndarray  # int64 R+1: the objects of each record
     boxes: np.ndarray  # float32 M×4: XYXY in pixel edges, clipped to the image
     labels: np.ndarray  # int64 M: 1..K
+    areas: np.ndarray  # float32 M: each object's own area as the file gives it (NaN where it gives none)
     objects: np.ndarray  # int64 M: the annotation (its index in the file) of each object
     polygon_starts: np.ndarray  # int64 A+1: the polygons of each annotation
     coord_starts: np.ndarray  # int64 P+1
@@ -79,7 +81,8 @@ class CocoIndex:
         width, height = self.sizes[index].tolist()
         file = ImageFile(folder / self.names[index], width, height, bool(self.exif[index]))
         image_id = int(self.image_ids[index])
-        return Record(image_id, image_id, file, self.names[index], self.boxes[start:end], self.labels[start:end])
+        return Record(image_id, image_id, file, self.names[index], self.boxes[start:end], self.labels[start:end],
+                      self.areas[start:end])
 
     def segmentation(self, obj: int) -> list[np.ndarray] | dict | None:
         """Object `obj`'s polygons (float arrays), its RLE, or None when it has neither (its box is its mask)."""
@@ -125,7 +128,7 @@ def build_coco_index(folder: Path, path: Path, keep_empty: bool, follow_outside_
         names=[image["file_name"] for image, keep in zip(images, kept.tolist(), strict=True) if keep],
         image_ids=image_ids[kept], sizes=sizes[kept],
         exif=np.array([file.exif_transpose for file in files], dtype=bool)[kept], starts=objects.starts,
-        boxes=objects.boxes, labels=objects.labels, **_segmentations(annotations, objects, path),
+        boxes=objects.boxes, labels=objects.labels, areas=objects.areas, **_segmentations(annotations, objects, path),
         classes=[str(category["name"]) for category in categories], category_ids=[c["id"] for c in categories],
         crowds=annotations.crowds, notes=[(logging.WARNING, note) for note in notes],
         left_out={"crowd regions": objects.crowd, "clipped boxes": objects.clipped,
@@ -158,11 +161,13 @@ class _Objects:
         xyxy = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
         boxes, valid = fit_boxes(xyxy, sizes[owner[candidates], 0], sizes[owner[candidates], 1])
         self.crowd = int(crowd[usable].sum())
-        self.clipped = int(((boxes != xyxy).any(axis=1) & valid).sum())
+        widths, heights = sizes[owner[candidates], 0], sizes[owner[candidates], 1]
+        self.clipped = int((crosses_edge(xyxy, widths, heights) & valid).sum())
         self.nonfinite, self.degenerate = dropped_boxes(xyxy[~valid], valid[~valid],
                                                         [annotations.name(i) for i in candidates[~valid].tolist()])
         self.kept = candidates[valid]  # the annotation of each object, in the index's order
         self.boxes = boxes[valid]
+        self.areas = np.frombuffer(annotations.areas, dtype=np.float64)[self.kept].astype(np.float32)
         categories = np.array(annotations.category_ids, dtype=np.int64).reshape(-1)[self.kept]
         self.labels = np.searchsorted(np.array(category_ids, dtype=np.int64), categories).astype(np.int64) + 1
         counts = np.bincount(owner[self.kept], minlength=len(image_ids))

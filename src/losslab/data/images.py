@@ -233,12 +233,20 @@ class Record:
     name: str  # the file name the annotations give, for reports
     boxes: np.ndarray  # float32 N×4
     labels: np.ndarray  # int64 N
+    areas: np.ndarray | None = None  # float32 N: the annotations' own object areas (NaN where one gives none)
 
 
 def fit_boxes(boxes: np.ndarray, width: int | np.ndarray, height: int | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """`boxes` (N×4 XYXY) clipped to the image (or each to its image's size), and which keep a positive size."""
     fitted = boxes.clip(0, np.stack([width, height, width, height], axis=-1)).astype(np.float32)
     return fitted, (fitted[:, 2] > fitted[:, 0]) & (fitted[:, 3] > fitted[:, 1])
+
+
+def crosses_edge(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Which of `boxes` (N×4 XYXY) reach past the image's edge: what fit_boxes clips. (Comparing the clipped float32
+    boxes with the given ones would count every box whose coordinates float32 cannot hold exactly.)"""
+    limits = np.stack(np.broadcast_arrays(width, height), axis=-1)  # one size, or one per box
+    return ((boxes[:, :2] < 0) | (boxes[:, 2:] > limits)).any(axis=1)
 
 
 def dropped_boxes(boxes: np.ndarray, valid: np.ndarray, names: list[str]) -> tuple[list[str], list[str]]:
@@ -263,8 +271,9 @@ def dropped_box_warnings(nonfinite: list[str], degenerate: list[str]) -> list[st
 class AnnotatedImages(torch.utils.data.Dataset):
     """Image files with boxes, in torchvision's detection convention; the readers of COCO and VOC fill it.
 
-    Items are `(image, target)`: a float CHW image in [0, 1] and a dict with `boxes`, `labels` and
-    `image_id`, plus `masks` (uint8 N×H×W) when `has_masks`.
+    Items are `(image, target)`: a float CHW image in [0, 1] and a dict with `boxes`, `labels`, `image_id` and
+    `file_name` (what the annotations call the image: evaluation's files name it), plus `masks` (uint8 N×H×W) when
+    `has_masks`.
     """
 
     has_masks = False
@@ -285,7 +294,9 @@ class AnnotatedImages(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict]:
         record = self.records[index]
         target = {"boxes": torch.from_numpy(record.boxes), "labels": torch.from_numpy(record.labels),
-                  "image_id": record.target_id}
+                  "image_id": record.target_id, "file_name": record.name}
+        if record.areas is not None:  # evaluation's ground truth keeps them (COCO's size ranges read them)
+            target["area"] = torch.from_numpy(record.areas)
         if self.has_masks:
             target["masks"] = self.masks(index)
         return read_image(record.file), target

@@ -217,16 +217,19 @@ def _size(root: ET.Element) -> tuple[int, int] | None:
 
 
 def _check_names(parsed: list[VocAnnotation], classes: list[str] | tuple[str, ...]) -> None:
+    """Refuse object names not in `classes`, suggesting the classes the files name (sorted), not the default's."""
     known = set(classes)
     unknown: dict[str, Path] = {}  # name -> the first file naming it
+    found: set[str] = set()
     for annotation in parsed:
         for obj in annotation.objects:
+            found.add(obj.name)
             if obj.name not in known:
                 unknown.setdefault(obj.name, annotation.path)
     if unknown:
         raise LosslabError(
             f"the VOC annotations name {len(unknown)} object class(es) not in data.classes: "
-            f"{listing([f'{name!r} (first in {path})' for name, path in unknown.items()])}. Add them to "
-            f"data.classes (data.classes=[{','.join(list(classes)[:2])},...,{next(iter(unknown))}]) or fix the "
-            "names in the XML files."
+            f"{listing([f'{name!r} (first in {path})' for name, path in unknown.items()])}. The files name "
+            f"{len(found)} class(es): set data.classes to them (data.classes=[{','.join(sorted(found))}]) or fix "
+            "the names in the XML files."
         )

@@ -20,6 +20,7 @@ def predict(model: nn.Module, loader: Iterable, device: torch.device | None = No
             progress: bool = False, precision: str = "32") -> tuple[list[dict], list[dict], list[tuple[int, int]]]:
     """Eval-mode detections for every image of `loader`, its targets and (height, width), on the CPU.
 
+    Each image is its own forward (see detect_each), so the detections do not depend on the loader's batch size.
     Restores every module's previous mode afterwards. Iterating a DataLoader draws a seed from the
     global RNG, so this runs on a forked RNG: evaluating leaves the training's random stream
     (shuffling, augmentation) exactly where it was.
@@ -32,12 +33,22 @@ def predict(model: nn.Module, loader: Iterable, device: torch.device | None = No
                                           dynamic_ncols=True):
             images, _ = to_device(images, [], device)
             with autocast(device, precision):
-                outputs = detect(model, images)
+                outputs = detect_each(model, images)
             predictions += [{k: v.float().cpu() if v.is_floating_point() else v.cpu() for k, v in output.items()}
                             for output in outputs]
             targets.extend(batch_targets)
             sizes.extend(tuple(image.shape[-2:]) for image in images)
     return predictions, targets, sizes
+
+
+def detect_each(model: nn.Module, images: Sequence[Tensor]) -> list[dict[str, Tensor]]:
+    """detect() of every image on its own, as torchvision's references evaluate (one image per forward).
+
+    Why not the whole batch? torchvision pads a batch to its largest image: a portrait photo padded to a landscape
+    one's size gives other features near its border, other proposals and other detections. Alone, an image is padded
+    only to its own size rounded up to the backbone's stride, so its detections are the same in any batch.
+    """
+    return [output for image in images for output in detect(model, [image])]
 
 
 def detect(model: nn.Module, images: list[Tensor]) -> list[dict[str, Tensor]]:

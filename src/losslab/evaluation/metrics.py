@@ -18,6 +18,11 @@ from torchvision.ops import box_iou
 from losslab.evaluation.masks import MASK_THRESHOLD, mask_rles
 
 IOU_TYPES = ("bbox", "segm")
+# COCOeval's twelve summary numbers (its `stats`, in order) as losslab names them: AP over IoU 0.50:0.95, at 0.50 and
+# 0.75, over small (< 32² px), medium and large (> 96² px) objects; AR with at most 1, 10 and 100 detections per
+# image and over small, medium and large objects (100 detections). Masks prefix them with "mask_".
+COCO_SUMMARY = ("mAP", "mAP50", "mAP75", "mAP_small", "mAP_medium", "mAP_large",
+                "mAR1", "mAR10", "mAR100", "mAR_small", "mAR_medium", "mAR_large")
 # eval.backend -> the module holding its COCO and COCOeval classes, imported when first used. Both compute the
 # same numbers (tests compare them); faster_coco_eval's C++ evaluation is much faster on large validation sets.
 BACKENDS = {"pycocotools": ("pycocotools.coco", "pycocotools.cocoeval", "COCOeval"),
@@ -70,8 +75,10 @@ def coco_ground_truth(targets: list[dict], image_sizes: list[tuple[int, int]], c
     """COCO instances dict from torchvision targets; `image_sizes` are (height, width).
 
     Label k becomes category `category_ids[k - 1]` (the dataset's own ids), or k when they are not
-    given. Image ids are those of coco_image_ids; an image whose own id is not an integer keeps it
-    as "file_name". Images without objects are still listed.
+    given. An object's "area" (COCOeval sorts objects into small, medium and large by it) is its target's "area"
+    where given and not NaN (the annotation file's own), else its mask's pixels, else its box's. Image ids are those
+    of coco_image_ids; an image's "file_name" is its target's (what the annotations call
+    it), else its own id where that is not an integer. Images without objects are still listed.
     """
     if len(targets) != len(image_sizes):
         raise ValueError(f"{len(targets)} targets but {len(image_sizes)} image sizes")
@@ -79,21 +86,23 @@ def coco_ground_truth(targets: list[dict], image_sizes: list[tuple[int, int]], c
     images, annotations = [], []
     for target, image_id, (height, width) in zip(targets, coco_image_ids(targets), image_sizes, strict=True):
         image = {"id": image_id, "height": int(height), "width": int(width)}
-        if not _is_integer(target.get("image_id", image_id)):
-            image["file_name"] = str(target["image_id"])
+        if "file_name" in target or not _is_integer(target.get("image_id", image_id)):
+            image["file_name"] = str(target.get("file_name", target.get("image_id")))
         images.append(image)
         boxes = _boxes(target)
         labels = torch.as_tensor(target["labels"]).reshape(-1).tolist()
         masks = None
         if with_masks:
             masks = torch.as_tensor(target["masks"]).reshape(-1, int(height), int(width)).cpu().numpy() > 0
-        for j, (bbox, label) in enumerate(zip(_xywh(boxes), labels, strict=True)):
+        given_areas = torch.as_tensor(target.get("area", torch.full((len(labels),), math.nan))).reshape(-1).tolist()
+        for j, (bbox, label, given_area) in enumerate(zip(_xywh(boxes), labels, given_areas, strict=True)):
             ann = {"id": len(annotations) + 1, "image_id": image_id, "category_id": category_of[int(label)],
-                   "bbox": bbox,
-                   "area": bbox[2] * bbox[3], "iscrowd": 0}
+                   "bbox": bbox, "area": bbox[2] * bbox[3], "iscrowd": 0}
             if masks is not None:
                 ann["segmentation"] = _rle(masks[j])
                 ann["area"] = float(masks[j].sum())
+            if not math.isnan(given_area):
+                ann["area"] = float(given_area)  # the file's own (COCO: a polygon's), which COCOeval's ranges read
             annotations.append(ann)
     categories = [{"id": category_of[k], "name": str(name)} for k, name in enumerate(classes, start=1)]
     return {"images": images, "annotations": annotations, "categories": categories}
@@ -147,13 +156,14 @@ def _mask_rles(prediction: dict, boxes: torch.Tensor, size: tuple[int, int] | No
 
 
 def _summary_keys(prefix: str) -> list[str]:
-    return [f"{prefix}mAP", f"{prefix}mAP50", f"{prefix}mAP75", f"{prefix}mAR100"]
+    return [f"{prefix}{name}" for name in COCO_SUMMARY]
 
 
 def coco_metrics(ground_truth: dict, results: list[dict], iou_type: str = "bbox", prefix: str = "",
                  with_pr: bool = False, backend: str = "pycocotools") -> dict:
-    """COCOeval mAP, mAP50, mAP75, mAR100 and per-class AP@[.5:.95] ("AP/<name>") for `iou_type` "bbox" or "segm",
-    computed by `backend` (a key of BACKENDS).
+    """COCOeval's twelve summary numbers (COCO_SUMMARY: mAP, mAP50, ..., mAR_large) and per-class AP@[.5:.95]
+    ("AP/<name>") for `iou_type` "bbox" or "segm", computed by `backend` (a key of BACKENDS). A number COCOeval
+    cannot measure (-1: no ground truth, or none of that size) is 0.
 
     Classes without ground truth are left out of the per-class APs. With `with_pr`, key "pr" holds
     {class name: (recall thresholds, precision at IoU 0.5, area all, maxDets 100)} for classes with ground truth.
@@ -188,7 +198,7 @@ def coco_metrics(ground_truth: dict, results: list[dict], iou_type: str = "bbox"
         evaluator.summarize()
 
     # COCOeval reports -1 where there is nothing to measure (no ground truth at all).
-    stats = [max(float(evaluator.stats[i]), 0.0) for i in (0, 1, 2, 8)]
+    stats = [max(float(value), 0.0) for value in evaluator.stats]
     metrics = dict(zip(_summary_keys(prefix), stats, strict=True))
     precision = evaluator.eval["precision"]  # [IoU thresholds, recall thresholds, classes, areas, maxDets]
     pr = {}

@@ -54,8 +54,9 @@ def scores(matrix: Tensor, classes: Sequence[str]) -> dict[str, float]:
 def split_confusion_matrix(model: nn.Module, loader: Iterable, num_classes: int, device: torch.device | None = None,
                            progress: bool = False, precision: str = "32") -> Tensor:
     """The confusion matrix of `model`'s eval-mode predictions over every image of `loader` (over every process's
-    share when data-parallel), on the CPU. Restores every module's mode; runs on a forked RNG, as detection's
-    predict does, so evaluating leaves the training's random stream where it was."""
+    share when data-parallel), on the CPU; one image per forward (see predict_each). Restores every module's mode;
+    runs on a forked RNG, as detection's predict does, so evaluating leaves the training's random stream where it
+    was."""
     device = device or next(model.parameters()).device
     matrix = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
     cuda_devices = [device.index or 0] if device.type == "cuda" else []
@@ -64,11 +65,18 @@ def split_confusion_matrix(model: nn.Module, loader: Iterable, num_classes: int,
                                     dynamic_ncols=True):
             images, targets = to_device(images, targets, device)
             with autocast(device, precision):
-                outputs = model(images)
+                outputs = predict_each(model, images)
             for output, target in zip(outputs, targets, strict=True):
                 matrix += confusion_matrix(output["mask"], target["mask"], num_classes)
     summed = all_reduce_sum(matrix.flatten().double().tolist(), device)
     return torch.tensor(summed, dtype=torch.float64).round().long().reshape(num_classes, num_classes)
+
+
+def predict_each(model: nn.Module, images: Sequence[Tensor]) -> list[dict[str, Tensor]]:
+    """The eval-mode `model([image])` of every image on its own. A batch pads its images to the largest one, and the
+    network's convolutions see that padding near every border: a portrait photo batched with a landscape one would
+    get other classes along its edges than alone, so the metrics would depend on the loader's batch size."""
+    return [output for image in images for output in model([image])]
 
 
 def segmentation_metrics(model: nn.Module, loader: Iterable, classes: Sequence[str],

@@ -8,14 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
-from torchvision.utils import draw_segmentation_masks
+from PIL import Image, ImageDraw, ImageFont
 
 from losslab.reporting.curves import _save, new_figure
-from losslab.reporting.drawing import CLASS_COLOURS, MASK_ALPHA
+from losslab.reporting.drawing import CLASS_COLOURS, FONT, draw_masks, drawing_sizes, regions
 
 BACKGROUND_COLOUR = (0, 0, 0)
-LEGEND_ROW = 14  # pixels per legend line
 
 
 def class_colour(index: int) -> tuple[int, int, int]:
@@ -24,27 +22,30 @@ def class_colour(index: int) -> tuple[int, int, int]:
 
 
 def draw_class_mask(image: torch.Tensor, mask: torch.Tensor, classes: list[str]) -> torch.Tensor:
-    """The uint8 [3, H, W] `image` with every non-background class of `mask` ([H, W] indices) translucent in its
-    colour, and below it a legend naming the classes present with their share of the pixels."""
+    """The uint8 [3, H, W] `image` with every non-background class of `mask` ([H, W] indices) tinted in its colour
+    and edged by a line that shows on any background (see draw_masks), and below it a legend naming the classes
+    present with their share of the pixels; lines and letters grow with the image as the detection drawings do."""
     present = [int(c) for c in torch.unique(mask).tolist() if 0 < c < len(classes)]
-    overlay = image
-    if present:
-        regions = torch.stack([mask == c for c in present])
-        overlay = draw_segmentation_masks(image, regions, alpha=MASK_ALPHA, colors=[class_colour(c) for c in present])
-    return _with_legend(overlay, [(c, classes[c], float((mask == c).float().mean())) for c in present])
+    line_width, font_size = drawing_sizes(*image.shape[-2:])
+    overlay = draw_masks(image, regions(mask == c for c in present), [class_colour(c) for c in present], line_width)
+    return _with_legend(overlay, [(c, classes[c], float((mask == c).float().mean())) for c in present], font_size)
 
 
-def _with_legend(image: torch.Tensor, entries: list[tuple[int, str, float]]) -> torch.Tensor:
+def _with_legend(image: torch.Tensor, entries: list[tuple[int, str, float]], font_size: int) -> torch.Tensor:
+    """`image` above a white legend: one line per entry, a swatch of its class's colour and "name share"."""
     height, width = image.shape[-2:]
-    canvas = Image.new("RGB", (width, height + LEGEND_ROW * max(1, len(entries)) + 4), (255, 255, 255))
+    row, margin = round(font_size * 1.4), max(2, font_size // 4)
+    canvas = Image.new("RGB", (width, height + row * max(1, len(entries)) + 2 * margin), (255, 255, 255))
     canvas.paste(Image.fromarray(image.permute(1, 2, 0).numpy()), (0, 0))
     draw = ImageDraw.Draw(canvas)
+    font = ImageFont.truetype(str(FONT), font_size)
     if not entries:
-        draw.text((4, height + 2), "background only", fill=(0, 0, 0))
-    for row, (index, name, share) in enumerate(entries):
-        top = height + 2 + row * LEGEND_ROW
-        draw.rectangle((4, top + 2, 14, top + 12), fill=class_colour(index))
-        draw.text((18, top + 1), f"{name} {share:.1%}", fill=(0, 0, 0))
+        draw.text((margin, height + margin), "background only", fill=(0, 0, 0), font=font)
+    for line, (index, name, share) in enumerate(entries):
+        top = height + margin + line * row
+        draw.rectangle((margin, top + 1, margin + font_size, top + font_size + 1), fill=class_colour(index),
+                       outline=(0, 0, 0))
+        draw.text((2 * margin + font_size, top), f"{name} {share:.1%}", fill=(0, 0, 0), font=font)
     return torch.from_numpy(np.array(canvas)).permute(2, 0, 1).contiguous()
 
 

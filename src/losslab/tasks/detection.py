@@ -17,9 +17,9 @@ from losslab.data.datasets import DetectionData, build_datasets, count_classes
 from losslab.errors import LosslabError
 from losslab.evaluation.export_check import SCORE_TOLERANCE
 from losslab.evaluation.exporting import Exportable, detection_export
-from losslab.evaluation.inference import detect, detection_metrics, predict
-from losslab.evaluation.masks import paste_masks
-from losslab.evaluation.metrics import coco_results, confusion_matrix, score_detections
+from losslab.evaluation.inference import detect_each, detection_metrics, predict
+from losslab.evaluation.masks import mask_regions
+from losslab.evaluation.metrics import COCO_SUMMARY, coco_results, confusion_matrix, score_detections
 from losslab.losses.build import build_losses, loss_choices
 from losslab.losses.catalogue import ARCH_COMPONENTS, CONFIG_KEYS, family
 from losslab.losses.components import check_user_losses
@@ -31,8 +31,8 @@ from losslab.reporting.drawing import draw_objects
 from losslab.reporting.evaluation_figures import plot_confusion_matrix, plot_pr_curves
 from losslab.reporting.history import write_json
 
-METRICS = ("mAP", "mAP50", "mAP75", "mAR100", "precision", "recall", "F1")
-MASK_METRICS = METRICS[:4]  # Mask R-CNN's masks scored as COCO scores them: val/mask_mAP, ...
+METRICS = (*COCO_SUMMARY, "precision", "recall", "F1")
+MASK_METRICS = COCO_SUMMARY  # Mask R-CNN's masks scored as COCO scores them: val/mask_mAP, ...
 # data= options that hold no objects, with what to do instead
 FOREIGN_DATA = {name: f"data={name} holds semantic masks, not objects; add task=segmentation"
                 for name in ("folder", "voc_seg")}
@@ -136,7 +136,7 @@ class Detection:
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / "metrics.json", {**header, "score_threshold": threshold, **metrics,
                                           "confusion_matrix": matrix.tolist()})
-        (out / "predictions.json").write_text(json.dumps(results))
+        (out / "predictions.json").write_text(json.dumps(with_file_names(results, ground_truth)))
         (out / "ground_truth.json").write_text(json.dumps(ground_truth))
         plot_pr_curves(curves, out / "pr_curve.png")
         plot_confusion_matrix(matrix, ["background", *data.classes], out / "confusion_matrix.png")
@@ -144,7 +144,7 @@ class Detection:
 
     def predict(self, built: nn.Module, images: list[Tensor], threshold: float) -> list[dict[str, Tensor]]:
         with scores_at_least(built, threshold):
-            outputs = detect(built, images)
+            outputs = detect_each(built, images)
         return [above_threshold({k: v.cpu() for k, v in output.items()}, threshold) for output in outputs]
 
     def write_prediction(self, image: Tensor, output: dict[str, Tensor], saved, index: int, path: Path,
@@ -186,6 +186,13 @@ def square_input_problems(model: dict) -> list[str]:
     return []
 
 
+def with_file_names(results: list[dict], ground_truth: dict) -> list[dict]:
+    """The COCO results, each with its image's file_name beside the integer image_id (where the image has one)."""
+    names = {image["id"]: image["file_name"] for image in ground_truth["images"] if "file_name" in image}
+    return [result | ({"file_name": names[result["image_id"]]} if result["image_id"] in names else {})
+            for result in results]
+
+
 def above_threshold(prediction: dict[str, Tensor], threshold: float) -> dict[str, Tensor]:
     """The detections with score >= `threshold`."""
     keep = prediction["scores"] >= threshold
@@ -193,13 +200,13 @@ def above_threshold(prediction: dict[str, Tensor], threshold: float) -> dict[str
 
 
 def draw_detections(image: Tensor, prediction: dict[str, Tensor], classes: Sequence[str]) -> Tensor:
-    """The uint8 [3, H, W] image with translucent masks (if any), boxes and "class score" labels drawn."""
+    """The uint8 [3, H, W] image with translucent edged masks (if any), boxes and "class score" labels drawn."""
     labels = prediction["labels"].tolist()
     names = [f"{classes[label - 1]} {score:.2f}" for label, score in zip(labels, prediction["scores"].tolist(),
                                                                             strict=True)]
     height, width = image.shape[-2:]
-    masks = paste_masks(prediction["mask_crops"], prediction["boxes"], height, width) \
-        if "mask_crops" in prediction else None
+    masks = mask_regions(prediction["mask_crops"], prediction["boxes"], height, width) \
+        if "mask_crops" in prediction else None  # each in its box: never a full-size stack of masks
     return draw_objects(to_dtype(image.cpu(), torch.uint8, scale=True), prediction["boxes"], labels, names, masks)
 
 

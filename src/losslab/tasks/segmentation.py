@@ -17,7 +17,12 @@ from losslab.data.augment_options import enabled
 from losslab.data.segmentation import SegmentationData, build_segmentation_datasets, count_pixels
 from losslab.evaluation.export_check import PROBABILITY_TOLERANCE
 from losslab.evaluation.exporting import Exportable, segmentation_export
-from losslab.evaluation.segmentation_metrics import scores, segmentation_metrics, split_confusion_matrix
+from losslab.evaluation.segmentation_metrics import (
+    predict_each,
+    scores,
+    segmentation_metrics,
+    split_confusion_matrix,
+)
 from losslab.losses.components import check_user_losses
 from losslab.losses.segmentation_build import (
     FAMILY,
@@ -149,7 +154,7 @@ class Segmentation:
         return metrics
 
     def predict(self, built: nn.Module, images: list[Tensor], threshold: float) -> list[dict[str, Tensor]]:
-        return [{"mask": output["mask"].cpu()} for output in built(images)]
+        return [{"mask": output["mask"].cpu()} for output in predict_each(built, images)]
 
     def write_prediction(self, image: Tensor, output: dict[str, Tensor], saved, index: int, path: Path,
                          drawn: Path) -> list[dict]:

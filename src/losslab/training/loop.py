@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import zlib
 from collections.abc import Iterable, Sequence
 
 import torch
@@ -142,22 +143,32 @@ def validation_loss(
     data-parallel), without changing the model.
 
     torchvision returns losses only in train mode, so the forward runs in train mode under
-    no_grad with normalisation and dropout held in eval mode. Proposal sampling is random in
-    train mode; it runs on a forked RNG seeded with `seed`, so the same weights always give the
-    same value and the caller's random stream is left where it was.
+    no_grad with normalisation and dropout held in eval mode. Each image is its own forward: a batch
+    pads its images to the largest one and normalises the R-CNN losses over every image's sampled
+    anchors and proposals, so a loss computed by batch would depend on which images share it.
+    Proposal sampling is random in train mode; each image's runs on a forked RNG seeded with `seed`
+    and the image's id, so the same weights always give the same value, whatever the batch size or
+    the order, and the caller's random stream is left where it was.
     """
     device = device or next(model.parameters()).device
     average = RunningAverage()
     cuda_devices = [device.index or 0] if device.type == "cuda" else []
     with loss_mode(model), torch.random.fork_rng(devices=cuda_devices):
-        torch.manual_seed(seed)
         for images, targets in tqdm(loader, desc="validation", leave=False, disable=not progress,
                                     dynamic_ncols=True):
             images, targets = to_device(images, targets, device)
-            with autocast(device, precision):
-                losses = named_losses(model(images, targets))
-            average.add(as_floats(losses), len(images))
+            for image, target in zip(images, targets, strict=True):
+                torch.manual_seed(image_seed(seed, target.get("image_id", 0)))
+                with autocast(device, precision):
+                    losses = named_losses(model([image], [target]))
+                average.add(as_floats(losses), 1)
     return average.reduced(device).means()
+
+
+def image_seed(seed: int, image_id) -> int:
+    """The seed of one image's proposal sampling: `seed` and the image's id (an int, or a name such as a VOC stem)."""
+    key = int(image_id) if isinstance(image_id, int | Tensor) else zlib.crc32(str(image_id).encode())
+    return (seed * 1_000_003 + key) % 2**63
 
 
 def named_losses(raw: dict[str, Tensor]) -> dict[str, Tensor]:
