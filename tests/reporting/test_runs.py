@@ -98,6 +98,7 @@ def test_compare_explains_unknown_folders_and_columns(sweep, tmp_path, capsys):
 def test_better_is_lower_for_losses_and_higher_for_detection_metrics():
     assert default_mode("val/loss") == "min" and default_mode("val/ref_classification") == "min"
     assert default_mode("val/mAP") == "max" and default_mode("val/mAR@100") == "max"
+    assert default_mode("val/mask_mAP") == "max" and default_mode("val/mAP_small") == "max"
     assert default_mode("val/mIoU") == "max" and default_mode("val/IoU/car") == "max"
     assert default_mode("val/pixel_accuracy") == "max" and default_mode("val/pixel") == "min"
 

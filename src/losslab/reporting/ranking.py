@@ -35,7 +35,7 @@ class Ranking:
 def default_mode(metric: str) -> str:
     """Losses are better low; mAP, AP, AR, precision, recall and F1 high, and segmentation's mIoU, IoU, mDice and
     pixel accuracy."""
-    name = metric.rsplit("/", 1)[-1].lower()
+    name = metric.rsplit("/", 1)[-1].lower().removeprefix("mask_")  # Mask R-CNN's mask_mAP is an mAP
     higher = name.startswith(("map", "ap", "ar", "mar", "precision", "recall", "f1", "miou", "mdice", "pixel_accuracy"))
     return "max" if higher or "/iou/" in metric.lower() else "min"
 
