@@ -177,6 +177,7 @@ class TrainerConfig:
     channels_last: bool = MISSING
     compile: bool = MISSING
     cudnn_benchmark: bool = MISSING
+    grad_shares: bool = MISSING
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
 
 

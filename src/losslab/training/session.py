@@ -24,6 +24,7 @@ from losslab.losses.segmentation_build import SegmentationLosses
 from losslab.modeling.runtime import resolve_device
 from losslab.tasks import Task
 from losslab.training.builders import build_data, build_dataloaders
+from losslab.training.grad_shares import ProbeBatch, check_probed, draw_probe
 from losslab.training.loop import SkipBudget
 from losslab.training.optim import Schedulers, build_optimizer, build_schedulers
 
@@ -56,6 +57,7 @@ class Session:
     class_weights: list[float] | None = None  # weighted_ce with automatic weights
     phase: Phase | None = None  # the phase in force
     start: dict | None = None  # what the weights started from (losslab.modeling.start.load_start_weights)
+    grad_probe: ProbeBatch | None = None  # the batch train/grad_share/* is measured on (trainer.grad_shares)
 
 
 def setup(plan: Plan, run_dir: Path, world: World, resumed: dict | None = None) -> Session:
@@ -85,6 +87,10 @@ def setup(plan: Plan, run_dir: Path, world: World, resumed: dict | None = None) 
     model = task.build_model(model_options, losses, len(data.classes))
     start = resumed.get("start") if resumed else task.load_start_weights(model, start_file, model_options)
     model = model.to(device)
+    probe = None
+    if sections["trainer"]["grad_shares"]:
+        check_probed(model)
+        probe = draw_probe(data.train, sections["data"]["batch_size"], plan.seed, device)
     trained = prepare_for_speed(model, sections["trainer"], device, world)
     trains_reference = not schedule.phases and task.trains_reference(choices, weights, model_options)
     reference = None if trains_reference else task.reference_losses(model_options)
@@ -104,10 +110,11 @@ def setup(plan: Plan, run_dir: Path, world: World, resumed: dict | None = None) 
                  plan.monitor, sections["eval"]["every"])
     skip_budget = SkipBudget(plan.max_skipped_batches) if plan.max_skipped_batches is not None else None
     scaler = torch.amp.GradScaler(device.type) if plan.precision == "16-mixed" else None
+    probe = probe if sections["trainer"]["grad_shares"] and world.main else None  # only the main process's row is kept
     return Session(task, world, device, data, loaders, model, trained, plan.precision, scaler, optimizer,
                    schedulers, schedule, phase_losses, reference, monitor=plan.monitor,
                    grad_clip_norm=plan.grad_clip_norm, skip_budget=skip_budget, eval_every=plan.eval_every,
-                   eval_options=sections["eval"], class_weights=auto_weights, start=start)
+                   eval_options=sections["eval"], class_weights=auto_weights, start=start, grad_probe=probe)
 
 
 def _log_class_weights(task: Task, classes: list[str], counts: list[int], weights: list[float]) -> None:
