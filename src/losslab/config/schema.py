@@ -123,6 +123,7 @@ class LossConfig:
     objectness: Any = MISSING
     mask: Any = MISSING
     weights: LossWeights = field(default_factory=LossWeights)
+    balance: str = MISSING
     schedule: LossSchedule = field(default_factory=LossSchedule)
 
 
@@ -136,6 +137,7 @@ class SegmentationLossWeights:
 class SegmentationLossConfig:
     pixel: LossComponentConfig = MISSING
     weights: SegmentationLossWeights = field(default_factory=SegmentationLossWeights)
+    balance: str = MISSING
     schedule: LossSchedule = field(default_factory=LossSchedule)
 
 

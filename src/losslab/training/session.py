@@ -15,14 +15,16 @@ from losslab.data.datasets import DetectionData
 from losslab.data.images import counted
 from losslab.data.segmentation import SegmentationData
 from losslab.data.split import write_split
-from losslab.distributed import World
+from losslab.distributed import World, broadcast
 from losslab.losses.build import ComponentLosses
 from losslab.losses.catalogue import WITH_BACKGROUND
 from losslab.losses.components import class_weights, needs_class_counts
 from losslab.losses.schedule import LossSchedule, Phase
 from losslab.losses.segmentation_build import SegmentationLosses
+from losslab.modeling.heads import set_losses
 from losslab.modeling.runtime import resolve_device
 from losslab.tasks import Task
+from losslab.training.balance import balance_every_phase
 from losslab.training.builders import build_data, build_dataloaders
 from losslab.training.grad_shares import ProbeBatch, check_probed, draw_probe
 from losslab.training.loop import SkipBudget
@@ -58,6 +60,7 @@ class Session:
     phase: Phase | None = None  # the phase in force
     start: dict | None = None  # what the weights started from (losslab.modeling.start.load_start_weights)
     grad_probe: ProbeBatch | None = None  # the batch train/grad_share/* is measured on (trainer.grad_shares)
+    balanced_weights: dict[str, dict[str, float]] | None = None  # loss.balance=initial's, by phase ("0": the first)
 
 
 def setup(plan: Plan, run_dir: Path, world: World, resumed: dict | None = None) -> Session:
@@ -88,9 +91,18 @@ def setup(plan: Plan, run_dir: Path, world: World, resumed: dict | None = None) 
     start = resumed.get("start") if resumed else task.load_start_weights(model, start_file, model_options)
     model = model.to(device)
     probe = None
-    if sections["trainer"]["grad_shares"]:
+    if sections["trainer"]["grad_shares"] or plan.loss_balance != "none":
         check_probed(model)
         probe = draw_probe(data.train, sections["data"]["batch_size"], plan.seed, device)
+    balanced = None
+    if plan.loss_balance == "initial":
+        def build(phase_choices: dict, phase_weights: dict):
+            return task.build_losses(model_options, phase_choices, phase_weights, counts, len(data.classes))
+        # A resume keeps the weights its run chose: calibrated again on other weights, they would change.
+        balanced = resumed["balanced_weights"] if resumed else broadcast(balance_every_phase(
+            model, probe, build, choices, weights, schedule, plan.explicit_weights))
+        set_losses(model, build(choices, balanced["0"]))
+        phase_losses = {phase.number: build(phase.choices, balanced[str(phase.number)]) for phase in schedule.phases}
     trained = prepare_for_speed(model, sections["trainer"], device, world)
     trains_reference = not schedule.phases and task.trains_reference(choices, weights, model_options)
     reference = None if trains_reference else task.reference_losses(model_options)
@@ -114,7 +126,8 @@ def setup(plan: Plan, run_dir: Path, world: World, resumed: dict | None = None) 
     return Session(task, world, device, data, loaders, model, trained, plan.precision, scaler, optimizer,
                    schedulers, schedule, phase_losses, reference, monitor=plan.monitor,
                    grad_clip_norm=plan.grad_clip_norm, skip_budget=skip_budget, eval_every=plan.eval_every,
-                   eval_options=sections["eval"], class_weights=auto_weights, start=start, grad_probe=probe)
+                   eval_options=sections["eval"], class_weights=auto_weights, start=start, grad_probe=probe,
+                   balanced_weights=balanced)
 
 
 def _log_class_weights(task: Task, classes: list[str], counts: list[int], weights: list[float]) -> None:
