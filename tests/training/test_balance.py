@@ -12,6 +12,7 @@ from conftest import tiny_config
 from losslab import run
 from losslab.config.validation import validate
 from losslab.errors import LosslabError
+from losslab.training import session
 from losslab.training.balance import balanced_weights, probe_norms
 from losslab.training.builders import build_data, build_model
 from losslab.training.grad_shares import draw_probe
@@ -74,3 +75,17 @@ def test_a_balanced_run_writes_its_weights_to_summary_json(tmp_path):
     _, _, _, _, expected = calibrated("loss/box=giou")
     assert summary["balanced_weights"]["0"] == pytest.approx(expected)
     assert summary["balanced_weights"]["0"]["box_regression"] != 1.0
+
+
+def test_a_resumed_balanced_run_keeps_the_weights_its_run_chose(tmp_path, monkeypatch):
+    first = run(tiny_config("loss/box=giou", "loss.balance=initial", "eval.every=0", "trainer.grad_shares=false",
+                            "trainer.keep_resume_state=true", run_dir=tmp_path / "balanced"))
+    chosen = json.loads((first.run_dir / "summary.json").read_text())["balanced_weights"]
+
+    def measured_again(*args, **kwargs):
+        raise AssertionError("a resumed run measured its weights again")
+
+    monkeypatch.setattr(session, "balance_every_phase", measured_again)
+    resumed = run(tiny_config(f"resume={first.run_dir}"), overrides=[f"resume={first.run_dir}", "trainer.max_epochs=2"])
+    assert [row["epoch"] for row in resumed.history] == [1, 2]
+    assert json.loads((first.run_dir / "summary.json").read_text())["balanced_weights"] == chosen

@@ -96,13 +96,7 @@ def setup(plan: Plan, run_dir: Path, world: World, resumed: dict | None = None) 
         probe = draw_probe(data.train, sections["data"]["batch_size"], plan.seed, device)
     balanced = None
     if plan.loss_balance == "initial":
-        def build(phase_choices: dict, phase_weights: dict):
-            return task.build_losses(model_options, phase_choices, phase_weights, counts, len(data.classes))
-        # A resume keeps the weights its run chose: calibrated again on other weights, they would change.
-        balanced = resumed["balanced_weights"] if resumed else broadcast(balance_every_phase(
-            model, probe, build, choices, weights, schedule, plan.explicit_weights))
-        set_losses(model, build(choices, balanced["0"]))
-        phase_losses = {phase.number: build(phase.choices, balanced[str(phase.number)]) for phase in schedule.phases}
+        balanced, phase_losses = balance_losses(plan, model, probe, schedule, counts, len(data.classes), resumed)
     trained = prepare_for_speed(model, sections["trainer"], device, world)
     trains_reference = not schedule.phases and task.trains_reference(choices, weights, model_options)
     reference = None if trains_reference else task.reference_losses(model_options)
@@ -128,6 +122,20 @@ def setup(plan: Plan, run_dir: Path, world: World, resumed: dict | None = None) 
                    grad_clip_norm=plan.grad_clip_norm, skip_budget=skip_budget, eval_every=plan.eval_every,
                    eval_options=sections["eval"], class_weights=auto_weights, start=start, grad_probe=probe,
                    balanced_weights=balanced)
+
+
+def balance_losses(plan: Plan, model: torch.nn.Module, probe: ProbeBatch, schedule: LossSchedule,
+                   counts: list[int] | None, num_classes: int, resumed: dict | None) -> tuple[dict, dict]:
+    """loss.balance=initial: the calibrated weights by phase, and every phase's losses built with them; the model
+    takes the run's own. A resumed run keeps the weights its run chose (its checkpoint's): measured again, on the
+    trained weights, they would change."""
+    def build(choices: dict, weights: dict[str, float]):
+        return plan.task.build_losses(plan.model, choices, weights, counts, num_classes)
+
+    balanced = resumed["balanced_weights"] if resumed else broadcast(balance_every_phase(
+        model, probe, build, plan.loss_choices, plan.loss_weights, schedule, plan.explicit_weights))
+    set_losses(model, build(plan.loss_choices, balanced["0"]))
+    return balanced, {phase.number: build(phase.choices, balanced[str(phase.number)]) for phase in schedule.phases}
 
 
 def _log_class_weights(task: Task, classes: list[str], counts: list[int], weights: list[float]) -> None:
