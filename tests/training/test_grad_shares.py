@@ -13,9 +13,12 @@ from torch import nn
 
 from conftest import tiny_config, tiny_segmentation_config
 from losslab import run
+from losslab.config.validation import validate
 from losslab.errors import LosslabError
+from losslab.losses.catalogue import ARCH_COMPONENTS
 from losslab.reporting.curves import GRAD_SHARE, GRAD_SHARE_TITLE, loss_curves_figure
 from losslab.reporting.history import read_metrics
+from losslab.training.builders import build_data, build_model
 from losslab.training.grad_shares import check_probed, component_grad_norms, draw_probe, share_columns, shares
 
 
@@ -78,6 +81,18 @@ def test_a_model_without_a_backbone_is_refused_by_key():
     with pytest.raises(LosslabError, match=r"trainer.grad_shares=false"):
         check_probed(nn.Linear(2, 2))
     assert share_columns(KnownGradients(), None) == {}  # switched off: no columns
+
+
+@pytest.mark.parametrize("arch", ["mask_rcnn", "retinanet"])
+def test_every_component_of_each_detector_pushes_the_features(arch):
+    plan = validate(tiny_config(f"model={arch}"))
+    torch.manual_seed(0)
+    data = build_data(plan)
+    model = build_model(plan, num_classes=len(data.classes))
+    probe = draw_probe(data.train, 2, seed=0, device=torch.device("cpu"))
+    norms = component_grad_norms(model, probe.images, probe.targets, probe.seed)
+    assert set(norms) == set(ARCH_COMPONENTS[arch])
+    assert all(norm > 0 for norm in norms.values()), norms
 
 
 @pytest.fixture(scope="module")
