@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 CHECKPOINT_CHOICES = ("best", "last", "both", "none")  # trainer.checkpoints: what a finished run keeps
 # trainer.checkpoints was a boolean before it named what to keep: stored configs and old habits still say so.
 CHECKPOINT_BOOLEANS = {"true": "both", "false": "none"}
+BALANCES = ("none", "initial")  # loss.balance: keep the weights | match loss=default's gradient norms at the start
 
 
 def checkpoint_choice(value: Any) -> str:
@@ -62,6 +63,8 @@ class Plan:
     on_extend: str  # last_lr | replan
     loss_choices: dict[str, dict]  # {config key: choice} of the task's components
     loss_weights: dict[str, float]  # {component: weight}
+    loss_balance: str = "none"  # one of BALANCES
+    explicit_weights: tuple[str, ...] = ()  # components whose loss.weights differ from the presets': balance keeps them
 
     @property
     def model(self) -> dict:

@@ -137,6 +137,7 @@ class LossConfig:
     mask: Any = MISSING
     centerness: Any = MISSING
     weights: LossWeights = field(default_factory=LossWeights)
+    balance: str = MISSING
     schedule: LossSchedule = field(default_factory=LossSchedule)
 
 
@@ -150,6 +151,7 @@ class SegmentationLossWeights:
 class SegmentationLossConfig:
     pixel: LossComponentConfig = MISSING
     weights: SegmentationLossWeights = field(default_factory=SegmentationLossWeights)
+    balance: str = MISSING
     schedule: LossSchedule = field(default_factory=LossSchedule)
 
 
@@ -191,6 +193,7 @@ class TrainerConfig:
     channels_last: bool = MISSING
     compile: bool = MISSING
     cudnn_benchmark: bool = MISSING
+    grad_shares: bool = MISSING
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
 
 

@@ -10,8 +10,9 @@ import difflib
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from losslab.config.compose import config_dir
 from losslab.config.data_schema import REQUIRED_DATA_KEYS
-from losslab.config.plan import CHECKPOINT_CHOICES, Plan, Stopping, checkpoint_choice
+from losslab.config.plan import BALANCES, CHECKPOINT_CHOICES, Plan, Stopping, checkpoint_choice
 from losslab.config.selection import AUTO, evaluation_interval, settle_selection
 from losslab.config.torch_arguments import optimizer_problems, scheduler_problems, trial_problems
 from losslab.data.augment_options import validate_augment
@@ -149,6 +150,7 @@ def validate(cfg: DictConfig) -> Plan:
                                    "learning rate (a factor <= 0 would stop or reverse training)")
     for component, weight in cfg.loss.weights.items():
         check(weight >= 0, f"loss.weights.{component}={weight}: expected >= 0")
+    check(balance_of(cfg) in BALANCES, f"loss.balance={balance_of(cfg)}: expected {' or '.join(BALANCES)}")
     problems += config_problems(task, sections)
     try:
         check_split_options(OmegaConf.to_container(cfg.split), own_split=cfg.data.name in DATA_WITH_SPLITS)
@@ -204,4 +206,16 @@ def plan(task: Task, cfg: DictConfig, sections: dict) -> Plan:
                 if stopping.enabled else None,
                 grad_clip_norm=trainer.grad_clip_norm,
                 max_skipped_batches=trainer.max_skipped_batches if trainer.on_nonfinite == "skip" else None,
-                on_extend=trainer.on_extend, loss_choices=choices, loss_weights=weights)
+                on_extend=trainer.on_extend, loss_choices=choices, loss_weights=weights,
+                loss_balance=balance_of(cfg), explicit_weights=explicit_weights(task, weights))
+
+
+def balance_of(cfg: DictConfig) -> str:
+    return cfg.loss.get("balance", "none")  # a config stored before loss.balance existed trained without it
+
+
+def explicit_weights(task: Task, weights: dict[str, float]) -> tuple[str, ...]:
+    """The components whose loss.weights differ from the presets' (conf/loss/by_task/TASK/base.yaml): weights the
+    user chose, which loss.balance leaves as they are."""
+    presets = OmegaConf.load(config_dir() / "loss" / "by_task" / task.name / "base.yaml").weights
+    return tuple(name for name, weight in weights.items() if weight != presets.get(name))

@@ -28,6 +28,8 @@ REF_STYLE = {"color": "tab:gray", "linestyle": "--", "marker": ".", "markersize"
 PALETTE = tuple(TABLEAU_COLORS)  # tab:blue, tab:orange, ... : matplotlib's default cycle, by name
 SWEEP_STYLES = ("-", "--", ":", "-.")  # a figure holding runs of several sweeps: one line style per sweep
 SHADED, BARRED = "shaded: min-max over the group's runs", "error bar: min-max over the group's runs at its one epoch"
+GRAD_SHARE = "train/grad_share/"  # + component: each component's share of the gradient at the shared features
+GRAD_SHARE_TITLE = "gradient share at the features"
 SWEEP_TITLES = {"val/loss": "val/loss (each run's training objective)",
                 "val/ref_loss": "val/ref_loss (loss=default: comparable across runs)"}
 
@@ -44,12 +46,15 @@ def plot_loss_curves(rows: list[dict], path: Path, title: str = "", best_epoch: 
 
 
 def loss_curves_figure(rows: list[dict], title: str = "", best_epoch: int | None = None) -> Figure:
-    """Total train vs val loss, then one panel per component present, then the learning rate."""
+    """Total train vs val loss, then one panel per component present, the val metrics and the gradient shares
+    (each where its columns exist), then the learning rate."""
     epochs = [r["epoch"] for r in rows]
     panels = ["loss"] + [c for c in COMPONENTS if any(f"train/{c}" in r or f"val/{c}" in r for r in rows)]
-    metrics = [m for m in METRIC_LINES if any(m in r for r in rows)]
-    if metrics:
-        panels.append("metrics")
+    # Panels of one line per column: {title: {column: label}}, each drawn only where its columns exist.
+    lines = {"val metrics": {m: m.removeprefix("val/") for m in METRIC_LINES if any(m in r for r in rows)},
+             GRAD_SHARE_TITLE: {c: c.removeprefix(GRAD_SHARE) for c in dict.fromkeys(
+                 k for r in rows for k in r if k.startswith(GRAD_SHARE))}}
+    panels += [title for title, columns in lines.items() if columns]
     has_lr = any("lr" in r for r in rows)
     ncols = min(3, len(panels))
     nrows = math.ceil(len(panels) / ncols) + (1 if has_lr else 0)
@@ -61,10 +66,10 @@ def loss_curves_figure(rows: list[dict], title: str = "", best_epoch: int | None
     grid = fig.add_gridspec(nrows, ncols, height_ratios=heights, **_margins(size, nrows, ncols, bool(title)))
     for i, name in enumerate(panels):
         ax = fig.add_subplot(grid[i // ncols, i % ncols])
-        if name == "metrics":
-            for metric in metrics:
-                ax.plot(*_series(rows, metric), marker="o", markersize=3, label=metric.removeprefix("val/"))
-            ax.set_title("val metrics")
+        if name in lines:
+            for column, label in lines[name].items():
+                ax.plot(*_series(rows, column), marker="o", markersize=3, label=label)
+            ax.set_title(name)
             ax.legend(fontsize=7)
             _epoch_axis(ax, epochs)
             continue

@@ -50,6 +50,7 @@ def resume_state(session: Session, rows: list[dict], config: str) -> dict:
         "classes": list(session.data.classes),
         "category_ids": list(session.data.category_ids),
         "start": session.start,
+        "balanced_weights": session.balanced_weights,  # loss.balance=initial's: a resume keeps them
     }
 
 

@@ -7,6 +7,7 @@ import time
 
 from losslab.modeling.heads import get_losses, set_losses
 from losslab.reporting.comparison import loss_title
+from losslab.training.grad_shares import share_columns
 from losslab.training.loop import train_one_epoch, validation_loss
 from losslab.training.session import Session
 
@@ -58,6 +59,7 @@ def run_epoch(session: Session, epoch: int, seed: int, progress: bool) -> dict:
                                        session.eval_options, session.device, progress, session.precision)
         row |= {f"val/{name}": value for name, value in metrics.items()}
         row["time_s"] = round(time.monotonic() - start, 3)
+    row |= share_columns(session.model, session.grad_probe)  # after time_s: the probe's cost is measured apart
     session.schedulers.end_epoch(row[session.monitor])
     return row
 

@@ -89,6 +89,7 @@ def train_in_folder(plan: Plan, run_dir: Path, checkpoint: dict | None, world: W
                           session.device if session else None, list(session.data.classes) if session else None,
                           session.class_weights if session else None, session.start if session else None, run_dir,
                           measured_on(plan, len(session.loaders["val"].dataset) if session else None))
+    summary["balanced_weights"] = session.balanced_weights if session else None  # loss.balance=initial's
     if world.main:
         write_summary(run_dir, summary, history, loggers, plan.keep_resume_state)
     if failure is not None:

@@ -15,16 +15,19 @@ from losslab.data.datasets import DetectionData
 from losslab.data.images import counted
 from losslab.data.segmentation import SegmentationData
 from losslab.data.split import write_split
-from losslab.distributed import World
+from losslab.distributed import World, broadcast
 from losslab.losses.build import ComponentLosses
 from losslab.losses.catalogue import WITH_BACKGROUND
 from losslab.losses.components import class_weights, needs_class_counts
 from losslab.losses.schedule import LossSchedule, Phase
 from losslab.losses.segmentation_build import SegmentationLosses
+from losslab.modeling.heads import set_losses
 from losslab.modeling.runtime import resolve_device
 from losslab.tasks import Task
+from losslab.training.balance import balance_every_phase
 from losslab.training.builders import build_data, build_dataloaders
 from losslab.training.data_audit import audit_run_data
+from losslab.training.grad_shares import ProbeBatch, check_probed, draw_probe
 from losslab.training.loop import SkipBudget
 from losslab.training.optim import Schedulers, build_optimizer, build_schedulers
 
@@ -57,6 +60,8 @@ class Session:
     class_weights: list[float] | None = None  # weighted_ce with automatic weights
     phase: Phase | None = None  # the phase in force
     start: dict | None = None  # what the weights started from (losslab.modeling.start.load_start_weights)
+    grad_probe: ProbeBatch | None = None  # the batch train/grad_share/* is measured on (trainer.grad_shares)
+    balanced_weights: dict[str, dict[str, float]] | None = None  # loss.balance=initial's, by phase ("0": the first)
 
 
 def setup(plan: Plan, run_dir: Path, world: World, resumed: dict | None = None) -> Session:
@@ -86,6 +91,13 @@ def setup(plan: Plan, run_dir: Path, world: World, resumed: dict | None = None) 
     model = task.build_model(model_options, losses, len(data.classes))
     start = resumed.get("start") if resumed else task.load_start_weights(model, start_file, model_options)
     model = model.to(device)
+    probe = None
+    if sections["trainer"]["grad_shares"] or plan.loss_balance != "none":
+        check_probed(model)
+        probe = draw_probe(data.train, sections["data"]["batch_size"], plan.seed, device)
+    balanced = None
+    if plan.loss_balance == "initial":
+        balanced, phase_losses = balance_losses(plan, model, probe, schedule, counts, len(data.classes), resumed)
     trained = prepare_for_speed(model, sections["trainer"], device, world)
     trains_reference = not schedule.phases and task.trains_reference(choices, weights, model_options)
     reference = None if trains_reference else task.reference_losses(model_options)
@@ -109,10 +121,26 @@ def setup(plan: Plan, run_dir: Path, world: World, resumed: dict | None = None) 
                  plan.monitor, sections["eval"]["every"])
     skip_budget = SkipBudget(plan.max_skipped_batches) if plan.max_skipped_batches is not None else None
     scaler = torch.amp.GradScaler(device.type) if plan.precision == "16-mixed" else None
+    probe = probe if sections["trainer"]["grad_shares"] and world.main else None  # only the main process's row is kept
     return Session(task, world, device, data, loaders, model, trained, plan.precision, scaler, optimizer,
                    schedulers, schedule, phase_losses, reference, monitor=plan.monitor,
                    grad_clip_norm=plan.grad_clip_norm, skip_budget=skip_budget, eval_every=plan.eval_every,
-                   eval_options=sections["eval"], class_weights=auto_weights, start=start)
+                   eval_options=sections["eval"], class_weights=auto_weights, start=start, grad_probe=probe,
+                   balanced_weights=balanced)
+
+
+def balance_losses(plan: Plan, model: torch.nn.Module, probe: ProbeBatch, schedule: LossSchedule,
+                   counts: list[int] | None, num_classes: int, resumed: dict | None) -> tuple[dict, dict]:
+    """loss.balance=initial: the calibrated weights by phase, and every phase's losses built with them; the model
+    takes the run's own. A resumed run keeps the weights its run chose (its checkpoint's): measured again, on the
+    trained weights, they would change."""
+    def build(choices: dict, weights: dict[str, float]):
+        return plan.task.build_losses(plan.model, choices, weights, counts, num_classes)
+
+    balanced = resumed["balanced_weights"] if resumed else broadcast(balance_every_phase(
+        model, probe, build, plan.loss_choices, plan.loss_weights, schedule, plan.explicit_weights))
+    set_losses(model, build(plan.loss_choices, balanced["0"]))
+    return balanced, {phase.number: build(phase.choices, balanced[str(phase.number)]) for phase in schedule.phases}
 
 
 def _log_class_weights(task: Task, classes: list[str], counts: list[int], weights: list[float]) -> None:
