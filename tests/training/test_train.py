@@ -139,8 +139,8 @@ def test_divergence_in_the_validation_pass_is_named_so(tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        (["trainer.monitor=val/mAPP"], "trainer.monitor=val/mAPP: expected one of lr, train/loss"),
-        (["model=retinanet", "trainer.monitor=val/mask"], "expected one of lr, train/loss, train/classification"),
+        (["trainer.monitor=val/mAPP"], "trainer.monitor=val/mAPP: expected auto or one of lr, train/loss"),
+        (["model=retinanet", "trainer.monitor=val/mask"], "expected auto or one of lr, train/loss, train/classification"),
         (["trainer.max_epochs=0"], "trainer.max_epochs=0: expected at least 1"),
         (["optimizer.lr=0"], "optimizer.lr=0.0: expected a positive learning rate"),
         (["optimizer.lr=-1", "data.batch_size=0"], "optimizer.lr=-1.0.*; data.batch_size=0"),
@@ -238,5 +238,5 @@ def test_evaluation_can_be_off_and_monitoring_map_turns_it_on_every_epoch(tmp_pa
                                "trainer.early_stopping.monitor=val/F1", "trainer.early_stopping.mode=max")
         assert validate(stopping).eval_every == 1
     assert validate(tiny_config("eval.every=3", "trainer.monitor=val/ref_loss")).eval_every == 3
-    with pytest.raises(LosslabError, match="trainer.monitor=val/mAPP: expected one of .*val/mAP"):
+    with pytest.raises(LosslabError, match="trainer.monitor=val/mAPP: expected auto or one of .*val/mAP"):
         validate(tiny_config("trainer.monitor=val/mAPP"))
