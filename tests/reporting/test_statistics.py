@@ -4,6 +4,7 @@ a paired or Welch t-test and a verdict, exactly as scipy computes them from made
 from __future__ import annotations
 
 import csv
+import json
 import statistics
 
 import numpy as np
@@ -281,3 +282,20 @@ def test_a_group_has_one_colour_in_the_sweeps_curves_and_statistics(seeds):
     ax = statistics_figure(rows, "max").axes[0]
     diamonds = [line.get_color() for line in ax.get_lines() if line.get_marker() == "D"]
     assert diamonds == [expected[row["group"]] for row in reversed(rows)]  # best on top, drawn bottom up
+
+
+def test_the_sweep_table_shows_each_jobs_final_gradient_shares_and_balanced_weights(tmp_path):
+    rows = [{"epoch": 1, "val/loss": 1.0, "train/grad_share/classification": 0.6,
+             "train/grad_share/box_regression": 0.4},
+            {"epoch": 2, "val/loss": 0.9, "train/grad_share/classification": 0.55,
+             "train/grad_share/box_regression": 0.45}]
+    fake_run(tmp_path / "0", ["loss/box=giou", "loss.balance=initial"], rows)
+    summary = json.loads((tmp_path / "0" / "summary.json").read_text())
+    (tmp_path / "0" / "summary.json").write_text(json.dumps(summary | {"balanced_weights": {"0": {"box": 9.48}}}))
+    fake_run(tmp_path / "1", ["loss/box=giou"], rows[:1])
+    jobs = {job["job"]: job for job in summarize_sweep(tmp_path).jobs}
+    assert jobs["0"]["grad_shares"] == "classification 0.550 box_regression 0.450"
+    assert jobs["0"]["balanced_weights"] == "box 9.48" and jobs["1"]["balanced_weights"] is None
+    with (tmp_path / "sweep_summary.csv").open() as f:
+        written = {row["job"]: row for row in csv.DictReader(f)}
+    assert written["1"]["grad_shares"] == "classification 0.600 box_regression 0.400"

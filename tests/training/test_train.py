@@ -140,7 +140,8 @@ def test_divergence_in_the_validation_pass_is_named_so(tmp_path, monkeypatch):
     ("overrides", "message"),
     [
         (["trainer.monitor=val/mAPP"], "trainer.monitor=val/mAPP: expected auto or one of lr, train/loss"),
-        (["model=retinanet", "trainer.monitor=val/mask"], "expected auto or one of lr, train/loss, train/classification"),
+        (["model=retinanet", "trainer.monitor=val/mask"],
+         "expected auto or one of lr, train/loss, train/classification"),
         (["trainer.max_epochs=0"], "trainer.max_epochs=0: expected at least 1"),
         (["optimizer.lr=0"], "optimizer.lr=0.0: expected a positive learning rate"),
         (["optimizer.lr=-1", "data.batch_size=0"], "optimizer.lr=-1.0.*; data.batch_size=0"),

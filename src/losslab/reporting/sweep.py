@@ -17,14 +17,14 @@ from losslab.reporting.comparison import (
     run_ranking,
     write_table,
 )
-from losslab.reporting.curves import plot_group_statistics, plot_sweep_curves, sweep_columns
+from losslab.reporting.curves import GRAD_SHARE, plot_group_statistics, plot_sweep_curves, sweep_columns
 from losslab.reporting.ranking import Ranking, ranked
 from losslab.reporting.repeats import STATS_COLUMNS, Group, group_curves, group_runs, group_statistics, has_repeats
 
 ERROR_MARK = "][ERROR] "  # how train.log's format ("[%(asctime)s][%(levelname)s] %(message)s") marks an error
 SUMMARY_COLUMNS = ("rank", "job", "overrides", "status", "rank_by", "value", "kept_epoch", "checkpoint", "val_loss",
-                   "val_mAP", "val_ref_loss", "epochs_run", "diagnosis", "error", "rank_reason", "comparable",
-                   "run_dir", "all_overrides")
+                   "val_mAP", "val_ref_loss", "epochs_run", "grad_shares", "balanced_weights", "diagnosis", "error",
+                   "rank_reason", "comparable", "run_dir", "all_overrides")
 
 
 @dataclass
@@ -66,6 +66,8 @@ def job_summary(run: FinishedRun, label: list[str], ranking: Ranking, note: str 
         "val_mAP": kept_value(run, "val/mAP")[0],
         "val_ref_loss": kept_value(run, "val/ref_loss")[0],
         "epochs_run": run.summary.get("epochs_run"),
+        "grad_shares": final_shares(run.history),
+        "balanced_weights": balanced(run.summary.get("balanced_weights")),
         "diagnosis": (run.summary.get("diagnosis") or {}).get("text"),
         "error": failure_reason(run.path, run.summary),
         "rank_reason": ranking.reason,
@@ -73,6 +75,23 @@ def job_summary(run: FinishedRun, label: list[str], ranking: Ranking, note: str 
         "run_dir": str(run.path),
         "all_overrides": " ".join(run.overrides),
     }
+
+
+def final_shares(history: list[dict]) -> str | None:
+    """The last epoch's gradient shares, 'classification 0.41 box_regression 0.33 ...'; None without them."""
+    last = history[-1] if history else {}
+    shares = [(key.removeprefix(GRAD_SHARE), value) for key, value in last.items() if key.startswith(GRAD_SHARE)]
+    return " ".join(f"{name} {value:.3f}" for name, value in shares) or None
+
+
+def balanced(weights: dict | None) -> str | None:
+    """loss.balance=initial's weights by loss phase, 'box_regression 9.48' (a schedule: 'phase 0: ...; phase 1: ...');
+    None when the job did not balance."""
+    if not weights:
+        return None
+    said = {phase: " ".join(f"{name} {value:.3g}" for name, value in chosen.items())
+            for phase, chosen in weights.items()}
+    return said["0"] if len(said) == 1 and "0" in said else "; ".join(f"phase {p}: {w}" for p, w in said.items())
 
 
 def failure_reason(job_dir: Path, summary: dict) -> str | None:
