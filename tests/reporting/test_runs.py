@@ -211,3 +211,11 @@ def test_runs_says_resumable_only_for_a_whole_resume_state_and_finish_for_a_run_
     assert not ran.exists()  # read, never run: resume refuses it (weights_only), and so does the listing
     assert losslab_main(["runs", str(root)]) == 0
     assert "finish" in capsys.readouterr().out
+
+
+def test_runs_shows_the_weights_loss_balance_chose(sweep):
+    summary = json.loads((sweep / "0" / "summary.json").read_text())
+    (sweep / "0" / "summary.json").write_text(json.dumps(summary | {"balanced_weights": {"0": {"cls": 0.25}}}))
+    by_dir = {row["run_dir"]: row for row in list_runs(sweep.parent)}
+    assert by_dir[str(sweep / "0")]["loss"] == "cls=focal (balanced: cls 0.25)"
+    assert by_dir[str(sweep / "1")]["loss"] == "default"

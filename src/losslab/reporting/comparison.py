@@ -214,7 +214,8 @@ def list_runs(root: Path) -> list[dict]:
             "date": datetime.fromtimestamp(last_write).strftime("%Y-%m-%d %H:%M"),
             "status": status,
             "model": title.split(", loss: ")[0],
-            "loss": title.split(", loss: ")[-1],
+            "loss": title.split(", loss: ")[-1] + (f" (balanced: {weights})" if (weights := balanced(
+                summary.get("balanced_weights"))) else ""),
             "start": start_of(config or {}),
             "best_val_loss": best.get("val/loss"),
             "epochs_run": epochs,
@@ -223,6 +224,16 @@ def list_runs(root: Path) -> list[dict]:
             "run_dir": str(run),
         })
     return sorted(rows, key=lambda row: row["time"], reverse=True)
+
+
+def balanced(weights: dict | None) -> str | None:
+    """loss.balance=initial's weights by loss phase, 'box_regression 9.48' (a schedule: 'phase 0: ...; phase 1: ...');
+    None when the job did not balance."""
+    if not weights:
+        return None
+    said = {phase: " ".join(f"{name} {value:.3g}" for name, value in chosen.items())
+            for phase, chosen in weights.items()}
+    return said["0"] if len(said) == 1 and "0" in said else "; ".join(f"phase {p}: {w}" for p, w in said.items())
 
 
 def folder_size(folder: Path) -> int:

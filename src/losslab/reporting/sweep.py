@@ -8,6 +8,7 @@ from pathlib import Path
 
 from losslab.reporting.comparison import (
     FinishedRun,
+    balanced,
     comparability_note,
     distinguishing,
     job_order,
@@ -82,16 +83,6 @@ def final_shares(history: list[dict]) -> str | None:
     last = history[-1] if history else {}
     shares = [(key.removeprefix(GRAD_SHARE), value) for key, value in last.items() if key.startswith(GRAD_SHARE)]
     return " ".join(f"{name} {value:.3f}" for name, value in shares) or None
-
-
-def balanced(weights: dict | None) -> str | None:
-    """loss.balance=initial's weights by loss phase, 'box_regression 9.48' (a schedule: 'phase 0: ...; phase 1: ...');
-    None when the job did not balance."""
-    if not weights:
-        return None
-    said = {phase: " ".join(f"{name} {value:.3g}" for name, value in chosen.items())
-            for phase, chosen in weights.items()}
-    return said["0"] if len(said) == 1 and "0" in said else "; ".join(f"phase {p}: {w}" for p, w in said.items())
 
 
 def failure_reason(job_dir: Path, summary: dict) -> str | None:
