@@ -11,10 +11,7 @@ import argparse
 from datetime import datetime
 from pathlib import Path
 
-from hydra.errors import HydraException
-
-from losslab.config.compose import compose_config
-from losslab.config.validation import validate
+from losslab.config.validation import plan_of
 from losslab.errors import LosslabError
 from losslab.training.data_audit import AUDIT_FILES, audit_data, write_audit
 
@@ -26,11 +23,7 @@ def audit_dataset(overrides: list[str], out: Path | None = None) -> tuple[dict, 
     outputs/audits/DATE/TIME); its numbers and the folder."""
     if out is not None:
         check_own_folder(out)
-    try:
-        cfg = compose_config(overrides)
-    except HydraException as error:
-        raise LosslabError(f"the overrides {' '.join(overrides)} do not compose: {error}") from error
-    plan = validate(cfg)
+    plan = plan_of(overrides)
     sections = plan.sections
     numbers, points = audit_data(plan.task.build_data(sections["data"], sections["split"]))
     numbers["data"] = sections["data"]["name"]

@@ -13,18 +13,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from hydra.errors import HydraException
 from matplotlib.image import imsave
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 from torchvision.utils import make_grid
 
-from losslab.config.compose import compose_config
-from losslab.config.validation import validate
+from losslab.config.validation import plan_of
 from losslab.data.mixing import augmented
 from losslab.data.transforms import JointTransform
-from losslab.errors import LosslabError
 from losslab.reporting.drawing import draw_objects
 from losslab.reporting.segmentation_figures import draw_class_mask
 
@@ -98,11 +95,7 @@ def main(args: argparse.Namespace) -> int:
 
 def draw_augmentations(overrides: list[str], out: Path, samples: int, seed: int) -> Path:
     """The configured train split, augmented as `train` would augment it, drawn into `out`."""
-    try:
-        cfg = compose_config(overrides)
-    except HydraException as error:
-        raise LosslabError(f"the overrides {' '.join(overrides)} do not compose: {error}") from error
-    plan = validate(cfg)
+    plan = plan_of(overrides)
     sections = plan.sections
     train, augment, classes = plan.task.augmented_train_split(sections["data"], sections["split"], sections["augment"])
     return show_augment(train, augment, out, samples, seed, classes)

@@ -219,3 +219,17 @@ def explicit_weights(task: Task, weights: dict[str, float]) -> tuple[str, ...]:
     user chose, which loss.balance leaves as they are."""
     presets = OmegaConf.load(config_dir() / "loss" / "by_task" / task.name / "base.yaml").weights
     return tuple(name for name, weight in weights.items() if weight != presets.get(name))
+
+
+def plan_of(overrides: list[str]) -> Plan:
+    """The validated plan of `overrides` composed as `train` composes them (the commands that read a config without
+    training: `losslab data`, `show-augment`); a LosslabError where they do not compose or validate."""
+    from hydra.errors import HydraException
+
+    from losslab.config.compose import compose_config
+
+    try:
+        cfg = compose_config(overrides)
+    except HydraException as error:
+        raise LosslabError(f"the overrides {' '.join(overrides)} do not compose: {error}") from error
+    return validate(cfg)

@@ -150,21 +150,15 @@ def with_stock_heads(model: nn.Module) -> nn.Module:
     """
     if isinstance(model, LossSSD):
         return stock_ssd(model)
-    if isinstance(model, FCOS):
-        head = FCOSHead(model.backbone.out_channels, model.anchor_generator.num_anchors_per_location()[0],
-                        model.head.classification_head.num_classes)
-        head.classification_head = model.head.classification_head
-        head.regression_head = model.head.regression_head
-        model.head = head.train(model.training)
-        return model
-    if isinstance(model, RetinaNet):
-        head = RetinaNetHead(model.backbone.out_channels, model.anchor_generator.num_anchors_per_location()[0],
-                             model.head.classification_head.num_classes)
-        # Its two halves are the loss head's own, whatever their layers (v1 or v2's GroupNorm).
-        head.classification_head = model.head.classification_head
-        head.regression_head = model.head.regression_head
-        model.head = head.train(model.training)
-        return model
+    for detector, stock_head in ((FCOS, FCOSHead), (RetinaNet, RetinaNetHead)):
+        if isinstance(model, detector):
+            head = stock_head(model.backbone.out_channels, model.anchor_generator.num_anchors_per_location()[0],
+                              model.head.classification_head.num_classes)
+            # Its two halves are the loss head's own, whatever their layers (v1 or v2's GroupNorm).
+            head.classification_head = model.head.classification_head
+            head.regression_head = model.head.regression_head
+            model.head = head.train(model.training)
+            return model
     model.rpn = RegionProposalNetwork(**rpn_arguments(model.rpn))
     model.roi_heads = RoIHeads(**roi_heads_arguments(model.roi_heads))
     model.rpn.train(model.training)  # a new module starts in train mode
