@@ -9,8 +9,9 @@ import re
 import pytest
 import torch
 
-from conftest import TINY, tiny_config
+from conftest import TINY, TINY_SEGMENTATION, tiny_config
 from in_process import losslab, train
+from losslab import compose_config
 from losslab.config.validation import validate
 
 
@@ -18,7 +19,6 @@ from losslab.config.validation import validate
     ([], "val/mAP", "max", 1),  # evaluated every epoch by default: the study's yardstick is mAP
     (["eval.every=2"], "val/ref_loss", "min", 2),  # not every epoch evaluated: the reference loss, every epoch
     (["eval.every=0"], "val/ref_loss", "min", 0),
-    (["task=segmentation"], "val/mIoU", "max", 1),
     (["trainer.monitor=val/loss"], "val/loss", "min", 1),  # the user's explicit choice wins
     (["trainer.monitor=val/F1", "eval.every=3"], "val/F1", "max", 1),  # an evaluated monitor evaluates every epoch
 ])
@@ -26,6 +26,11 @@ def test_auto_selects_a_yardstick_common_to_every_loss(overrides, monitor, mode,
     plan = validate(tiny_config(*overrides))
     assert (plan.monitor, plan.mode, plan.eval_every) == (monitor, mode, every)
     assert plan.sections["trainer"]["monitor"] == monitor  # what every reader of the config sees
+
+
+def test_a_segmentation_run_selects_by_miou():
+    plan = validate(compose_config(TINY_SEGMENTATION))
+    assert (plan.monitor, plan.mode, plan.eval_every) == ("val/mIoU", "max", 1)
 
 
 def test_early_stopping_and_a_plateau_scheduler_follow_the_selection_metric():

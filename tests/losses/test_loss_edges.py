@@ -12,6 +12,7 @@ from torchvision.models.detection._utils import BoxCoder
 from torchvision.ops import complete_box_iou_loss, sigmoid_focal_loss
 
 from losslab.errors import LosslabError
+from losslab.losses import centerness as C
 from losslab.losses import functional as L
 from losslab.losses import mask_losses as M
 from losslab.losses.adapters import rpn_smooth_l1
@@ -224,6 +225,16 @@ def _objectness_cases():
     yield "empty", torch.zeros(0), torch.zeros(0)
 
 
+def _centerness_cases():
+    """FCOS's centre-ness: one logit per foreground location against a soft target in [0, 1]."""
+    gen = torch.Generator().manual_seed(4)
+    targets = torch.rand(8, generator=gen)
+    yield "random", torch.randn(8, generator=gen) * 3, targets
+    yield "saturated", torch.tensor([-40.0, 40.0] * 4), targets
+    yield "targets at 0 and 1", torch.randn(8, generator=gen) * 3, torch.tensor([0.0, 1.0] * 4)
+    yield "empty", torch.zeros(0), torch.zeros(0)
+
+
 def _parameter_sets(key: str, name: str, function_name: str):
     """The catalogue's defaults, bound as `build_losses` binds them, and gamma 0.5 and 2 for the focal losses."""
     params = dict(CATALOGUE[key][name].defaults)
@@ -249,7 +260,7 @@ def _built_in_losses():
 
 @pytest.mark.parametrize(("key", "function_name", "params"), list(_built_in_losses()))
 def test_every_built_in_loss_is_finite_with_finite_gradients_at_its_edges(key, function_name, params):
-    fn = getattr(L, function_name, None) or getattr(M, function_name)
+    fn = getattr(L, function_name, None) or getattr(M, function_name, None) or getattr(C, function_name)
     if key == "box":
         for coder in (UNIT_CODER, RCNN_CODER):
             scale = torch.tensor(coder.weights)
@@ -257,7 +268,8 @@ def test_every_built_in_loss_is_finite_with_finite_gradients_at_its_edges(key, f
                 value, gradient = _value_and_gradient(fn, pred * scale, target * scale, anchors, coder, **params)
                 _assert_finite(value, gradient, f"{case}, coder weights {coder.weights}")
         return
-    cases = {"cls": _classification_cases, "mask": _mask_cases, "objectness": _objectness_cases}[key]
+    cases = {"cls": _classification_cases, "mask": _mask_cases, "objectness": _objectness_cases,
+             "centerness": _centerness_cases}[key]
     for case, inputs, targets in cases():
         _assert_finite(*_value_and_gradient(fn, inputs, targets, **params), case)
 

@@ -42,13 +42,15 @@ def test_padding_counts_nowhere_and_the_validation_loss_changes_nothing():
     model = _segmenter()
     small, large = torch.rand(3, 48, 48), torch.rand(3, 48, 64)
     small_target = {"mask": torch.randint(0, 3, (48, 48))}
+    large_target = {"mask": torch.full((48, 64), 255)}
     alone = validation_loss(model, [([small], [small_target])], torch.device("cpu"))
-    # Beside a wider image whose every pixel is ignored, the small one is padded (with ignored pixels): the batch's
-    # loss is the mean over the counted pixels, the small image's alone.
+    large_alone = validation_loss(model, [([large], [large_target])], torch.device("cpu"))
+    # Batched beside a wider image, the small one is not padded: each image is its own forward, and the loss is
+    # the mean of the images' losses (an image whose every pixel is ignored scores 0).
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    together = validation_loss(model, [([small, large], [small_target, {"mask": torch.full((48, 64), 255)}])],
-                               torch.device("cpu"))
-    assert together["pixel"] == pytest.approx(alone["pixel"], rel=1e-5)
+    together = validation_loss(model, [([small, large], [small_target, large_target])], torch.device("cpu"))
+    assert large_alone["pixel"] == 0.0
+    assert together["pixel"] == pytest.approx((alone["pixel"] + large_alone["pixel"]) / 2, rel=1e-5)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 

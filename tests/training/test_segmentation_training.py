@@ -29,7 +29,7 @@ def test_task_segmentation_switches_model_and_loss_defaults_and_keeps_detection_
     cfg = compose_config(["task=segmentation"])
     assert (cfg.task, cfg.model.arch, cfg.data.name) == ("segmentation", "lraspp", "shapes")
     assert OmegaConf.to_container(cfg.loss) == {"pixel": {"name": "default"}, "weights": {"pixel": 1.0, "aux": 0.5},
-                                                "schedule": {"phases": [], "cycle": False}}
+                                                "balance": "none", "schedule": {"phases": [], "cycle": False}}
     assert compose_config(["task=segmentation", "loss=dice"]).loss.pixel.name == "dice"
     assert compose_config(["loss=dice"]).loss.mask.name == "dice"  # detection: Mask R-CNN's mask loss
     detection = compose_config([])
@@ -43,7 +43,7 @@ def test_task_segmentation_switches_model_and_loss_defaults_and_keeps_detection_
     (["model=deeplabv3"], "model=deeplabv3 is a semantic segmentation model; add task=segmentation"),
     (["task=segmentation", "model=retinanet"], "model=retinanet is a detector"),
     (["task=segmentation", "data=voc", "data.root=x"], "use data=voc_seg|data=voc_seg"),
-    (["task=segmentation", "trainer.monitor=val/mAP"], "trainer.monitor=val/mAP: expected one of"),
+    (["task=segmentation", "trainer.monitor=val/mAP"], "trainer.monitor=val/mAP: expected auto or one of"),
     (["task=segmentation", "augment.copy_paste.p=0.5"], "augment.copy_paste.p=0.5: copy_paste pastes object "
                                                          "instances"),
     (["task=segmentation", "model=fcn", "model.backbone=mobilenet_v3_large"], "model=fcn has the backbones"),

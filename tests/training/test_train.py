@@ -62,7 +62,8 @@ def test_summary_names_the_best_epoch_and_a_diagnosis(finished):
     assert summary["best"]["val/loss"] == pytest.approx(best["val/loss"])
     assert summary["measured_on"]["val_images"] == 3  # TINY: 10 images, 5 train / 3 val / 2 test
     # The curves it reports, read by the documented rules (3 val images: too few to judge them).
-    assert summary["diagnosis"] == diagnose(result.history, val_images=3)
+    assert summary["diagnosis"] == diagnose(result.history, val_images=3,
+                                            trains_batch_norm=summary["start"]["batch_norm_layers"] > 0)
     assert summary["diagnosis"]["state"] == "too few images"
     assert summary["classes"] == ["circle", "square", "triangle"]
     assert {"python", "torch", "torchvision", "losslab"} <= set(summary["versions"])
@@ -149,7 +150,7 @@ def test_divergence_in_the_validation_pass_is_named_so(tmp_path, monkeypatch):
         (["data.num_images=0"], "data.num_images >= 1"),
         (["split.train=0.9"], "must be non-negative and sum to at most 1 \\(they sum to 1.4\\)"),
         (["trainer.early_stopping.patience=-1"], "trainer.early_stopping.patience=-1: expected 0 or more"),
-        (["model.backbone=vgg16"], "model.backbone=vgg16: expected one of resnet18_fpn"),
+        (["model.backbone=vgg16"], "model.backbone=vgg16: expected resnet18_fpn or resnet50_fpn"),
         (["logger.backends=[wandb]"], "logger.backends has \\['wandb'\\]: expected names among tensorboard, mlflow"),
         (["eval.backend=cocoapi"], "eval.backend=cocoapi: expected one of pycocotools, faster_coco_eval"),
     ],
