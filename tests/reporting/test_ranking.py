@@ -15,7 +15,8 @@ from conftest import fake_run
 from losslab.cli import main as losslab_main
 from losslab.commands.train import SweepSummaryCallback
 from losslab.config.compose import config_dir
-from losslab.reporting.comparison import incomparable, load_runs
+from losslab.reporting.comparability import incomparable
+from losslab.reporting.comparison import load_runs
 from losslab.reporting.ranking import choose_ranking, loss_differences, own_objective, ranked
 from losslab.reporting.sweep import summarize_sweep
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from losslab.errors import LosslabError
 from losslab.reporting import comparison
+from losslab.reporting.comparability import comparability_note
 from losslab.reporting.ranking import Ranking
 
 # The reason and the comparability warning are printed once above the table.
@@ -37,7 +38,7 @@ def main(args: argparse.Namespace) -> int:
                            "(e.g. --group-by trainer.seed), which groups runs that differ only in KEY.")
     runs = comparison.load_runs(args.dirs)
     ranking = comparison.run_ranking(runs, args.metric, args.mode, "--metric")
-    note = comparison.comparability_note(runs, ranking, forced=args.force or args.metric is not None)
+    note = comparability_note(runs, ranking, forced=args.force or args.metric is not None)
     if note and not (args.force or args.metric):
         raise LosslabError(f"{note.replace('(ranked anyway)', '').strip()}: their values are not measured on the "
                            "same yardstick. Compare runs of one study, or add --force to rank them anyway (the "

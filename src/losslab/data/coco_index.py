@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from losslab.data.boxes import crosses_edge, dropped_box_warnings, dropped_boxes, fit_boxes
 from losslab.data.coco_file import Annotations, read_coco
 from losslab.data.coco_structure import annotated_size, check_structure, raise_if, without_background
 from losslab.data.images import (
@@ -24,10 +25,6 @@ from losslab.data.images import (
     ImageFile,
     Record,
     counted,
-    crosses_edge,
-    dropped_box_warnings,
-    dropped_boxes,
-    fit_boxes,
     listing,
     probe_images,
     resolve_files,

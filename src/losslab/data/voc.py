@@ -25,16 +25,14 @@ from xml.parsers.expat import ErrorString
 
 import numpy as np
 
+from losslab.data.boxes import dropped_box_warnings, dropped_boxes, fit_boxes
 from losslab.data.images import (
     IMAGE_EXTENSIONS,
     AnnotatedImages,
     Record,
     counted,
-    dropped_box_warnings,
-    dropped_boxes,
     existing_file,
     existing_folder,
-    fit_boxes,
     listing,
     probe_images,
     refuse_outside_links,

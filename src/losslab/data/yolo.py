@@ -24,14 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
+from losslab.data.boxes import dropped_box_warnings, dropped_boxes, fit_boxes
 from losslab.data.coco import CocoDataset
 from losslab.data.images import (
     AnnotatedImages,
     Record,
     counted,
-    dropped_box_warnings,
-    dropped_boxes,
-    fit_boxes,
     listing,
     probe_images,
 )

@@ -6,10 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from losslab.reporting.comparability import comparability_note
 from losslab.reporting.comparison import (
     FinishedRun,
     balanced,
-    comparability_note,
     distinguishing,
     job_order,
     kept_epoch,
