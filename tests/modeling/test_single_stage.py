@@ -286,3 +286,20 @@ def test_coco_weights_load_from_torchvisions_cache_with_head_surgery(key, tmp_pa
         frozen = [n for n, p in model.backbone.features.named_parameters() if not p.requires_grad]
         assert (len(frozen) > 0) == (arch == "ssd")
     assert start["trainable_parameters"] == sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def test_ssdlite_leaves_out_a_lone_last_train_image_which_its_batch_norm_cannot_train_on():
+    """SSDlite's last extra layers see 1x1 features at 320 px: a train batch of one image fails in BatchNorm, so
+    such a last batch is left out for it (9 train images, batch 4: 2 steps), and kept for detectors without it."""
+    from losslab import build_dataloaders, compose_config
+
+    model = build_model(tiny_config("model=ssdlite", "model.min_size=128", "model.max_size=128")).train()
+    images, targets = _batch(1)
+    with pytest.raises(ValueError, match="Expected more than 1 value per channel"):
+        model(images, targets)
+    steps = {}
+    for arch in ("ssdlite", "fcos"):
+        cfg = compose_config([f"model={arch}", "data.num_images=18", "data.batch_size=4", "split.train=0.5"])
+        loaders = build_dataloaders(cfg)
+        steps[arch] = (len(loaders["train"].dataset), len(loaders["train"]))
+    assert steps == {"ssdlite": (9, 2), "fcos": (9, 3)}

@@ -28,6 +28,8 @@ MAX_TRAINABLE_LAYERS = {"resnet18_fpn": 5, "resnet50_fpn": 5, "mobilenet_v3_fpn"
                         "mobilenet_v3_large": 6}
 # The backbones of each architecture: the FPN ones above, except for the SSDs, whose backbone is fixed.
 ARCH_BACKBONES = {arch: BACKBONES for arch in ARCHS} | {"ssd": ("vgg16",), "ssdlite": ("mobilenet_v3_large",)}
+# BatchNorm over 1x1 features (SSDlite's last extra layers at 320 px): a train batch of one image fails there.
+LONE_IMAGE_FAILS = ("ssdlite",)
 # Where P3-P7 (RetinaNet's FPN levels) feed the head rather than R-CNN's P2-P6.
 P3_P7 = ("retinanet", "fcos")
 # torchvision's original R50-FPN detectors (v1) and the improved ones of Li et al. 2021 (v2: a two-conv RPN head,

@@ -17,7 +17,6 @@ class Task(Protocol):
     model_noun: str  # what one of its models is called, for a model chosen for the other task: "a detector"
     counted: str  # what its class counts count: "objects" | "pixels"
     weights_key: str  # the loss key whose weighted_ce weighs classes: "cls" | "pixel"
-    drops_lone_image: bool  # a train batch of one image is dropped (BatchNorm over 1x1 features fails)
     yardstick: str  # the evaluated metric trainer.monitor=auto selects epochs by when every epoch is evaluated
     predicted: str  # what `losslab predict` counts: "detections" | "masks"
 
@@ -41,6 +40,10 @@ class Task(Protocol):
 
     def class_counts(self, data: Any) -> list[int]:
         """The train split's count of each class (objects of 1..K, or pixels of 0..K-1)."""
+
+    def drops_lone_image(self, model: dict) -> bool:
+        """Whether a last train batch of one image is left out: `model` has BatchNorm over features pooled to 1x1,
+        which cannot train on one image."""
 
     # --- losses ---
     def loss_choices(self, loss: dict) -> tuple[dict[str, dict], dict[str, float]]:

@@ -24,7 +24,7 @@ from losslab.losses.build import build_losses, loss_choices
 from losslab.losses.catalogue import ARCH_COMPONENTS, CONFIG_KEYS, family
 from losslab.losses.components import check_user_losses
 from losslab.modeling import start
-from losslab.modeling.detectors import ARCH_BACKBONES, ARCHS, build_detector
+from losslab.modeling.detectors import ARCH_BACKBONES, ARCHS, LONE_IMAGE_FAILS, build_detector
 from losslab.modeling.heads import scores_at_least
 from losslab.modeling.single_stage import SSD300_SIZE
 from losslab.reporting.drawing import draw_objects
@@ -44,7 +44,6 @@ class Detection:
     model_noun = "a detector"
     counted = "objects"
     weights_key = "cls"
-    drops_lone_image = False
     yardstick = "val/mAP"  # the evaluated metric trainer.monitor=auto selects by
     predicted = "detections"
 
@@ -80,6 +79,9 @@ class Detection:
             raise LosslabError(f"model={model['arch']} learns instance masks, but data={data_name} has none (VOC has "
                                "boxes only; COCO needs 'segmentation' polygons or RLE). Use model=faster_rcnn or "
                                "model=retinanet, or data with masks.")
+
+    def drops_lone_image(self, model: dict) -> bool:
+        return model["arch"] in LONE_IMAGE_FAILS
 
     def class_counts(self, data: DetectionData) -> list[int]:
         return count_classes(data.train, len(data.classes))

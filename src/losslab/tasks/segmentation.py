@@ -51,7 +51,6 @@ class Segmentation:
     model_noun = "a semantic segmentation model"
     counted = "pixels"
     weights_key = KEY
-    drops_lone_image = True
     yardstick = "val/mIoU"  # the evaluated metric trainer.monitor=auto selects by
     predicted = "masks"
 
@@ -93,6 +92,9 @@ class Segmentation:
 
     def check_data(self, model: dict, data_name: str, data: SegmentationData) -> None:
         return None  # every segmentation dataset gives every model its class masks
+
+    def drops_lone_image(self, model: dict) -> bool:
+        return True  # DeepLabV3's image pooling, PSPNet's pyramid, ...: BatchNorm over pooled 1x1 features
 
     def class_counts(self, data: SegmentationData) -> list[int]:
         return count_pixels(data.train, len(data.classes))

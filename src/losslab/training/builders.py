@@ -32,7 +32,8 @@ def build_dataloaders(plan: Plan, data=None, world: World | None = None) -> dict
     device = resolve_device(plan.device, world)
     loader_options = plan.sections["data"]
     return make_loaders(data, loader_options["batch_size"], loader_options["num_workers"], seed=plan.seed,
-                        pin_memory=device.type == "cuda", world=world, drop_lone_image=plan.task.drops_lone_image)
+                        pin_memory=device.type == "cuda", world=world,
+                        drop_lone_image=plan.task.drops_lone_image(plan.model))
 
 
 def build_model(plan: Plan, num_classes: int | None = None, class_counts: list[int] | None = None,
