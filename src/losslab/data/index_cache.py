@@ -73,13 +73,28 @@ def cached_index(reader: str, options: dict, files: Iterable[Path], folders: Ite
 
 
 def input_state(files: Iterable[Path], folders: Iterable[Path]) -> str:
-    """A digest of the files' and of every entry below the folders' names, sizes, times, inodes and link targets."""
+    """A digest of the files' and of every entry below the folders' names, sizes, times, inodes and link targets; a
+    folder that does not exist (or is not a folder) counts as such."""
     digest = hashlib.sha256()
     for file in files:
         digest.update(repr(("file", str(file), _stat(file))).encode())
     for folder in folders:
-        digest.update(repr(("folder", str(folder), list(_entries(Path(folder))))).encode())
+        if os.path.isdir(folder):
+            digest.update(repr(("folder", str(folder), list(_entries(Path(folder))))).encode())
+        else:  # not there yet (data=yolo's labels/ of an unlabelled split): creating it later must refuse the cache
+            digest.update(repr(("not a folder", str(folder), _stat(Path(folder)))).encode())
     return digest.hexdigest()
+
+
+def outermost(folders: Iterable[Path]) -> list[Path]:
+    """The folders of `folders` that lie below no other of them, sorted: input_state walks each one recursively,
+    so the others' entries are already in it."""
+    kept: list[Path] = []
+    # By parts, not by text: a folder's subfolders then follow it at once ("a/b c" sorts between "a/b" and "a/b/x").
+    for folder in sorted({Path(os.path.normpath(folder)) for folder in folders}, key=lambda folder: folder.parts):
+        if not kept or not folder.is_relative_to(kept[-1]):
+            kept.append(folder)
+    return kept
 
 
 def _stat(path: Path | os.DirEntry) -> tuple:
