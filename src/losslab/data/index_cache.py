@@ -7,7 +7,8 @@ cache's format and the source code of the modules that build it, and the version
 file in the data's own folders. Deleting the folder is always safe.
 
 When a cached index is used: its file holds the state of every input when the index was built: for each file (the
-annotation file) its size, modification and change times (ns), inode and device; for each folder (the images)
+annotation file; data=yolo's data.yaml and list files) its size, modification and change times (ns), inode and
+device; for each folder (the images; data=yolo's image and label folders, one that does not exist counted as such)
 the same of every entry below it, by relative name, with a symbolic link's target, read with os.scandir (a listing
 and one stat per file, about a second per 100k images on a slow disk). Any difference (an annotation file edited,
 an image touched, replaced, added or removed, a link pointed elsewhere) refuses the cache and the index is built and
