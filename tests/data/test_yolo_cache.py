@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -16,6 +17,7 @@ from losslab.data import index_cache, yolo
 from losslab.data.datasets import load_dataset
 from losslab.data.index_cache import cache_folder, input_state
 from losslab.data.yolo import YoloDataset
+from losslab.data.yolo_layout import in_path_order
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
 
@@ -173,3 +175,9 @@ def test_the_state_counts_a_missing_folder_and_the_folders_are_the_outermost(tmp
     assert input_state([], [missing]) != state
     folders = [tmp_path / "a", tmp_path / "a b", tmp_path / "a" / "x", tmp_path / "a b" / "y" / "..", tmp_path / "c"]
     assert index_cache.outermost(folders) == [tmp_path / "a", tmp_path / "a b", tmp_path / "c"]
+
+
+def test_images_are_in_paths_order_as_path_sorts_them():
+    paths = [Path(name) for name in ("/d/a b/x.png", "/d/a/x.png", "/d/a-b/x.png", "/d/a/x/y.png", "/d/A/z.png",
+                                     "/d/a.png", "/d/a/x.png.png", "/e.png")]
+    assert in_path_order(set(paths)) == sorted(paths)

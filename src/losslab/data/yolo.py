@@ -33,7 +33,7 @@ from losslab.data.coco import CocoDataset
 from losslab.data.images import AnnotatedImages
 from losslab.data.split import SPLITS, check_disjoint
 from losslab.data.yolo_index import YoloIndex, build_yolo_index
-from losslab.data.yolo_layout import label_path, read_layout
+from losslab.data.yolo_layout import in_path_order, label_path, read_layout
 from losslab.errors import LosslabError
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ class YoloDataset(AnnotatedImages):
     def __init__(self, yaml: str, cache: bool = True):
         layout = read_layout(yaml)
         self.source = f"data.yaml={yaml}"
-        paths = sorted({path for split in SPLITS for path in layout.images[split]})
+        paths = in_path_order({path for split in SPLITS for path in layout.images[split]})
         # The layout (read every time: it is a listing) names the images; the options hold it, so another set of
         # images is another index even where the state of the inputs could not tell.
         options = {"yaml": yaml, "resolved": str(layout.yaml.resolve()),
