@@ -69,35 +69,27 @@ def build_yolo_index(layout: YoloLayout, paths: list[Path], label_files: list[Pa
     once each): the index of what to train on. `source` names the dataset in messages."""
     parsed = read_labels(label_files, len(layout.classes))
     files = probe_images(paths, [None] * len(paths), source)
-    kept, boxes, labels, polygons, dropped = [], [], [], [], _Dropped()
-    for path, lines, file in zip(paths, parsed, files, strict=True):
-        xyxy, shapes = _pixels(lines, file.width, file.height)
-        fitted, valid = fit_boxes(xyxy, file.width, file.height)
-        dropped.count(xyxy, fitted, valid, [line.where for line in lines])
-        if lines and not valid.any():
-            dropped.images += 1
-            continue
-        kept.append((path, file))
-        boxes.append(fitted[valid])
-        labels.append(np.array([line.index + 1 for line in lines], dtype=np.int64)[valid])
-        polygons += [shape for shape, ok in zip(shapes, valid.tolist(), strict=True) if ok]
+    sizes = np.array([(file.width, file.height) for file in files], dtype=np.int64).reshape(-1, 2)
+    owner = np.repeat(np.arange(len(paths)), [len(lines) for lines in parsed])
+    objects = _Objects([line for lines in parsed for line in lines], sizes[owner])
+    valid_per_image = np.bincount(owner[objects.valid], minlength=len(paths))
+    # An image whose every object was dropped is no negative: it is left out.
+    kept = (np.bincount(owner, minlength=len(paths)) == 0) | (valid_per_image > 0)
     ids = {path: _image_id(path, layout.root) for path in paths}
-    lengths = [0 if shape is None else len(shape) for shape in polygons]
-    has_masks = any(lengths)
+    has_masks = bool(objects.polygons[objects.valid].any())
+    boxes_as_masks = int((~objects.polygons[objects.valid]).sum()) if has_masks else 0
     index = YoloIndex(
-        names=[ids[path] for path, _ in kept],
-        sizes=np.array([(file.width, file.height) for _, file in kept], dtype=np.int64).reshape(-1, 2),
-        exif=np.array([file.exif_transpose for _, file in kept], dtype=bool),
-        starts=np.concatenate([[0], np.cumsum([len(objects) for objects in labels])]).astype(np.int64),
-        boxes=np.concatenate([np.zeros((0, 4), dtype=np.float32), *boxes]),
-        labels=np.concatenate([np.zeros(0, dtype=np.int64), *labels]),
-        coord_starts=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
-        coords=np.concatenate([np.zeros(0), *(shape for shape in polygons if shape is not None)]),
+        names=[ids[path] for path, keep in zip(paths, kept.tolist(), strict=True) if keep], sizes=sizes[kept],
+        exif=np.array([file.exif_transpose for file in files], dtype=bool).reshape(-1)[kept],
+        starts=np.concatenate([[0], np.cumsum(valid_per_image[kept])]).astype(np.int64),
+        boxes=objects.boxes[objects.valid], labels=objects.labels[objects.valid],
+        coord_starts=np.concatenate([[0], np.cumsum(objects.lengths[objects.valid])]).astype(np.int64),
+        coords=objects.coords[np.repeat(objects.valid[objects.polygons], objects.lengths[objects.polygons])],
         has_masks=has_masks, split_of={split: [ids[path] for path in layout.images[split]] for split in SPLITS},
-        notes=dropped.notes(source, lengths.count(0) if has_masks else 0,
-                            sum(line.clipped for lines in parsed for line in lines)))
+        notes=objects.notes(source, boxes_as_masks))
     index.notes += _stray_notes(stray_labels(label_files), source)
-    index.notes.append(_summary(layout, index, sum(not path.is_file() for path in label_files), dropped.images))
+    unlabelled = sum(not path.is_file() for path in label_files)
+    index.notes.append(_summary(layout, index, unlabelled, int((~kept).sum())))
     return index
 
 
@@ -105,52 +97,49 @@ def _image_id(path: Path, root: Path) -> str:
     return path.relative_to(root).as_posix() if path.is_relative_to(root) else path.as_posix()
 
 
-def _pixels(lines: list[LabelLine], width: int, height: int) -> tuple[np.ndarray, list]:
-    """The XYXY pixel boxes of an image's objects and their polygons in pixels (None for box objects)."""
-    boxes, polygons = [], []
-    for line in lines:
-        values = np.asarray(line.coordinates, dtype=np.float64)
-        if line.is_polygon:
-            points = values.reshape(-1, 2) * [width, height]
-            boxes.append([*points.min(axis=0), *points.max(axis=0)])
-            polygons.append(points.ravel())
-        else:
-            cx, cy, w, h = values * [width, height, width, height]
-            boxes.append([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2])
-            polygons.append(None)
-    return np.array(boxes, dtype=np.float64).reshape(-1, 4), polygons
+class _Objects:
+    """Every label line of the dataset at once, in pixels of its image (`sizes`: the width and height of each line's
+    image): its box fitted to the image, whether it keeps a positive size, its polygon, and what was dropped."""
 
+    def __init__(self, lines: list[LabelLine], sizes: np.ndarray):
+        self.polygons = np.array([line.is_polygon for line in lines], dtype=bool)
+        self.lengths = np.array([len(line.coordinates) if line.is_polygon else 0 for line in lines], dtype=np.int64)
+        self.labels = np.array([line.index + 1 for line in lines], dtype=np.int64)
+        boxes = sizes[~self.polygons]
+        cxcywh = np.array([line.coordinates for line in lines if not line.is_polygon],
+                          dtype=np.float64).reshape(-1, 4) * np.concatenate([boxes, boxes], axis=1)
+        given = np.zeros((len(lines), 4))
+        given[~self.polygons] = np.concatenate([cxcywh[:, :2] - cxcywh[:, 2:] / 2, cxcywh[:, :2] + cxcywh[:, 2:] / 2],
+                                               axis=1)
+        points = np.repeat(sizes[self.polygons], self.lengths[self.polygons] // 2, axis=0)  # per point: (w, h)
+        self.coords = np.array([value for line in lines if line.is_polygon for value in line.coordinates],
+                               dtype=np.float64) * points.reshape(-1)
+        if self.polygons.any():  # a polygon's box is its extent
+            first = np.concatenate([[0], np.cumsum(self.lengths[self.polygons])[:-1]]) // 2  # its first point
+            xs, ys = self.coords[0::2], self.coords[1::2]
+            given[self.polygons] = np.stack([np.minimum.reduceat(xs, first), np.minimum.reduceat(ys, first),
+                                             np.maximum.reduceat(xs, first), np.maximum.reduceat(ys, first)], axis=1)
+        self.boxes, self.valid = fit_boxes(given, sizes[:, 0], sizes[:, 1])
+        self.clipped = int(((self.boxes != given.astype(np.float32)).any(axis=1) & self.valid).sum())
+        self.nonfinite, self.degenerate = dropped_boxes(given, self.valid, [line.where for line in lines])
+        self.clipped_lines = sum(line.clipped for line in lines)
 
-# ---------------------------------------------------------------------------------------------- reports
-
-
-class _Dropped:
-    """What loading clipped or left out, reported once per dataset."""
-
-    def __init__(self):
-        self.clipped = 0  # boxes clipped to the image edge
-        self.nonfinite: list[str] = []
-        self.degenerate: list[str] = []
-        self.images = 0  # images whose every object was left out
-
-    def count(self, given: np.ndarray, boxes: np.ndarray, valid: np.ndarray, names: list[str]) -> None:
-        self.clipped += int(((boxes != given.astype(np.float32)).any(axis=1) & valid).sum())
-        nonfinite, degenerate = dropped_boxes(given, valid, names)
-        self.nonfinite += nonfinite
-        self.degenerate += degenerate
-
-    def notes(self, source: str, boxes_as_masks: int, clipped_lines: int) -> list[tuple[int, str]]:
+    def notes(self, source: str, boxes_as_masks: int) -> list[tuple[int, str]]:
+        """What loading clipped or left out, reported once per dataset."""
         notes = [(logging.WARNING, f"{source}: {warning}")
                  for warning in dropped_box_warnings(self.nonfinite, self.degenerate)]
-        if clipped_lines:
-            notes.append((logging.WARNING, f"{source}: {clipped_lines} label line(s) have coordinates outside [0, 1] "
-                          f"by at most {TOLERANCE:g}; clipped to the image"))
+        if self.clipped_lines:
+            notes.append((logging.WARNING, f"{source}: {self.clipped_lines} label line(s) have coordinates outside "
+                          f"[0, 1] by at most {TOLERANCE:g}; clipped to the image"))
         if boxes_as_masks:
             notes.append((logging.WARNING, f"{source}: {boxes_as_masks} object(s) are boxes (`class cx cy w h`) while "
                           "others are polygons; their box is used as their mask"))
         if self.clipped:
             notes.append((logging.INFO, f"{source}: {self.clipped} box(es) clipped to the image edge"))
         return notes
+
+
+# ---------------------------------------------------------------------------------------------- reports
 
 
 def _stray_notes(stray: list[Path], source: str) -> list[tuple[int, str]]:

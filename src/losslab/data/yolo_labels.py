@@ -74,16 +74,19 @@ def _read_label_file(path: Path, num_classes: int, problems: _Problems) -> list[
             problems.malformed.append(f"{where} ({line.strip()[:60]!r})")
             continue
         count = len(values) - 1
-        if not all(math.isfinite(v) for v in values) or not values[0].is_integer() or not (
+        if not all(map(math.isfinite, values)) or not values[0].is_integer() or not (
                 count == 4 or (count >= 6 and count % 2 == 0)):
             problems.malformed.append(f"{where} ({line.strip()[:60]!r})")
             continue
         index, coordinates = int(values[0]), values[1:]
+        low, high = min(coordinates), max(coordinates)
         if not 0 <= index < num_classes:
             problems.classes.append(f"{where} (class {index})")
-        elif min(coordinates) < -TOLERANCE or max(coordinates) > 1 + TOLERANCE:
-            problems.outside.append(f"{where} ({min(coordinates):g}..{max(coordinates):g})")
-        else:
+        elif low < -TOLERANCE or high > 1 + TOLERANCE:
+            problems.outside.append(f"{where} ({low:g}..{high:g})")
+        elif low < 0 or high > 1:
             clipped = [min(max(value, 0.0), 1.0) for value in coordinates]
             lines.append(LabelLine(index, clipped, where, clipped != coordinates))
+        else:  # most lines: nothing to clip, no copy to make
+            lines.append(LabelLine(index, coordinates, where))
     return lines
