@@ -65,7 +65,7 @@ class YoloIndex:
 
 
 def build_yolo_index(layout: YoloLayout, paths: list[Path], label_files: list[Path], source: str) -> YoloIndex:
-    """Read and check the label file (`label_files`) and the header of every image (`paths`, the layout's images
+    """Read and check the label files (`label_files`) and the header of every image (`paths`, the layout's images
     once each): the index of what to train on. `source` names the dataset in messages."""
     parsed = read_labels(label_files, len(layout.classes))
     files = probe_images(paths, [None] * len(paths), source)
@@ -105,9 +105,9 @@ class _Objects:
         self.polygons = np.array([line.is_polygon for line in lines], dtype=bool)
         self.lengths = np.array([len(line.coordinates) if line.is_polygon else 0 for line in lines], dtype=np.int64)
         self.labels = np.array([line.index + 1 for line in lines], dtype=np.int64)
-        boxes = sizes[~self.polygons]
+        box_sizes = sizes[~self.polygons]
         cxcywh = np.array([line.coordinates for line in lines if not line.is_polygon],
-                          dtype=np.float64).reshape(-1, 4) * np.concatenate([boxes, boxes], axis=1)
+                          dtype=np.float64).reshape(-1, 4) * np.concatenate([box_sizes, box_sizes], axis=1)
         given = np.zeros((len(lines), 4))
         given[~self.polygons] = np.concatenate([cxcywh[:, :2] - cxcywh[:, 2:] / 2, cxcywh[:, :2] + cxcywh[:, 2:] / 2],
                                                axis=1)
