@@ -15,6 +15,7 @@ peak memory is the process's ru_maxrss, imports included (the figures of the imp
     python scripts/bench_data.py                        # 10k and 100k images, COCO
     python scripts/bench_data.py --images 20000 --work /tmp/bench_data --keep
     python scripts/bench_data.py --images 10000 --format coco --no-cache
+    python scripts/bench_data.py --images 10000 --format yolo    # the same images and polygons, Ultralytics' layout
 
 The data and the cache live in a temporary folder (or --work; --keep keeps them to measure again without writing
 the images anew); the cache folder is set with LOSSLAB_CACHE, so the user's own cache is never touched.
@@ -84,9 +85,32 @@ def write_coco(folder: Path, count: int) -> list[str]:
     return ["data=coco", f"data.images={images_folder}", f"data.annotations={folder / 'instances.json'}"]
 
 
-# One writer per data= option. data=yolo: add write_yolo(folder, count) writing the same images and polygons in
-# Ultralytics' layout (data.yaml, images/, labels/*.txt) and returning ["data=yolo", f"data.yaml={...}"].
-WRITERS = {"coco": write_coco}
+def write_yolo(folder: Path, count: int) -> list[str]:
+    """The images and polygons of `write_coco` in Ultralytics' layout: folder/data.yaml, images/{train,val} and
+    labels/{train,val} (the first 90% of the images train, the rest val), one `class x1 y1 ...` line per polygon,
+    normalised to the image's side; the overrides that read them."""
+    rng = np.random.default_rng(0)  # the same draws, in the same order, as write_coco's
+    jpegs = tiny_jpegs(rng)
+    per_image = rng.integers(OBJECTS - 4, OBJECTS + 5, count)
+    shapes = polygons(rng, int(per_image.sum()))
+    categories = rng.integers(1, len(CLASSES) + 1, len(shapes))
+    lines = [f"{category - 1} {' '.join(f'{value / SIDE:.6f}' for value in shape)}\n"
+             for shape, category in zip(shapes.tolist(), categories.tolist(), strict=True)]
+    starts = np.concatenate([[0], np.cumsum(per_image)]).tolist()
+    for split in ("train", "val"):
+        (folder / "images" / split).mkdir(parents=True)
+        (folder / "labels" / split).mkdir(parents=True)
+    for i in range(count):
+        split = "train" if i < count * 9 // 10 else "val"
+        (folder / "images" / split / f"{i:06d}.jpg").write_bytes(jpegs[i % len(jpegs)])
+        (folder / "labels" / split / f"{i:06d}.txt").write_text("".join(lines[starts[i]:starts[i + 1]]))
+    (folder / "data.yaml").write_text(f"path: {folder}\ntrain: images/train\nval: images/val\n"
+                                      f"names: {json.dumps(list(CLASSES))}\n")
+    return ["data=yolo", f"data.yaml={folder / 'data.yaml'}"]
+
+
+# One writer per data= option: each writes the same images and polygons in its format, so formats compare.
+WRITERS = {"coco": write_coco, "yolo": write_yolo}
 
 
 def measure(overrides: list[str]) -> dict:

@@ -61,6 +61,7 @@ class VocSegDataConfig(DataConfig):
 @dataclass
 class YoloDataConfig(DataConfig):
     yaml: str = MISSING
+    cache: bool = MISSING
 
 
 # What each dataset cannot do without (for the message when a key is unset).

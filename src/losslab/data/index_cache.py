@@ -7,7 +7,8 @@ cache's format and the source code of the modules that build it, and the version
 file in the data's own folders. Deleting the folder is always safe.
 
 When a cached index is used: its file holds the state of every input when the index was built: for each file (the
-annotation file) its size, modification and change times (ns), inode and device; for each folder (the images)
+annotation file; data=yolo's data.yaml and list files) its size, modification and change times (ns), inode and
+device; for each folder (the images; data=yolo's image and label folders, one that does not exist counted as such)
 the same of every entry below it, by relative name, with a symbolic link's target, read with os.scandir (a listing
 and one stat per file, about a second per 100k images on a slow disk). Any difference (an annotation file edited,
 an image touched, replaced, added or removed, a link pointed elsewhere) refuses the cache and the index is built and
@@ -73,13 +74,28 @@ def cached_index(reader: str, options: dict, files: Iterable[Path], folders: Ite
 
 
 def input_state(files: Iterable[Path], folders: Iterable[Path]) -> str:
-    """A digest of the files' and of every entry below the folders' names, sizes, times, inodes and link targets."""
+    """A digest of the files' and of every entry below the folders' names, sizes, times, inodes and link targets; a
+    folder that does not exist (or is not a folder) counts as such."""
     digest = hashlib.sha256()
     for file in files:
         digest.update(repr(("file", str(file), _stat(file))).encode())
     for folder in folders:
-        digest.update(repr(("folder", str(folder), list(_entries(Path(folder))))).encode())
+        if os.path.isdir(folder):
+            digest.update(repr(("folder", str(folder), list(_entries(Path(folder))))).encode())
+        else:  # not there yet (data=yolo's labels/ of an unlabelled split): creating it later must refuse the cache
+            digest.update(repr(("not a folder", str(folder), _stat(Path(folder)))).encode())
     return digest.hexdigest()
+
+
+def outermost(folders: Iterable[Path]) -> list[Path]:
+    """The folders of `folders` that lie below no other of them, sorted: input_state walks each one recursively,
+    so the others' entries are already in it."""
+    kept: list[Path] = []
+    # By parts, not by text: a folder's subfolders then follow it at once ("a/b c" sorts between "a/b" and "a/b/x").
+    for folder in sorted({Path(os.path.normpath(folder)) for folder in folders}, key=lambda folder: folder.parts):
+        if not kept or not folder.is_relative_to(kept[-1]):
+            kept.append(folder)
+    return kept
 
 
 def _stat(path: Path | os.DirEntry) -> tuple:

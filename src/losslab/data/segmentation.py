@@ -209,9 +209,9 @@ class CocoSegmentation(InstanceSegmentation):
         self.crowds = self.instances.index.crowds
 
 
-def yolo_segmentation(yaml: str) -> InstanceSegmentation:
+def yolo_segmentation(yaml: str, cache: bool = True) -> InstanceSegmentation:
     """data=yolo rasterised to classes: its polygon labels painted in each file's order."""
-    return InstanceSegmentation(YoloDataset(yaml), f"data.yaml={yaml} has no polygon labels (`class x1 y1 x2 y2 "
+    return InstanceSegmentation(YoloDataset(yaml, cache), f"data.yaml={yaml} has no polygon labels (`class x1 y1 x2 y2 "
                                 "...`), only boxes")
 
 

@@ -13,69 +13,68 @@ difference.
   the lines; further outside is an error naming file:line. A class index outside names is an error naming
   file:line. Boxes left with no width or height are dropped with one warning.
 - Sizes are the images as their EXIF orientation turns them (Ultralytics labels them so), read as for COCO.
+
+The label files and every image header are checked once; the checked index (losslab.data.yolo_index) is cached, so a
+later run or sweep job over the same unchanged files starts at once (`data.cache`, see losslab.data.index_cache).
+Its inputs are the data.yaml, its list files, and the folders of the images and of their label files.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
-import math
-from dataclasses import dataclass, field
+import os
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 
-import numpy as np
-
-from losslab.data.boxes import dropped_box_warnings, dropped_boxes, fit_boxes
+from losslab.data import boxes, images, index_cache, yolo_index, yolo_labels, yolo_layout
 from losslab.data.coco import CocoDataset
-from losslab.data.images import (
-    AnnotatedImages,
-    Record,
-    counted,
-    listing,
-    probe_images,
-)
+from losslab.data.images import AnnotatedImages
 from losslab.data.split import SPLITS, check_disjoint
-from losslab.data.yolo_layout import YoloLayout, label_path, read_layout, stray_labels
+from losslab.data.yolo_index import YoloIndex, build_yolo_index
+from losslab.data.yolo_layout import in_path_order, label_path, read_layout
 from losslab.errors import LosslabError
 
 log = logging.getLogger(__name__)
 
-TOLERANCE = 0.01  # how far past [0, 1] a coordinate is clipped rather than refused (Ultralytics allows 1%)
-
 
 class YoloDataset(AnnotatedImages):
     """Every image the data.yaml `yaml` names (train, val and test pooled, each image once) with its objects;
-    `own_split()` gives the yaml's split of them. Image ids are the images' paths relative to the root."""
+    `own_split()` gives the yaml's split of them. Image ids are the images' paths relative to the root. The checked
+    index is cached between runs unless `cache` is false."""
 
     masks = CocoDataset.masks  # the same per-object polygons (or None) as COCO's, decoded the same way
 
-    def __init__(self, yaml: str):
+    def __init__(self, yaml: str, cache: bool = True):
         layout = read_layout(yaml)
         self.source = f"data.yaml={yaml}"
-        paths = sorted({path for split in SPLITS for path in layout.images[split]})
-        labels = [label_path(path) for path in paths]
-        parsed = read_labels(labels, len(layout.classes))
-        files = probe_images(paths, [None] * len(paths), self.source)
-        records, dropped = [], _Dropped()
-        self.segmentations: list[list] = []  # per record, per object: [polygon as a float array] or None
-        for path, lines, file in zip(paths, parsed, files, strict=True):
-            xyxy, polygons = _pixels(lines, file.width, file.height)
-            boxes, valid = fit_boxes(xyxy, file.width, file.height)
-            dropped.count(xyxy, boxes, valid, [line.where for line in lines])
-            if lines and not valid.any():
-                dropped.images += 1
-                continue
-            image_id = _image_id(path, layout.root)
-            labels_of = np.array([line.index + 1 for line in lines], dtype=np.int64)[valid]
-            records.append(Record(image_id, len(records), file, image_id, boxes[valid], labels_of))
-            self.segmentations.append([polygon for polygon, ok in zip(polygons, valid, strict=True) if ok])
-        super().__init__(records, layout.classes, list(range(len(layout.classes))))
-        self.split_of = {split: [_image_id(path, layout.root) for path in layout.images[split]] for split in SPLITS}
-        boxes_only = [len(image) - sum(p is not None for p in image) for image in self.segmentations]
-        self.has_masks = sum(boxes_only) < sum(len(image) for image in self.segmentations)
-        dropped.report(self.source, sum(boxes_only) if self.has_masks else 0, sum(line.clipped for image in parsed
-                                                                                    for line in image))
-        _warn_stray(stray_labels(labels), self.source)
-        _log_summary(layout, records, [not path.is_file() for path in labels], dropped.images)
+        paths = in_path_order({path for split in SPLITS for path in layout.images[split]})
+        # The layout (read every time: it is a listing) names the images; the options hold it, so another set of
+        # images is another index even where the state of the inputs could not tell.
+        options = {"yaml": yaml, "resolved": str(layout.yaml.resolve()),
+                   "images": hashlib.sha256("\n".join(map(str, paths)).encode()).hexdigest()}
+        self.index = YoloIndex.from_parts(*index_cache.cached_index(
+            "yolo", options, files=[layout.yaml, *layout.lists], folders=_folders(paths), code=CODE, enabled=cache,
+            build=lambda: build_yolo_index(layout, paths, [label_path(path) for path in paths], self.source).parts()))
+        for level, message in self.index.notes:
+            log.log(level, "%s", message)
+        # Records are made when asked for: a Path per image up front would be most of a cached load's time.
+        self.records = _OnDemand(len(self.index.names), partial(self.index.record, layout.root))
+        self.segmentations = _OnDemand(len(self.index.names), self.index.segmentations)
+        self.classes, self.category_ids = layout.classes, list(range(len(layout.classes)))
+        self.image_ids, self.file_names = list(self.index.names), list(self.index.names)
+        self.split_of = self.index.split_of
+        self.has_masks = self.index.has_masks
+
+    def object_labels(self, index: int) -> list[int]:
+        start, end = self.index.starts[index:index + 2].tolist()
+        return self.index.labels[start:end].tolist()
+
+    def image_labels(self) -> dict[int | str, set[int]]:
+        starts, labels = self.index.starts.tolist(), self.index.labels.tolist()
+        return {image_id: set(labels[start:end])
+                for image_id, start, end in zip(self.image_ids, starts[:-1], starts[1:], strict=True)}
 
     def own_split(self) -> dict[str, list]:
         """The yaml's train/val/test image ids (split=predefined); a LosslabError when an image is in two splits or
@@ -91,144 +90,29 @@ class YoloDataset(AnnotatedImages):
         return split
 
 
-def _image_id(path: Path, root: Path) -> str:
-    return path.relative_to(root).as_posix() if path.is_relative_to(root) else path.as_posix()
+def _folders(paths: list[Path]) -> list[Path]:
+    """The folders an index of `paths` is read from: the images' and their label files' (a folder that does not exist
+    yet included: labels added later must refuse the cache), none below another."""
+    # Per folder, not per image: the label folder of the images in F is that of any file in F (the rule changes
+    # the folders' part of a path only).
+    image_folders = {Path(folder) for folder in {os.path.dirname(path) for path in map(str, paths)}}
+    return index_cache.outermost(image_folders | {label_path(folder / "image.jpg").parent for folder in image_folders})
 
 
-# ---------------------------------------------------------------------------------------------- label files
+class _OnDemand(Sequence):
+    """`length` items, each made by `make(index)` when asked for (`make` picklable, for DataLoader workers)."""
+
+    def __init__(self, length: int, make: Callable[[int], object]):
+        self.length, self.make = length, make
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int):
+        if not -self.length <= index < self.length:
+            raise IndexError(f"item {index} of {self.length}")
+        return self.make(index % self.length)
 
 
-@dataclass
-class LabelLine:
-    """One object of a label file: its class index, its normalised coordinates (4 for a box, 6 or more for a
-    polygon), whether any was clipped into [0, 1], and where it is (file:line) for messages."""
-
-    index: int
-    coordinates: list[float]
-    where: str
-    clipped: bool = False
-
-    @property
-    def is_polygon(self) -> bool:
-        return len(self.coordinates) > 4
-
-
-@dataclass
-class _Problems:
-    malformed: list[str] = field(default_factory=list)
-    classes: list[str] = field(default_factory=list)
-    outside: list[str] = field(default_factory=list)
-
-
-def read_labels(paths: list[Path], num_classes: int) -> list[list[LabelLine]]:
-    """The objects of every label file (a missing file has none); one LosslabError naming file:line for the first
-    kind of bad line: unreadable, a class index not in 0..num_classes-1, coordinates far outside [0, 1]."""
-    problems = _Problems()
-    parsed = [_read_label_file(path, num_classes, problems) if path.is_file() else [] for path in paths]
-    rule = ("each line is `class cx cy w h` (a box) or `class x1 y1 x2 y2 x3 y3 ...` (a polygon of 3 points or more), "
-            "a whole class index followed by numbers")
-    _raise_if(problems.malformed, f"label lines that cannot be read: {rule}")
-    _raise_if(problems.classes, f"class indices outside the data.yaml's {counted(num_classes, 'class', 'classes')} "
-              f"(0..{num_classes - 1}): add the missing names to the data.yaml or fix the lines")
-    _raise_if(problems.outside, f"coordinates outside [0, 1] by more than {TOLERANCE}: label coordinates are "
-              "fractions of the image's width and height (pixel coordinates must be divided by them)")
-    return parsed
-
-
-def _raise_if(problems: list[str], what: str) -> None:
-    if problems:
-        raise LosslabError(f"{len(problems)} {what}; {listing(problems)}.")
-
-
-def _read_label_file(path: Path, num_classes: int, problems: _Problems) -> list[LabelLine]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        problems.malformed.append(f"{path} (not a UTF-8 text file)")
-        return []
-    lines = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        fields = line.split()
-        if not fields:
-            continue
-        where = f"{path}:{number}"
-        try:
-            values = [float(value) for value in fields]
-        except ValueError:
-            problems.malformed.append(f"{where} ({line.strip()[:60]!r})")
-            continue
-        count = len(values) - 1
-        if not all(math.isfinite(v) for v in values) or not values[0].is_integer() or not (
-                count == 4 or (count >= 6 and count % 2 == 0)):
-            problems.malformed.append(f"{where} ({line.strip()[:60]!r})")
-            continue
-        index, coordinates = int(values[0]), values[1:]
-        if not 0 <= index < num_classes:
-            problems.classes.append(f"{where} (class {index})")
-        elif min(coordinates) < -TOLERANCE or max(coordinates) > 1 + TOLERANCE:
-            problems.outside.append(f"{where} ({min(coordinates):g}..{max(coordinates):g})")
-        else:
-            clipped = [min(max(value, 0.0), 1.0) for value in coordinates]
-            lines.append(LabelLine(index, clipped, where, clipped != coordinates))
-    return lines
-
-
-def _pixels(lines: list[LabelLine], width: int, height: int) -> tuple[np.ndarray, list]:
-    """The XYXY pixel boxes of an image's objects and their polygons in pixels (None for box objects)."""
-    boxes, polygons = [], []
-    for line in lines:
-        values = np.asarray(line.coordinates, dtype=np.float64)
-        if line.is_polygon:
-            points = values.reshape(-1, 2) * [width, height]
-            boxes.append([*points.min(axis=0), *points.max(axis=0)])
-            polygons.append([points.ravel()])
-        else:
-            cx, cy, w, h = values * [width, height, width, height]
-            boxes.append([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2])
-            polygons.append(None)
-    return np.array(boxes, dtype=np.float64).reshape(-1, 4), polygons
-
-
-# ---------------------------------------------------------------------------------------------- reports
-
-
-class _Dropped:
-    """What loading clipped or left out, reported once per dataset."""
-
-    def __init__(self):
-        self.clipped = 0  # boxes clipped to the image edge
-        self.nonfinite: list[str] = []
-        self.degenerate: list[str] = []
-        self.images = 0  # images whose every object was left out
-
-    def count(self, given: np.ndarray, boxes: np.ndarray, valid: np.ndarray, names: list[str]) -> None:
-        self.clipped += int(((boxes != given.astype(np.float32)).any(axis=1) & valid).sum())
-        nonfinite, degenerate = dropped_boxes(given, valid, names)
-        self.nonfinite += nonfinite
-        self.degenerate += degenerate
-
-    def report(self, source: str, boxes_as_masks: int, clipped_lines: int) -> None:
-        for warning in dropped_box_warnings(self.nonfinite, self.degenerate):
-            log.warning("%s: %s", source, warning)
-        if clipped_lines:
-            log.warning("%s: %d label line(s) have coordinates outside [0, 1] by at most %g; clipped to the image",
-                        source, clipped_lines, TOLERANCE)
-        if boxes_as_masks:
-            log.warning("%s: %d object(s) are boxes (`class cx cy w h`) while others are polygons; their box is used "
-                        "as their mask", source, boxes_as_masks)
-        if self.clipped:
-            log.info("%s: %d box(es) clipped to the image edge", source, self.clipped)
-
-
-def _warn_stray(stray: list[Path], source: str) -> None:
-    if stray:
-        log.warning("%s: %d label file(s) have no image and are not read (%s)", source, len(stray),
-                    listing([str(path) for path in stray]))
-
-
-def _log_summary(layout: YoloLayout, records: list[Record], unlabelled: list[bool], dropped: int) -> None:
-    negatives = sum(len(record.labels) == 0 for record in records)
-    per_split = ", ".join(f"{split} {len(layout.images[split])}" for split in SPLITS if layout.images[split])
-    log.info("%s: %s (%s; %d without objects, %d of them without a label file)%s", layout.yaml,
-             counted(len(records), "image"), per_split, negatives, sum(unlabelled),
-             f", {dropped} whose every object is a degenerate box left out" if dropped else "")
+# The modules whose logic a cached index depends on: a change to any of them makes older caches misses.
+CODE = (yolo_index, yolo_labels, yolo_layout, images, boxes, index_cache)
