@@ -73,6 +73,19 @@ def tiny_config(*overrides: str, run_dir=None):
     return compose_config([*TINY, *overrides, *extra])
 
 
+def counted_calls(monkeypatch, module, name: str) -> list:
+    """The calls of `module.name` from now on (each call's arguments), the function still doing its work."""
+    calls = []
+    original = getattr(module, name)
+
+    def counted(*args):
+        calls.append(args)
+        return original(*args)
+
+    monkeypatch.setattr(module, name, counted)
+    return calls
+
+
 def fake_run(path, overrides, rows, status="completed", loss=None, monitor="val/loss"):
     """A run folder as `train` leaves it, made up (no training): .hydra/overrides.yaml and config.yaml (retinanet,
     `loss` as the loss section), metrics.csv holding `rows` (none for a run that failed at once) and summary.json."""

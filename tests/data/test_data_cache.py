@@ -13,6 +13,7 @@ import torch
 from omegaconf import OmegaConf
 from PIL import Image
 
+from conftest import counted_calls
 from losslab import compose_config
 from losslab.data import coco
 from losslab.data.coco import CocoDataset
@@ -46,15 +47,7 @@ def write_dataset(folder, images: int = 4) -> tuple:
 @pytest.fixture
 def builds(monkeypatch):
     """How many times the index was built (read and checked) rather than read from the cache."""
-    calls = []
-    original = coco.build_coco_index
-
-    def counted(*args):
-        calls.append(args)
-        return original(*args)
-
-    monkeypatch.setattr(coco, "build_coco_index", counted)
-    return calls
+    return counted_calls(monkeypatch, coco, "build_coco_index")
 
 
 @pytest.fixture(autouse=True)

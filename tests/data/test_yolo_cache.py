@@ -12,6 +12,7 @@ import torch
 from omegaconf import OmegaConf
 from test_yolo import write_image, write_yolo
 
+from conftest import counted_calls
 from losslab import compose_config
 from losslab.data import index_cache, yolo
 from losslab.data.datasets import load_dataset
@@ -33,15 +34,7 @@ def own_cache(tmp_path, monkeypatch):
 @pytest.fixture
 def builds(monkeypatch):
     """How many times the index was built (label files read, headers checked) rather than read from the cache."""
-    calls = []
-    original = yolo.build_yolo_index
-
-    def counted(*args):
-        calls.append(args)
-        return original(*args)
-
-    monkeypatch.setattr(yolo, "build_yolo_index", counted)
-    return calls
+    return counted_calls(monkeypatch, yolo, "build_yolo_index")
 
 
 def write_dataset(root):
