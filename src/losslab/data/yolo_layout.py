@@ -155,15 +155,17 @@ def _folder_images(source: Path) -> list[str]:
 def in_path_order(paths: set | list) -> list:
     """`paths` (normalised strings, or Paths) sorted as Path sorts them on POSIX (part by part), by a key: Path's own
     comparison is several times slower, and a cached load of 100k images sorts them on every run."""
-    return sorted(paths, key=lambda path: _parts(str(path)))
+    return sorted(paths, key=lambda path: _order_key(str(path)))
 
 
-def _parts(text: str) -> list[str]:
-    """Path(text).parts of a normalised path: its root ("/", or "//", which POSIX keeps), then its names."""
+def _order_key(text: str) -> str:
+    """A string that sorts as Path(text).parts do: the parts joined by NUL, which no name holds and every character
+    follows, so a name sorts before any longer one it begins ("a" before "a b"), as in a comparison of parts."""
     names = text.lstrip("/")
-    root = text[:len(text) - len(names)]
-    parts = names.split("/") if names else []
-    return [root if len(root) == 2 else "/", *parts] if root else parts
+    root = text[:len(text) - len(names)]  # POSIX keeps a root of two slashes; more are one
+    if not root:
+        return names.replace("/", "\0")
+    return ("//" if len(root) == 2 else "/") + "\0" + names.replace("/", "\0")
 
 
 def _resolved(root: Path, item: str) -> Path:
