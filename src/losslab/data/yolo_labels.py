@@ -67,12 +67,13 @@ def read_labels(paths: list[str | None], num_classes: int) -> Labels:
     _raise_if(problems.outside, f"coordinates outside [0, 1] by more than {TOLERANCE}: label coordinates are "
               "fractions of the image's width and height (pixel coordinates must be divided by them)")
     counts, classes, lengths, coordinates, lines, clipped = zip(*chunks, strict=True) if chunks else [[]] * 6
+    return Labels(paths, _joined(counts, np.int64), _joined(classes, np.int64), _joined(lengths, np.int64),
+                  _joined(coordinates, np.float64), _joined(lines, np.int64), int(sum(clipped)))
 
-    def joined(parts, dtype):
-        return np.concatenate([np.zeros(0, dtype), *parts]).astype(dtype)
 
-    return Labels(paths, joined(counts, np.int64), joined(classes, np.int64), joined(lengths, np.int64),
-                  joined(coordinates, np.float64), joined(lines, np.int64), int(sum(clipped)))
+def _joined(parts: tuple, dtype: type) -> np.ndarray:
+    """The chunks' arrays (or lists, from the line-by-line reading) as one array."""
+    return np.concatenate([np.zeros(0, dtype), *parts]).astype(dtype)
 
 
 def _raise_if(problems: list[str], what: str) -> None:
