@@ -33,7 +33,7 @@ from losslab.data.coco import CocoDataset
 from losslab.data.images import AnnotatedImages
 from losslab.data.split import SPLITS, check_disjoint
 from losslab.data.yolo_index import YoloIndex, build_yolo_index
-from losslab.data.yolo_layout import in_path_order, label_path, read_layout
+from losslab.data.yolo_layout import in_path_order, label_file, read_layout
 from losslab.errors import LosslabError
 
 log = logging.getLogger(__name__)
@@ -53,10 +53,10 @@ class YoloDataset(AnnotatedImages):
         # The layout (read every time: it is a listing) names the images; the options hold it, so another set of
         # images is another index even where the state of the inputs could not tell.
         options = {"yaml": yaml, "resolved": str(layout.yaml.resolve()),
-                   "images": hashlib.sha256("\n".join(map(str, paths)).encode()).hexdigest()}
+                   "images": hashlib.sha256("\n".join(paths).encode()).hexdigest()}
         self.index = YoloIndex.from_parts(*index_cache.cached_index(
             "yolo", options, files=[layout.yaml, *layout.lists], folders=_folders(paths), code=CODE, enabled=cache,
-            build=lambda: build_yolo_index(layout, paths, [label_path(path) for path in paths], self.source).parts()))
+            build=lambda: build_yolo_index(layout, paths, [label_file(path) for path in paths], self.source).parts()))
         for level, message in self.index.notes:
             log.log(level, "%s", message)
         # Records are made when asked for: a Path per image up front would be most of a cached load's time.
@@ -90,13 +90,14 @@ class YoloDataset(AnnotatedImages):
         return split
 
 
-def _folders(paths: list[Path]) -> list[Path]:
+def _folders(paths: list[str]) -> list[Path]:
     """The folders an index of `paths` is read from: the images' and their label files' (a folder that does not exist
     yet included: labels added later must refuse the cache), none below another."""
     # Per folder, not per image: the label folder of the images in F is that of any file in F (the rule changes
     # the folders' part of a path only).
-    image_folders = {Path(folder) for folder in {os.path.dirname(path) for path in map(str, paths)}}
-    return index_cache.outermost(image_folders | {label_path(folder / "image.jpg").parent for folder in image_folders})
+    image_folders = {os.path.dirname(path) or "." for path in paths}
+    label_folders = {os.path.dirname(label_file(os.path.join(folder, "image.jpg"))) or "." for folder in image_folders}
+    return index_cache.outermost(map(Path, image_folders | label_folders))
 
 
 class _OnDemand(Sequence):

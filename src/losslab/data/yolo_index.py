@@ -9,6 +9,7 @@ and pickling 100k objects. The objects of record r are `starts[r]:starts[r + 1]`
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -17,8 +18,8 @@ import numpy as np
 from losslab.data.boxes import dropped_box_warnings, dropped_boxes, fit_boxes
 from losslab.data.images import ImageFile, Record, counted, listing, probe_images
 from losslab.data.split import SPLITS
-from losslab.data.yolo_labels import TOLERANCE, LabelLine, read_labels
-from losslab.data.yolo_layout import YoloLayout, stray_labels
+from losslab.data.yolo_labels import TOLERANCE, Labels, read_labels
+from losslab.data.yolo_layout import YoloLayout, found_labels
 
 ARRAYS = ("sizes", "exif", "starts", "boxes", "labels", "coord_starts", "coords")
 
@@ -64,18 +65,19 @@ class YoloIndex:
                 for start, end in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
-def build_yolo_index(layout: YoloLayout, paths: list[Path], label_files: list[Path], source: str) -> YoloIndex:
+def build_yolo_index(layout: YoloLayout, paths: list[str], label_files: list[str], source: str) -> YoloIndex:
     """Read and check the label files (`label_files`) and the header of every image (`paths`, the layout's images
     once each): the index of what to train on. `source` names the dataset in messages."""
-    parsed = read_labels(label_files, len(layout.classes))
-    files = probe_images(paths, [None] * len(paths), source)
+    found, stray = found_labels(label_files)
+    labels = read_labels([file if file in found else None for file in label_files], len(layout.classes))
+    files = probe_images(paths, [None] * len(paths), source)  # any path-like: strings spare a Path per image
     sizes = np.array([(file.width, file.height) for file in files], dtype=np.int64).reshape(-1, 2)
-    owner = np.repeat(np.arange(len(paths)), [len(lines) for lines in parsed])
-    objects = _Objects([line for lines in parsed for line in lines], sizes[owner])
+    owner = np.repeat(np.arange(len(paths)), labels.counts)
+    objects = _Objects(labels, sizes[owner])
     valid_per_image = np.bincount(owner[objects.valid], minlength=len(paths))
     # An image whose every object was dropped is no negative: it is left out.
-    kept = (np.bincount(owner, minlength=len(paths)) == 0) | (valid_per_image > 0)
-    ids = {path: _image_id(path, layout.root) for path in paths}
+    kept = (labels.counts == 0) | (valid_per_image > 0)
+    ids = dict(zip(paths, _image_ids(paths, str(layout.root)), strict=True))
     has_masks = bool(objects.polygons[objects.valid].any())
     boxes_as_masks = int((~objects.polygons[objects.valid]).sum()) if has_masks else 0
     index = YoloIndex(
@@ -87,33 +89,36 @@ def build_yolo_index(layout: YoloLayout, paths: list[Path], label_files: list[Pa
         coords=objects.coords[np.repeat(objects.valid[objects.polygons], objects.lengths[objects.polygons])],
         has_masks=has_masks, split_of={split: [ids[path] for path in layout.images[split]] for split in SPLITS},
         notes=objects.notes(source, boxes_as_masks))
-    index.notes += _stray_notes(stray_labels(label_files), source)
-    unlabelled = sum(not path.is_file() for path in label_files)
+    index.notes += _stray_notes(stray, source)
+    unlabelled = sum(file not in found for file in label_files)
     index.notes.append(_summary(layout, index, unlabelled, int((~kept).sum())))
     return index
 
 
-def _image_id(path: Path, root: Path) -> str:
-    return path.relative_to(root).as_posix() if path.is_relative_to(root) else path.as_posix()
+def _image_ids(paths: list[str], root: str) -> list[str]:
+    """Each path relative to the root (as Path.relative_to gives it), or as it is when outside the root."""
+    if root == ".":  # every relative path lies below it
+        return list(paths)
+    prefix = os.path.join(root, "")
+    return [path[len(prefix):] if path.startswith(prefix) else path for path in paths]
 
 
 class _Objects:
     """Every label line of the dataset at once, in pixels of its image (`sizes`: the width and height of each line's
     image): its box fitted to the image, whether it keeps a positive size, its polygon, and what was dropped."""
 
-    def __init__(self, lines: list[LabelLine], sizes: np.ndarray):
-        self.polygons = np.array([line.is_polygon for line in lines], dtype=bool)
-        self.lengths = np.array([len(line.coordinates) if line.is_polygon else 0 for line in lines], dtype=np.int64)
-        self.labels = np.array([line.index + 1 for line in lines], dtype=np.int64)
+    def __init__(self, labels: Labels, sizes: np.ndarray):
+        self.polygons = labels.lengths > 4
+        self.lengths = np.where(self.polygons, labels.lengths, 0)
+        self.labels = labels.classes + 1
+        is_polygon_value = np.repeat(self.polygons, labels.lengths)
         box_sizes = sizes[~self.polygons]
-        cxcywh = np.array([line.coordinates for line in lines if not line.is_polygon],
-                          dtype=np.float64).reshape(-1, 4) * np.concatenate([box_sizes, box_sizes], axis=1)
-        given = np.zeros((len(lines), 4))
+        cxcywh = labels.coordinates[~is_polygon_value].reshape(-1, 4) * np.concatenate([box_sizes, box_sizes], axis=1)
+        given = np.zeros((len(labels.classes), 4))
         given[~self.polygons] = np.concatenate([cxcywh[:, :2] - cxcywh[:, 2:] / 2, cxcywh[:, :2] + cxcywh[:, 2:] / 2],
                                                axis=1)
         points = np.repeat(sizes[self.polygons], self.lengths[self.polygons] // 2, axis=0)  # per point: (w, h)
-        self.coords = np.array([value for line in lines if line.is_polygon for value in line.coordinates],
-                               dtype=np.float64) * points.reshape(-1)
+        self.coords = labels.coordinates[is_polygon_value] * points.reshape(-1)
         if self.polygons.any():  # a polygon's box is its extent
             first = np.concatenate([[0], np.cumsum(self.lengths[self.polygons])[:-1]]) // 2  # its first point
             xs, ys = self.coords[0::2], self.coords[1::2]
@@ -121,8 +126,9 @@ class _Objects:
                                              np.maximum.reduceat(xs, first), np.maximum.reduceat(ys, first)], axis=1)
         self.boxes, self.valid = fit_boxes(given, sizes[:, 0], sizes[:, 1])
         self.clipped = int(((self.boxes != given.astype(np.float32)).any(axis=1) & self.valid).sum())
-        self.nonfinite, self.degenerate = dropped_boxes(given, self.valid, [line.where for line in lines])
-        self.clipped_lines = sum(line.clipped for line in lines)
+        dropped = np.flatnonzero(~self.valid)  # named in messages: a name for each of 800k lines would cost seconds
+        self.nonfinite, self.degenerate = dropped_boxes(given[dropped], self.valid[dropped], labels.where(dropped))
+        self.clipped_lines = labels.clipped_lines
 
     def notes(self, source: str, boxes_as_masks: int) -> list[tuple[int, str]]:
         """What loading clipped or left out, reported once per dataset."""
@@ -142,11 +148,11 @@ class _Objects:
 # ---------------------------------------------------------------------------------------------- reports
 
 
-def _stray_notes(stray: list[Path], source: str) -> list[tuple[int, str]]:
+def _stray_notes(stray: list[str], source: str) -> list[tuple[int, str]]:
     if not stray:
         return []
     return [(logging.WARNING, f"{source}: {len(stray)} label file(s) have no image and are not read "
-             f"({listing([str(path) for path in stray])})")]
+             f"({listing(stray)})")]
 
 
 def _summary(layout: YoloLayout, index: YoloIndex, unlabelled: int, dropped: int) -> tuple[int, str]:

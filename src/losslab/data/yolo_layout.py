@@ -39,7 +39,9 @@ class YoloLayout:
     yaml: Path
     root: Path
     classes: tuple[str, ...]
-    images: dict[str, list[Path]]  # "train", "val", "test" -> image files, sorted; absent splits are empty
+    # "train", "val", "test" -> image files, sorted; absent splits are empty. Normalised path strings, not Paths:
+    # a Path per image is most of a cached load's time on 100k images (Python 3.11's pathlib parses every one).
+    images: dict[str, list[str]]
     lists: list[Path]  # the list files the entries name, sorted
 
 
@@ -118,20 +120,19 @@ def _listed(names: dict, where: str) -> list:
     return [indices[index] for index in range(len(indices))]
 
 
-def _split_images(root: Path, entry: object, where: str) -> tuple[list[Path], list[Path]]:
+def _split_images(root: Path, entry: object, where: str) -> tuple[list[str], list[Path]]:
     """The image files of one split's entry (a folder, a .txt list file, or a list of either) and its list files."""
     if entry in (None, ""):
         return [], []
     entries = entry if isinstance(entry, list) else [entry]
     if not all(isinstance(item, str) for item in entries):
         raise LosslabError(f"{where}: {entry!r}; expected a folder, a .txt list of image paths, or a list of them.")
-    images: set[Path] = set()
+    images: set[str] = set()
     lists = []
     for item in entries:
         source = _resolved(root, item)
         if source.is_dir():
-            images.update(Path(folder) / name for folder, _, names in os.walk(source)
-                          for name in names if Path(name).suffix.lower() in IMAGE_EXTENSIONS)
+            images.update(_folder_images(source))
         elif source.is_file():
             images.update(_listed_images(source, where))
             lists.append(source)
@@ -141,10 +142,30 @@ def _split_images(root: Path, entry: object, where: str) -> tuple[list[Path], li
     return in_path_order(images), lists
 
 
-def in_path_order(paths: set[Path] | list[Path]) -> list[Path]:
-    """`paths` sorted as Path sorts them on POSIX (part by part), by a key: Path's own comparison is several times
-    slower, and a cached load of 100k images sorts them on every run."""
-    return sorted(paths, key=lambda path: path.parts)
+def _folder_images(source: Path) -> list[str]:
+    """Every image below `source`, as Path would write it (normalised: no `./`)."""
+    found = []
+    for folder, _, names in os.walk(source):
+        folder = os.path.normpath(folder)
+        prefix = "" if folder == "." else folder.rstrip("/") + "/"
+        found += [prefix + name for name in names if os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS]
+    return found
+
+
+def in_path_order(paths: set | list) -> list:
+    """`paths` (normalised strings, or Paths) sorted as Path sorts them on POSIX (part by part), by a key: Path's own
+    comparison is several times slower, and a cached load of 100k images sorts them on every run."""
+    return sorted(paths, key=lambda path: _order_key(str(path)))
+
+
+def _order_key(text: str) -> str:
+    """A string that sorts as Path(text).parts do: the parts joined by NUL, which no name holds and every character
+    follows, so a name sorts before any longer one it begins ("a" before "a b"), as in a comparison of parts."""
+    names = text.lstrip("/")
+    root = text[:len(text) - len(names)]  # POSIX keeps a root of two slashes; more are one
+    if not root:
+        return names.replace("/", "\0")
+    return ("//" if len(root) == 2 else "/") + "\0" + names.replace("/", "\0")
 
 
 def _resolved(root: Path, item: str) -> Path:
@@ -154,15 +175,15 @@ def _resolved(root: Path, item: str) -> Path:
     return path
 
 
-def _listed_images(list_file: Path, where: str) -> list[Path]:
+def _listed_images(list_file: Path, where: str) -> list[str]:
     lines = [line.strip() for line in list_file.read_text(encoding="utf-8").splitlines() if line.strip()]
-    paths = [Path(os.path.normpath(list_file.parent / Path(line).expanduser())) for line in lines]
-    images = [path for path in paths if path.suffix.lower() in IMAGE_EXTENSIONS]
+    paths = [os.path.normpath(os.path.join(list_file.parent, os.path.expanduser(line))) for line in lines]
+    images = [path for path in paths if os.path.splitext(path)[1].lower() in IMAGE_EXTENSIONS]
     if len(images) < len(paths):
-        others = [str(path) for path in paths if path.suffix.lower() not in IMAGE_EXTENSIONS]
+        others = [path for path in paths if os.path.splitext(path)[1].lower() not in IMAGE_EXTENSIONS]
         log.warning("%s: %s lists %d line(s) that are not image files, left out (%s)", where, list_file, len(others),
                     listing(others))
-    missing = [str(path) for path in images if not path.is_file()]
+    missing = [path for path in images if not os.path.isfile(path)]
     if missing:
         raise LosslabError(f"{where}: {len(missing)} of the {counted(len(images), 'image')} that {list_file} lists "
                            f"do not exist: {listing(missing)}. Lines are image paths, relative to the list's folder.")
@@ -171,20 +192,32 @@ def _listed_images(list_file: Path, where: str) -> list[Path]:
 
 def label_path(image: Path) -> Path:
     """Ultralytics' img2label_paths: the last /images/ of the path becomes /labels/, the extension .txt."""
-    text = str(image)
+    return Path(label_file(str(image)))
+
+
+def label_file(image: str) -> str:
+    """label_path of a normalised path string."""
     marker = f"{os.sep}images{os.sep}"
-    if marker in text:
-        head, tail = text.rsplit(marker, 1)
-        text = f"{head}{os.sep}labels{os.sep}{tail}"
-    return Path(text.rsplit(".", 1)[0] + ".txt")
+    if marker in image:
+        head, tail = image.rsplit(marker, 1)
+        image = f"{head}{os.sep}labels{os.sep}{tail}"
+    return image.rsplit(".", 1)[0] + ".txt"
 
 
-def stray_labels(label_files: list[Path]) -> list[Path]:
-    """The .txt files in the folders of `label_files` that are none of them: labels without an image."""
-    expected = set(label_files)
-    stray = []
-    for folder in sorted({path.parent for path in label_files}):
-        if folder.is_dir():
-            stray += [Path(entry.path) for entry in os.scandir(folder)
-                      if entry.name.endswith(".txt") and entry.is_file() and Path(entry.path) not in expected]
-    return sorted(stray)
+def found_labels(label_files: list[str]) -> tuple[set[str], list[str]]:
+    """Which of `label_files` exist (as files), and the .txt files in their folders that are none of them (labels
+    without an image), in path order: one listing per folder instead of a stat per label file."""
+    expected: dict[str, set[str]] = {}
+    for file in label_files:
+        folder, name = os.path.split(file)
+        expected.setdefault(folder, set()).add(name)
+    found, stray = set(), []
+    for folder, names in expected.items():
+        if not os.path.isdir(folder or "."):
+            continue
+        prefix = os.path.join(folder, "")
+        with os.scandir(folder or ".") as scan:
+            files = [entry.name for entry in scan if entry.name.endswith(".txt") and entry.is_file()]
+        found.update(prefix + name for name in files if name in names)
+        stray += [prefix + name for name in files if name not in names]
+    return found, in_path_order(stray)
