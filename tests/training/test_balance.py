@@ -44,8 +44,9 @@ def test_balance_makes_a_swapped_components_norm_that_of_the_default_loss():
     assert weights["box_regression"] != 1.0
     for name in ("classification", "box_regression", "objectness", "rpn_box_regression"):
         assert after[name] == pytest.approx(default[name], rel=1e-4, abs=1e-12)
+    assert set(weights) == set(default)  # the model's components only: no mask or centerness for Faster R-CNN
     assert {name: weight for name, weight in weights.items() if name != "box_regression"} == \
-        {name: weight for name, weight in plan.loss_weights.items() if name != "box_regression"}
+        {name: plan.loss_weights[name] for name in weights if name != "box_regression"}
 
 
 def test_a_user_loss_is_balanced_like_a_built_in_one(user_folder):

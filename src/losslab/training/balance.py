@@ -28,7 +28,7 @@ def balanced_weights(model: nn.Module, probe: ProbeBatch, build: Callable, choic
     default's), and so does one whose chosen loss pushes the features not at all (no weight could match)."""
     chosen = probe_norms(model, build(choices, weights), probe)
     default = probe_norms(model, build({}, weights), probe)
-    balanced = dict(weights)
+    balanced = {name: weights[name] for name in chosen}  # the model's components only: what summary.json shows
     for name, norm in chosen.items():
         if name not in fixed and norm > 0 and norm != default[name]:
             balanced[name] = weights[name] * default[name] / norm
