@@ -30,7 +30,7 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 def peak_gib(height: int, width: int, masks: int) -> float:
     done = subprocess.run([sys.executable, "-c", DRAW, str(height), str(width), str(masks)], capture_output=True,
-                          text=True, check=True)
+                          text=True, timeout=600, check=True)
     return int(done.stdout.split()[-1]) / 2**20  # ru_maxrss is in KiB on Linux
 
 
